@@ -9,20 +9,30 @@ cache=${WEIR_CACHE:-$HOME/.cache/weir}
 bin=$cache/bin
 mkdir -p "$bin"
 
-# A stamp per binary: the hash of the go.mod/go.sum that built it, so a version bump rebuilds.
-stamp_of() { cat "$here/$1/go.mod" "$here/$1/go.sum" | sha256sum | cut -c1-16; }
+# A stamp per binary: the hash of the go.mod/go.sum and ldflags that built it, so a version bump rebuilds.
+stamp_of() { { cat "$here/$1/go.mod" "$here/$1/go.sum"; [[ -z $2 ]] || echo "$2"; } | sha256sum | cut -c1-16; }
 
-build() { # build <module dir> <package> <output name>
-  local dir=$1 pkg=$2 out=$3 stamp
-  stamp=$(stamp_of "$dir")
+build() { # build <module dir> <package> <output name> [extra ldflags]
+  local dir=$1 pkg=$2 out=$3 extra=${4:-} stamp
+  stamp=$(stamp_of "$dir" "$extra")
   if [[ -x "$bin/$out" && "$(cat "$bin/$out.stamp" 2>/dev/null)" == "$stamp" ]]; then return 0; fi
   echo "weir test env: building $out (first run only; takes a few minutes)" >&2
-  (cd "$here/$dir" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$out.tmp" "$pkg")
+  (cd "$here/$dir" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $extra" -o "$bin/$out.tmp" "$pkg")
   mv "$bin/$out.tmp" "$bin/$out"
   echo "$stamp" > "$bin/$out.stamp"
 }
 
+# A plain `go build` reports gitVersion v0.0.0-master; stamp the real release like hack/lib/version.sh does,
+# so /version, `kubectl version` and client skew checks see v1.34.x.
+kube_version=$(awk '$1 == "k8s.io/kubernetes" {print $2} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/kube/go.mod")
+[[ $kube_version =~ ^v([0-9]+)\.([0-9]+)\. ]] || { echo "cannot read k8s.io/kubernetes version from kube/go.mod" >&2; exit 1; }
+kube_ldflags=""
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  kube_ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=${BASH_REMATCH[1]} -X $pkg.gitMinor=${BASH_REMATCH[2]}"
+  kube_ldflags+=" -X $pkg.gitTreeState=clean"
+done
+
 build etcd . etcd
-build kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver
-build kube k8s.io/kubernetes/cmd/kubectl kubectl
+build kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$kube_ldflags"
+build kube k8s.io/kubernetes/cmd/kubectl kubectl "$kube_ldflags"
 echo "$bin"

@@ -1,0 +1,399 @@
+import {
+  autoscalingSchema,
+  conditionsSchema,
+  connectionRefSchema,
+  deletionPolicySchema,
+  observedGenerationSchema,
+  resourcesSchema,
+  secretRefSchema,
+  type Autoscaling,
+  type CommonStatus,
+  type DeletionPolicy,
+  type Resource,
+  type Resources,
+  type SecretRef,
+} from './common.js';
+import { celRules, type CrossFieldRule } from './rules.js';
+import { arr, bool, IDENTIFIER, int, namedList, obj, oneOf, str, stringMap, type Schema } from './schema-dsl.js';
+
+export const ENGINE_TYPES = [
+  'MergeTree',
+  'ReplacingMergeTree',
+  'SummingMergeTree',
+  'AggregatingMergeTree',
+  'CollapsingMergeTree',
+  'VersionedCollapsingMergeTree',
+] as const;
+export type EngineType = (typeof ENGINE_TYPES)[number];
+
+export interface Column {
+  name: string;
+  type: string;
+  jsonPath?: string;
+  default?: string;
+  codec?: string;
+  comment?: string;
+}
+
+export interface Engine {
+  type: EngineType;
+  sortingKey: string[];
+  partitionKey?: string;
+  primaryKey?: string[];
+  ttl?: string;
+  settings?: Record<string, string>;
+  versionColumn?: string;
+  isDeletedColumn?: string;
+  signColumn?: string;
+  sumColumns?: string[];
+}
+
+export interface SkippingIndex {
+  name: string;
+  expression: string;
+  type: string;
+  granularity?: number;
+}
+
+export interface KafkaSource {
+  bootstrapServers: string[];
+  topic: string;
+  groupId?: string;
+  startFrom?: 'earliest' | 'latest';
+  credentialsSecretRef?: SecretRef;
+  tls?: boolean;
+}
+
+export interface Ingestion {
+  kafka: KafkaSource;
+  replicas?: number;
+  autoscaling?: Autoscaling;
+  batch?: { maxRows?: number; maxBytes?: number; maxDelayMs?: number };
+  resources?: Resources;
+}
+
+export interface Migration {
+  approval?: 'Automatic' | 'Manual';
+  keepPreviousVersions?: number;
+  allowDestructive?: boolean;
+  forwardQuery?: string;
+}
+
+export interface DataSourceSpec {
+  connectionRef?: SecretRef;
+  database?: string;
+  description?: string;
+  columns: Column[];
+  engine: Engine;
+  indexes?: SkippingIndex[];
+  ingestion?: Ingestion;
+  migration?: Migration;
+  deletionPolicy?: DeletionPolicy;
+}
+
+export interface TableVersionRecord {
+  version: number;
+  specHash: string;
+  appliedAt: string;
+  table: string;
+  plan?: string[];
+}
+
+export interface DataSourceStatus extends CommonStatus {
+  database?: string;
+  table?: string;
+  version?: number;
+  specHash?: string;
+  rows?: number;
+  history?: TableVersionRecord[];
+  pendingPlan?: { hash: string; steps: string[] };
+  migration?: { id: string; state: string; step?: string; startedAt?: string };
+  ingestion?: { readyReplicas?: number; replicas?: number; lag?: number; rowsIngested?: number; quarantinedRows?: number };
+}
+
+export type DataSource = Resource<DataSourceSpec, DataSourceStatus>;
+
+const bareColumn = `'${IDENTIFIER}'`;
+
+export const dataSourceRules: CrossFieldRule<DataSourceSpec>[] = [
+  {
+    cel: {
+      rule: `self.engine.sortingKey.all(k, !k.matches(${bareColumn}) || self.columns.exists(c, c.name == k))`,
+      message: 'every sortingKey entry that is a plain column name must name a column in spec.columns',
+      fieldPath: '.engine.sortingKey',
+    },
+    holds: (s) => s.engine.sortingKey.every((k) => !new RegExp(IDENTIFIER).test(k) || s.columns.some((c) => c.name === k)),
+  },
+  {
+    cel: {
+      rule: `!has(self.engine.primaryKey) || self.engine.primaryKey.all(k, !k.matches(${bareColumn}) || self.columns.exists(c, c.name == k))`,
+      message: 'every primaryKey entry that is a plain column name must name a column in spec.columns',
+      fieldPath: '.engine.primaryKey',
+    },
+    holds: (s) =>
+      (s.engine.primaryKey ?? []).every((k) => !new RegExp(IDENTIFIER).test(k) || s.columns.some((c) => c.name === k)),
+  },
+  {
+    cel: {
+      rule:
+        '!has(self.engine.primaryKey) || (size(self.engine.primaryKey) <= size(self.engine.sortingKey) && ' +
+        'self.engine.primaryKey.all(k, self.engine.sortingKey.exists(s, s == k)))',
+      message: 'primaryKey must be a prefix-compatible subset of sortingKey (each entry also in sortingKey)',
+      fieldPath: '.engine.primaryKey',
+    },
+    holds: (s) =>
+      !s.engine.primaryKey ||
+      (s.engine.primaryKey.length <= s.engine.sortingKey.length &&
+        s.engine.primaryKey.every((k) => s.engine.sortingKey.includes(k))),
+  },
+  ...(['versionColumn', 'isDeletedColumn', 'signColumn'] as const).map(
+    (field): CrossFieldRule<DataSourceSpec> => ({
+      cel: {
+        rule: `!has(self.engine.${field}) || self.columns.exists(c, c.name == self.engine.${field})`,
+        message: `engine.${field} must name a column in spec.columns`,
+        fieldPath: `.engine.${field}`,
+      },
+      holds: (s) => s.engine[field] === undefined || s.columns.some((c) => c.name === s.engine[field]),
+    }),
+  ),
+  {
+    cel: {
+      rule: "!has(self.engine.sumColumns) || self.engine.sumColumns.all(k, self.columns.exists(c, c.name == k))",
+      message: 'every engine.sumColumns entry must name a column in spec.columns',
+      fieldPath: '.engine.sumColumns',
+    },
+    holds: (s) => (s.engine.sumColumns ?? []).every((k) => s.columns.some((c) => c.name === k)),
+  },
+  {
+    cel: {
+      rule:
+        "!(self.engine.type in ['CollapsingMergeTree', 'VersionedCollapsingMergeTree']) || has(self.engine.signColumn)",
+      message: 'CollapsingMergeTree and VersionedCollapsingMergeTree need engine.signColumn',
+      fieldPath: '.engine.signColumn',
+    },
+    holds: (s) =>
+      !['CollapsingMergeTree', 'VersionedCollapsingMergeTree'].includes(s.engine.type) || s.engine.signColumn !== undefined,
+  },
+  {
+    cel: {
+      rule: "self.engine.type != 'VersionedCollapsingMergeTree' || has(self.engine.versionColumn)",
+      message: 'VersionedCollapsingMergeTree needs engine.versionColumn',
+      fieldPath: '.engine.versionColumn',
+    },
+    holds: (s) => s.engine.type !== 'VersionedCollapsingMergeTree' || s.engine.versionColumn !== undefined,
+  },
+  {
+    cel: {
+      rule: "!has(self.engine.isDeletedColumn) || (self.engine.type == 'ReplacingMergeTree' && has(self.engine.versionColumn))",
+      message: 'engine.isDeletedColumn is only valid for ReplacingMergeTree with a versionColumn',
+      fieldPath: '.engine.isDeletedColumn',
+    },
+    holds: (s) =>
+      s.engine.isDeletedColumn === undefined || (s.engine.type === 'ReplacingMergeTree' && s.engine.versionColumn !== undefined),
+  },
+  {
+    cel: {
+      rule: "!has(self.engine.sumColumns) || self.engine.type == 'SummingMergeTree'",
+      message: 'engine.sumColumns is only valid for SummingMergeTree',
+      fieldPath: '.engine.sumColumns',
+    },
+    holds: (s) => s.engine.sumColumns === undefined || s.engine.type === 'SummingMergeTree',
+  },
+  {
+    cel: {
+      rule: "!has(self.ingestion) || self.columns.exists(c, has(c.jsonPath))",
+      message: 'a DataSource with ingestion needs at least one column with a jsonPath',
+      fieldPath: '.ingestion',
+    },
+    holds: (s) => s.ingestion === undefined || s.columns.some((c) => c.jsonPath !== undefined),
+  },
+];
+
+const NAME_MAX = 128;
+const EXPR_MAX = 4096;
+
+const columnSchema = obj(
+  'One column of the table.',
+  {
+    name: str('Column name in ClickHouse (letters, digits, underscore; not starting with a digit).', {
+      pattern: IDENTIFIER,
+      maxLength: NAME_MAX,
+    }),
+    type: str('ClickHouse type, e.g. String, UInt32, DateTime64(3), LowCardinality(String), AggregateFunction(uniq, String).', {
+      minLength: 1,
+      maxLength: 1024,
+    }),
+    jsonPath: str(
+      'Where ingestion finds the value in each JSON event, e.g. $.payload.pathname. Without it the column is not fed by ingestion (it takes its default).',
+      { pattern: '^\\$(\\.[A-Za-z_][A-Za-z0-9_-]*|\\[[0-9]+\\])*$', maxLength: 1024 },
+    ),
+    default: str("Default expression (ClickHouse SQL), e.g. 'unknown' or now(). Used for missing values.", {
+      maxLength: EXPR_MAX,
+    }),
+    codec: str('Compression codec expression, e.g. ZSTD(3) or Delta, ZSTD.', { maxLength: 1024 }),
+    comment: str('Column comment, stored in ClickHouse.', { maxLength: 4096 }),
+  },
+  ['name', 'type'],
+);
+
+const engineSchema = obj(
+  'The table engine (MergeTree family) and its keys. Changing type, parameters, sortingKey (other than appending new columns) or partitionKey runs a versioned copy-and-swap migration.',
+  {
+    type: oneOf('MergeTree-family engine.', [...ENGINE_TYPES], { default: 'MergeTree' }),
+    sortingKey: arr(
+      'ORDER BY: column names or expressions, in order. Queries filtering on a prefix of it are fast.',
+      str('A column name or an expression.', { minLength: 1, maxLength: 1024 }),
+      { minItems: 1, maxItems: 32 },
+    ),
+    partitionKey: str('PARTITION BY expression, e.g. toYYYYMM(timestamp).', { maxLength: EXPR_MAX }),
+    primaryKey: arr(
+      'PRIMARY KEY, when it should be shorter than the sorting key: a prefix of sortingKey.',
+      str('A column name or an expression.', { minLength: 1, maxLength: 1024 }),
+      { minItems: 1, maxItems: 32 },
+    ),
+    ttl: str('TTL expression, e.g. toDateTime(timestamp) + INTERVAL 180 DAY. Applied in place.', { maxLength: EXPR_MAX }),
+    settings: stringMap(
+      'MergeTree settings (SETTINGS name = value), e.g. {index_granularity: "8192"}. Applied in place where ClickHouse allows.',
+      { maxProperties: 64 },
+    ),
+    versionColumn: str('ReplacingMergeTree / VersionedCollapsingMergeTree version column.', {
+      pattern: IDENTIFIER,
+      maxLength: NAME_MAX,
+    }),
+    isDeletedColumn: str('ReplacingMergeTree is_deleted column (needs versionColumn).', { pattern: IDENTIFIER, maxLength: NAME_MAX }),
+    signColumn: str('CollapsingMergeTree / VersionedCollapsingMergeTree sign column (Int8, 1 or -1).', {
+      pattern: IDENTIFIER,
+      maxLength: NAME_MAX,
+    }),
+    sumColumns: arr(
+      'SummingMergeTree columns to sum; default: every numeric column not in the sorting key.',
+      str('A column name.', { pattern: IDENTIFIER, maxLength: NAME_MAX }),
+      { maxItems: 256 },
+    ),
+  },
+  ['sortingKey'],
+);
+
+const indexSchema = obj(
+  'A data-skipping index. Added, changed and dropped in place.',
+  {
+    name: str('Index name.', { pattern: IDENTIFIER, maxLength: NAME_MAX }),
+    expression: str('Indexed expression, e.g. pathname.', { minLength: 1, maxLength: EXPR_MAX }),
+    type: str('Index type, e.g. minmax, set(100), bloom_filter(0.01), tokenbf_v1(...).', { minLength: 1, maxLength: 256 }),
+    granularity: int('GRANULARITY of the index.', { minimum: 1, maximum: 100000, default: 1 }),
+  },
+  ['name', 'expression', 'type'],
+);
+
+const ingestionSchema = obj(
+  'Feed the table from a Kafka topic with an ingestion Deployment that weir creates and scales.',
+  {
+    kafka: obj(
+      'The Kafka source.',
+      {
+        bootstrapServers: arr('Broker addresses, host:port.', str('A broker address.', { minLength: 1, maxLength: 512 }), {
+          minItems: 1,
+          maxItems: 32,
+        }),
+        topic: str('Topic to consume.', { minLength: 1, maxLength: 249, pattern: '^[A-Za-z0-9._-]+$' }),
+        groupId: str('Consumer group id; default: weir.<namespace>.<name>.', { minLength: 1, maxLength: 255 }),
+        startFrom: oneOf('Where a new consumer group starts.', ['earliest', 'latest'], { default: 'earliest' }),
+        credentialsSecretRef: secretRefSchema('Kafka SASL credentials (keys: mechanism, username, password)'),
+        tls: bool('Connect to the brokers over TLS.', { default: false }),
+      },
+      ['bootstrapServers', 'topic'],
+    ),
+    replicas: int('Ingestion pods; capped at the topic partition count.', { minimum: 0, maximum: 256, default: 1 }),
+    autoscaling: autoscalingSchema,
+    batch: obj('Insert batches are flushed at whichever bound is reached first.', {
+      maxRows: int('Rows per insert.', { minimum: 1, maximum: 10_000_000, default: 100_000 }),
+      maxBytes: int('Bytes of raw messages per insert.', { minimum: 1024, maximum: 1_073_741_824, default: 16_777_216 }),
+      maxDelayMs: int('Longest a row waits before its batch is flushed.', { minimum: 10, maximum: 600_000, default: 1000 }),
+    }),
+    resources: resourcesSchema,
+  },
+  ['kafka'],
+);
+
+const migrationSchema = obj('How changes that need a copy-and-swap migration are run.', {
+  approval: oneOf(
+    'Automatic applies a migration at once; Manual stops with the plan in status until the weir.dev/approve-plan annotation carries its hash.',
+    ['Automatic', 'Manual'],
+    { default: 'Automatic' },
+  ),
+  keepPreviousVersions: int('Previous table versions kept (as <name>__v<N>) for rollback.', {
+    minimum: 0,
+    maximum: 10,
+    default: 1,
+  }),
+  allowDestructive: bool('Allow changes that drop data (dropping a column). Without it such a plan is refused.', {
+    default: false,
+  }),
+  forwardQuery: str(
+    'SELECT mapping rows of the current table version (read as FROM {source}) to the new schema, for copy-and-swap migrations; default: by column name, with defaults for new columns.',
+    { maxLength: 65536 },
+  ),
+});
+
+export const dataSourceSpecSchema: Schema = obj(
+  'A ClickHouse table managed by weir: its columns, engine and keys, and optionally a Kafka ingestion Deployment.',
+  {
+    connectionRef: connectionRefSchema,
+    database: str('ClickHouse database; default: the namespace name.', { pattern: IDENTIFIER, maxLength: NAME_MAX }),
+    description: str('What the table holds, for people.', { maxLength: 4096 }),
+    columns: namedList('The table columns, in order. Names are unique.', columnSchema, { minItems: 1, maxItems: 500 }),
+    engine: engineSchema,
+    indexes: namedList('Data-skipping indexes.', indexSchema, { maxItems: 64 }),
+    ingestion: ingestionSchema,
+    migration: migrationSchema,
+    deletionPolicy: deletionPolicySchema,
+  },
+  ['columns', 'engine'],
+  { 'x-kubernetes-validations': celRules(dataSourceRules) },
+);
+
+export const dataSourceStatusSchema: Schema = obj('Observed state, written by the operator.', {
+  observedGeneration: observedGenerationSchema,
+  phase: oneOf('Summary for people: Pending, Ready, Migrating, AwaitingApproval, Failed, Deleting.', [
+    'Pending',
+    'Ready',
+    'Migrating',
+    'AwaitingApproval',
+    'Failed',
+    'Deleting',
+  ]),
+  conditions: conditionsSchema,
+  database: str('The ClickHouse database holding the table.'),
+  table: str('The stable table name queries use (database.name).'),
+  version: int('Table version; increments with each copy-and-swap.', { minimum: 0 }),
+  specHash: str('Hash of the spec the current table version was built from.'),
+  rows: int('Approximate row count of the live table.', { minimum: 0 }),
+  history: arr(
+    'Table versions, newest last.',
+    obj('One table version.', {
+      version: int('Version number.', { minimum: 0 }),
+      specHash: str('Hash of the spec that produced it.'),
+      appliedAt: str('When it went live.', { format: 'date-time' }),
+      table: str('Table holding this version now (the stable name, or <name>__v<N> when retained).'),
+      plan: arr('The plan steps that produced it.', str('A plan step.')),
+    }),
+    { maxItems: 64 },
+  ),
+  pendingPlan: obj('A plan waiting for approval (migration.approval: Manual).', {
+    hash: str('Hash to put in the weir.dev/approve-plan annotation to approve it.'),
+    steps: arr('The steps, in order.', str('A plan step.')),
+  }),
+  migration: obj('The migration in progress, if any.', {
+    id: str('Migration id.'),
+    state: str('Protocol state, e.g. Backfilling, Fenced, Swapped.'),
+    step: str('The step running now.'),
+    startedAt: str('When the migration started.', { format: 'date-time' }),
+  }),
+  ingestion: obj('Ingestion Deployment state.', {
+    replicas: int('Desired ingestion pods.', { minimum: 0 }),
+    readyReplicas: int('Ready ingestion pods.', { minimum: 0 }),
+    lag: int('Consumer lag, summed over partitions.', { minimum: 0 }),
+    rowsIngested: int('Rows inserted since the Deployment was created.', { minimum: 0 }),
+    quarantinedRows: int('Rows sent to the quarantine table.', { minimum: 0 }),
+  }),
+});

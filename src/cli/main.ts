@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// weir's single entry point: the operator, the workers and the developer commands are
+// subcommands of one binary (and one container image). Also runs as `kubectl weir`.
+import { Command, Option } from 'commander';
+import { runCrds } from './crds.js';
+import { runOperatorCommand } from './operator.js';
+import { runPlan } from './plan.js';
+import { runValidate } from './validate.js';
+
+const program = new Command()
+  .name('weir')
+  .description('Real-time data projects on ClickHouse, as Kubernetes resources (DataSource, Pipe, Endpoint).')
+  .showHelpAfterError();
+
+program
+  .command('validate')
+  .description('Validate DataSource/Pipe/Endpoint YAML offline with the CRD schemas; exits 1 on any error.')
+  .requiredOption('-f, --filename <path>', 'folder (searched recursively) or file of YAML')
+  .option('-n, --namespace <ns>', 'namespace for resources that set none', 'default')
+  .action((o: { filename: string; namespace: string }) => {
+    process.exitCode = runValidate(o.filename, o.namespace);
+  });
+
+program
+  .command('plan')
+  .description('Print what weir would do for the resources in a folder, in dependency order, without changing anything.')
+  .requiredOption('-f, --filename <path>', 'folder (searched recursively) or file of YAML')
+  .option('-n, --namespace <ns>', 'namespace for resources that set none', 'default')
+  .action((o: { filename: string; namespace: string }) => {
+    process.exitCode = runPlan(o.filename, o.namespace);
+  });
+
+program
+  .command('crds')
+  .description('Print the CustomResourceDefinitions (e.g. `weir crds | kubectl apply -f -`).')
+  .action(() => runCrds());
+
+program
+  .command('operator')
+  .description('Run the operator: watch DataSources, Pipes and Endpoints and converge the world to them.')
+  .option('--kubeconfig <path>', 'kubeconfig file; default: in-cluster config or $KUBECONFIG')
+  .option('--namespace <ns>', 'watch one namespace only (default: all)')
+  .addOption(new Option('--metrics-port <port>', 'port for /healthz, /readyz and /metrics').default(8080).argParser(Number))
+  .option('--metrics-host <host>', 'address to bind /healthz, /readyz, /metrics', '0.0.0.0')
+  .option('--no-leader-election', 'act without a Lease (only for a single replica)')
+  .option('--lease-namespace <ns>', 'namespace of the leader Lease', process.env.POD_NAMESPACE ?? 'weir-system')
+  .option('--lease-name <name>', 'name of the leader Lease', 'weir-operator')
+  .addOption(new Option('--lease-duration <ms>', 'lease validity without renewal').default(15000).argParser(Number))
+  .addOption(new Option('--renew-deadline <ms>', 'leader gives up when it could not renew for this long').default(10000).argParser(Number))
+  .addOption(new Option('--retry-period <ms>', 'candidates retry and the leader renews this often').default(2000).argParser(Number))
+  .addOption(new Option('--resync <ms>', 'reconcile everything again this often').default(300000).argParser(Number))
+  .option('--log-format <format>', 'json or pretty', 'json')
+  .action(runOperatorCommand);
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  console.error(`weir: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
+});

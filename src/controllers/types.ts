@@ -1,0 +1,28 @@
+import type { DataSource } from '../api/datasource.js';
+import type { Endpoint } from '../api/endpoint.js';
+import type { Pipe } from '../api/pipe.js';
+
+export interface EventRecord {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+/** What a reconcile decided: the status to write, the events to emit, when to look again. */
+export interface ReconcileDecision<Status> {
+  status: Status;
+  events: EventRecord[];
+  requeueAfterMs?: number;
+}
+
+/** Read access to the other resources of the project (an informer cache, or the files of `weir dev`). */
+export interface ResourceLookup {
+  dataSource(namespace: string, name: string): DataSource | undefined;
+  pipe(namespace: string, name: string): Pipe | undefined;
+  endpoint(namespace: string, name: string): Endpoint | undefined;
+}
+
+export interface ReconcileContext {
+  now: Date;
+  lookup: ResourceLookup;
+}

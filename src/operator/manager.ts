@@ -1,0 +1,143 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { DataSource } from '../api/datasource.js';
+import type { Endpoint } from '../api/endpoint.js';
+import type { Pipe } from '../api/pipe.js';
+import { reconcileDataSource } from '../controllers/datasource.js';
+import { reconcileEndpoint } from '../controllers/endpoint.js';
+import { reconcilePipe } from '../controllers/pipe.js';
+import type { ReconcileContext } from '../controllers/types.js';
+import { startHealthServer, type HealthServer } from '../runtime/health-server.js';
+import type { Logger } from '../runtime/log.js';
+import { OperatorMetrics } from '../runtime/metrics.js';
+import { Controller, type AnyResource } from './controller.js';
+import { EventRecorder } from './events.js';
+import { DEFAULT_LEADER_TIMING, LeaderElector } from './leader.js';
+
+export interface OperatorOptions {
+  kubeconfig?: string;
+  /** Watch one namespace only; default all. */
+  namespace?: string;
+  metricsPort: number;
+  metricsHost?: string;
+  leaderElection: boolean;
+  leaseNamespace: string;
+  leaseName?: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  resyncMs?: number;
+  log: Logger;
+}
+
+export interface RunningOperator {
+  metricsPort: number;
+  identity: string;
+  /** Resolves when the operator stopped: 'stopped' on request, 'lost' when leadership was lost. */
+  done: Promise<'stopped' | 'lost'>;
+  stop(): Promise<void>;
+}
+
+type Typed<T> = T & AnyResource;
+
+/** The operator process: health and metrics at once, controllers only while leading. */
+export async function startOperator(opts: OperatorOptions): Promise<RunningOperator> {
+  const kc = new KubeConfig();
+  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromDefault();
+  const log = opts.log;
+  const identity = `${hostname()}_${process.pid}_${randomBytes(3).toString('hex')}`;
+  const metrics = new OperatorMetrics();
+  const events = new EventRecorder(kc, 'weir-operator', log, identity);
+
+  let controllers: Controller<AnyResource>[] = [];
+  const health: { server?: HealthServer } = {};
+  const context = (): ReconcileContext => ({
+    now: new Date(),
+    lookup: {
+      dataSource: (ns, name) => dataSources.informer.get(name, ns) as DataSource | undefined,
+      pipe: (ns, name) => pipes.informer.get(name, ns) as Pipe | undefined,
+      endpoint: (ns, name) => endpoints.informer.get(name, ns) as Endpoint | undefined,
+    },
+  });
+  const deps = { kc, log, metrics, events, context, resyncMs: opts.resyncMs, namespace: opts.namespace };
+  const dataSources = new Controller<Typed<DataSource>>({ kind: 'DataSource', reconcile: reconcileDataSource }, deps);
+  const pipes = new Controller<Typed<Pipe>>({ kind: 'Pipe', reconcile: reconcilePipe }, deps);
+  const endpoints = new Controller<Typed<Endpoint>>({ kind: 'Endpoint', reconcile: reconcileEndpoint }, deps);
+  // A change upstream can change the verdict downstream: DataSource → Pipe → Endpoint.
+  dataSources.onChange.push((ds) => pipes.enqueueAll(ds.metadata.namespace));
+  pipes.onChange.push((p) => endpoints.enqueueAll(p.metadata.namespace));
+  let ready = false;
+
+  health.server = await startHealthServer({
+    port: opts.metricsPort,
+    host: opts.metricsHost,
+    registry: metrics.registry,
+    ready: () => (ready ? true : 'starting'),
+  });
+
+  const startControllers = async () => {
+    controllers = [dataSources, pipes, endpoints] as unknown as Controller<AnyResource>[];
+    for (const c of controllers) await c.start();
+    log.info('controllers started', { kinds: controllers.map((c) => c.kind) });
+  };
+
+  const elector = opts.leaderElection
+    ? new LeaderElector(
+        kc,
+        {
+          namespace: opts.leaseNamespace,
+          leaseName: opts.leaseName ?? 'weir-operator',
+          identity,
+          leaseDurationMs: opts.leaseDurationMs ?? DEFAULT_LEADER_TIMING.leaseDurationMs,
+          renewDeadlineMs: opts.renewDeadlineMs ?? DEFAULT_LEADER_TIMING.renewDeadlineMs,
+          retryPeriodMs: opts.retryPeriodMs ?? DEFAULT_LEADER_TIMING.retryPeriodMs,
+        },
+        log,
+      )
+    : undefined;
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info('shutting down');
+      ready = false;
+      for (const c of controllers) await c.stop();
+      await elector?.stop();
+      metrics.leader.set(0);
+      await health.server?.close();
+    })());
+
+  let resolveStop: () => void = () => {};
+  const stopPromise = new Promise<void>((r) => (resolveStop = r));
+  // Non-leaders are ready too: they are healthy standbys, and a Service should not flap on election.
+  ready = true;
+  const done = (async (): Promise<'stopped' | 'lost'> => {
+    if (!elector) {
+      metrics.leader.set(1);
+      await startControllers();
+      await stopPromise;
+      return 'stopped';
+    }
+    let started: Promise<void> = Promise.resolve();
+    const result = await elector.run(() => {
+      metrics.leader.set(1);
+      started = startControllers();
+    });
+    await started;
+    if (result === 'lost') await stop();
+    return result;
+  })();
+
+  return {
+    metricsPort: health.server.port,
+    identity,
+    done,
+    stop: async () => {
+      resolveStop();
+      await stop();
+      await done;
+    },
+  };
+}

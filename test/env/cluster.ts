@@ -1,0 +1,368 @@
+// A real control plane for integration tests: etcd + kube-apiserver on loopback, envtest-style,
+// built from source by test/env/setup.sh (no binary downloads). No controller-manager or scheduler
+// runs, so tests see API semantics only (no pods scheduled, no namespace GC, no SA token controller).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { parseAllDocuments, stringify } from 'yaml';
+import { waitFor } from './wait.js';
+
+export interface TestCluster {
+  kubeconfigPath: string;
+  /** https://127.0.0.1:<port> */
+  server: string;
+  /** Bearer token of `weir-admin` (group system:masters, i.e. cluster-admin through RBAC bootstrap). */
+  token: string;
+  /** CA bundle that verifies the apiserver's serving certificate. */
+  caFile: string;
+  /** Directory holding etcd, kube-apiserver and kubectl. */
+  binDir: string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Apply every CustomResourceDefinition in `*.yaml`/`*.yml` files of this directory (skipped if missing). */
+  crdDir?: string;
+  /** Keep etcd.log and kube-apiserver.log here (survives stop()); default: the cluster's temp dir. */
+  logDir?: string;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const SETUP_SCRIPT = join(here, 'setup.sh');
+const ADMIN_USER = 'weir-admin';
+const CONTEXT = 'weir-test';
+const STOP_GRACE_MS = 10_000;
+const ETCD_READY_MS = 30_000;
+const APISERVER_READY_MS = 90_000;
+const CRD_READY_MS = 30_000;
+/** Port collisions (a free port taken between probe and bind) are retried this many times. */
+const START_ATTEMPTS = 3;
+
+// ---- process bookkeeping: never leave etcd/apiserver orphaned when the test process exits ----
+
+const liveChildren = new Set<ChildProcess>();
+const liveTempDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // 'exit' handlers must be synchronous: SIGKILL and remove; graceful shutdown is stop()'s job.
+  // (vitest turns SIGINT/SIGTERM into process.exit(), so this also covers Ctrl-C during a run.)
+  process.on('exit', () => {
+    for (const child of liveChildren) child.kill('SIGKILL');
+    for (const dir of liveTempDirs) rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  logFile: string;
+  /** Resolves once the process has exited (or failed to spawn). */
+  exited: Promise<void>;
+  /** Set when the process is gone, e.g. "exited with code 1". */
+  exitReason?: string;
+}
+
+function startProcess(name: string, bin: string, args: string[], logFile: string): Proc {
+  const fd = openSync(logFile, 'w');
+  let child: ChildProcess;
+  try {
+    child = spawn(bin, args, { stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd); // the child holds its own copy
+  }
+  liveChildren.add(child);
+  const proc: Proc = { name, child, logFile, exited: Promise.resolve() };
+  proc.exited = new Promise<void>((resolve) => {
+    const done = (reason: string): void => {
+      proc.exitReason ??= reason;
+      liveChildren.delete(child);
+      resolve();
+    };
+    child.once('error', (err) => done(`failed to start: ${err.message}`));
+    child.once('exit', (code, signal) => done(signal ? `killed by ${signal}` : `exited with code ${code}`));
+  });
+  return proc;
+}
+
+async function stopProcess(proc: Proc): Promise<void> {
+  if (proc.exitReason !== undefined) return;
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), STOP_GRACE_MS);
+  await proc.exited;
+  clearTimeout(timer);
+}
+
+function logTail(file: string, lines = 40): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function failure(message: string, procs: Proc[], keptLogs: boolean, cause?: unknown): Error {
+  const tails = procs.map((p) => `--- ${p.name} (${p.exitReason ?? 'running'}), ${p.logFile}, last lines:\n${logTail(p.logFile)}`);
+  const hint = keptLogs ? [] : ['(the temp dir is removed; pass logDir / set WEIR_TEST_LOG_DIR to keep full logs)'];
+  return new Error([message, ...tails, ...hint].join('\n'), { cause });
+}
+
+function abortIfExited(proc: Proc): () => void {
+  return () => {
+    if (proc.exitReason !== undefined) throw new Error(`${proc.name} ${proc.exitReason}`);
+  };
+}
+
+// ---- helpers ----
+
+/** Runs setup.sh (builds once, then a cache hit) and returns the bin dir it prints last. */
+async function ensureBinaries(): Promise<string> {
+  const child = spawn('bash', [SETUP_SCRIPT], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    process.stderr.write(chunk); // build progress is worth seeing: a cold build takes minutes
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  const binDir = stdout.trim().split('\n').pop()?.trim() ?? '';
+  if (code !== 0 || !binDir) throw new Error(`${SETUP_SCRIPT} failed (exit ${code}):\n${stderr.slice(-4000)}`);
+  for (const bin of ['etcd', 'kube-apiserver', 'kubectl']) {
+    if (!existsSync(join(binDir, bin))) throw new Error(`${SETUP_SCRIPT} did not produce ${join(binDir, bin)}`);
+  }
+  return binDir;
+}
+
+/** Ports the OS considers free right now; all listeners are held open together so they are distinct. */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () =>
+      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+        const server = createServer();
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve(server));
+      }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+/** GET over TLS verified against `ca`; resolves with status and body, never rejects on HTTP status. */
+function httpsGet(url: string, ca: Buffer, token: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ca, headers: { authorization: `Bearer ${token}` }, timeout: 5_000 }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function isPortClash(procs: Proc[]): boolean {
+  return procs.some((p) => /address already in use/i.test(logTail(p.logFile, 200)));
+}
+
+// ---- the cluster ----
+
+/** A free port was grabbed by someone else between probing and binding; worth another attempt. */
+class PortClash extends Error {}
+
+export async function startTestCluster(opts: StartOptions = {}): Promise<TestCluster> {
+  installExitHook();
+  const binDir = await ensureBinaries();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(binDir, opts);
+    } catch (err) {
+      if (!(err instanceof PortClash) || attempt >= START_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function startOnce(binDir: string, opts: StartOptions): Promise<TestCluster> {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-test-cluster-'));
+  liveTempDirs.add(dir);
+  const logDir = opts.logDir ?? dir;
+  await mkdir(logDir, { recursive: true });
+  const procs: Proc[] = [];
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      // apiserver first so it doesn't spend its shutdown retrying a vanished etcd.
+      for (const proc of [...procs].reverse()) await stopProcess(proc);
+      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+      liveTempDirs.delete(dir);
+    })());
+
+  try {
+    const [etcdClientPort, etcdPeerPort, apiPort] = (await freePorts(3)) as [number, number, number];
+    const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
+    const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
+
+    // etcd: single member; the cluster lives for one test run, so durability is traded for speed.
+    const etcd = startProcess(
+      'etcd',
+      join(binDir, 'etcd'),
+      [
+        '--name=weir-test',
+        `--data-dir=${join(dir, 'etcd')}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=${peerUrl}`,
+        `--initial-advertise-peer-urls=${peerUrl}`,
+        `--initial-cluster=weir-test=${peerUrl}`,
+        '--unsafe-no-fsync=true',
+        '--quota-backend-bytes=4294967296', // 4 GiB: stay clear of the 2 GiB default alarm in long runs
+        '--log-level=warn',
+      ],
+      join(logDir, 'etcd.log'),
+    );
+    procs.push(etcd);
+    await waitFor(
+      'etcd /health',
+      async () => {
+        const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
+        const body = (await res.json()) as { health?: string };
+        return body.health === 'true' ? true : undefined;
+      },
+      { timeoutMs: ETCD_READY_MS, intervalMs: 50, abortIf: abortIfExited(etcd) },
+    );
+
+    // Service-account signing keys: the apiserver refuses to start without them.
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    });
+    const saPub = join(dir, 'sa.pub');
+    const saKey = join(dir, 'sa.key');
+    await writeFile(saPub, publicKey);
+    await writeFile(saKey, privateKey, { mode: 0o600 });
+
+    // Static token auth: token,user,uid,"groups". system:masters is bound to cluster-admin by RBAC bootstrap.
+    const token = randomBytes(24).toString('hex');
+    const tokenFile = join(dir, 'tokens.csv');
+    await writeFile(tokenFile, `${token},${ADMIN_USER},${ADMIN_USER},"system:masters"\n`, { mode: 0o600 });
+
+    // No --tls-cert-file: the apiserver generates a throwaway CA plus a serving cert for the bind
+    // address into --cert-dir and writes both into apiserver.crt, so that file is a usable CA bundle.
+    const certDir = join(dir, 'certs');
+    const caFile = join(certDir, 'apiserver.crt');
+    const apiserver = startProcess(
+      'kube-apiserver',
+      join(binDir, 'kube-apiserver'),
+      [
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${apiPort}`,
+        `--cert-dir=${certDir}`,
+        `--etcd-servers=${etcdUrl}`,
+        `--token-auth-file=${tokenFile}`,
+        `--service-account-key-file=${saPub}`,
+        `--service-account-signing-key-file=${saKey}`,
+        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+        '--authorization-mode=RBAC',
+        '--service-cluster-ip-range=10.0.0.0/24',
+        // Nothing creates default ServiceAccounts (no controller-manager), so pods would be rejected.
+        '--disable-admission-plugins=ServiceAccount',
+        '--allow-privileged=true',
+      ],
+      join(logDir, 'kube-apiserver.log'),
+    );
+    procs.push(apiserver);
+
+    const server = `https://127.0.0.1:${apiPort}`;
+    // /readyz includes etcd, RBAC bootstrap roles and the CRD informers, i.e. everything tests rely on.
+    await waitFor(
+      'kube-apiserver /readyz',
+      async () => {
+        if (!existsSync(caFile)) return undefined;
+        const res = await httpsGet(`${server}/readyz`, await readFile(caFile), token);
+        if (res.status !== 200 || res.body.trim() !== 'ok') throw new Error(`/readyz ${res.status}: ${res.body.slice(-500)}`);
+        return true;
+      },
+      { timeoutMs: APISERVER_READY_MS, intervalMs: 100, abortIf: abortIfExited(apiserver) },
+    );
+
+    const kubeconfigPath = join(dir, 'kubeconfig');
+    await writeFile(kubeconfigPath, kubeconfigYaml(server, caFile, token), { mode: 0o600 });
+
+    if (opts.crdDir) await installCrds(kubeconfigPath, opts.crdDir);
+
+    return { kubeconfigPath, server, token, caFile, binDir, stop };
+  } catch (err) {
+    const error = failure(
+      `weir test cluster failed to start: ${err instanceof Error ? err.message : String(err)}`,
+      procs,
+      opts.logDir !== undefined,
+      err,
+    );
+    const clash = isPortClash(procs);
+    await stop(); // logs in the temp dir go with it; the error carries their tails
+    throw clash ? new PortClash(error.message, { cause: err }) : error;
+  }
+}
+
+function kubeconfigYaml(server: string, caFile: string, token: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: CONTEXT, cluster: { server, 'certificate-authority': caFile } }],
+    users: [{ name: ADMIN_USER, user: { token } }],
+    contexts: [{ name: CONTEXT, context: { cluster: CONTEXT, user: ADMIN_USER, namespace: 'default' } }],
+    'current-context': CONTEXT,
+  });
+}
+
+async function installCrds(kubeconfigPath: string, crdDir: string): Promise<void> {
+  if (!existsSync(crdDir)) return;
+  const files = (await readdir(crdDir)).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const crds: V1CustomResourceDefinition[] = [];
+  for (const file of files) {
+    for (const doc of parseAllDocuments(await readFile(join(crdDir, file), 'utf8'))) {
+      if (doc.errors.length > 0) throw new Error(`${join(crdDir, file)}: ${doc.errors[0]?.message}`);
+      const obj = doc.toJS() as V1CustomResourceDefinition | null;
+      if (obj?.kind === 'CustomResourceDefinition') crds.push(obj);
+    }
+  }
+  if (crds.length === 0) return;
+
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  const api = kc.makeApiClient(ApiextensionsV1Api);
+  for (const body of crds) await api.createCustomResourceDefinition({ body });
+  await Promise.all(
+    crds.map((crd) => {
+      const name = crd.metadata?.name ?? '';
+      return waitFor(
+        `CRD ${name} Established`,
+        async () => {
+          const current = await api.readCustomResourceDefinition({ name });
+          const established = current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+          return established ? true : undefined;
+        },
+        { timeoutMs: CRD_READY_MS },
+      );
+    }),
+  );
+}
