@@ -3,14 +3,15 @@ import { CATEGORY, KIND_NAMES, KINDS, type KindInfo } from './kinds.js';
 import { obj, str, type Schema } from './schema-dsl.js';
 
 /**
- * Resource names become ClickHouse identifiers (a DataSource's table keeps its name), so
- * they are restricted to what needs no quoting anywhere: the API server enforces it here.
+ * Resource names become ClickHouse identifiers with '-' read as '_' (DataSource page-views
+ * is table page_views), so they are DNS labels: no dots, which ClickHouse reads as a
+ * database separator. Kubernetes itself forbids '_' in names.
  */
-export const RESOURCE_NAME_PATTERN = '^[a-z_][a-z0-9_]*$';
+export const RESOURCE_NAME_PATTERN = '^[a-z]([-a-z0-9]*[a-z0-9])?$';
 export const RESOURCE_NAME_MAX = 63;
 const nameRule = {
   rule: `self.metadata.name.matches('${RESOURCE_NAME_PATTERN}') && size(self.metadata.name) <= ${RESOURCE_NAME_MAX}`,
-  message: `metadata.name must match ${RESOURCE_NAME_PATTERN} (lowercase letters, digits, underscores; it becomes a ClickHouse name) and be at most ${RESOURCE_NAME_MAX} characters`,
+  message: `metadata.name must be a DNS label (lowercase letters, digits and '-', starting with a letter, at most ${RESOURCE_NAME_MAX} characters): it becomes a ClickHouse name with '-' read as '_'`,
 };
 
 /** The full object schema of a kind, as served by the API server. */

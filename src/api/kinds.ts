@@ -69,7 +69,8 @@ export const KINDS: Record<KindName, KindInfo> = {
     kind: 'DataSource',
     plural: 'datasources',
     singular: 'datasource',
-    shortNames: ['ds'],
+    // Not 'ds' and 'ep': kubectl resolves those to DaemonSets and core Endpoints, and warns on every use.
+    shortNames: ['wds'],
     description:
       'A ClickHouse table managed by weir. Compatible changes apply in place; incompatible ones run a versioned copy-and-swap migration that loses and doubles no row.',
     specSchema: dataSourceSpecSchema,
@@ -107,7 +108,7 @@ export const KINDS: Record<KindName, KindInfo> = {
     kind: 'Endpoint',
     plural: 'endpoints',
     singular: 'endpoint',
-    shortNames: ['ep'],
+    shortNames: ['wep'],
     description: 'A Pipe node published as an HTTP API, served by a query Deployment that weir runs and scales.',
     specSchema: endpointSpecSchema,
     statusSchema: endpointStatusSchema,

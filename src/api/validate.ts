@@ -141,7 +141,10 @@ export function validateResource(doc: unknown, file?: string): ValidationError[]
   if (typeof name !== 'string' || name === '') errors.push(err('.metadata.name', 'required field is missing'));
   else if (!new RegExp(RESOURCE_NAME_PATTERN).test(name) || name.length > RESOURCE_NAME_MAX)
     errors.push(
-      err('.metadata.name', `must match ${RESOURCE_NAME_PATTERN} and be at most ${RESOURCE_NAME_MAX} characters (it becomes a ClickHouse name)`),
+      err(
+        '.metadata.name',
+        `must be a DNS label matching ${RESOURCE_NAME_PATTERN}, at most ${RESOURCE_NAME_MAX} characters (it becomes a ClickHouse name with '-' read as '_'; write page-views for table page_views)`,
+      ),
     );
 
   const validate = validatorFor(kind);

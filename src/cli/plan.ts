@@ -1,3 +1,5 @@
+import { clickhouseName } from '../api/names.js';
+import { databaseOf, tableOf } from '../controllers/datasource.js';
 import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import { loadResources } from '../api/load.js';
@@ -9,11 +11,10 @@ import { applyOrder, resourceKey, type ProjectResource } from '../plan/graph.js'
 export const PLAN_EXIT = { noChanges: 0, error: 1, changes: 2 } as const;
 
 function describe(r: ProjectResource): string {
-  const ns = r.metadata.namespace ?? 'default';
   if (r.kind === 'DataSource') {
     const ds = r as DataSource;
-    const db = ds.spec.database ?? ns;
-    return `create table ${db}.${ds.metadata.name} (${ds.spec.columns.length} columns, ${ds.spec.engine.type} ORDER BY (${ds.spec.engine.sortingKey.join(', ')})) and ${db}.${ds.metadata.name}_quarantine`;
+    const table = `${databaseOf(ds)}.${tableOf(ds)}`;
+    return `create table ${table} (${ds.spec.columns.length} columns, ${ds.spec.engine.type} ORDER BY (${ds.spec.engine.sortingKey.join(', ')})) and ${table}_quarantine`;
   }
   if (r.kind === 'Pipe') {
     const p = r as Pipe;
@@ -23,7 +24,7 @@ function describe(r: ProjectResource): string {
       : `compile ${p.spec.nodes.length} node(s)`;
   }
   const ep = r as Endpoint;
-  return `serve /v0/pipes/${ep.metadata.name}.{${(ep.spec.formats ?? ['json']).join(',')}} from Pipe ${ep.spec.pipe}`;
+  return `serve /v0/pipes/${clickhouseName(ep.metadata.name)}.{${(ep.spec.formats ?? ['json']).join(',')}} from Pipe ${ep.spec.pipe}`;
 }
 
 /**

@@ -1,9 +1,11 @@
+import { clickhouseName } from '../api/names.js';
 import type { DataSource, DataSourceStatus } from '../api/datasource.js';
 import { stableHash } from '../runtime/hash.js';
 import { healthStatus } from './status.js';
 import type { ReconcileContext, ReconcileDecision } from './types.js';
 
-export const databaseOf = (ds: DataSource): string => ds.spec.database ?? ds.metadata.namespace ?? 'default';
+export const databaseOf = (ds: DataSource): string => ds.spec.database ?? clickhouseName(ds.metadata.namespace ?? 'default');
+export const tableOf = (ds: DataSource): string => clickhouseName(ds.metadata.name);
 
 /**
  * DataSource reconcile, as far as this build goes: the spec is validated by the API server
@@ -19,7 +21,7 @@ export function reconcileDataSource(ds: DataSource, ctx: ReconcileContext): Reco
     {
       state: 'Reconciling',
       reason: 'ConvergenceEngineUnavailable',
-      message: `Spec is valid; table ${database}.${ds.metadata.name} is not converged because this operator build has no ClickHouse convergence engine.`,
+      message: `Spec is valid; table ${database}.${tableOf(ds)} is not converged because this operator build has no ClickHouse convergence engine.`,
     },
     'Pending',
     ctx.now,
@@ -29,7 +31,7 @@ export function reconcileDataSource(ds: DataSource, ctx: ReconcileContext): Reco
       ...ds.status,
       ...status,
       database,
-      table: `${database}.${ds.metadata.name}`,
+      table: `${database}.${tableOf(ds)}`,
       specHash: stableHash(ds.spec),
     },
     events,

@@ -1,3 +1,4 @@
+import { resourceName } from '../api/names.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -56,9 +57,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const context = (): ReconcileContext => ({
     now: new Date(),
     lookup: {
-      dataSource: (ns, name) => dataSources.informer.get(name, ns) as DataSource | undefined,
-      pipe: (ns, name) => pipes.informer.get(name, ns) as Pipe | undefined,
-      endpoint: (ns, name) => endpoints.informer.get(name, ns) as Endpoint | undefined,
+      dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns) as DataSource | undefined,
+      pipe: (ns, name) => pipes.informer.get(resourceName(name), ns) as Pipe | undefined,
+      endpoint: (ns, name) => endpoints.informer.get(resourceName(name), ns) as Endpoint | undefined,
     },
   });
   const deps = { kc, log, metrics, events, context, resyncMs: opts.resyncMs, namespace: opts.namespace };

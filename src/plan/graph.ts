@@ -1,3 +1,4 @@
+import { clickhouseName, resourceName } from '../api/names.js';
 import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
@@ -34,17 +35,17 @@ export function dependencies(resources: ProjectResource[]): { edges: Dependency[
         for (const ref of findTableReferences(node.sql)) {
           if (nodeNames.has(ref)) continue;
           const [db, table] = ref.includes('.') ? (ref.split('.') as [string, string]) : [undefined, ref];
-          const dsKey = `DataSource/${ns}/${table}`;
+          const dsKey = `DataSource/${ns}/${resourceName(table)}`;
           const target = byKey.get(dsKey) as DataSource | undefined;
-          if (target && (db === undefined || db === (target.spec.database ?? ns))) edges.push({ from, to: dsKey, why: `node ${node.name} reads ${ref}` });
+          if (target && (db === undefined || db === (target.spec.database ?? clickhouseName(ns)))) edges.push({ from, to: dsKey, why: `node ${node.name} reads ${ref}` });
           else unknown.push({ from, name: ref });
         }
       }
       if (pipe.spec.materialize) {
-        edges.push({ from, to: `DataSource/${ns}/${pipe.spec.materialize.into}`, why: `materializes into ${pipe.spec.materialize.into}` });
+        edges.push({ from, to: `DataSource/${ns}/${resourceName(pipe.spec.materialize.into)}`, why: `materializes into ${pipe.spec.materialize.into}` });
       }
     } else if (r.kind === 'Endpoint') {
-      edges.push({ from, to: `Pipe/${ns}/${(r as Endpoint).spec.pipe}`, why: `serves Pipe ${(r as Endpoint).spec.pipe}` });
+      edges.push({ from, to: `Pipe/${ns}/${resourceName((r as Endpoint).spec.pipe)}`, why: `serves Pipe ${(r as Endpoint).spec.pipe}` });
     }
   }
   return { edges, unknown };

@@ -307,7 +307,7 @@ async function startOnce(binDir: string, opts: StartOptions): Promise<TestCluste
     const kubeconfigPath = join(dir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfigYaml(server, caFile, token), { mode: 0o600 });
 
-    if (opts.crdDir) await installCrds(kubeconfigPath, opts.crdDir);
+    if (opts.crdDir) await installCrds(kubeconfigPath, opts.crdDir, binDir);
 
     return { kubeconfigPath, server, token, caFile, binDir, stop };
   } catch (err) {
@@ -334,7 +334,7 @@ function kubeconfigYaml(server: string, caFile: string, token: string): string {
   });
 }
 
-async function installCrds(kubeconfigPath: string, crdDir: string): Promise<void> {
+async function installCrds(kubeconfigPath: string, crdDir: string, binDir: string): Promise<void> {
   if (!existsSync(crdDir)) return;
   const files = (await readdir(crdDir)).filter((f) => /\.ya?ml$/.test(f)).sort();
   const crds: V1CustomResourceDefinition[] = [];
@@ -350,7 +350,9 @@ async function installCrds(kubeconfigPath: string, crdDir: string): Promise<void
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfigPath);
   const api = kc.makeApiClient(ApiextensionsV1Api);
-  for (const body of crds) await api.createCustomResourceDefinition({ body });
+  // kubectl, not client-node: client-node's typed serializer drops schema keys it spells
+  // differently (default, enum, x-kubernetes-validations), silently disabling validation.
+  await runKubectl(binDir, kubeconfigPath, ['apply', '--server-side', '--field-manager=weir-test', '-f', crdDir]);
   await Promise.all(
     crds.map((crd) => {
       const name = crd.metadata?.name ?? '';
@@ -365,4 +367,14 @@ async function installCrds(kubeconfigPath: string, crdDir: string): Promise<void
       );
     }),
   );
+}
+
+function runKubectl(binDir: string, kubeconfigPath: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(binDir, 'kubectl'), ['--kubeconfig', kubeconfigPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`kubectl ${args.join(' ')} exited ${code}: ${stderr}`))));
+  });
 }

@@ -1,0 +1,10 @@
+// One mapping between Kubernetes names and ClickHouse names. Kubernetes forbids '_' in
+// resource names and ClickHouse names read best with '_', so '-' and '_' are the same
+// character to weir: DataSource page-views is table page_views, and a reference may use
+// either spelling (materialize.into: page_views_daily finds DataSource page-views-daily).
+
+/** The ClickHouse identifier of a resource (table, view, endpoint path). */
+export const clickhouseName = (resourceName: string): string => resourceName.replace(/-/g, '_');
+
+/** The Kubernetes resource name a reference points to. */
+export const resourceName = (reference: string): string => reference.replace(/_/g, '-');
