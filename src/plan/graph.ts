@@ -36,8 +36,10 @@ export function dependencies(resources: ProjectResource[]): { edges: Dependency[
           if (nodeNames.has(ref)) continue;
           const [db, table] = ref.includes('.') ? (ref.split('.') as [string, string]) : [undefined, ref];
           const dsKey = `DataSource/${ns}/${resourceName(table)}`;
+          const pipeKey = `Pipe/${ns}/${resourceName(table)}`;
           const target = byKey.get(dsKey) as DataSource | undefined;
           if (target && (db === undefined || db === (target.spec.database ?? clickhouseName(ns)))) edges.push({ from, to: dsKey, why: `node ${node.name} reads ${ref}` });
+          else if (db === undefined && byKey.has(pipeKey)) edges.push({ from, to: pipeKey, why: `node ${node.name} reads Pipe ${ref}` });
           else unknown.push({ from, name: ref });
         }
       }
@@ -52,10 +54,53 @@ export function dependencies(resources: ProjectResource[]): { edges: Dependency[
 }
 
 /**
- * Resources in apply order (dependencies first; deletion is the reverse). A cycle is an
- * error naming the cycle. Ties keep kind order (DataSource, Pipe, Endpoint), then name.
+ * A loop of rows: DataSource a feeds (through a materialized Pipe) DataSource b, which
+ * feeds … a again. ClickHouse would push every insert around it forever.
+ */
+export function dataFlowCycle(resources: ProjectResource[]): string[] | undefined {
+  const { edges } = dependencies(resources);
+  const feeds = new Map<string, { pipe: string; into: string }[]>();
+  for (const r of resources) {
+    if (r.kind !== 'Pipe' || !(r as Pipe).spec.materialize) continue;
+    const pipeKey = resourceKey(r);
+    const into = edges.find((e) => e.from === pipeKey && e.why.startsWith('materializes'))?.to;
+    if (!into) continue;
+    for (const e of edges) {
+      if (e.from === pipeKey && e.to.startsWith('DataSource/') && !e.why.startsWith('materializes')) {
+        feeds.set(e.to, [...(feeds.get(e.to) ?? []), { pipe: pipeKey, into }]);
+      }
+    }
+  }
+  const visiting: string[] = [];
+  const done = new Set<string>();
+  const visit = (ds: string): string[] | undefined => {
+    const at = visiting.indexOf(ds);
+    if (at >= 0) return [...visiting.slice(at), ds];
+    if (done.has(ds)) return undefined;
+    visiting.push(ds);
+    for (const f of feeds.get(ds) ?? []) {
+      const cycle = visit(f.into);
+      if (cycle) return cycle;
+    }
+    visiting.pop();
+    done.add(ds);
+    return undefined;
+  };
+  for (const ds of feeds.keys()) {
+    const cycle = visit(ds);
+    if (cycle) return cycle;
+  }
+  return undefined;
+}
+
+/**
+ * Resources in apply order (dependencies first; deletion is the reverse). A cycle (Pipes
+ * reading each other, or materialized Pipes feeding rows around a loop) is an error naming
+ * it. Ties keep kind order (DataSource, Pipe, Endpoint), then name.
  */
 export function applyOrder(resources: ProjectResource[]): { order: string[] } | { cycle: string[] } {
+  const loop = dataFlowCycle(resources);
+  if (loop) return { cycle: loop };
   const kindRank: Record<string, number> = { DataSource: 0, Pipe: 1, Endpoint: 2 };
   const keys = resources.map(resourceKey).sort((a, b) => {
     const [ka = '', ...ra] = a.split('/');

@@ -60,15 +60,37 @@ export function segments(sql: string): Segment[] {
   return out;
 }
 
-const PLACEHOLDER = /\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*((?:[^{}]|\([^()]*\))+?)\s*\}/g;
+const PLACEHOLDER_START = /\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:/g;
+
+/** Offset just past the `}` closing a placeholder type that starts at `from`, or -1. */
+function placeholderEnd(sql: string, from: number): number {
+  let depth = 0;
+  for (let i = from; i < sql.length; i++) {
+    const c = sql[i];
+    if (c === "'") {
+      // A string inside a type, e.g. DateTime64(3, 'UTC').
+      i++;
+      while (i < sql.length && sql[i] !== "'") i += sql[i] === '\\' ? 2 : 1;
+    } else if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '}' && depth === 0) return i + 1;
+    else if (c === '{' || c === '\n' || depth < 0) return -1;
+  }
+  return -1;
+}
 
 /** Query-parameter placeholders `{name:Type}` outside strings and comments, in order of appearance. */
 export function findPlaceholders(sql: string): Placeholder[] {
   const found: Placeholder[] = [];
   for (const seg of segments(sql)) {
     if (seg.kind !== 'code') continue;
-    for (const m of seg.text.matchAll(PLACEHOLDER)) {
-      found.push({ name: m[1] as string, type: (m[2] as string).trim(), offset: seg.offset + (m.index ?? 0) });
+    for (const m of seg.text.matchAll(PLACEHOLDER_START)) {
+      const offset = seg.offset + (m.index ?? 0);
+      const typeStart = offset + m[0].length;
+      const end = placeholderEnd(sql, typeStart);
+      if (end < 0) continue;
+      const type = sql.slice(typeStart, end - 1).trim();
+      if (type) found.push({ name: m[1] as string, type, offset });
     }
   }
   return found;
@@ -113,7 +135,7 @@ export function findTableReferences(sql: string): string[] {
     const raw = m[1] as string;
     const after = text.slice((m.index ?? 0) + m[0].length).trimStart();
     if (after.startsWith('(')) continue; // a table function
-    names.add(raw.replace(/\s+/g, '').replace(/`/g, ''));
+    names.add(raw.replace(/\s*\.\s*/, '.').replace(/`/g, ''));
   }
   return [...names];
 }
