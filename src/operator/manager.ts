@@ -15,6 +15,7 @@ import { OperatorMetrics } from '../runtime/metrics.js';
 import { Controller, type AnyResource } from './controller.js';
 import { EventRecorder } from './events.js';
 import { DEFAULT_LEADER_TIMING, LeaderElector } from './leader.js';
+import { watchOwnedObjects } from './owned.js';
 
 export interface OperatorOptions {
   kubeconfig?: string;
@@ -78,9 +79,13 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     ready: () => (ready ? true : 'starting'),
   });
 
+  const byKind = { DataSource: dataSources, Pipe: pipes, Endpoint: endpoints } as const;
+  const owned = watchOwnedObjects(kc, log, opts.namespace, (kind, ns, name) => byKind[kind].enqueue(ns, name));
+
   const startControllers = async () => {
     controllers = [dataSources, pipes, endpoints] as unknown as Controller<AnyResource>[];
     for (const c of controllers) await c.start();
+    for (const informer of owned) await informer.start();
     log.info('controllers started', { kinds: controllers.map((c) => c.kind) });
   };
 
@@ -105,6 +110,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       log.info('shutting down');
       ready = false;
       for (const c of controllers) await c.stop();
+      for (const informer of owned) await informer.stop();
       await elector?.stop();
       metrics.leader.set(0);
       await health.server?.close();

@@ -1,6 +1,6 @@
 // The operator process against the real API server: status, idempotence, finalizers,
 // events, metrics, and graceful shutdown.
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
 import type { DataSource } from '../../../src/api/datasource.js';
@@ -8,6 +8,7 @@ import type { Endpoint } from '../../../src/api/endpoint.js';
 import type { Pipe } from '../../../src/api/pipe.js';
 import { mergePatch } from '../../../src/operator/events.js';
 import { FINALIZER } from '../../../src/operator/controller.js';
+import { ownerLabels } from '../../../src/operator/owned.js';
 import { dataSource, endpoint, inNamespace, materializedInto, pipe, withParams } from '../../fixtures/builders.js';
 import { createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';
 import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
@@ -44,7 +45,7 @@ beforeAll(async () => {
     '--renew-deadline', '3000',
     '--retry-period', '500',
     '--resync', '2000',
-  ]);
+  ], { WEIR_LOG_LEVEL: 'debug' });
   const started = await operator.waitForLog('operator started', (l) => l.message === 'operator started');
   metricsPort = started.metricsPort as number;
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
@@ -148,6 +149,23 @@ describe('weir operator', () => {
         return (e as { code?: number }).code === 404 ? true : undefined;
       }
     });
+  });
+
+  it('reconciles the owner when a Deployment it owns changes', async () => {
+    const labels = ownerLabels('DataSource', 'page-views');
+    await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
+      namespace: ns,
+      body: {
+        metadata: { name: 'page-views-ingest', labels },
+        spec: {
+          replicas: 0,
+          selector: { matchLabels: labels },
+          template: { metadata: { labels }, spec: { containers: [{ name: 'ingest', image: 'weir:test' }] } },
+        },
+      },
+    });
+    const line = await operator.waitForLog('owned Deployment noticed', (l) => l.message === 'owned object changed' && l.owned === 'page-views-ingest');
+    expect(line).toMatchObject({ kind: 'DataSource', namespace: ns, name: 'page-views' });
   });
 
   it('serves health, readiness and Prometheus metrics', async () => {
