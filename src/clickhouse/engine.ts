@@ -8,13 +8,15 @@
 // - SET and USE last for the session, so a pooled session is put back to the request's context each time.
 // - Opening a session takes milliseconds, but each one closed keeps about a megabyte: sessions are reused,
 //   and only dropped when a statement left state that cannot be undone (SET, USE, temporary tables).
-// - chdb runs parameterised queries (queryBindAsync) one at a time across all sessions.
+// - chdb's queryBind runs parameterised queries one at a time across all sessions; parameters set per session
+//   with `SET param_<name>` are isolated and run in parallel (see query-params.ts).
 // - One data directory per process: a second directory is refused while the first is open.
 
 import { mkdirSync } from 'node:fs';
 import { Session, drainPending, type ChdbResult, type RawInsertFormat } from 'chdb';
 import { ClickHouseError, ErrorCode, parseClickHouseError } from './errors.js';
-import { analyzeStatement, type StatementInfo } from './sql-text.js';
+import { PARAM_PREFIX, bindParameters } from './query-params.js';
+import { analyzeStatement, quoteIdentifier, quoteStringLiteral, type StatementInfo } from './sql-text.js';
 
 export interface QuerySummary {
   readRows: number;
@@ -55,7 +57,7 @@ export interface EngineInfo {
 }
 
 /** Statement kinds that return rows; others (INSERT, DDL) report no output format. */
-const ROW_RETURNING_KINDS = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC', 'EXISTS', 'EXPLAIN', 'CHECK', 'VALUES']);
+const ROW_RETURNING_KINDS = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC', 'EXISTS', 'EXPLAIN', 'CHECK']);
 
 /** Formats chdb's raw insert path takes as bytes (its own whitelist), parsed by the engine, not by JS. */
 const RAW_INSERT_FORMATS = new Set<string>([
@@ -74,47 +76,7 @@ const isRawInsertFormat = (format: string): format is RawInsertFormat => RAW_INS
 /** Only whitespace: an INSERT body with no rows. */
 const isBlank = (data: Buffer): boolean => data.every((b) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09);
 
-const COMPOSITE_TYPE = /^(?:(?:Nullable|LowCardinality)\()*(?:Array|Map|Tuple|Nested)\(/;
 const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-const quoteString = (value: string): string => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-const quoteIdentifier = (name: string): string => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
-
-/** Undoes ClickHouse's escaped text form (TSV escaping), which HTTP query parameters arrive in. */
-export function unescapeParamValue(raw: string): string {
-  const map: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', '0': '\0', a: '\x07', v: '\v' };
-  return raw.replace(/\\(.)/gs, (_m, c: string) => map[c] ?? c);
-}
-
-/**
- * HTTP query parameters as chdb's queryBind takes them. chdb re-escapes every string value itself, so scalar
- * values are unescaped first. A composite value (Array, Map, Tuple) is parsed by the engine as quoted text without
- * unescaping, which chdb's re-escaping would break when it holds a backslash: such a placeholder is bound as a
- * String and CAST to its type, which parses the same quoted text.
- */
-export function bindParameters(sql: string, info: StatementInfo, raw: Readonly<Record<string, string>>): { sql: string; values: Record<string, string | null> } {
-  const values: Record<string, string | null> = {};
-  const castNames = new Set<string>();
-  for (const [name, value] of Object.entries(raw)) {
-    const types = info.placeholders.filter((p) => p.name === name).map((p) => p.type);
-    const composite = types.length > 0 && types.every((t) => COMPOSITE_TYPE.test(t));
-    if (value === '\\N') values[name] = null;
-    else if (composite && value.includes('\\')) {
-      castNames.add(name);
-      values[name] = value;
-    } else values[name] = unescapeParamValue(value);
-  }
-  if (castNames.size === 0) return { sql, values };
-
-  let rewritten = '';
-  let from = 0;
-  for (const p of info.placeholders) {
-    if (!castNames.has(p.name)) continue;
-    rewritten += `${sql.slice(from, p.start)}CAST({${p.name}:String} AS ${p.type})`;
-    from = p.end;
-  }
-  return { sql: rewritten + sql.slice(from), values };
-}
 
 /** A chdb failure as the ClickHouseError it reports (chdb errors carry ClickHouse's exception text). */
 export function engineError(e: unknown): ClickHouseError {
@@ -169,8 +131,11 @@ class EngineSession {
     return session;
   }
 
-  /** Puts the session in the request's database and settings, undoing the previous request's settings. */
-  async enter(database: string, settings: ReadonlyMap<string, string>): Promise<void> {
+  /**
+   * Puts the session in the request's database and settings, undoing the previous request's settings, and sets the
+   * request's query parameters (`param_...` assignments).
+   */
+  async enter(database: string, settings: ReadonlyMap<string, string>, params: readonly string[] = []): Promise<void> {
     try {
       if (database !== this.database) {
         await this.chdb.queryAsync(`USE ${quoteIdentifier(database)}`);
@@ -180,11 +145,11 @@ class EngineSession {
       for (const name of this.settings.keys()) if (!settings.has(name)) changes.push(`${name} = DEFAULT`);
       for (const [name, value] of settings) {
         if (!SETTING_NAME.test(name)) throw new ClickHouseError(`Unknown setting '${name}'`, { code: ErrorCode.UNKNOWN_SETTING });
-        if (this.settings.get(name) !== value) changes.push(`${name} = ${quoteString(value)}`);
+        if (this.settings.get(name) !== value) changes.push(`${name} = ${quoteStringLiteral(value)}`);
       }
-      if (changes.length === 0) return;
+      if (changes.length === 0 && params.length === 0) return;
       this.reusable = false; // a failed SET may have applied part of its changes
-      await this.chdb.queryAsync(`SET ${changes.join(', ')}`);
+      await this.chdb.queryAsync(`SET ${[...changes, ...params].join(', ')}`);
       this.settings = new Map(settings);
       // readonly cannot be set back once raised
       this.reusable = !settings.has('readonly');
@@ -197,6 +162,8 @@ class EngineSession {
     this.chdb.close();
   }
 }
+
+const shuttingDown = (): ClickHouseError => new ClickHouseError('The server is shutting down', { code: ErrorCode.ABORTED });
 
 /** At most `size` holders at a time; the rest wait in arrival order. */
 class Slots {
@@ -235,8 +202,12 @@ class SessionPool {
   }
 
   async use<T>(readOnly: boolean, work: (session: EngineSession) => Promise<T>): Promise<T> {
-    if (this.closed) throw new ClickHouseError('The server is shutting down', { code: ErrorCode.ABORTED });
+    if (this.closed) throw shuttingDown();
     await this.slots.acquire();
+    if (this.closed) {
+      this.slots.release();
+      throw shuttingDown();
+    }
     this.busy++;
     let session: EngineSession | undefined;
     try {
@@ -295,12 +266,13 @@ export class ChdbEngine {
   async execute(req: EngineRequest): Promise<EngineResult> {
     const statement = statementOf(req);
     rejectUnsupported(statement);
+    const bound = bindParameters(statement.sql, statement.info, req.params);
     return this.pool.use(req.readOnly, async (session) => {
-      await session.enter(req.database, req.settings);
       try {
-        return await this.run(session, req, statement);
+        await session.enter(req.database, req.settings, bound.assignments);
+        return await this.run(session, req, { ...statement, sql: bound.sql });
       } catch (e) {
-        throw engineError(e);
+        throw withoutParamPrefix(engineError(e));
       } finally {
         if (statement.info.changesSessionState) session.reusable = false;
       }
@@ -317,11 +289,7 @@ export class ChdbEngine {
     const { sql, info, insertData } = statement;
     if (insertData !== undefined) return this.insert(session, statement, insertData);
 
-    const params = Object.keys(req.params).length > 0 ? bindParameters(sql, info, req.params) : undefined;
-    const opts = { format: req.defaultFormat };
-    const result = params
-      ? await session.chdb.queryBindAsync(params.sql, params.values, opts)
-      : await session.chdb.queryAsync(sql, opts);
+    const result = await session.chdb.queryAsync(sql, { format: req.defaultFormat });
     const returnsRows = ROW_RETURNING_KINDS.has(info.kind);
     return {
       body: result.bytes(),
@@ -382,15 +350,21 @@ function statementOf(req: EngineRequest): Statement {
   return { sql, info: analyzeStatement(sql) };
 }
 
+/** Error text names parameters as the request did, not as renamed for the session. */
+function withoutParamPrefix(e: ClickHouseError): ClickHouseError {
+  if (!e.message.includes(PARAM_PREFIX)) return e;
+  return new ClickHouseError(e.message.replaceAll(PARAM_PREFIX, ''), { code: e.code, type: e.type, cause: e.cause });
+}
+
 /** What ClickHouse's HTTP interface refuses before running anything. */
 function rejectUnsupported({ sql, info }: Statement): void {
   if (info.kind === '') {
-    throw new ClickHouseError('Empty query.', { code: ErrorCode.SYNTAX_ERROR });
+    throw new ClickHouseError('Empty query', { code: ErrorCode.SYNTAX_ERROR });
   }
   if (info.secondStatementAt !== undefined) {
     const at = info.secondStatementAt;
     throw new ClickHouseError(
-      `Syntax error (Multi-statements are not allowed): failed at position ${at + 1} (end of query): ${sql.slice(at, at + 40)}.`,
+      `Syntax error (Multi-statements are not allowed): failed at position ${at + 1}: ${sql.slice(at, at + 40)}`,
       { code: ErrorCode.SYNTAX_ERROR },
     );
   }

@@ -53,6 +53,7 @@ export const ErrorCode = {
   MEMORY_LIMIT_EXCEEDED: 241,
   TABLE_IS_READ_ONLY: 242,
   TOO_MANY_PARTS: 252,
+  CANNOT_DECOMPRESS: 271,
   ALL_CONNECTION_TRIES_FAILED: 279,
   VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE: 321,
   UNKNOWN_DATABASE_ENGINE: 336,
@@ -184,9 +185,12 @@ export function toClickHouseError(e: unknown): ClickHouseError {
   const code = errorField(e, 'code');
   const type = errorField(e, 'type');
   if ((typeof code === 'string' || typeof code === 'number') && /^\d+$/.test(String(code))) {
-    return new ClickHouseError(message, {
+    // The client takes the first "(UPPERCASE)" group as the type, which can be a word quoted from the query
+    // (`Syntax error: failed at position 1 (SELEC)`): the code's own name wins when weir knows it.
+    const clientType = typeof type === 'string' && type !== '' ? type : undefined;
+    return new ClickHouseError(message.trim(), {
       code: Number(code),
-      type: typeof type === 'string' && type !== '' ? type : undefined,
+      type: errorCodeName(Number(code)) ?? clientType,
       cause: e,
     });
   }

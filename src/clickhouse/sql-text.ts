@@ -53,6 +53,12 @@ const PLACEHOLDER = /\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^{}]*?)\s*\}/y;
 const HEREDOC_TAG = /\$([A-Za-z0-9_]*)\$/y;
 const PLAIN_NAME = /^[A-Za-z0-9_]+$/;
 
+/** A ClickHouse string literal holding `value` exactly. */
+export const quoteStringLiteral = (value: string): string => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+/** A ClickHouse quoted identifier. */
+export const quoteIdentifier = (name: string): string => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
+
 const isSpace = (c: string): boolean => c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v';
 
 /** End of a quoted run starting at `start` (the quote): backslash escapes and doubled quotes stay inside. */

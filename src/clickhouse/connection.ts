@@ -1,0 +1,154 @@
+// The one narrow ClickHouse interface all of weir uses, over @clickhouse/client (HTTP).
+
+import { createClient, ClickHouseLogLevel, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
+import type { Logger } from '../runtime/log.js';
+import { toClickHouseError } from './errors.js';
+
+/** ClickHouse settings by name, e.g. `{ max_execution_time: 30 }`. */
+export type Settings = Record<string, string | number>;
+
+export interface QueryOptions {
+  /** Values for `{name:Type}` placeholders, bound by the server: never spliced into the SQL. */
+  params?: Record<string, unknown>;
+  settings?: Settings;
+  queryId?: string;
+  signal?: AbortSignal;
+}
+
+export type CommandOptions = QueryOptions;
+
+export interface InsertOptions {
+  settings?: Settings;
+  queryId?: string;
+  signal?: AbortSignal;
+}
+
+/** Every failure is a ClickHouseError (see errors.ts), with `retriable` set for what may pass on a retry. */
+export interface ClickHouse {
+  /** True when the server answers /ping. Never throws. */
+  ping(): Promise<boolean>;
+  /** Rows of a query that returns rows (it must not have a FORMAT clause: rows come as JSONEachRow). */
+  query<T>(sql: string, opts?: QueryOptions): Promise<T[]>;
+  /** A statement that returns no rows: DDL, INSERT ... SELECT, SYSTEM, ... */
+  command(sql: string, opts?: CommandOptions): Promise<void>;
+  /** Inserts rows (as JSONEachRow); acknowledged once the server has written them. */
+  insert(table: string, rows: object[], opts?: InsertOptions): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  database?: string;
+  requestTimeoutMs?: number;
+  /** Settings sent with every request, over weir's defaults. */
+  settings?: Settings;
+  logger?: Logger;
+}
+
+/**
+ * Settings weir sends with every request. Since ClickHouse 25.8, 64-bit integers come unquoted in JSON and would
+ * lose precision in JSON.parse; quoted, they arrive as exact decimal strings.
+ */
+export const DEFAULT_SETTINGS: Settings = { output_format_json_quote_64bit_integers: 1 };
+
+// The client types settings by name; weir passes them through as given.
+const asClientSettings = (settings: Settings | undefined): ClickHouseSettings | undefined => settings as ClickHouseSettings | undefined;
+
+/** The first keyword of a statement: enough to tell log lines apart without logging SQL. */
+const statementKind = (sql: string): string => /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? '';
+
+class HttpClickHouse implements ClickHouse {
+  constructor(
+    private readonly client: ClickHouseClient,
+    private readonly logger: Logger | undefined,
+  ) {}
+
+  async ping(): Promise<boolean> {
+    const result = await this.client.ping();
+    if (!result.success) this.logger?.debug('clickhouse ping failed', { error: toClickHouseError(result.error).message });
+    return result.success;
+  }
+
+  query<T>(sql: string, opts: QueryOptions = {}): Promise<T[]> {
+    return this.call('query', sql, opts.queryId, async () => {
+      const rs = await this.client.query({
+        query: sql,
+        format: 'JSONEachRow',
+        ...(opts.params ? { query_params: opts.params } : {}),
+        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.queryId ? { query_id: opts.queryId } : {}),
+        ...(opts.signal ? { abort_signal: opts.signal } : {}),
+      });
+      return rs.json<T>();
+    });
+  }
+
+  command(sql: string, opts: CommandOptions = {}): Promise<void> {
+    return this.call('command', sql, opts.queryId, async () => {
+      await this.client.command({
+        query: sql,
+        ...(opts.params ? { query_params: opts.params } : {}),
+        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.queryId ? { query_id: opts.queryId } : {}),
+        ...(opts.signal ? { abort_signal: opts.signal } : {}),
+      });
+    });
+  }
+
+  insert(table: string, rows: object[], opts: InsertOptions = {}): Promise<void> {
+    return this.call('insert', 'INSERT', opts.queryId, async () => {
+      await this.client.insert({
+        table,
+        values: rows,
+        format: 'JSONEachRow',
+        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.queryId ? { query_id: opts.queryId } : {}),
+        ...(opts.signal ? { abort_signal: opts.signal } : {}),
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+
+  /** Runs one call, converting its failure to ClickHouseError and logging it without SQL or values. */
+  private async call<R>(op: string, sql: string, queryId: string | undefined, work: () => Promise<R>): Promise<R> {
+    const started = performance.now();
+    try {
+      return await work();
+    } catch (e) {
+      const error = toClickHouseError(e);
+      this.logger?.debug('clickhouse call failed', {
+        op,
+        statement: statementKind(sql),
+        ...(queryId ? { queryId } : {}),
+        code: error.code,
+        type: error.type,
+        retriable: error.retriable,
+        durationMs: Math.round(performance.now() - started),
+      });
+      throw error;
+    }
+  }
+}
+
+/** A ClickHouse reached over HTTP at `url`. Nothing is sent until the first call. */
+export function connectClickHouse(opts: ConnectOptions): ClickHouse {
+  const client = createClient({
+    url: opts.url,
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+    ...(opts.database !== undefined ? { database: opts.database } : {}),
+    ...(opts.requestTimeoutMs !== undefined ? { request_timeout: opts.requestTimeoutMs } : {}),
+    clickhouse_settings: asClientSettings({ ...DEFAULT_SETTINGS, ...opts.settings }),
+    application: 'weir',
+    // Long parameter values (big IN lists) go in a multipart body instead of an over-long URL.
+    use_multipart_params_auto: true,
+    // weir logs failures itself, without the client's console output.
+    log: { level: ClickHouseLogLevel.OFF },
+  });
+  return new HttpClickHouse(client, opts.logger);
+}

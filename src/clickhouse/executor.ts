@@ -1,0 +1,362 @@
+// execute: run the planner's steps against ClickHouse. Copy-and-swap migrations are a small
+// state machine whose progress is kept in weir.migrations (and in each table's own marker),
+// so an executor killed at any point resumes where it was, with nothing lost or doubled.
+import { randomBytes } from 'node:crypto';
+import { describeStep, NEXT_TABLE_SUFFIX, versionTableName, type MigrationStep } from '../plan/datasource-plan.js';
+import { createQuarantineSql, createTableSql, qualified, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
+import type { Logger } from '../runtime/log.js';
+import { decodeMarker, encodeMarker } from './catalog.js';
+import type { ClickHouse } from './connection.js';
+import { DEFAULT_FENCE_TIMING, withFence, type FenceReport, type FenceTiming, type TableRef } from './fence.js';
+import { ensureSystemTables } from './system-tables.js';
+
+/** A migration that must not go on: the plan was wrong for the data (e.g. rows that would not convert). */
+export class MigrationRefusedError extends Error {
+  readonly retriable = false;
+}
+
+export interface ExecutionHooks {
+  /** A named point of a step was reached: for status, Events and progress lines. */
+  onProgress?(step: MigrationStep, state: string, detail?: Record<string, unknown>): void;
+}
+
+export interface ExecutorOptions {
+  log: Logger;
+  fenceTiming?: FenceTiming;
+  hooks?: ExecutionHooks;
+  /** Tables whose writers feed the migrated table through materialized views (fenced too). */
+  upstreamOf?: (t: TableRef) => Promise<TableRef[]>;
+}
+
+interface MigrationRow {
+  id: string;
+  database: string;
+  table: string;
+  kind: string;
+  from_version: number;
+  to_version: number;
+  state: string;
+  source_block: string;
+  next_block: string;
+  verify_block: string;
+  swap_block: string;
+  detail: string;
+}
+
+/** For fault-injection tests: `WEIR_FAULT_AT=<state>` SIGKILLs the process when the executor reaches that point. */
+function faultPoint(name: string): void {
+  if (process.env.WEIR_FAULT_AT === name) process.kill(process.pid, 'SIGKILL');
+}
+
+export class Executor {
+  private readonly timing: FenceTiming;
+  readonly fenceReports: FenceReport[] = [];
+
+  constructor(
+    private readonly ch: ClickHouse,
+    private readonly opts: ExecutorOptions,
+  ) {
+    this.timing = opts.fenceTiming ?? DEFAULT_FENCE_TIMING;
+  }
+
+  async run(steps: MigrationStep[]): Promise<void> {
+    for (const step of steps) {
+      this.opts.log.info('step started', { step: describeStep(step) });
+      await this.runStep(step);
+      this.opts.hooks?.onProgress?.(step, 'Done');
+    }
+  }
+
+  private async runStep(step: MigrationStep): Promise<void> {
+    switch (step.kind) {
+      case 'CreateDatabase':
+        return this.ch.command(`CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(step.database)}`);
+      case 'CreateTable': {
+        const sql = createTableSql(step.database, step.table, step.shape, encodeMarker({ version: step.version, specHash: step.specHash, shape: step.shape }));
+        return this.ch.command(sql.replace(/^CREATE TABLE/, 'CREATE TABLE IF NOT EXISTS'));
+      }
+      case 'CreateQuarantine':
+        return this.ch.command(createQuarantineSql(step.database, step.table).replace(/^CREATE TABLE/, 'CREATE TABLE IF NOT EXISTS'));
+      case 'AlterTable': {
+        const marker = encodeMarker({ version: step.version, specHash: step.specHash, shape: step.shape });
+        const actions = [...step.actions, `MODIFY COMMENT ${quoteString(marker)}`];
+        // One ALTER: ClickHouse applies it as a unit, so the marker never claims a change that did not happen.
+        return this.ch.command(`ALTER TABLE ${qualified(step.database, step.table)} ${actions.join(', ')}`, { settings: { alter_sync: 2, mutations_sync: 2 } });
+      }
+      case 'CopyAndSwap':
+        return this.copyAndSwap(step);
+      case 'SwapBack':
+        return this.swapBack(step);
+    }
+  }
+
+  // ---- copy-and-swap -------------------------------------------------------------------
+
+  private async copyAndSwap(step: Extract<MigrationStep, { kind: 'CopyAndSwap' }>): Promise<void> {
+    await ensureSystemTables(this.ch);
+    const { database, table } = step;
+    const live = qualified(database, table);
+    const nextName = `${table}${NEXT_TABLE_SUFFIX}`;
+    const next = qualified(database, nextName);
+    let m = await this.activeMigration(database, table);
+    if (m && m.to_version !== step.toVersion) {
+      // A migration for another target was interrupted: it never swapped, so drop its work.
+      await this.ch.command(`DROP TABLE IF EXISTS ${next}`);
+      await this.record({ ...m, state: 'Abandoned', detail: `superseded by a plan for v${step.toVersion}` });
+      m = undefined;
+    }
+    if (!m) {
+      m = {
+        id: `mig-${randomBytes(6).toString('hex')}`,
+        database,
+        table,
+        kind: 'CopyAndSwap',
+        from_version: step.fromVersion,
+        to_version: step.toVersion,
+        state: 'Started',
+        source_block: '0',
+        next_block: '0',
+        verify_block: '0',
+        swap_block: '0',
+        detail: step.reasons.join('; '),
+      };
+      await this.record(m);
+    }
+    const progress = (state: string, detail?: Record<string, unknown>) => {
+      this.opts.log.info('migration progress', { table: `${database}.${table}`, migration: m?.id, state, ...detail });
+      this.opts.hooks?.onProgress?.(step, state, detail);
+    };
+
+    // The live table's marker tells whether the swap already happened (the crash may have come right after it).
+    const liveVersion = await this.markerVersion(database, table);
+    if (liveVersion === step.toVersion && m.state !== 'Swapped') m = await this.record({ ...m, state: 'Swapped' });
+
+    if (m.state === 'Started') {
+      await this.ch.command(`DROP TABLE IF EXISTS ${next}`);
+      await this.ch.command(createTableSql(database, nextName, step.shape, encodeMarker({ version: step.toVersion, specHash: step.specHash, shape: step.shape })));
+      await this.checkConvertible(live, step);
+      faultPoint('Created');
+      m = await this.record({ ...m, state: 'Created' });
+      progress('Created', { next: `${database}.${nextName}` });
+    }
+
+    const mapping = await this.mapping(live, step);
+    if (m.state === 'Created') {
+      const n = await this.maxBlock(live);
+      await this.ch.command(`TRUNCATE TABLE ${next}`);
+      progress('Backfilling', { upToBlock: n });
+      await this.ch.command(`INSERT INTO ${next} (${mapping.columns}) ${mapping.select(`_block_number <= ${n}`)}`);
+      faultPoint('Backfilled');
+      const b = await this.maxBlock(next);
+      m = await this.record({ ...m, state: 'Backfilled', source_block: String(n), next_block: String(b) });
+      progress('Backfilled', { rows: await this.count(next) });
+    }
+
+    if (m.state === 'Backfilled') {
+      const current: MigrationRow = m;
+      const fenced = await this.fencedTables({ database, table });
+      const { result, report } = await withFence(
+        this.ch,
+        fenced,
+        async (assertHeld) => {
+          progress('Fenced', { writersOf: fenced.map((t) => `${t.database}.${t.table}`) });
+          // Rows a previous, interrupted attempt copied after the backfill are dropped first.
+          if ((await this.count(next, `_block_number > ${current.next_block}`)) > 0) {
+            await this.ch.command(`DELETE FROM ${next} WHERE _block_number > ${current.next_block}`, { settings: { mutations_sync: 2, lightweight_deletes_sync: 2 } });
+          }
+          await this.ch.command(`INSERT INTO ${next} (${mapping.columns}) ${mapping.select(`_block_number > ${current.source_block}`)}`);
+          faultPoint('DeltaCopied');
+          const [liveRows, nextRows, verifyBlock, swapBlock] = await Promise.all([this.count(live), this.count(next), this.maxBlock(live), this.maxBlock(next)]);
+          if (step.oneToOne && liveRows !== nextRows) {
+            throw new MigrationRefusedError(`verification failed: ${database}.${table} has ${liveRows} rows but the new version has ${nextRows}; nothing was swapped`);
+          }
+          const verified = await this.record({ ...current, state: 'Verified', verify_block: String(verifyBlock), swap_block: String(swapBlock) });
+          progress('Verified', { rows: nextRows });
+          await assertHeld();
+          faultPoint('Verified');
+          await this.ch.command(`EXCHANGE TABLES ${live} AND ${next}`);
+          faultPoint('Exchanged');
+          return this.record({ ...verified, state: 'Swapped' });
+        },
+        this.timing,
+      );
+      this.fenceReports.push(report);
+      m = result;
+      progress('Swapped', { fenceHeldMs: report.heldMs, writers: report.writers.length });
+    }
+
+    if (m.state === 'Swapped') {
+      // The previous version now sits under the temporary name. Rows that unmanaged writers
+      // put into it between verification and the swap are found by block number and moved.
+      if (await this.exists(database, nextName)) {
+        const gap = await this.count(next, `_block_number > ${m.verify_block}`);
+        if (gap > 0) {
+          const reverse = await this.mapping(next, step);
+          await this.ch.command(`INSERT INTO ${live} (${reverse.columns}) ${reverse.select(`_block_number > ${m.verify_block}`)}`);
+          this.opts.log.warn('rows written by writers weir does not fence arrived during the swap; copied them over', { table: `${database}.${table}`, rows: gap });
+        }
+        faultPoint('GapChecked');
+        await this.retain(database, table, nextName, step.fromVersion, step.keepPreviousVersions);
+      }
+      m = await this.record({ ...m, state: 'Done' });
+      progress('Completed', { version: step.toVersion });
+    }
+  }
+
+  /** Roll back to a retained version: copy only the rows written since it was replaced. */
+  private async swapBack(step: Extract<MigrationStep, { kind: 'SwapBack' }>): Promise<void> {
+    await ensureSystemTables(this.ch);
+    const { database, table } = step;
+    const live = qualified(database, table);
+    const retained = qualified(database, step.retainedTable);
+    if ((await this.markerVersion(database, table)) !== step.toVersion) {
+      const marker = decodeMarker(await this.comment(database, table));
+      const swapBlock = marker ? await this.swapBlockOf(database, table, step.fromVersion) : undefined;
+      if (swapBlock === undefined) throw new MigrationRefusedError(`no record of when v${step.fromVersion} went live; roll forward instead`);
+      const retainedShape = decodeMarker(await this.comment(database, step.retainedTable))?.shape;
+      if (!retainedShape) throw new MigrationRefusedError(`${database}.${step.retainedTable} has no weir marker`);
+      const { report } = await withFence(
+        this.ch,
+        await this.fencedTables({ database, table }),
+        async (assertHeld) => {
+          const cols = retainedShape.columns.map((c) => quoteIdentifier(c.name)).join(', ');
+          const liveCols = new Set((await this.ch.query<{ name: string }>(`DESCRIBE TABLE ${live}`)).map((c) => c.name));
+          const select = retainedShape.columns
+            .map((c) => (liveCols.has(c.name) ? `CAST(${quoteIdentifier(c.name)} AS ${c.type})` : `defaultValueOfTypeName(${quoteString(c.type)})`))
+            .join(', ');
+          await this.ch.command(`INSERT INTO ${retained} (${cols}) SELECT ${select} FROM ${live} WHERE _block_number > ${swapBlock}`);
+          await assertHeld();
+          await this.ch.command(`EXCHANGE TABLES ${live} AND ${retained}`);
+        },
+        this.timing,
+      );
+      this.fenceReports.push(report);
+    }
+    // The version rolled back from now sits under the retained name: keep it as its own version.
+    if (await this.exists(database, step.retainedTable)) {
+      const from = versionTableName(table, step.fromVersion);
+      await this.ch.command(`RENAME TABLE ${retained} TO ${qualified(database, from)}`);
+      await this.dropBeyond(database, table, step.keepPreviousVersions);
+    }
+  }
+
+  // ---- helpers -------------------------------------------------------------------------
+
+  private async retain(database: string, table: string, tempName: string, version: number, keep: number): Promise<void> {
+    if (keep <= 0) {
+      await this.ch.command(`DROP TABLE IF EXISTS ${qualified(database, tempName)}`);
+      return;
+    }
+    const target = versionTableName(table, version);
+    await this.ch.command(`DROP TABLE IF EXISTS ${qualified(database, target)}`);
+    await this.ch.command(`RENAME TABLE ${qualified(database, tempName)} TO ${qualified(database, target)}`);
+    await this.dropBeyond(database, table, keep);
+  }
+
+  private async dropBeyond(database: string, table: string, keep: number): Promise<void> {
+    const prefix = `${table}__v`;
+    const rows = await this.ch.query<{ name: string }>('SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {p:String})', {
+      params: { db: database, p: prefix },
+    });
+    const versions = rows
+      .map((r) => ({ name: r.name, v: Number(r.name.slice(prefix.length)) }))
+      .filter((x) => Number.isInteger(x.v))
+      .sort((a, b) => b.v - a.v);
+    for (const old of versions.slice(keep)) await this.ch.command(`DROP TABLE IF EXISTS ${qualified(database, old.name)}`);
+  }
+
+  /** Column list and SELECT that map rows of `source` to the new shape (a forward query or by name). */
+  private async mapping(source: string, step: Extract<MigrationStep, { kind: 'CopyAndSwap' }>): Promise<{ columns: string; select: (where: string) => string }> {
+    if (step.forwardQuery) {
+      const query = (where: string) => step.forwardQuery?.replace(/\{source\}/g, `(SELECT * FROM ${source} WHERE ${where})`) ?? '';
+      const out = await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${query('0')})`);
+      const cols = out.map((c) => quoteIdentifier(c.name)).join(', ');
+      return { columns: cols, select: (where) => `SELECT ${cols} FROM (${query(where)})` };
+    }
+    const sourceCols = new Set((await this.ch.query<{ name: string }>(`DESCRIBE TABLE ${source}`)).map((c) => c.name));
+    const shared = step.shape.columns.filter((c) => sourceCols.has(c.name));
+    const columns = shared.map((c) => quoteIdentifier(c.name)).join(', ');
+    const exprs = shared.map((c) => `CAST(${quoteIdentifier(c.name)} AS ${c.type})`).join(', ');
+    return { columns, select: (where) => `SELECT ${exprs} FROM ${source} WHERE ${where}` };
+  }
+
+  /** Refuse a type change that would lose values, with the count and samples. */
+  private async checkConvertible(live: string, step: Extract<MigrationStep, { kind: 'CopyAndSwap' }>): Promise<void> {
+    if (step.forwardQuery) return; // the forward query owns the conversion
+    for (const change of step.typeChanges) {
+      const col = quoteIdentifier(change.column);
+      const bad = `isNotNull(${col}) AND isNull(accurateCastOrNull(${col}, ${quoteString(change.to)}))`;
+      const [row] = await this.ch.query<{ n: string; samples: string[] }>(
+        `SELECT count() AS n, groupArray(5)(toString(${col})) AS samples FROM ${live} WHERE ${bad}`,
+      );
+      const n = Number(row?.n ?? 0);
+      if (n > 0) {
+        await this.ch.command(`DROP TABLE IF EXISTS ${qualified(step.database, `${step.table}${NEXT_TABLE_SUFFIX}`)}`);
+        const m = await this.activeMigration(step.database, step.table);
+        if (m) await this.record({ ...m, state: 'Refused', detail: `unconvertible ${change.column}` });
+        throw new MigrationRefusedError(
+          `${n} row(s) of ${step.database}.${step.table} have a ${change.column} that does not convert from ${change.from} to ${change.to} ` +
+            `(e.g. ${(row?.samples ?? []).map((s) => JSON.stringify(s)).join(', ')}); handle them with spec.migration.forwardQuery. Nothing was changed.`,
+        );
+      }
+    }
+  }
+
+  private async fencedTables(t: TableRef): Promise<TableRef[]> {
+    const upstream = (await this.opts.upstreamOf?.(t)) ?? [];
+    return [t, ...upstream];
+  }
+
+  private async activeMigration(database: string, table: string): Promise<MigrationRow | undefined> {
+    const rows = await this.ch.query<MigrationRow>(
+      `SELECT * FROM weir.migrations FINAL WHERE database = {db:String} AND table = {t:String}
+       AND state NOT IN ('Done', 'Abandoned', 'Refused') ORDER BY updated_at DESC LIMIT 1`,
+      { params: { db: database, t: table } },
+    );
+    return rows[0];
+  }
+
+  private async swapBlockOf(database: string, table: string, version: number): Promise<string | undefined> {
+    const rows = await this.ch.query<{ swap_block: string }>(
+      `SELECT swap_block FROM weir.migrations FINAL WHERE database = {db:String} AND table = {t:String} AND to_version = {v:UInt32}
+       AND state = 'Done' ORDER BY updated_at DESC LIMIT 1`,
+      { params: { db: database, t: table, v: version } },
+    );
+    return rows[0]?.swap_block;
+  }
+
+  private async record(m: MigrationRow): Promise<MigrationRow> {
+    await this.ch.insert('weir.migrations', [{ ...m, started_at: undefined }].map(({ started_at: _s, ...rest }) => rest));
+    return m;
+  }
+
+  private async maxBlock(table: string): Promise<string> {
+    const [row] = await this.ch.query<{ b: string }>(`SELECT toString(max(_block_number)) AS b FROM ${table}`);
+    return row?.b ?? '0';
+  }
+
+  private async count(table: string, where = '1'): Promise<number> {
+    const [row] = await this.ch.query<{ n: string }>(`SELECT count() AS n FROM ${table} WHERE ${where}`);
+    return Number(row?.n ?? 0);
+  }
+
+  private async exists(database: string, name: string): Promise<boolean> {
+    const rows = await this.ch.query<{ n: string }>('SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
+      params: { db: database, n: name },
+    });
+    return Number(rows[0]?.n ?? 0) > 0;
+  }
+
+  private async comment(database: string, name: string): Promise<string> {
+    const rows = await this.ch.query<{ comment: string }>('SELECT comment FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
+      params: { db: database, n: name },
+    });
+    return rows[0]?.comment ?? '';
+  }
+
+  private async markerVersion(database: string, name: string): Promise<number | undefined> {
+    return decodeMarker(await this.comment(database, name))?.version;
+  }
+}
+
+export type { TableShape };

@@ -1,0 +1,41 @@
+// weir's own tables in ClickHouse: where migrations keep their progress and where writers
+// and the migration executor meet at a fence. They live in the `weir` database.
+import type { ClickHouse } from './connection.js';
+
+export const SYSTEM_DATABASE = 'weir';
+
+const TABLES = [
+  `CREATE TABLE IF NOT EXISTS weir.fences (
+    database String, table String, fence_id String,
+    state LowCardinality(String), expires_at DateTime64(3, 'UTC'), updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (database, table, fence_id)
+  TTL toDateTime(updated_at) + INTERVAL 7 DAY
+  COMMENT 'weir: fences writers honour at batch boundaries during swaps'`,
+  `CREATE TABLE IF NOT EXISTS weir.writers (
+    writer_id String, database String, table String, heartbeat_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = ReplacingMergeTree(heartbeat_at) ORDER BY (database, table, writer_id)
+  TTL toDateTime(heartbeat_at) + INTERVAL 1 DAY
+  COMMENT 'weir: live writers of each table (heartbeats)'`,
+  `CREATE TABLE IF NOT EXISTS weir.fence_acks (
+    fence_id String, writer_id String, acked_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = MergeTree ORDER BY (fence_id, writer_id)
+  TTL toDateTime(acked_at) + INTERVAL 1 DAY
+  COMMENT 'weir: writers that paused for a fence'`,
+  `CREATE TABLE IF NOT EXISTS weir.migrations (
+    id String, database String, table String, kind LowCardinality(String),
+    from_version UInt32, to_version UInt32, state LowCardinality(String),
+    source_block UInt64, next_block UInt64, verify_block UInt64, swap_block UInt64,
+    detail String, started_at DateTime64(3, 'UTC'), updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (database, table, id)
+  COMMENT 'weir: progress of copy-and-swap migrations, for resuming after a crash'`,
+];
+
+const ready = new WeakSet<ClickHouse>();
+
+/** Create weir's database and tables once per connection (idempotent). */
+export async function ensureSystemTables(ch: ClickHouse): Promise<void> {
+  if (ready.has(ch)) return;
+  await ch.command(`CREATE DATABASE IF NOT EXISTS ${SYSTEM_DATABASE}`);
+  for (const sql of TABLES) await ch.command(sql);
+  ready.add(ch);
+}
