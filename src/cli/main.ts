@@ -2,6 +2,7 @@
 // weir's single entry point: the operator, the workers and the developer commands are
 // subcommands of one binary (and one container image). Also runs as `kubectl weir`.
 import { Command, Option } from 'commander';
+import { runClickHouseCommand } from './clickhouse.js';
 import { runCrds } from './crds.js';
 import { runOperatorCommand } from './operator.js';
 import { runPlan } from './plan.js';
@@ -51,6 +52,16 @@ program
   .addOption(new Option('--resync <ms>', 'reconcile everything again this often').default(300000).argParser(Number))
   .option('--log-format <format>', 'json or pretty', 'json')
   .action(runOperatorCommand);
+
+program
+  .command('clickhouse')
+  .description('Serve the embedded ClickHouse engine (chDB) on the ClickHouse HTTP protocol.')
+  .option('--data-dir <dir>', 'where the data lives', './.weir/data')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default(8123).argParser(Number))
+  .option('--user <user>', 'require this user (basic auth)')
+  .option('--password <password>', 'password for --user (or WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_PASSWORD)
+  .action(runClickHouseCommand);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`weir: ${e instanceof Error ? e.message : String(e)}`);

@@ -23,6 +23,11 @@ export function decodeMarker(comment: string): TableMarker | undefined {
   }
 }
 
+export interface TableRef {
+  database: string;
+  table: string;
+}
+
 export interface ObservedColumn {
   name: string;
   type: string;

@@ -5,9 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { describeStep, NEXT_TABLE_SUFFIX, versionTableName, type MigrationStep } from '../plan/datasource-plan.js';
 import { createQuarantineSql, createTableSql, qualified, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
 import type { Logger } from '../runtime/log.js';
-import { decodeMarker, encodeMarker } from './catalog.js';
+import { decodeMarker, encodeMarker, type TableRef } from './catalog.js';
 import type { ClickHouse } from './connection.js';
-import { DEFAULT_FENCE_TIMING, withFence, type FenceReport, type FenceTiming, type TableRef } from './fence.js';
+import { DEFAULT_FENCE_TIMING, withFence, type FenceReport, type FenceTiming } from './fence.js';
 import { ensureSystemTables } from './system-tables.js';
 
 /** A migration that must not go on: the plan was wrong for the data (e.g. rows that would not convert). */

@@ -10,13 +10,9 @@
 // stop writers for longer than the fence TTL.
 import { randomBytes } from 'node:crypto';
 import { sleep } from '../runtime/backoff.js';
+import type { TableRef } from './catalog.js';
 import type { ClickHouse } from './connection.js';
 import { ensureSystemTables } from './system-tables.js';
-
-export interface TableRef {
-  database: string;
-  table: string;
-}
 
 export interface FenceTiming {
   /** A writer whose last heartbeat is older than this is dead. */

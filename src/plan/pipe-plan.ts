@@ -1,0 +1,89 @@
+// plan for one Pipe: a materialized Pipe is a ClickHouse materialized view TO its target
+// DataSource's table; a plain Pipe has nothing to create (Endpoints run its SQL).
+import type { DataSource } from '../api/datasource.js';
+import { clickhouseName, resourceName } from '../api/names.js';
+import type { Pipe, PipeNode } from '../api/pipe.js';
+import type { Catalog, TableRef } from '../clickhouse/catalog.js';
+import { stableHash } from '../runtime/hash.js';
+import { findTableReferences } from './sql-scan.js';
+
+export type PipeStep =
+  | { kind: 'CreateView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; backfill: 'Full' | 'None'; specHash: string }
+  | { kind: 'ModifyViewQuery'; database: string; view: string; query: string; specHash: string }
+  | { kind: 'DropView'; database: string; view: string };
+
+export interface PipePlan {
+  view?: string;
+  steps: PipeStep[];
+  refusals: string[];
+}
+
+export const VIEW_MARKER_PREFIX = 'weir-pipe:';
+export const viewMarker = (specHash: string): string => `${VIEW_MARKER_PREFIX}${specHash}`;
+
+/** Nodes up to `upTo` as one query: earlier nodes become CTEs readable by name. */
+export function composeQuery(nodes: PipeNode[], upTo?: string): string {
+  const end = upTo === undefined ? nodes.length - 1 : nodes.findIndex((n) => n.name === upTo);
+  const used = nodes.slice(0, end + 1);
+  const last = used[used.length - 1];
+  if (!last) throw new Error(`node ${upTo ?? ''} not found`);
+  const strip = (sql: string) => sql.trim().replace(/;\s*$/, '');
+  if (used.length === 1) return strip(last.sql);
+  const ctes = used.slice(0, -1).map((n) => `${n.name} AS (\n${strip(n.sql)}\n)`);
+  return `WITH ${ctes.join(',\n')}\n${strip(last.sql)}`;
+}
+
+export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog): PipePlan {
+  const ns = pipe.metadata.namespace ?? 'default';
+  const m = pipe.spec.materialize;
+  const plan: PipePlan = { steps: [], refusals: [] };
+  if (!m) return plan;
+  const target = dataSources.find((d) => d.metadata.name === resourceName(m.into) && (d.metadata.namespace ?? 'default') === ns);
+  if (!target) {
+    plan.refusals.push(`materialize.into names DataSource ${ns}/${m.into}, which does not exist`);
+    return plan;
+  }
+  const dbOf = (d: DataSource) => d.spec.database ?? clickhouseName(d.metadata.namespace ?? 'default');
+  const database = dbOf(target);
+  const view = clickhouseName(pipe.metadata.name);
+  plan.view = `${database}.${view}`;
+  const query = composeQuery(pipe.spec.nodes, m.node);
+  const nodeNames = new Set(pipe.spec.nodes.map((n) => n.name));
+  const sources: TableRef[] = [];
+  for (const ref of pipe.spec.nodes.flatMap((n) => findTableReferences(n.sql))) {
+    if (nodeNames.has(ref)) continue;
+    const [db, table] = ref.includes('.') ? (ref.split('.') as [string, string]) : [undefined, ref];
+    const ds = dataSources.find((d) => d.metadata.name === resourceName(table) && (db === undefined || dbOf(d) === db));
+    if (ds && !sources.some((s) => s.database === dbOf(ds) && s.table === clickhouseName(ds.metadata.name))) {
+      sources.push({ database: dbOf(ds), table: clickhouseName(ds.metadata.name) });
+    }
+  }
+  const specHash = stableHash({ query, target: m.into, backfill: m.backfill ?? 'Full' });
+  const existing = catalog.views.find((v) => v.database === database && v.name === view);
+  if (!existing) {
+    plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: clickhouseName(target.metadata.name) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
+    return plan;
+  }
+  if (existing.comment === viewMarker(specHash)) return plan;
+  if (!existing.comment.startsWith(VIEW_MARKER_PREFIX)) {
+    plan.refusals.push(`view ${database}.${view} exists but was not created by weir; rename or drop it`);
+  } else if ((m.backfill ?? 'Full') === 'None') {
+    plan.steps.push({ kind: 'ModifyViewQuery', database, view, query, specHash });
+  } else {
+    plan.refusals.push(
+      `changing the query of materialized Pipe ${pipe.metadata.name} with backfill: Full needs the target recomputed, which this build does not do yet; set materialize.backfill: None to apply the new query to new rows only`,
+    );
+  }
+  return plan;
+}
+
+export function describePipeStep(s: PipeStep): string {
+  switch (s.kind) {
+    case 'CreateView':
+      return `create materialized view ${s.database}.${s.view} TO ${s.target.database}.${s.target.table}${s.backfill === 'Full' ? `, backfilling rows already in ${s.sources.map((x) => `${x.database}.${x.table}`).join(', ') || 'its sources'} exactly once` : ''}`;
+    case 'ModifyViewQuery':
+      return `change the query of ${s.database}.${s.view} for new rows (backfill: None)`;
+    case 'DropView':
+      return `drop materialized view ${s.database}.${s.view}`;
+  }
+}

@@ -1,0 +1,48 @@
+// plan for a whole project: every DataSource and Pipe, in dependency order, against one
+// observed catalog. This is what `weir plan` prints and what `weir apply`, `weir dev` and
+// the operator execute.
+import type { DataSource } from '../api/datasource.js';
+import type { Pipe } from '../api/pipe.js';
+import type { Catalog } from '../clickhouse/catalog.js';
+import { describeStep, planDataSource, type MigrationStep } from './datasource-plan.js';
+import { applyOrder, resourceKey, type ProjectResource } from './graph.js';
+import { describePipeStep, planPipe, type PipeStep } from './pipe-plan.js';
+
+export type Step = MigrationStep | PipeStep;
+
+export interface ResourcePlan {
+  key: string;
+  steps: Step[];
+  refusals: string[];
+}
+
+export interface ProjectPlan {
+  resources: ResourcePlan[];
+  /** A dependency cycle, named; nothing is planned when there is one. */
+  cycle?: string[];
+}
+
+export const isPipeStep = (s: Step): s is PipeStep => s.kind === 'CreateView' || s.kind === 'ModifyViewQuery' || s.kind === 'DropView';
+export const describeAnyStep = (s: Step): string => (isPipeStep(s) ? describePipeStep(s) : describeStep(s));
+
+export function planProject(resources: ProjectResource[], catalog: Catalog): ProjectPlan {
+  const ordered = applyOrder(resources);
+  if ('cycle' in ordered) return { resources: [], cycle: ordered.cycle };
+  const byKey = new Map(resources.map((r) => [resourceKey(r), r]));
+  const dataSources = resources.filter((r): r is DataSource => r.kind === 'DataSource');
+  const out: ProjectPlan = { resources: [] };
+  for (const key of ordered.order) {
+    const r = byKey.get(key);
+    if (!r || r.kind === 'Endpoint') continue;
+    if (r.kind === 'DataSource') {
+      const p = planDataSource(r as DataSource, catalog);
+      out.resources.push({ key, steps: p.steps, refusals: p.refusals });
+    } else {
+      const p = planPipe(r as Pipe, dataSources, catalog);
+      out.resources.push({ key, steps: p.steps, refusals: p.refusals });
+    }
+  }
+  return out;
+}
+
+export const pendingChanges = (plan: ProjectPlan): number => plan.resources.reduce((n, r) => n + r.steps.length, 0);
