@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { runClickHouseCommand } from './clickhouse.js';
 import { runCrds } from './crds.js';
 import { runOperatorCommand } from './operator.js';
-import { runPlan } from './plan.js';
+import { runApply, runPlan, type ProjectFlags } from './plan.js';
 import { runValidate } from './validate.js';
 
 const program = new Command()
@@ -22,13 +22,25 @@ program
     process.exitCode = runValidate(o.filename, o.namespace);
   });
 
-program
-  .command('plan')
-  .description('Print what weir would do for the resources in a folder, in dependency order, without changing anything.')
-  .requiredOption('-f, --filename <path>', 'folder (searched recursively) or file of YAML')
-  .option('-n, --namespace <ns>', 'namespace for resources that set none', 'default')
-  .action((o: { filename: string; namespace: string }) => {
-    process.exitCode = runPlan(o.filename, o.namespace);
+const projectCommand = (name: string, description: string) =>
+  program
+    .command(name)
+    .description(description)
+    .requiredOption('-f, --filename <path>', 'folder (searched recursively) or file of YAML')
+    .option('-n, --namespace <ns>', 'namespace for resources that set none', 'default')
+    .option('--clickhouse <url>', 'ClickHouse HTTP URL (e.g. http://127.0.0.1:8123)')
+    .option('--user <user>', 'ClickHouse user')
+    .option('--password <password>', 'ClickHouse password (or WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_PASSWORD);
+
+projectCommand('plan', 'Print what weir would change in ClickHouse for the resources in a folder, changing nothing. Exit 0: up to date, 2: changes pending, 1: error.')
+  .action(async (o: ProjectFlags) => {
+    process.exitCode = await runPlan(o);
+  });
+
+projectCommand('apply', 'Converge ClickHouse to the resources in a folder once (copy-and-swap migrations included).')
+  .addOption(new Option('--fence-ttl <ms>', 'longest a fence may hold writers before it expires on its own').argParser(Number))
+  .action(async (o: ProjectFlags) => {
+    process.exitCode = await runApply({ ...o, clickhouse: o.clickhouse ?? 'http://127.0.0.1:8123' });
   });
 
 program

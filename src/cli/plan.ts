@@ -1,52 +1,100 @@
-import { clickhouseName } from '../api/names.js';
-import { databaseOf, tableOf } from '../controllers/datasource.js';
-import type { DataSource } from '../api/datasource.js';
-import type { Endpoint } from '../api/endpoint.js';
 import { loadResources } from '../api/load.js';
-import type { Pipe } from '../api/pipe.js';
 import { formatValidationError } from '../api/validate.js';
-import { applyOrder, resourceKey, type ProjectResource } from '../plan/graph.js';
+import { applyProject, observeProject } from '../clickhouse/apply.js';
+import { emptyCatalog } from '../clickhouse/catalog.js';
+import { connectClickHouse, type ClickHouse } from '../clickhouse/connection.js';
+import type { ProjectResource } from '../plan/graph.js';
+import { describeAnyStep, pendingChanges, planProject, type ProjectPlan, type Step } from '../plan/project-plan.js';
+import { DEFAULT_FENCE_TIMING } from '../clickhouse/fence.js';
+import { createLogger, errorMessage } from '../runtime/log.js';
 
 /** Exit codes, as `terraform plan -detailed-exitcode`: 0 nothing to do, 1 error, 2 changes pending. */
 export const PLAN_EXIT = { noChanges: 0, error: 1, changes: 2 } as const;
 
-function describe(r: ProjectResource): string {
-  if (r.kind === 'DataSource') {
-    const ds = r as DataSource;
-    const table = `${databaseOf(ds)}.${tableOf(ds)}`;
-    return `create table ${table} (${ds.spec.columns.length} columns, ${ds.spec.engine.type} ORDER BY (${ds.spec.engine.sortingKey.join(', ')})) and ${table}_quarantine`;
-  }
-  if (r.kind === 'Pipe') {
-    const p = r as Pipe;
-    const m = p.spec.materialize;
-    return m
-      ? `create materialized view of node ${m.node ?? p.spec.nodes.at(-1)?.name} into ${m.into}${m.backfill === 'None' ? '' : ', backfilling existing rows once'}`
-      : `compile ${p.spec.nodes.length} node(s)`;
-  }
-  const ep = r as Endpoint;
-  return `serve /v0/pipes/${clickhouseName(ep.metadata.name)}.{${(ep.spec.formats ?? ['json']).join(',')}} from Pipe ${ep.spec.pipe}`;
+export interface ProjectFlags {
+  filename: string;
+  namespace: string;
+  clickhouse?: string;
+  user?: string;
+  password?: string;
+  /** Longest a fence may hold writers before it expires on its own (ms). */
+  fenceTtl?: number;
 }
 
-/**
- * `weir plan -f DIR`: the resources in apply order and what each needs, planned against an
- * empty ClickHouse (comparing with a live one comes with the convergence engine).
- */
-export function runPlan(path: string, namespace: string): number {
-  const loaded = loadResources(path, { defaultNamespace: namespace });
+function load(flags: ProjectFlags): ProjectResource[] | undefined {
+  const loaded = loadResources(flags.filename, { defaultNamespace: flags.namespace });
   for (const e of loaded.errors) console.error(formatValidationError(e));
-  if (loaded.errors.length > 0) return PLAN_EXIT.error;
-  const resources = loaded.resources.map((r) => r.object as unknown as ProjectResource);
-  const ordered = applyOrder(resources);
-  if ('cycle' in ordered) {
-    console.error(`dependency cycle: ${ordered.cycle.join(' -> ')}`);
-    return PLAN_EXIT.error;
+  return loaded.errors.length > 0 ? undefined : loaded.resources.map((r) => r.object as unknown as ProjectResource);
+}
+
+const connect = (flags: ProjectFlags): ClickHouse =>
+  connectClickHouse({ url: flags.clickhouse ?? 'http://127.0.0.1:8123', ...(flags.user ? { username: flags.user, password: flags.password ?? '' } : {}) });
+
+const stepLabel = (s: Step): string =>
+  `${s.kind} ${s.database}.${'table' in s ? s.table : 'view' in s ? s.view : ''}`.replace(/\.$/, '');
+
+/** Print a plan; returns the number of refusals. */
+export function printPlan(plan: ProjectPlan, against: string): number {
+  if (plan.cycle) {
+    console.error(`dependency cycle: ${plan.cycle.join(' -> ')}`);
+    return 1;
   }
-  const byKey = new Map(resources.map((r) => [resourceKey(r), r]));
-  console.log(`Plan for ${path} (against an empty ClickHouse):`);
-  ordered.order.forEach((key, i) => {
-    const r = byKey.get(key);
-    if (r) console.log(`  ${i + 1}. ${key.replace(/\//, ' ')}: ${describe(r)}`);
-  });
-  console.log(`${ordered.order.length} change(s) pending.`);
-  return ordered.order.length > 0 ? PLAN_EXIT.changes : PLAN_EXIT.noChanges;
+  console.log(`Plan (against ${against}):`);
+  let refusals = 0;
+  for (const r of plan.resources) {
+    if (r.steps.length === 0 && r.refusals.length === 0) {
+      console.log(`  ${r.key}: up to date`);
+      continue;
+    }
+    for (const s of r.steps) console.log(`  ${r.key}: ${describeAnyStep(s)}`);
+    for (const why of r.refusals) {
+      console.log(`  ${r.key}: REFUSED: ${why}`);
+      refusals++;
+    }
+  }
+  console.log(`${pendingChanges(plan)} change(s) pending${refusals ? `, ${refusals} refused` : ''}.`);
+  return refusals;
+}
+
+/** `weir plan -f DIR [--clickhouse URL]`: what would change, without changing anything. */
+export async function runPlan(flags: ProjectFlags): Promise<number> {
+  const resources = load(flags);
+  if (!resources) return PLAN_EXIT.error;
+  let ch: ClickHouse | undefined;
+  try {
+    ch = flags.clickhouse ? connect(flags) : undefined;
+    const catalog = ch ? await observeProject(ch, resources) : emptyCatalog();
+    const plan = planProject(resources, catalog);
+    const refused = printPlan(plan, flags.clickhouse ?? 'an empty ClickHouse; pass --clickhouse URL to compare with a live one');
+    if (plan.cycle || refused > 0) return PLAN_EXIT.error;
+    return pendingChanges(plan) > 0 ? PLAN_EXIT.changes : PLAN_EXIT.noChanges;
+  } catch (e) {
+    console.error(`weir plan: ${errorMessage(e)}`);
+    return PLAN_EXIT.error;
+  } finally {
+    await ch?.close();
+  }
+}
+
+/** `weir apply -f DIR --clickhouse URL`: converge ClickHouse to the folder once, printing each step. */
+export async function runApply(flags: ProjectFlags): Promise<number> {
+  const resources = load(flags);
+  if (!resources) return 1;
+  const ch = connect(flags);
+  const log = createLogger({ component: 'apply' });
+  try {
+    const { plan, executor } = await applyProject(ch, resources, {
+      log,
+      hooks: { onProgress: (step, state, detail) => console.log(`${stepLabel(step)}: ${state}${detail ? ` ${JSON.stringify(detail)}` : ''}`) },
+      ...(flags.fenceTtl ? { fenceTiming: { ...DEFAULT_FENCE_TIMING, fenceTtlMs: flags.fenceTtl } } : {}),
+    });
+    const longest = Math.max(0, ...executor.fenceReports.map((r) => r.heldMs));
+    console.log(`applied ${pendingChanges(plan)} change(s)${executor.fenceReports.length ? `; longest fence ${longest} ms` : ''}.`);
+    return 0;
+  } catch (e) {
+    console.error(`weir apply: ${errorMessage(e)}`);
+    return 1;
+  } finally {
+    await ch.close();
+  }
 }

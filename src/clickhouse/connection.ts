@@ -13,6 +13,8 @@ export interface QueryOptions {
   settings?: Settings;
   queryId?: string;
   signal?: AbortSignal;
+  /** Database that unqualified names resolve in, for this call only (X-ClickHouse-Database). */
+  database?: string;
 }
 
 export type CommandOptions = QueryOptions;
@@ -80,6 +82,7 @@ class HttpClickHouse implements ClickHouse {
         ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
         ...(opts.queryId ? { query_id: opts.queryId } : {}),
         ...(opts.signal ? { abort_signal: opts.signal } : {}),
+        ...(opts.database ? { http_headers: { 'X-ClickHouse-Database': opts.database } } : {}),
       });
       return rs.json<T>();
     });
@@ -93,6 +96,7 @@ class HttpClickHouse implements ClickHouse {
         ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
         ...(opts.queryId ? { query_id: opts.queryId } : {}),
         ...(opts.signal ? { abort_signal: opts.signal } : {}),
+        ...(opts.database ? { http_headers: { 'X-ClickHouse-Database': opts.database } } : {}),
       });
     });
   }

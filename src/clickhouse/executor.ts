@@ -2,7 +2,9 @@
 // state machine whose progress is kept in weir.migrations (and in each table's own marker),
 // so an executor killed at any point resumes where it was, with nothing lost or doubled.
 import { randomBytes } from 'node:crypto';
-import { describeStep, NEXT_TABLE_SUFFIX, versionTableName, type MigrationStep } from '../plan/datasource-plan.js';
+import { NEXT_TABLE_SUFFIX, versionTableName, type MigrationStep } from '../plan/datasource-plan.js';
+import { viewMarker, type PipeStep } from '../plan/pipe-plan.js';
+import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js';
 import { createQuarantineSql, createTableSql, qualified, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
 import type { Logger } from '../runtime/log.js';
 import { decodeMarker, encodeMarker, type TableRef } from './catalog.js';
@@ -17,7 +19,7 @@ export class MigrationRefusedError extends Error {
 
 export interface ExecutionHooks {
   /** A named point of a step was reached: for status, Events and progress lines. */
-  onProgress?(step: MigrationStep, state: string, detail?: Record<string, unknown>): void;
+  onProgress?(step: Step, state: string, detail?: Record<string, unknown>): void;
 }
 
 export interface ExecutorOptions {
@@ -41,6 +43,8 @@ interface MigrationRow {
   verify_block: string;
   swap_block: string;
   detail: string;
+  /** Increments with every recorded state: orders states written within one millisecond. */
+  seq: number;
 }
 
 /** For fault-injection tests: `WEIR_FAULT_AT=<state>` SIGKILLs the process when the executor reaches that point. */
@@ -59,11 +63,94 @@ export class Executor {
     this.timing = opts.fenceTiming ?? DEFAULT_FENCE_TIMING;
   }
 
-  async run(steps: MigrationStep[]): Promise<void> {
+  async run(steps: Step[]): Promise<void> {
     for (const step of steps) {
-      this.opts.log.info('step started', { step: describeStep(step) });
-      await this.runStep(step);
+      this.opts.log.info('step started', { step: describeAnyStep(step) });
+      if (isPipeStep(step)) await this.runPipeStep(step);
+      else await this.runStep(step);
       this.opts.hooks?.onProgress?.(step, 'Done');
+    }
+  }
+
+  // ---- materialized views --------------------------------------------------------------
+
+  private async runPipeStep(step: PipeStep): Promise<void> {
+    const view = qualified(step.database, step.view);
+    switch (step.kind) {
+      case 'DropView':
+        return this.ch.command(`DROP VIEW IF EXISTS ${view}`);
+      case 'ModifyViewQuery':
+        // Unqualified names in Pipe SQL mean tables of the Pipe's own database.
+        await this.ch.command(`ALTER TABLE ${view} MODIFY QUERY ${step.query}`, { database: step.database });
+        return this.ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
+      case 'CreateView':
+        return this.createView(step);
+    }
+  }
+
+  /**
+   * A materialized view over tables that already hold rows and keep receiving them: with
+   * the sources' writers fenced, create the view and record each source's block number N;
+   * the view then sees every row after N, and the backfill exactly the rows up to N. The
+   * backfill goes to a staging table (redone from scratch after a crash) and then moves
+   * into the target partition by partition (each move atomic), so it lands exactly once.
+   */
+  private async createView(step: Extract<PipeStep, { kind: 'CreateView' }>): Promise<void> {
+    await ensureSystemTables(this.ch);
+    const view = qualified(step.database, step.view);
+    const target = qualified(step.target.database, step.target.table);
+    const staging = qualified(step.target.database, `${step.target.table}__weir_backfill`);
+    const key = { database: step.database, table: step.view };
+    let m = await this.activeMigration(key.database, key.table);
+    if (!m) {
+      if (await this.exists(step.database, step.view)) return; // created and backfilled earlier
+      m = await this.record({
+        id: `mig-${randomBytes(6).toString('hex')}`, database: key.database, table: key.table, kind: 'Materialize',
+        from_version: 0, to_version: 1, state: 'Started', source_block: '0', next_block: '0', verify_block: '0', swap_block: '0', detail: '', seq: 0,
+      });
+    }
+    const create = `CREATE MATERIALIZED VIEW IF NOT EXISTS ${view} TO ${target} AS ${step.query} COMMENT ${quoteString(viewMarker(step.specHash))}`;
+    const inDb = { database: step.database };
+    if (step.backfill === 'None' || step.sources.length === 0) {
+      await this.ch.command(create, inDb);
+      await this.record({ ...m, state: 'Done' });
+      return;
+    }
+    if (m.state === 'Started') {
+      const started: MigrationRow = m;
+      const { result, report } = await withFence(this.ch, step.sources, async () => {
+        await this.ch.command(create, inDb);
+        const blocks = await Promise.all(step.sources.map((s) => this.maxBlock(qualified(s.database, s.table))));
+        faultPoint('ViewCreated');
+        return this.record({ ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
+      }, this.timing);
+      this.fenceReports.push(report);
+      m = result;
+    }
+    if (m.state === 'ViewCreated') {
+      const blocks = JSON.parse(m.detail) as string[];
+      const filters = step.sources.map((s, i) => `${quoteString(`${s.database}.${s.table}`)}: ${quoteString(`_block_number <= ${blocks[i] ?? '0'}`)}`);
+      await this.ch.command(`DROP TABLE IF EXISTS ${staging}`);
+      await this.ch.command(`CREATE TABLE ${staging} AS ${target}`);
+      const cols = (await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${step.query})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
+      this.opts.hooks?.onProgress?.(step, 'Backfilling');
+      await this.ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${step.query}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, inDb);
+      faultPoint('Staged');
+      m = await this.record({ ...m, state: 'Staged' });
+    }
+    if (m.state === 'Staged') {
+      if (await this.exists(step.target.database, `${step.target.table}__weir_backfill`)) {
+        const parts = await this.ch.query<{ partition_id: string }>(
+          'SELECT DISTINCT partition_id FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active ORDER BY partition_id',
+          { params: { db: step.target.database, t: `${step.target.table}__weir_backfill` } },
+        );
+        for (const p of parts) {
+          await this.ch.command(`ALTER TABLE ${staging} MOVE PARTITION ID ${quoteString(p.partition_id)} TO TABLE ${target}`, { settings: { alter_sync: 2 } });
+          faultPoint('PartitionMoved');
+        }
+        await this.ch.command(`DROP TABLE IF EXISTS ${staging}`);
+      }
+      await this.record({ ...m, state: 'Done' });
     }
   }
 
@@ -119,6 +206,7 @@ export class Executor {
         verify_block: '0',
         swap_block: '0',
         detail: step.reasons.join('; '),
+        seq: 0,
       };
       await this.record(m);
     }
@@ -152,7 +240,8 @@ export class Executor {
       progress('Backfilled', { rows: await this.count(next) });
     }
 
-    if (m.state === 'Backfilled') {
+    // Verified but not swapped: the critical section is redone from the backfill point.
+    if (m.state === 'Backfilled' || m.state === 'Verified') {
       const current: MigrationRow = m;
       const fenced = await this.fencedTables({ database, table });
       const { result, report } = await withFence(
@@ -310,7 +399,7 @@ export class Executor {
   private async activeMigration(database: string, table: string): Promise<MigrationRow | undefined> {
     const rows = await this.ch.query<MigrationRow>(
       `SELECT * FROM weir.migrations FINAL WHERE database = {db:String} AND table = {t:String}
-       AND state NOT IN ('Done', 'Abandoned', 'Refused') ORDER BY updated_at DESC LIMIT 1`,
+       AND state NOT IN ('Done', 'Abandoned', 'Refused') ORDER BY seq DESC, updated_at DESC LIMIT 1`,
       { params: { db: database, t: table } },
     );
     return rows[0];
@@ -326,8 +415,9 @@ export class Executor {
   }
 
   private async record(m: MigrationRow): Promise<MigrationRow> {
-    await this.ch.insert('weir.migrations', [{ ...m, started_at: undefined }].map(({ started_at: _s, ...rest }) => rest));
-    return m;
+    const next = { ...m, seq: Number(m.seq) + 1 };
+    await this.ch.insert('weir.migrations', [next]);
+    return next;
   }
 
   private async maxBlock(table: string): Promise<string> {

@@ -25,8 +25,8 @@ const TABLES = [
     id String, database String, table String, kind LowCardinality(String),
     from_version UInt32, to_version UInt32, state LowCardinality(String),
     source_block UInt64, next_block UInt64, verify_block UInt64, swap_block UInt64,
-    detail String, started_at DateTime64(3, 'UTC'), updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
-  ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (database, table, id)
+    detail String, seq UInt64, updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = ReplacingMergeTree(seq) ORDER BY (database, table, id)
   COMMENT 'weir: progress of copy-and-swap migrations, for resuming after a crash'`,
 ];
 

@@ -196,6 +196,26 @@ export function planDataSource(ds: DataSource, catalog: Catalog): DataSourcePlan
     );
     return plan;
   }
+  // A swap that went live but was interrupted before the old version was put away.
+  const previous = findTable(catalog, database, `${table}${NEXT_TABLE_SUFFIX}`);
+  if (previous?.marker && previous.marker.version < live.marker.version) {
+    plan.steps.push({
+      kind: 'CopyAndSwap',
+      database,
+      table,
+      fromVersion: previous.marker.version,
+      toVersion: live.marker.version,
+      shape: live.marker.shape,
+      specHash: live.marker.specHash,
+      reasons: [`finish the migration interrupted after v${live.marker.version} went live`],
+      typeChanges: [],
+      oneToOne: true,
+      keepPreviousVersions: keep,
+    });
+    if (live.marker.specHash === specHash) return plan;
+    plan.refusals.push('an interrupted migration must finish before the next change is planned; apply again after it');
+    return plan;
+  }
   if (live.marker.specHash === specHash) return plan;
 
   const diff = diffShape(live.marker.shape, shape, ds.spec.migration?.allowDestructive === true);

@@ -31,14 +31,17 @@ export function planProject(resources: ProjectResource[], catalog: Catalog): Pro
   const byKey = new Map(resources.map((r) => [resourceKey(r), r]));
   const dataSources = resources.filter((r): r is DataSource => r.kind === 'DataSource');
   const out: ProjectPlan = { resources: [] };
+  // Databases created by an earlier resource's steps exist for the later ones.
+  const planned: Catalog = { ...catalog, databases: [...catalog.databases] };
   for (const key of ordered.order) {
     const r = byKey.get(key);
     if (!r || r.kind === 'Endpoint') continue;
     if (r.kind === 'DataSource') {
-      const p = planDataSource(r as DataSource, catalog);
+      const p = planDataSource(r as DataSource, planned);
+      for (const s of p.steps) if (s.kind === 'CreateDatabase') planned.databases.push(s.database);
       out.resources.push({ key, steps: p.steps, refusals: p.refusals });
     } else {
-      const p = planPipe(r as Pipe, dataSources, catalog);
+      const p = planPipe(r as Pipe, dataSources, planned);
       out.resources.push({ key, steps: p.steps, refusals: p.refusals });
     }
   }

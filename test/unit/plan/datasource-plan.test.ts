@@ -173,4 +173,20 @@ describe('planDataSource: copy-and-swap', () => {
       expect.objectContaining({ kind: 'SwapBack', fromVersion: 2, toVersion: 1, retainedTable: 'page_views__v1' }),
     ]);
   });
+
+  it('finishes a migration interrupted after its swap went live', () => {
+    const live = tableFor(pageViews(withSortingKey('pathname')), { version: 2 });
+    const old = tableFor(pageViews(), { version: 1, name: 'page_views__weir_next' });
+    const plan = planDataSource(pageViews(withSortingKey('pathname')), catalogOf(live, old));
+    expect(plan.refusals).toEqual([]);
+    expect(copy(plan.steps)).toMatchObject({ fromVersion: 1, toVersion: 2, reasons: ['finish the migration interrupted after v2 went live'] });
+  });
+
+  it('resumes, not restarts, a migration interrupted before its swap', () => {
+    const live = tableFor(pageViews(), { version: 1 });
+    const next = tableFor(pageViews(withSortingKey('pathname')), { version: 2, name: 'page_views__weir_next' });
+    const plan = planDataSource(pageViews(withSortingKey('pathname')), catalogOf(live, next));
+    expect(copy(plan.steps)).toMatchObject({ fromVersion: 1, toVersion: 2 });
+  });
 });
+

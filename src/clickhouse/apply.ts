@@ -1,0 +1,69 @@
+// observe → plan → execute for a whole project, against one ClickHouse. Used by `weir apply`,
+// `weir dev` and (per resource) the operator.
+import type { DataSource } from '../api/datasource.js';
+import { clickhouseName } from '../api/names.js';
+import type { ProjectResource } from '../plan/graph.js';
+import { planProject, type ProjectPlan } from '../plan/project-plan.js';
+import { findTableReferences } from '../plan/sql-scan.js';
+import type { Logger } from '../runtime/log.js';
+import { observeCatalog, type Catalog, type TableRef } from './catalog.js';
+import type { ClickHouse } from './connection.js';
+import { Executor, type ExecutionHooks } from './executor.js';
+import type { FenceTiming } from './fence.js';
+
+export const databasesOf = (resources: ProjectResource[]): string[] => [
+  ...new Set(
+    resources
+      .filter((r): r is DataSource => r.kind === 'DataSource')
+      .map((d) => d.spec.database ?? clickhouseName(d.metadata.namespace ?? 'default')),
+  ),
+];
+
+export async function observeProject(ch: ClickHouse, resources: ProjectResource[]): Promise<Catalog> {
+  return observeCatalog(ch, databasesOf(resources));
+}
+
+/** Tables whose inserts reach `t` through materialized views (transitively): their writers are fenced with t's. */
+export function upstreamTables(catalog: Catalog, t: TableRef): TableRef[] {
+  const found: TableRef[] = [];
+  const visit = (target: TableRef) => {
+    for (const v of catalog.views) {
+      if (v.target !== `${target.database}.${target.table}`) continue;
+      for (const ref of findTableReferences(v.query)) {
+        const [database, table] = ref.includes('.') ? (ref.split('.') as [string, string]) : [v.database, ref];
+        if (found.some((f) => f.database === database && f.table === table)) continue;
+        found.push({ database, table });
+        visit({ database, table });
+      }
+    }
+  };
+  visit(t);
+  return found;
+}
+
+export class PlanRefusedError extends Error {
+  readonly retriable = false;
+}
+
+export interface ApplyOptions {
+  log: Logger;
+  hooks?: ExecutionHooks;
+  fenceTiming?: FenceTiming;
+}
+
+/** Converge ClickHouse to the resources. Refuses as a whole (changing nothing) when any resource's plan is refused. */
+export async function applyProject(ch: ClickHouse, resources: ProjectResource[], opts: ApplyOptions): Promise<{ plan: ProjectPlan; executor: Executor }> {
+  const catalog = await observeProject(ch, resources);
+  const plan = planProject(resources, catalog);
+  if (plan.cycle) throw new PlanRefusedError(`dependency cycle: ${plan.cycle.join(' -> ')}`);
+  const refusals = plan.resources.flatMap((r) => r.refusals.map((why) => `${r.key}: ${why}`));
+  if (refusals.length > 0) throw new PlanRefusedError(refusals.join('\n'));
+  const executor = new Executor(ch, {
+    log: opts.log,
+    ...(opts.hooks ? { hooks: opts.hooks } : {}),
+    ...(opts.fenceTiming ? { fenceTiming: opts.fenceTiming } : {}),
+    upstreamOf: async (t) => upstreamTables(await observeCatalog(ch, [t.database]), t),
+  });
+  for (const r of plan.resources) await executor.run(r.steps);
+  return { plan, executor };
+}
