@@ -101,17 +101,19 @@ export class Executor {
     const target = qualified(step.target.database, step.target.table);
     const staging = qualified(step.target.database, `${step.target.table}__weir_backfill`);
     const key = { database: step.database, table: step.view };
+    const finalComment = `ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`;
     let m = await this.activeMigration(key.database, key.table);
     if (!m) {
-      if (await this.exists(step.database, step.view)) return; // created and backfilled earlier
+      if (await this.exists(step.database, step.view)) return this.ch.command(finalComment); // backfilled; only the marker was left
       m = await this.record({
         id: `mig-${randomBytes(6).toString('hex')}`, database: key.database, table: key.table, kind: 'Materialize',
         from_version: 0, to_version: 1, state: 'Started', source_block: '0', next_block: '0', verify_block: '0', swap_block: '0', detail: '', seq: 0,
       });
     }
-    const create = `CREATE MATERIALIZED VIEW IF NOT EXISTS ${view} TO ${target} AS ${step.query} COMMENT ${quoteString(viewMarker(step.specHash))}`;
+    const backfills = step.backfill === 'Full' && step.sources.length > 0;
+    const create = `CREATE MATERIALIZED VIEW IF NOT EXISTS ${view} TO ${target} AS ${step.query} COMMENT ${quoteString(viewMarker(step.specHash, backfills))}`;
     const inDb = { database: step.database };
-    if (step.backfill === 'None' || step.sources.length === 0) {
+    if (!backfills) {
       await this.ch.command(create, inDb);
       await this.record({ ...m, state: 'Done' });
       return;
@@ -150,6 +152,7 @@ export class Executor {
         }
         await this.ch.command(`DROP TABLE IF EXISTS ${staging}`);
       }
+      await this.ch.command(finalComment);
       await this.record({ ...m, state: 'Done' });
     }
   }

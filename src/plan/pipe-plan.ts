@@ -19,7 +19,8 @@ export interface PipePlan {
 }
 
 export const VIEW_MARKER_PREFIX = 'weir-pipe:';
-export const viewMarker = (specHash: string): string => `${VIEW_MARKER_PREFIX}${specHash}`;
+/** The view's COMMENT: its spec hash, and `:backfilling` until its backfill has landed. */
+export const viewMarker = (specHash: string, backfilling = false): string => `${VIEW_MARKER_PREFIX}${specHash}${backfilling ? ':backfilling' : ''}`;
 
 /** Nodes up to `upTo` as one query: earlier nodes become CTEs readable by name. */
 export function composeQuery(nodes: PipeNode[], upTo?: string): string {
@@ -65,6 +66,11 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
     return plan;
   }
   if (existing.comment === viewMarker(specHash)) return plan;
+  if (existing.comment === viewMarker(specHash, true)) {
+    // Created, but its backfill was interrupted: the executor resumes it from its recorded state.
+    plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: clickhouseName(target.metadata.name) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
+    return plan;
+  }
   if (!existing.comment.startsWith(VIEW_MARKER_PREFIX)) {
     plan.refusals.push(`view ${database}.${view} exists but was not created by weir; rename or drop it`);
   } else if ((m.backfill ?? 'Full') === 'None') {
