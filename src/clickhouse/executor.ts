@@ -168,10 +168,18 @@ export class Executor {
       case 'CreateQuarantine':
         return this.ch.command(createQuarantineSql(step.database, step.table).replace(/^CREATE TABLE/, 'CREATE TABLE IF NOT EXISTS'));
       case 'AlterTable': {
+        const table = qualified(step.database, step.table);
         const marker = encodeMarker({ version: step.version, specHash: step.specHash, shape: step.shape });
-        const actions = [...step.actions, `MODIFY COMMENT ${quoteString(marker)}`];
-        // One ALTER: ClickHouse applies it as a unit, so the marker never claims a change that did not happen.
-        return this.ch.command(`ALTER TABLE ${qualified(step.database, step.table)} ${actions.join(', ')}`, { settings: { alter_sync: 2, mutations_sync: 2 } });
+        // TTL and SETTING take comma lists that would swallow a following action, so actions run
+        // one ALTER each, except new columns and the ORDER BY that uses them (ClickHouse wants
+        // those together). Every action is idempotent (IF [NOT] EXISTS, MODIFY) and the marker
+        // moves last: after a crash the same plan is made again and re-running it is harmless.
+        const sync = { settings: { alter_sync: 2, mutations_sync: 2 } };
+        const orderBy = step.actions.find((a) => a.startsWith('MODIFY ORDER BY'));
+        const together = orderBy ? [...step.actions.filter((a) => a.startsWith('ADD COLUMN')), orderBy] : [];
+        if (together.length > 0) await this.ch.command(`ALTER TABLE ${table} ${together.join(', ')}`, sync);
+        for (const a of step.actions.filter((x) => !together.includes(x))) await this.ch.command(`ALTER TABLE ${table} ${a}`, sync);
+        return this.ch.command(`ALTER TABLE ${table} MODIFY COMMENT ${quoteString(marker)}`, sync);
       }
       case 'CopyAndSwap':
         return this.copyAndSwap(step);

@@ -108,11 +108,11 @@ export function diffShape(applied: TableShape, desired: TableShape, allowDestruc
   for (const c of added) {
     const i = desired.columns.indexOf(c);
     const prev = desired.columns[i - 1];
-    alterColumns.push(`ADD COLUMN ${quoteIdentifier(c.name)} ${c.type}${columnDetails(c) ? ` ${columnDetails(c)}` : ''} ${prev ? `AFTER ${quoteIdentifier(prev.name)}` : 'FIRST'}`);
+    alterColumns.push(`ADD COLUMN IF NOT EXISTS ${quoteIdentifier(c.name)} ${c.type}${columnDetails(c) ? ` ${columnDetails(c)}` : ''} ${prev ? `AFTER ${quoteIdentifier(prev.name)}` : 'FIRST'}`);
     d.changes.push(`add column ${c.name} ${c.type}`);
   }
   for (const c of dropped) {
-    alterColumns.push(`DROP COLUMN ${quoteIdentifier(c.name)}`);
+    alterColumns.push(`DROP COLUMN IF EXISTS ${quoteIdentifier(c.name)}`);
     d.changes.push(`drop column ${c.name}`);
   }
   for (const c of desired.columns) {
@@ -144,14 +144,14 @@ export function diffShape(applied: TableShape, desired: TableShape, allowDestruc
   for (const [name, i] of oldIdx) {
     const next = newIdx.get(name);
     if (!next || indexDefinition(next) !== indexDefinition(i)) {
-      d.alter.push(`DROP INDEX ${quoteIdentifier(name)}`);
+      d.alter.push(`DROP INDEX IF EXISTS ${quoteIdentifier(name)}`);
       if (!next) d.changes.push(`drop index ${name}`);
     }
   }
   for (const [name, i] of newIdx) {
     const old = oldIdx.get(name);
     if (!old || indexDefinition(old) !== indexDefinition(i)) {
-      d.alter.push(`ADD ${indexDefinition(i)}`);
+      d.alter.push(`ADD ${indexDefinition(i).replace(/^INDEX /, 'INDEX IF NOT EXISTS ')}`);
       d.changes.push(old ? `change index ${name}` : `add index ${name}`);
     }
   }

@@ -53,12 +53,12 @@ describe('planDataSource: create', () => {
 describe('planDataSource: in place', () => {
   it('adds a column with its default after its predecessor', () => {
     const next = pageViews((d) => d.spec.columns.splice(3, 0, column('country', 'LowCardinality(String)', { default: "'unknown'" })));
-    expect(alter(change(pageViews(), next).steps)).toEqual(["ADD COLUMN `country` LowCardinality(String) DEFAULT 'unknown' AFTER `pathname`"]);
+    expect(alter(change(pageViews(), next).steps)).toEqual(["ADD COLUMN IF NOT EXISTS `country` LowCardinality(String) DEFAULT 'unknown' AFTER `pathname`"]);
   });
 
   it('adds a first column with FIRST', () => {
     const next = pageViews((d) => d.spec.columns.unshift(column('id', 'UInt64')));
-    expect(alter(change(pageViews(), next).steps)).toEqual(['ADD COLUMN `id` UInt64 FIRST']);
+    expect(alter(change(pageViews(), next).steps)).toEqual(['ADD COLUMN IF NOT EXISTS `id` UInt64 FIRST']);
   });
 
   it('refuses to drop a column unless allowDestructive', () => {
@@ -67,7 +67,7 @@ describe('planDataSource: in place', () => {
     next.spec.migration = { allowDestructive: true };
     const plan = change(pageViews(), next);
     expect(plan.refusals).toEqual([]);
-    expect(alter(plan.steps)).toEqual(['DROP COLUMN `pathname`']);
+    expect(alter(plan.steps)).toEqual(['DROP COLUMN IF EXISTS `pathname`']);
   });
 
   it('changes and removes defaults, codecs and comments', () => {
@@ -94,20 +94,20 @@ describe('planDataSource: in place', () => {
       'MODIFY TTL toDateTime(timestamp) + INTERVAL 30 DAY',
       'MODIFY SETTING index_granularity_bytes = 10485760',
       'MODIFY SETTING merge_with_ttl_timeout = 3600',
-      'ADD INDEX `path_idx` pathname TYPE bloom_filter(0.01) GRANULARITY 4',
+      'ADD INDEX IF NOT EXISTS `path_idx` pathname TYPE bloom_filter(0.01) GRANULARITY 4',
     ]);
     expect(alter(change(withAll, pageViews()).steps)).toEqual([
       'REMOVE TTL',
       'RESET SETTING index_granularity_bytes',
       'RESET SETTING merge_with_ttl_timeout',
-      'DROP INDEX `path_idx`',
+      'DROP INDEX IF EXISTS `path_idx`',
     ]);
   });
 
   it('changes an index by dropping and re-adding it', () => {
     const a = pageViews((d) => (d.spec.indexes = [{ name: 'i', expression: 'pathname', type: 'minmax', granularity: 1 }]));
     const b = pageViews((d) => (d.spec.indexes = [{ name: 'i', expression: 'pathname', type: 'set(100)', granularity: 1 }]));
-    expect(alter(change(a, b).steps)).toEqual(['DROP INDEX `i`', 'ADD INDEX `i` pathname TYPE set(100) GRANULARITY 1']);
+    expect(alter(change(a, b).steps)).toEqual(['DROP INDEX IF EXISTS `i`', 'ADD INDEX IF NOT EXISTS `i` pathname TYPE set(100) GRANULARITY 1']);
   });
 
   it('extends the sorting key in place with columns added in the same change', () => {
@@ -116,7 +116,7 @@ describe('planDataSource: in place', () => {
       d.spec.engine.sortingKey = ['tenant_id', 'timestamp', 'session_id'];
     });
     const plan = change(pageViews(), next);
-    expect(alter(plan.steps)).toEqual(['ADD COLUMN `session_id` String AFTER `duration_ms`', 'MODIFY ORDER BY (`tenant_id`, `timestamp`, `session_id`)']);
+    expect(alter(plan.steps)).toEqual(['ADD COLUMN IF NOT EXISTS `session_id` String AFTER `duration_ms`', 'MODIFY ORDER BY (`tenant_id`, `timestamp`, `session_id`)']);
   });
 });
 
