@@ -62,6 +62,8 @@ program
   .addOption(new Option('--renew-deadline <ms>', 'leader gives up when it could not renew for this long').default(10000).argParser(Number))
   .addOption(new Option('--retry-period <ms>', 'candidates retry and the leader renews this often').default(2000).argParser(Number))
   .addOption(new Option('--resync <ms>', 'reconcile everything again this often').default(300000).argParser(Number))
+  .option('--clickhouse-url <url>', 'ClickHouse HTTP URL the operator converges (or WEIR_CLICKHOUSE_URL)', process.env.WEIR_CLICKHOUSE_URL)
+  .option('--clickhouse-user <user>', 'ClickHouse user (password from WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_USER)
   .option('--log-format <format>', 'json or pretty', 'json')
   .action(runOperatorCommand);
 

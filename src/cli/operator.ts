@@ -14,6 +14,8 @@ interface OperatorFlags {
   retryPeriod: number;
   resync: number;
   logFormat: 'json' | 'pretty';
+  clickhouseUrl?: string;
+  clickhouseUser?: string;
 }
 
 export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
@@ -30,6 +32,9 @@ export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
     renewDeadlineMs: flags.renewDeadline,
     retryPeriodMs: flags.retryPeriod,
     resyncMs: flags.resync,
+    ...(flags.clickhouseUrl
+      ? { clickhouse: { url: flags.clickhouseUrl, ...(flags.clickhouseUser ? { username: flags.clickhouseUser, password: process.env.WEIR_CLICKHOUSE_PASSWORD ?? '' } : {}) } }
+      : {}),
     log,
   });
   log.info('operator started', { identity: operator.identity, metricsPort: operator.metricsPort });

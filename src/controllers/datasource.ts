@@ -1,39 +1,127 @@
+import type { DataSource, DataSourceStatus, TableVersionRecord } from '../api/datasource.js';
 import { clickhouseName } from '../api/names.js';
-import type { DataSource, DataSourceStatus } from '../api/datasource.js';
+import { findTable, observeCatalog, type Catalog } from '../clickhouse/catalog.js';
+import { MigrationRefusedError, Executor } from '../clickhouse/executor.js';
+import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
+import { quarantineTableName } from '../plan/sql.js';
 import { stableHash } from '../runtime/hash.js';
+import { createLogger, errorMessage } from '../runtime/log.js';
+import { upstreamTables } from '../clickhouse/apply.js';
+import type { Health } from './conditions.js';
 import { healthStatus } from './status.js';
-import type { ReconcileContext, ReconcileDecision } from './types.js';
+import type { EventRecord, ReconcileContext, ReconcileDecision } from './types.js';
 
 export const databaseOf = (ds: DataSource): string => ds.spec.database ?? clickhouseName(ds.metadata.namespace ?? 'default');
 export const tableOf = (ds: DataSource): string => clickhouseName(ds.metadata.name);
 
-/**
- * DataSource reconcile, as far as this build goes: the spec is validated by the API server
- * (schema and CEL), its identity (database, table, spec hash) goes into status, and the
- * resource stays Reconciling until the ClickHouse convergence engine applies it.
- */
-export function reconcileDataSource(ds: DataSource, ctx: ReconcileContext): ReconcileDecision<DataSourceStatus> {
-  const generation = ds.metadata.generation ?? 0;
+/** The annotation that approves a pending plan (migration.approval: Manual): its value is the plan hash. */
+export const APPROVE_ANNOTATION = 'weir.dev/approve-plan';
+
+const needsApproval = (ds: DataSource, steps: MigrationStep[]) =>
+  ds.spec.migration?.approval === 'Manual' && steps.some((s) => s.kind === 'CopyAndSwap' || s.kind === 'SwapBack');
+
+function decide(ds: DataSource, ctx: ReconcileContext, health: Health, phase: string, extra: Partial<DataSourceStatus>, requeueAfterMs?: number): ReconcileDecision<DataSourceStatus> {
+  const { status, events } = healthStatus(ds.status, ds.metadata.generation ?? 0, health, phase, ctx.now);
   const database = databaseOf(ds);
-  const { status, events } = healthStatus(
-    ds.status,
-    generation,
-    {
+  const next: DataSourceStatus = { ...ds.status, ...status, database, table: `${database}.${tableOf(ds)}`, ...extra };
+  if (!('pendingPlan' in extra)) delete next.pendingPlan;
+  if (!('migration' in extra)) delete next.migration;
+  return { status: next, events, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+}
+
+/** The live table's version, spec hash and row count, as status shows them. */
+function observed(ds: DataSource, catalog: Catalog): Partial<DataSourceStatus> {
+  const live = findTable(catalog, databaseOf(ds), tableOf(ds));
+  if (!live?.marker) return {};
+  return { version: live.marker.version, specHash: live.marker.specHash, rows: live.totalRows };
+}
+
+function withHistory(ds: DataSource, record: TableVersionRecord): TableVersionRecord[] {
+  const history = [...(ds.status?.history ?? []).filter((h) => h.version !== record.version), record];
+  return history.sort((a, b) => a.version - b.version).slice(-20);
+}
+
+/**
+ * DataSource reconcile: observe the catalog, plan, and execute (or wait for approval, or
+ * refuse). Long steps report progress as Events and status while they run.
+ */
+export async function reconcileDataSource(ds: DataSource, ctx: ReconcileContext): Promise<ReconcileDecision<DataSourceStatus>> {
+  const ch = ctx.clickhouse;
+  if (!ch) {
+    return decide(ds, ctx, {
       state: 'Reconciling',
-      reason: 'ConvergenceEngineUnavailable',
-      message: `Spec is valid; table ${database}.${tableOf(ds)} is not converged because this operator build has no ClickHouse convergence engine.`,
+      reason: 'NoClickHouseConnection',
+      message: `Spec is valid; table ${databaseOf(ds)}.${tableOf(ds)} is not converged because the operator has no ClickHouse connection (--clickhouse-url).`,
+    }, 'Pending', { specHash: stableHash(ds.spec) });
+  }
+  const database = databaseOf(ds);
+  const catalog = await observeCatalog(ch, [database]);
+  const plan = planDataSource(ds, catalog);
+  if (plan.refusals.length > 0) {
+    return decide(ds, ctx, { state: 'Stalled', reason: 'PlanRefused', message: plan.refusals.join('; ') }, 'Failed', observed(ds, catalog));
+  }
+  if (plan.steps.length === 0) {
+    return decide(ds, ctx, { state: 'Ready', reason: 'UpToDate', message: `Table ${plan.table} matches the spec.` }, 'Ready', observed(ds, catalog));
+  }
+  const steps = plan.steps.map(describeStep);
+  const planHash = stableHash(steps);
+  if (needsApproval(ds, plan.steps) && ds.metadata.annotations?.[APPROVE_ANNOTATION] !== planHash) {
+    return decide(
+      ds,
+      ctx,
+      { state: 'Reconciling', reason: 'AwaitingApproval', message: `A migration is planned; approve it with: kubectl annotate datasource ${ds.metadata.name} ${APPROVE_ANNOTATION}=${planHash} --overwrite` },
+      'AwaitingApproval',
+      { ...observed(ds, catalog), pendingPlan: { hash: planHash, steps } },
+    );
+  }
+
+  const migrating = plan.steps.find((s): s is Extract<MigrationStep, { kind: 'CopyAndSwap' | 'SwapBack' }> => s.kind === 'CopyAndSwap' || s.kind === 'SwapBack');
+  const startedAt = ctx.now.toISOString();
+  const id = `v${migrating?.toVersion ?? 1}-${planHash.slice(0, 8)}`;
+  if (migrating) {
+    await ctx.report?.({ type: 'Normal', reason: 'MigrationStarted', message: describeStep(migrating) }, { phase: 'Migrating', migration: { id, state: 'Started', startedAt } });
+  }
+  const executor = new Executor(ch, {
+    log: ctx.log ?? createLogger({ level: 'warn' }),
+    upstreamOf: async (t) => upstreamTables(await observeCatalog(ch, [t.database]), t),
+    hooks: {
+      onProgress: (step, state, detail) => {
+        if (step.kind !== 'CopyAndSwap' && step.kind !== 'SwapBack') return;
+        const event: EventRecord = { type: 'Normal', reason: `Migration${state}`, message: `${plan.table} v${step.fromVersion} → v${step.toVersion}: ${state}${detail ? ` ${JSON.stringify(detail)}` : ''}` };
+        void ctx.report?.(event, { migration: { id, state, step: state, startedAt } });
+      },
     },
-    'Pending',
-    ctx.now,
-  );
+  });
+  try {
+    await executor.run(plan.steps);
+  } catch (e) {
+    if (e instanceof MigrationRefusedError) {
+      return decide(ds, ctx, { state: 'Stalled', reason: 'MigrationRefused', message: errorMessage(e) }, 'Failed', observed(ds, catalog));
+    }
+    throw e;
+  }
+  const after = await observeCatalog(ch, [database]);
+  const now = observed(ds, after);
+  const history = now.version !== undefined
+    ? withHistory(ds, { version: now.version, specHash: now.specHash ?? '', appliedAt: ctx.now.toISOString().replace(/\.\d+Z$/, 'Z'), table: plan.table, plan: steps })
+    : ds.status?.history;
+  const fence = executor.fenceReports.at(-1);
   return {
-    status: {
-      ...ds.status,
-      ...status,
-      database,
-      table: `${database}.${tableOf(ds)}`,
-      specHash: stableHash(ds.spec),
-    },
-    events,
+    ...decide(ds, ctx, { state: 'Ready', reason: 'UpToDate', message: `Applied: ${steps.join('; ')}` }, 'Ready', { ...now, ...(history ? { history } : {}) }),
+    events: [
+      { type: 'Normal', reason: migrating ? 'MigrationCompleted' : 'Applied', message: `${steps.join('; ')}${fence ? ` (fence held ${fence.heldMs} ms)` : ''}` },
+    ],
   };
+}
+
+/** Drop what the DataSource owns in ClickHouse when deletionPolicy is Delete; keep it otherwise. */
+export async function finalizeDataSource(ds: DataSource, ctx: ReconcileContext): Promise<void> {
+  const ch = ctx.clickhouse;
+  if (!ch || (ds.spec.deletionPolicy ?? 'Retain') !== 'Delete') return;
+  const database = databaseOf(ds);
+  const table = tableOf(ds);
+  const catalog = await observeCatalog(ch, [database]);
+  const owned = catalog.tables.filter((t) => t.database === database && (t.name === table || t.name === quarantineTableName(table) || t.name.startsWith(`${table}__`)));
+  for (const t of owned) await ch.command(`DROP TABLE IF EXISTS \`${database}\`.\`${t.name}\``);
+  ctx.log?.info('dropped tables (deletionPolicy: Delete)', { tables: owned.map((t) => t.name) });
 }

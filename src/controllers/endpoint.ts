@@ -66,8 +66,8 @@ export function reconcileEndpoint(ep: Endpoint, ctx: ReconcileContext): Reconcil
       params = compiled.params;
       health = {
         state: 'Reconciling',
-        reason: 'ConvergenceEngineUnavailable',
-        message: 'Parameters compile; no query Deployment is run because this operator build has no endpoint server.',
+        reason: 'QueryServerUnavailable',
+        message: 'Parameters compile; no query Deployment is run because this operator build has no endpoint server yet.',
       };
     }
   }

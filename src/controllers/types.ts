@@ -1,6 +1,8 @@
 import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
+import type { Logger } from '../runtime/log.js';
 
 export interface EventRecord {
   type: 'Normal' | 'Warning';
@@ -18,6 +20,7 @@ export interface ReconcileDecision<Status> {
 /** Read access to the other resources of the project (an informer cache, or the files of `weir dev`). */
 export interface ResourceLookup {
   dataSource(namespace: string, name: string): DataSource | undefined;
+  dataSourcesIn(namespace: string): DataSource[];
   pipe(namespace: string, name: string): Pipe | undefined;
   endpoint(namespace: string, name: string): Endpoint | undefined;
 }
@@ -25,4 +28,9 @@ export interface ResourceLookup {
 export interface ReconcileContext {
   now: Date;
   lookup: ResourceLookup;
+  /** The ClickHouse to converge; undefined when none is configured. */
+  clickhouse?: ClickHouse;
+  log?: Logger;
+  /** Report progress while a long reconcile runs: an Event, and optionally a status patch. */
+  report?: (event: EventRecord, status?: Record<string, unknown>) => Promise<void>;
 }

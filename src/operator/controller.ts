@@ -1,7 +1,7 @@
 import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, VERSION, type CommonStatus, type Resource } from '../api/common.js';
 import { KINDS, type KindName } from '../api/kinds.js';
-import type { ReconcileContext, ReconcileDecision } from '../controllers/types.js';
+import type { EventRecord, ReconcileContext, ReconcileDecision } from '../controllers/types.js';
 import { deepEqual } from '../runtime/hash.js';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage, resourceFields } from '../runtime/log.js';
@@ -156,17 +156,31 @@ export class Controller<R extends AnyResource> {
       return;
     }
 
-    const decision = await this.handler.reconcile(obj, this.deps.context());
+    const involved = { apiVersion: API_VERSION, kind: this.kind, metadata: obj.metadata as never };
+    const report = async (event: EventRecord, status?: Record<string, unknown>) => {
+      await this.deps.events.record(involved, event);
+      if (status) {
+        await this.api
+          .patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, namespace, plural: this.plural, name, body: { status } }, mergePatch())
+          .catch((e: unknown) => log.warn('could not patch progress into status', { error: kubeErrorMessage(e) }));
+      }
+    };
+    const decision = await this.handler.reconcile(obj, { ...this.deps.context(), log, report });
     if (!deepEqual(decision.status, obj.status ?? {})) {
+      // A merge patch keeps fields it does not mention: fields the decision dropped (and any a
+      // progress report added meanwhile) are nulled explicitly, so status is exactly the decision.
+      const cleared = Object.fromEntries(
+        Object.keys(KINDS[this.kind].statusSchema.properties ?? {})
+          .filter((k) => !(k in (decision.status as object)))
+          .map((k) => [k, null]),
+      );
       await this.api.patchNamespacedCustomObjectStatus(
-        { group: GROUP, version: VERSION, namespace, plural: this.plural, name, body: { status: decision.status } },
+        { group: GROUP, version: VERSION, namespace, plural: this.plural, name, body: { status: { ...cleared, ...decision.status } } },
         mergePatch(),
       );
       log.info('status updated', { phase: (decision.status as CommonStatus).phase, generation: obj.metadata.generation });
     }
-    for (const event of decision.events) {
-      await this.deps.events.record({ apiVersion: API_VERSION, kind: this.kind, metadata: obj.metadata as never }, event);
-    }
+    for (const event of decision.events) await this.deps.events.record(involved, event);
     return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
   }
 

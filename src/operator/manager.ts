@@ -5,9 +5,10 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
-import { reconcileDataSource } from '../controllers/datasource.js';
+import { finalizeDataSource, reconcileDataSource } from '../controllers/datasource.js';
 import { reconcileEndpoint } from '../controllers/endpoint.js';
-import { reconcilePipe } from '../controllers/pipe.js';
+import { finalizePipe, reconcilePipe } from '../controllers/pipe.js';
+import { connectClickHouse } from '../clickhouse/connection.js';
 import type { ReconcileContext } from '../controllers/types.js';
 import { startHealthServer, type HealthServer } from '../runtime/health-server.js';
 import type { Logger } from '../runtime/log.js';
@@ -19,6 +20,8 @@ import { watchOwnedObjects } from './owned.js';
 
 export interface OperatorOptions {
   kubeconfig?: string;
+  /** ClickHouse the operator converges (HTTP URL); without it resources stay Reconciling. */
+  clickhouse?: { url: string; username?: string; password?: string };
   /** Watch one namespace only; default all. */
   namespace?: string;
   metricsPort: number;
@@ -55,17 +58,24 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
 
   let controllers: Controller<AnyResource>[] = [];
   const health: { server?: HealthServer } = {};
+  const clickhouse = opts.clickhouse ? connectClickHouse({ ...opts.clickhouse, logger: log }) : undefined;
   const context = (): ReconcileContext => ({
     now: new Date(),
+    log,
+    ...(clickhouse ? { clickhouse } : {}),
     lookup: {
       dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns) as DataSource | undefined,
+      dataSourcesIn: (ns) => dataSources.informer.list().filter((d) => d.metadata?.namespace === ns) as DataSource[],
       pipe: (ns, name) => pipes.informer.get(resourceName(name), ns) as Pipe | undefined,
       endpoint: (ns, name) => endpoints.informer.get(resourceName(name), ns) as Endpoint | undefined,
     },
   });
   const deps = { kc, log, metrics, events, context, resyncMs: opts.resyncMs, namespace: opts.namespace };
-  const dataSources = new Controller<Typed<DataSource>>({ kind: 'DataSource', reconcile: reconcileDataSource }, deps);
-  const pipes = new Controller<Typed<Pipe>>({ kind: 'Pipe', reconcile: reconcilePipe }, deps);
+  const dataSources = new Controller<Typed<DataSource>>(
+    { kind: 'DataSource', reconcile: reconcileDataSource, finalize: (ds) => finalizeDataSource(ds, context()) },
+    deps,
+  );
+  const pipes = new Controller<Typed<Pipe>>({ kind: 'Pipe', reconcile: reconcilePipe, finalize: (p) => finalizePipe(p, context()) }, deps);
   const endpoints = new Controller<Typed<Endpoint>>({ kind: 'Endpoint', reconcile: reconcileEndpoint }, deps);
   // A change upstream can change the verdict downstream: DataSource → Pipe → Endpoint.
   dataSources.onChange.push((ds) => pipes.enqueueAll(ds.metadata.namespace));
@@ -113,6 +123,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       for (const informer of owned) await informer.stop();
       await elector?.stop();
       metrics.leader.set(0);
+      await clickhouse?.close();
       await health.server?.close();
     })());
 

@@ -62,8 +62,8 @@ describe('weir operator', () => {
     expect(ds.metadata.finalizers).toContain(FINALIZER);
     expect(ds.status?.table).toBe(`${ns.replace(/-/g, '_')}.page_views`);
     expect(ds.status?.phase).toBe('Pending');
-    expect(condition(ds, 'Ready')).toMatchObject({ status: 'False', reason: 'ConvergenceEngineUnavailable' });
-    expect(condition(ds, 'Reconciling')).toMatchObject({ status: 'True', reason: 'ConvergenceEngineUnavailable' });
+    expect(condition(ds, 'Ready')).toMatchObject({ status: 'False', reason: 'NoClickHouseConnection' });
+    expect(condition(ds, 'Reconciling')).toMatchObject({ status: 'True', reason: 'NoClickHouseConnection' });
     expect(condition(ds, 'Stalled')).toMatchObject({ status: 'False' });
 
     const ep = await statusOf<Endpoint>('Endpoint', 'top-pages');
@@ -108,7 +108,7 @@ describe('weir operator', () => {
 
     const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=orphan' });
     expect(events.items.map((e) => `${e.type}/${e.reason}`)).toEqual(
-      expect.arrayContaining(['Warning/UnknownDataSource', 'Normal/ConvergenceEngineUnavailable']),
+      expect.arrayContaining(['Warning/UnknownDataSource', 'Normal/NoClickHouseConnection']),
     );
   });
 

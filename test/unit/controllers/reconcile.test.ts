@@ -15,7 +15,15 @@ const t1 = new Date('2026-01-01T00:05:00Z');
 function context(resources: (DataSource | Pipe | Endpoint)[], now = t0): ReconcileContext {
   const find = (kind: string) => (ns: string, name: string) =>
     resources.find((r) => r.kind === kind && r.metadata.namespace === ns && r.metadata.name === name.replace(/_/g, '-')) as never;
-  return { now, lookup: { dataSource: find('DataSource'), pipe: find('Pipe'), endpoint: find('Endpoint') } };
+  return {
+    now,
+    lookup: {
+      dataSource: find('DataSource'),
+      dataSourcesIn: (ns: string) => resources.filter((r): r is DataSource => r.kind === 'DataSource' && r.metadata.namespace === ns),
+      pipe: find('Pipe'),
+      endpoint: find('Endpoint'),
+    },
+  };
 }
 
 describe('conditions', () => {
@@ -36,36 +44,36 @@ describe('conditions', () => {
 });
 
 describe('reconcileDataSource', () => {
-  it('names the table from the resource (- read as _) and the database from the namespace', () => {
+  it('names the table from the resource (- read as _) and the database from the namespace', async () => {
     const ds = dataSource('page-views', inNamespace('web-prod'));
     ds.metadata.generation = 3;
-    const { status, events } = reconcileDataSource(ds, context([ds]));
+    const { status, events } = await reconcileDataSource(ds, context([ds]));
     expect(status).toMatchObject({ observedGeneration: 3, database: 'web_prod', table: 'web_prod.page_views', phase: 'Pending' });
-    expect(events).toEqual([{ type: 'Normal', reason: 'ConvergenceEngineUnavailable', message: expect.any(String) }]);
+    expect(events).toEqual([{ type: 'Normal', reason: 'NoClickHouseConnection', message: expect.any(String) }]);
   });
 
-  it('is idempotent: reconciling its own output again yields the same status and no event', () => {
+  it('is idempotent: reconciling its own output again yields the same status and no event', async () => {
     const ds = dataSource('page-views');
     ds.metadata.generation = 1;
-    ds.status = reconcileDataSource(ds, context([ds])).status;
-    const again = reconcileDataSource(ds, context([ds], t1));
+    ds.status = (await reconcileDataSource(ds, context([ds]))).status;
+    const again = await reconcileDataSource(ds, context([ds], t1));
     expect(again.status).toEqual(ds.status);
     expect(again.events).toEqual([]);
   });
 });
 
 describe('reconcilePipe', () => {
-  it('stalls on a materialize target that does not exist', () => {
+  it('stalls on a materialize target that does not exist', async () => {
     const p = pipe('rollup', materializedInto('missing'));
-    const { status } = reconcilePipe(p, context([p]));
+    const { status } = await reconcilePipe(p, context([p]));
     expect(status.conditions?.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'UnknownDataSource' });
     expect(status.phase).toBe('Failed');
   });
 
-  it('resolves a target written with underscores to the DataSource with dashes', () => {
+  it('resolves a target written with underscores to the DataSource with dashes', async () => {
     const target = dataSource('page-views-daily');
     const p = pipe('rollup', materializedInto('page_views_daily'));
-    const { status } = reconcilePipe(p, context([p, target]));
+    const { status } = await reconcilePipe(p, context([p, target]));
     expect(status.conditions?.find((c) => c.type === 'Stalled')?.status).toBe('False');
   });
 });
