@@ -2,20 +2,14 @@
 // writer inserting continuously, a reader checking count() and the rollup, and the sorting
 // key of page_views changed in between, first in-process, then with `weir apply` SIGKILLed
 // at each step of the protocol in turn and run again.
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyProject } from '../../../src/clickhouse/apply.js';
 import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
-import { count, PageViewWriter, Reader, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
+import { count, PageViewWriter, Reader, rollupMismatches, runWeirApply, startTestClickHouse, writeProject, writtenAtLeast, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { exampleResources } from '../../fixtures/kube.js';
-import { WEIR_BIN } from '../../fixtures/processes.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { stringify } from 'yaml';
 
 const log = createLogger({ level: 'warn' });
 const fastFence = { livenessMs: 2000, fenceTtlMs: 4000, ackTimeoutMs: 10_000, pollMs: 10 };
@@ -37,27 +31,12 @@ function project(namespace: string, sortingKey?: string[]): ProjectResource[] {
   return resources;
 }
 
-function writeProject(resources: ProjectResource[]): string {
-  const dir = mkdtempSync(join(tmpdir(), 'weir-project-'));
-  writeFileSync(join(dir, 'project.yaml'), resources.map((r) => stringify(r)).join('---\n'));
-  return dir;
-}
-
 /** Everything the protocol promises, checked by counting. */
 async function assertExact(ch: ClickHouse, db: string, written: number): Promise<void> {
   expect(await count(ch, `SELECT count() AS n FROM ${db}.page_views`)).toBe(written);
   expect(await count(ch, `SELECT uniqExact(session_id) AS n FROM ${db}.page_views`)).toBe(written);
   expect(await count(ch, `SELECT countMerge(views) AS n FROM ${db}.page_views_daily`)).toBe(written);
-  // The rollup equals a recomputation from page_views, group by group.
-  const diff = await count(
-    ch,
-    `SELECT count() AS n FROM (
-       SELECT day, tenant_id, pathname, countMerge(views) AS v, uniqMerge(visitors) AS u FROM ${db}.page_views_daily GROUP BY day, tenant_id, pathname
-     ) AS r FULL OUTER JOIN (
-       SELECT toDate(timestamp) AS day, tenant_id, pathname, count() AS v, uniq(session_id) AS u FROM ${db}.page_views GROUP BY day, tenant_id, pathname
-     ) AS x USING (day, tenant_id, pathname) WHERE r.v != x.v OR r.u != x.u`,
-  );
-  expect(diff).toBe(0);
+  expect(await rollupMismatches(ch, db)).toBe(0);
   const [key] = await server.ch.query<{ sorting_key: string }>(`SELECT sorting_key FROM system.tables WHERE database = '${db}' AND name = 'page_views'`);
   expect(key?.sorting_key).toBe('tenant_id, pathname, timestamp');
 }
@@ -71,11 +50,10 @@ describe('copy-and-swap of page_views while writing and reading', () => {
     const reader = new Reader(server.connect(), db);
     writer.start();
     reader.start();
-    while (writer.written < 20_000) await new Promise((r) => setTimeout(r, 20));
+    await writtenAtLeast(writer, 20_000);
 
     const { executor } = await applyProject(server.ch, project(ns, ['tenant_id', 'pathname', 'timestamp']), { log, fenceTiming: fastFence });
-    const during = writer.written;
-    while (writer.written < during + 5_000) await new Promise((r) => setTimeout(r, 20));
+    await writtenAtLeast(writer, 5_000);
     await writer.stop();
     await reader.stop();
 
@@ -99,24 +77,14 @@ describe('copy-and-swap of page_views while writing and reading', () => {
       const reader = new Reader(server.connect(), db);
       writer.start();
       reader.start();
-      while (writer.written < 5_000) await new Promise((r) => setTimeout(r, 20));
+      await writtenAtLeast(writer, 5_000);
 
       const dir = writeProject(project(ns, ['tenant_id', 'pathname', 'timestamp']));
-      const args = [WEIR_BIN, 'apply', '-f', dir, '--clickhouse', server.url, '--fence-ttl', '4000'];
-      const run = (env: Record<string, string>) =>
-        new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => {
-          const child = spawn(process.execPath, args, { env: { ...process.env, ...env } });
-          let out = '';
-          child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-          child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-          child.on('exit', (code, signal) => resolve({ code, signal, out }));
-        });
-      const crashed = await run({ WEIR_FAULT_AT: fault });
+      const crashed = await runWeirApply(dir, server.url, { WEIR_FAULT_AT: fault });
       expect(crashed.signal, crashed.out).toBe('SIGKILL');
-      const resumed = await run({});
+      const resumed = await runWeirApply(dir, server.url);
       expect(resumed.code, resumed.out).toBe(0);
-      const during = writer.written;
-      while (writer.written < during + 2_000) await new Promise((r) => setTimeout(r, 20));
+      await writtenAtLeast(writer, 2_000);
       await writer.stop();
       await reader.stop();
 
