@@ -7,7 +7,8 @@ import { viewMarker, type PipeStep } from '../plan/pipe-plan.js';
 import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js';
 import { createQuarantineSql, createTableSql, qualified, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
 import type { Logger } from '../runtime/log.js';
-import { decodeMarker, encodeMarker, type TableRef } from './catalog.js';
+import { decodeMarker, encodeMarker, observeCatalog, type TableRef } from './catalog.js';
+import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import type { ClickHouse } from './connection.js';
 import { DEFAULT_FENCE_TIMING, withFence, type FenceReport, type FenceTiming } from './fence.js';
 import { ensureSystemTables } from './system-tables.js';
@@ -234,6 +235,7 @@ export class Executor {
       await this.ch.command(`DROP TABLE IF EXISTS ${next}`);
       await this.ch.command(createTableSql(database, nextName, step.shape, encodeMarker({ version: step.toVersion, specHash: step.specHash, shape: step.shape })));
       await this.checkConvertible(live, step);
+      await this.checkDependentViews(step, nextName);
       faultPoint('Created');
       m = await this.record({ ...m, state: 'Created' });
       progress('Created', { next: `${database}.${nextName}` });
@@ -397,6 +399,27 @@ export class Executor {
         throw new MigrationRefusedError(
           `${n} row(s) of ${step.database}.${step.table} have a ${change.column} that does not convert from ${change.from} to ${change.to} ` +
             `(e.g. ${(row?.samples ?? []).map((s) => JSON.stringify(s)).join(', ')}); handle them with spec.migration.forwardQuery. Nothing was changed.`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Every materialized view reading the table must compile against the next version before
+   * anything is swapped: its query is compiled with the table pointed at the next version.
+   */
+  private async checkDependentViews(step: Extract<MigrationStep, { kind: 'CopyAndSwap' }>, nextName: string): Promise<void> {
+    const catalog = await observeCatalog(this.ch, [step.database]);
+    for (const view of catalog.views) {
+      if (!findTableReferences(view.query).includes(`${step.database}.${step.table}`)) continue;
+      try {
+        await this.ch.query(`DESCRIBE TABLE (${retargetTable(view.query, step.database, step.table, nextName)})`);
+      } catch (e) {
+        await this.ch.command(`DROP TABLE IF EXISTS ${qualified(step.database, nextName)}`);
+        const m = await this.activeMigration(step.database, step.table);
+        if (m) await this.record({ ...m, state: 'Refused', detail: `breaks view ${view.name}` });
+        throw new MigrationRefusedError(
+          `materialized view ${view.database}.${view.name} would break on the new version of ${step.database}.${step.table}: ${e instanceof Error ? e.message : String(e)}. Change its Pipe together with the table, or keep the columns it reads. Nothing was changed.`,
         );
       }
     }

@@ -70,3 +70,22 @@ export function findTableReferences(sql: string): string[] {
   });
   return [...names];
 }
+
+/**
+ * The SQL with every read of `database.table` pointed at `database.replacement` instead
+ * (ClickHouse stores view queries with qualified names). Used to compile a dependent view
+ * against a table's next version before anything is swapped.
+ */
+export function retargetTable(sql: string, database: string, table: string, replacement: string): string {
+  const tokens = [...tokenize(sql)];
+  const edits: { start: number; end: number }[] = [];
+  tokens.forEach((t, i) => {
+    if (isName(t) && t.text === database && isSymbol(tokens[i + 1], '.') && isName(tokens[i + 2]) && tokens[i + 2]?.text === table) {
+      const target = tokens[i + 2] as Token;
+      edits.push({ start: target.start, end: target.end });
+    }
+  });
+  let out = sql;
+  for (const e of edits.reverse()) out = `${out.slice(0, e.start)}\`${replacement.replace(/`/g, '\\`')}\`${out.slice(e.end)}`;
+  return out;
+}

@@ -5,7 +5,7 @@ import type { DataSource } from '../../../src/api/datasource.js';
 import { applyProject, PlanRefusedError } from '../../../src/clickhouse/apply.js';
 import { MigrationRefusedError } from '../../../src/clickhouse/executor.js';
 import { createLogger } from '../../../src/runtime/log.js';
-import { column, dataSource, inNamespace, withColumns, withSortingKey, withSpec } from '../../fixtures/builders.js';
+import { column, dataSource, inNamespace, materializedInto, node, pipe, withColumns, withEngine, withNodes, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
 
@@ -158,4 +158,33 @@ describe('versions and rollback', () => {
   });
 });
 
+describe('dependent materialized views', () => {
+  it('refuses a migration that would break a view reading the table, before changing anything', async () => {
+    const { ns, db } = await fresh();
+    const totals = pipe('totals', inNamespace(ns), withNodes(node('n', 'SELECT user, sum(toUInt64OrZero(amount)) AS total FROM events GROUP BY user')), materializedInto('totals-by-user'));
+    const target = dataSource('totals-by-user', inNamespace(ns), withColumns(column('user', 'String'), column('total', 'UInt64')), withSortingKey('user'), withEngine({ type: 'SummingMergeTree' }));
+    await applyProject(server.ch, [events(ns), target, totals], { log });
+    // Dropping `amount` (allowed destructively) and re-sorting forces a copy the view cannot follow.
+    const next = events(ns, withSortingKey('ts'), (d) => d.spec.columns.splice(2, 1), withSpec({ migration: { allowDestructive: true } }));
+    const error = await applyProject(server.ch, [next, target, totals], { log }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(MigrationRefusedError);
+    expect((error as Error).message).toMatch(/materialized view .*\.totals would break on the new version of .*\.events: .*amount/);
+    expect(await describeTable(db)).toEqual(['ts DateTime', 'user String', 'amount String']);
+    expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__')`)).toBe(0);
+    // The SummingMergeTree target was backfilled once from the 1000 existing rows.
+    expect(await count(server.ch, `SELECT sum(total) AS n FROM ${db}.totals_by_user`)).toBe((999 * 1000) / 2);
+  });
+
+  it('changes a view query in place for new rows with backfill: None', async () => {
+    const { ns, db } = await fresh();
+    const target = dataSource('counts', inNamespace(ns), withColumns(column('user', 'String'), column('n', 'UInt64')), withSortingKey('user'), withEngine({ type: 'SummingMergeTree' }));
+    const counting = (sql: string) => pipe('counter', inNamespace(ns), withNodes(node('n', sql)), (p) => (p.spec.materialize = { into: 'counts', backfill: 'None' }));
+    await applyProject(server.ch, [events(ns), target, counting('SELECT user, count() AS n FROM events GROUP BY user')], { log });
+    await server.ch.command(`INSERT INTO ${db}.events VALUES (now(), 'a', '1')`);
+    const { plan } = await applyProject(server.ch, [events(ns), target, counting('SELECT user, 10 * count() AS n FROM events GROUP BY user')], { log });
+    expect(plan.resources.flatMap((r) => r.steps.map((s) => s.kind))).toEqual(['ModifyViewQuery']);
+    await server.ch.command(`INSERT INTO ${db}.events VALUES (now(), 'a', '1')`);
+    expect(await count(server.ch, `SELECT sum(n) AS n FROM ${db}.counts WHERE user = 'a'`)).toBe(11);
+  });
+});
 

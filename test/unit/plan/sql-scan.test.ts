@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { collectParameters, findPlaceholders, findTableReferences } from '../../../src/plan/sql-scan.js';
+import { collectParameters, findPlaceholders, findTableReferences, retargetTable } from '../../../src/plan/sql-scan.js';
 
 describe('findPlaceholders', () => {
   it('finds {name:Type} placeholders with their types, in order', () => {
@@ -58,5 +58,14 @@ describe('findTableReferences', () => {
 
   it('is case-insensitive about keywords', () => {
     expect(findTableReferences('select x from a join b on 1')).toEqual(['a', 'b']);
+  });
+});
+
+describe('retargetTable', () => {
+  it('points qualified reads of one table at another, leaving strings, other tables and prefixes alone', () => {
+    const sql = "SELECT 'web.page_views' AS s FROM web.page_views JOIN web.page_views_daily USING x JOIN `web`.`page_views` AS p ON 1";
+    expect(retargetTable(sql, 'web', 'page_views', 'page_views__weir_next')).toBe(
+      "SELECT 'web.page_views' AS s FROM web.`page_views__weir_next` JOIN web.page_views_daily USING x JOIN `web`.`page_views__weir_next` AS p ON 1",
+    );
   });
 });
