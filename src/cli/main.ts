@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander';
 import { runClickHouseCommand } from './clickhouse.js';
 import { runCrds } from './crds.js';
+import { runDev } from './dev.js';
 import { runOperatorCommand } from './operator.js';
 import { runApply, runPlan, type ProjectFlags } from './plan.js';
 import { runValidate } from './validate.js';
@@ -42,6 +43,17 @@ projectCommand('apply', 'Converge ClickHouse to the resources in a folder once (
   .action(async (o: ProjectFlags) => {
     process.exitCode = await runApply({ ...o, clickhouse: o.clickhouse ?? 'http://127.0.0.1:8123' });
   });
+
+program
+  .command('dev')
+  .description('Run a data project locally: embedded ClickHouse, the events API and the endpoints; saving a file applies it.')
+  .requiredOption('-f, --filename <path>', 'folder of YAML (watched)')
+  .option('-n, --namespace <ns>', 'namespace (and so database) for resources that set none', 'default')
+  .addOption(new Option('--port <port>', 'port for /v0/events and /v0/pipes').default(7181).argParser(Number))
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .addOption(new Option('--clickhouse-port <port>', 'port of the embedded ClickHouse HTTP server').default(8123).argParser(Number))
+  .option('--data-dir <dir>', 'where the embedded ClickHouse keeps its data', './.weir/data')
+  .action(runDev);
 
 program
   .command('crds')

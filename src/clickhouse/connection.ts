@@ -1,5 +1,6 @@
 // The one narrow ClickHouse interface all of weir uses, over @clickhouse/client (HTTP).
 
+import type { Readable } from 'node:stream';
 import { createClient, ClickHouseLogLevel, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import type { Logger } from '../runtime/log.js';
 import { toClickHouseError } from './errors.js';
@@ -19,6 +20,17 @@ export interface QueryOptions {
 
 export type CommandOptions = QueryOptions;
 
+/** ClickHouse output formats an endpoint serves as they are written. */
+export type OutputFormat = 'JSON' | 'CSVWithNames' | 'JSONEachRow';
+
+export interface FormattedResult {
+  /** The result as ClickHouse wrote it, streamed. */
+  body: Readable;
+  queryId: string;
+  /** X-ClickHouse-Summary counters (decimal strings), when the server sent them. */
+  summary?: { read_rows?: string; read_bytes?: string; result_rows?: string; elapsed_ns?: string };
+}
+
 export interface InsertOptions {
   settings?: Settings;
   queryId?: string;
@@ -31,6 +43,12 @@ export interface ClickHouse {
   ping(): Promise<boolean>;
   /** Rows of a query that returns rows (it must not have a FORMAT clause: rows come as JSONEachRow). */
   query<T>(sql: string, opts?: QueryOptions): Promise<T[]>;
+  /**
+   * A query's result in a ClickHouse output format, as the server wrote it (the SQL must not have a FORMAT clause).
+   * Fails before the first byte when the server refuses or fails the query (with wait_end_of_query=1, also when it
+   * fails midway). Optional: a ClickHouse that cannot do this does not serve endpoints.
+   */
+  queryFormatted?(sql: string, format: OutputFormat, opts?: QueryOptions): Promise<FormattedResult>;
   /** A statement that returns no rows: DDL, INSERT ... SELECT, SYSTEM, ... */
   command(sql: string, opts?: CommandOptions): Promise<void>;
   /** Inserts rows (as JSONEachRow); acknowledged once the server has written them. */
@@ -85,6 +103,21 @@ class HttpClickHouse implements ClickHouse {
         ...(opts.database ? { http_headers: { 'X-ClickHouse-Database': opts.database } } : {}),
       });
       return rs.json<T>();
+    });
+  }
+
+  queryFormatted(sql: string, format: OutputFormat, opts: QueryOptions = {}): Promise<FormattedResult> {
+    return this.call('queryFormatted', sql, opts.queryId, async () => {
+      const result = await this.client.exec({
+        // On a new line, so that a trailing `-- comment` cannot swallow the FORMAT clause.
+        query: `${sql}\nFORMAT ${format}`,
+        ...(opts.params ? { query_params: opts.params } : {}),
+        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.queryId ? { query_id: opts.queryId } : {}),
+        ...(opts.signal ? { abort_signal: opts.signal } : {}),
+        ...(opts.database ? { http_headers: { 'X-ClickHouse-Database': opts.database } } : {}),
+      });
+      return { body: result.stream, queryId: result.query_id, ...(result.summary ? { summary: result.summary } : {}) };
     });
   }
 

@@ -267,9 +267,13 @@ export class ChdbEngine {
     const statement = statementOf(req);
     rejectUnsupported(statement);
     const bound = bindParameters(statement.sql, statement.info, req.params);
-    return this.pool.use(req.readOnly, async (session) => {
+    // readonly=2 is what read-only sessions already run with: use one of those (reusable)
+    // instead of raising readonly on a read-write session, which could then not be reused.
+    const readOnly = req.readOnly || req.settings.get('readonly') === '2';
+    const settings = readOnly ? new Map([...req.settings].filter(([k]) => k !== 'readonly')) : req.settings;
+    return this.pool.use(readOnly, async (session) => {
       try {
-        await session.enter(req.database, req.settings, bound.assignments);
+        await session.enter(req.database, settings, bound.assignments);
         return await this.run(session, req, { ...statement, sql: bound.sql });
       } catch (e) {
         throw withoutParamPrefix(engineError(e));

@@ -1,0 +1,383 @@
+// Copy-and-swap benchmark: weir migrating a DataSource's sorting key, next to a bare
+// CREATE TABLE … AS + INSERT … SELECT of the same table, while a fenced writer keeps inserting.
+//
+//   npx tsx bench/copy-and-swap.ts [--rows N] [--repeat K] [--batch-rows R] [--writer-interval-ms MS] [--probe [--probe-rounds P]]
+//
+// One embedded ClickHouse server (chDB over HTTP, temp data dir, port 0) for the whole run; each
+// repetition gets its own database. See bench/README.md for what the figures mean.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { API_VERSION } from '../src/api/common.js';
+import type { DataSource } from '../src/api/datasource.js';
+import { applyProject } from '../src/clickhouse/apply.js';
+import type { TableRef } from '../src/clickhouse/catalog.js';
+import { connectClickHouse, type ClickHouse } from '../src/clickhouse/connection.js';
+import { startClickHouseServer } from '../src/clickhouse/server.js';
+import { keyTuple, qualified, quoteIdentifier, tableShape } from '../src/plan/sql.js';
+import { sleep } from '../src/runtime/backoff.js';
+import { createLogger } from '../src/runtime/log.js';
+import { probeCopyCosts, type ProbeResult } from './copy-probes.js';
+import { MigrationTimeline, type PhaseTiming, type StatementTotal } from './migration-timeline.js';
+import { PageViewWriter } from './page-view-writer.js';
+
+const OLD_KEY = ['tenant_id', 'timestamp'];
+const NEW_KEY = ['tenant_id', 'pathname', 'timestamp'];
+const PARTITION_KEY = 'toYYYYMM(timestamp)';
+const TABLE = 'page_views';
+const TTL = 'toDateTime(timestamp) + INTERVAL 180 DAY';
+const DAY_MS = 86_400_000;
+// A 10M-row INSERT … SELECT on two cores outlasts the client's 30 s default by far.
+const REQUEST_TIMEOUT_MS = 2 * 3600_000;
+// Statements shorter than this are left out of the per-phase listing (they still count in the phase).
+const LISTED_STATEMENT_MS = 50;
+
+interface BenchOptions {
+  rows: number;
+  repeat: number;
+  batchRows: number;
+  writerIntervalMs: number;
+  /** Rounds of copy-cost probes after each run; 0 skips them. */
+  probeRounds: number;
+}
+
+interface RunResult {
+  rows: number;
+  fillS: number;
+  baselineS: number;
+  copyAndSwapS: number;
+  ratio: number;
+  /** Process CPU seconds (chDB runs in this process); the copy-and-swap figure includes the writer's work. */
+  baselineCpuS: number;
+  copyAndSwapCpuS: number;
+  fenceHeldMs: number;
+  fenceWaitedMs: number;
+  longestPauseMs: number;
+  rowsDuringMigration: number;
+  phases: PhaseTiming[];
+  statementTotals: StatementTotal[];
+  probes: ProbeResult[];
+}
+
+function options(): BenchOptions {
+  const { values } = parseArgs({
+    options: {
+      rows: { type: 'string', default: '10000000' },
+      repeat: { type: 'string', default: '1' },
+      'batch-rows': { type: 'string', default: '1000' },
+      'writer-interval-ms': { type: 'string', default: '0' },
+      probe: { type: 'boolean', default: false },
+      'probe-rounds': { type: 'string', default: '3' },
+    },
+  });
+  const positive = (name: string, v: string | undefined, min: number): number => {
+    const n = Number(v?.replace(/_/g, ''));
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
+    return n;
+  };
+  return {
+    rows: positive('rows', values.rows, 1),
+    repeat: positive('repeat', values.repeat, 1),
+    batchRows: positive('batch-rows', values['batch-rows'], 1),
+    writerIntervalMs: positive('writer-interval-ms', values['writer-interval-ms'], 0),
+    probeRounds: values.probe ? positive('probe-rounds', values['probe-rounds'], 1) : 0,
+  };
+}
+
+/** The example project's page-views DataSource (manifests/examples/web-analytics), minus Kafka ingestion. */
+function pageViews(namespace: string, sortingKey: string[]): DataSource {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'DataSource',
+    metadata: { name: 'page-views', namespace },
+    spec: {
+      columns: [
+        { name: 'timestamp', type: 'DateTime64(3)', jsonPath: '$.timestamp' },
+        { name: 'session_id', type: 'String', jsonPath: '$.session_id' },
+        { name: 'tenant_id', type: 'LowCardinality(String)', jsonPath: '$.tenant_id' },
+        { name: 'pathname', type: 'String', jsonPath: '$.payload.pathname' },
+        { name: 'country', type: 'LowCardinality(String)', jsonPath: '$.payload.country', default: "'unknown'" },
+        { name: 'duration_ms', type: 'UInt32', jsonPath: '$.payload.duration_ms', default: '0' },
+      ],
+      engine: { type: 'MergeTree', sortingKey, partitionKey: PARTITION_KEY, ttl: TTL },
+      migration: { approval: 'Automatic', keepPreviousVersions: 1 },
+      deletionPolicy: 'Retain',
+    },
+  };
+}
+
+const log = (message: string): void => console.error(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
+const seconds = (since: number): number => (performance.now() - since) / 1000;
+const cpuSeconds = (since: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+};
+const countOf = async (ch: ClickHouse, sql: string): Promise<number> => Number((await ch.query<{ n: string }>(sql))[0]?.n ?? NaN);
+
+/** N page views over the last 29 days (inside the 180-day TTL), 50 tenants, 500 paths, unique session ids. */
+async function fill(ch: ClickHouse, table: string, rows: number): Promise<void> {
+  await ch.command(
+    `INSERT INTO ${table} (timestamp, session_id, tenant_id, pathname, country, duration_ms)
+     SELECT now64(3) - toIntervalMillisecond(cityHash64(number) % ${29 * DAY_MS}),
+            concat('bulk-', toString(number)),
+            concat('t', toString(number % 50)),
+            concat('/page/', toString(cityHash64(number, 1) % 500)),
+            ['de', 'us', 'fr', 'gb', 'jp', 'br', 'in'][number % 7 + 1],
+            toUInt32(cityHash64(number, 2) % 30000)
+     FROM numbers(${rows})`,
+  );
+}
+
+/** Background merges of `database` have finished: the next timing does not share the CPU with them. */
+async function mergesSettled(ch: ClickHouse, database: string): Promise<void> {
+  const deadline = Date.now() + 10 * 60_000;
+  while ((await countOf(ch, `SELECT count() AS n FROM system.merges WHERE database = '${database}'`)) > 0) {
+    if (Date.now() > deadline) throw new Error(`merges in ${database} still running after 10 minutes`);
+    await sleep(200);
+  }
+}
+
+/** What a hand-run migration costs: copy the table into one with the new sorting key. */
+async function baselineCopy(ch: ClickHouse, database: string): Promise<{ wallS: number; cpuS: number }> {
+  const copy = qualified(database, 'baseline_copy');
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await ch.command(
+    `CREATE TABLE ${copy} AS ${qualified(database, TABLE)}
+     ENGINE = MergeTree PARTITION BY ${PARTITION_KEY} ORDER BY ${keyTuple(NEW_KEY)} TTL ${TTL}`,
+  );
+  await ch.command(`INSERT INTO ${copy} SELECT * FROM ${qualified(database, TABLE)}`);
+  const measured = { wallS: seconds(started), cpuS: cpuSeconds(cpu) };
+  await ch.command(`DROP TABLE ${copy} SYNC`);
+  return measured;
+}
+
+/** Every row exactly once, under the new key, and the writer really was fenced: else the figures mean nothing. */
+async function verify(ch: ClickHouse, database: string, expected: number, writerId: string, fencedWriters: string[][]): Promise<void> {
+  const table = qualified(database, TABLE);
+  const [row] = await ch.query<{ n: string; u: string; key: string }>(
+    `SELECT count() AS n, uniqExact(session_id) AS u,
+            (SELECT sorting_key FROM system.tables WHERE database = '${database}' AND name = '${TABLE}') AS key
+     FROM ${table}`,
+  );
+  const failures = [
+    Number(row?.n) !== expected ? `count() is ${row?.n}, expected ${expected} (bulk rows + rows the writer wrote)` : '',
+    row?.u !== row?.n ? `uniqExact(session_id) is ${row?.u} but count() is ${row?.n}: rows were doubled` : '',
+    row?.key !== NEW_KEY.join(', ') ? `sorting key is (${row?.key}), expected (${NEW_KEY.join(', ')})` : '',
+    fencedWriters.length !== 1 ? `expected one fence, the executor raised ${fencedWriters.length}` : '',
+    fencedWriters.length === 1 && !fencedWriters[0]?.includes(writerId) ? `the fence did not wait for writer ${writerId}` : '',
+  ].filter(Boolean);
+  if (failures.length > 0) throw new Error(`verification of ${table} failed:\n  ${failures.join('\n  ')}`);
+}
+
+async function runOnce(connect: () => ClickHouse, opts: BenchOptions, run: number): Promise<RunResult> {
+  const namespace = `bench-${randomBytes(4).toString('hex')}`;
+  const database = namespace.replace(/-/g, '_');
+  const table: TableRef = { database, table: TABLE };
+  const ch = connect();
+  const weirLog = createLogger({ level: 'warn' });
+
+  log(`run ${run}: create ${database}.${TABLE} through weir, fill ${opts.rows.toLocaleString('en')} rows`);
+  await applyProject(ch, [pageViews(namespace, OLD_KEY)], { log: weirLog });
+  let started = performance.now();
+  await fill(ch, qualified(database, TABLE), opts.rows);
+  const fillS = seconds(started);
+  await mergesSettled(ch, database);
+
+  log(`run ${run}: baseline copy`);
+  const baseline = await baselineCopy(ch, database);
+  await mergesSettled(ch, database);
+
+  log(`run ${run}: weir copy-and-swap with a writer`);
+  const writer = new PageViewWriter(connect(), table, { batchRows: opts.batchRows, intervalMs: opts.writerIntervalMs });
+  writer.start();
+  // A few batches first: the writer is registered and steady before the fence is raised.
+  await writer.waitForRows(5 * opts.batchRows);
+  const timeline = new MigrationTimeline();
+  const writtenBefore = writer.written;
+  timeline.start();
+  const cpu = process.cpuUsage();
+  started = performance.now();
+  const { executor } = await applyProject(timeline.timed(ch), [pageViews(namespace, NEW_KEY)], {
+    log: weirLog,
+    hooks: { onProgress: (_step, state) => timeline.mark(state) },
+  });
+  const copyAndSwapS = seconds(started);
+  const copyAndSwapCpuS = cpuSeconds(cpu);
+  timeline.mark('returned');
+  const rowsDuringMigration = writer.written - writtenBefore;
+  await writer.stop();
+
+  await verify(ch, database, opts.rows + writer.written, writer.fence.writerId, executor.fenceReports.map((r) => r.writers));
+  const fence = executor.fenceReports[0];
+  const probes = opts.probeRounds > 0 ? await probe(ch, connect(), namespace, opts, run) : [];
+  await ch.command(`DROP DATABASE ${quoteIdentifier(database)} SYNC`);
+  return {
+    rows: opts.rows,
+    fillS,
+    baselineS: baseline.wallS,
+    copyAndSwapS,
+    ratio: copyAndSwapS / baseline.wallS,
+    baselineCpuS: baseline.cpuS,
+    copyAndSwapCpuS,
+    fenceHeldMs: fence?.heldMs ?? NaN,
+    fenceWaitedMs: fence?.waitedMs ?? NaN,
+    longestPauseMs: writer.fence.longestPauseMs,
+    rowsDuringMigration,
+    phases: timeline.phases(),
+    statementTotals: timeline.statementTotals(),
+    probes,
+  };
+}
+
+async function probe(ch: ClickHouse, writerCh: ClickHouse, namespace: string, opts: BenchOptions, run: number): Promise<ProbeResult[]> {
+  const database = namespace.replace(/-/g, '_');
+  log(`run ${run}: ${opts.probeRounds} round(s) of copy-cost probes`);
+  const [migration] = await ch.query<{ b: string }>(
+    `SELECT toString(source_block) AS b FROM weir.migrations FINAL WHERE database = '${database}' AND table = '${TABLE}' AND state = 'Done'`,
+  );
+  return probeCopyCosts({
+    ch,
+    writerCh,
+    live: { database, table: TABLE },
+    source: { database, table: `${TABLE}__v1` },
+    shape: tableShape(pageViews(namespace, NEW_KEY).spec),
+    deltaFrom: migration?.b ?? '0',
+    writer: { batchRows: opts.batchRows, intervalMs: opts.writerIntervalMs },
+    rounds: opts.probeRounds,
+    settled: () => mergesSettled(ch, database),
+  });
+}
+
+// ---- report ------------------------------------------------------------------------------
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function formatTable(rows: string[][]): string {
+  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ')).join('\n');
+}
+
+function resultTable(results: RunResult[]): string {
+  const n = (v: number, digits = 0) => v.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const line = (label: string, r: Omit<RunResult, 'phases' | 'statementTotals' | 'probes'>) => [
+    label,
+    n(r.rows),
+    n(r.fillS, 1),
+    n(r.baselineS, 1),
+    n(r.copyAndSwapS, 1),
+    n(r.ratio, 2),
+    n(r.baselineCpuS, 1),
+    n(r.copyAndSwapCpuS, 1),
+    n(r.fenceHeldMs),
+    n(r.fenceWaitedMs),
+    n(r.longestPauseMs),
+    n(r.rowsDuringMigration),
+  ];
+  const header = ['run', 'rows', 'fill s', 'baseline s', 'copy-and-swap s', 'ratio (goal ≤ 1.3)', 'baseline cpu s', 'copy-and-swap cpu s (with writer)', 'fence held ms', 'fence ack wait ms', 'longest writer pause ms (goal ≤ 1000)', 'rows written during migration'];
+  const rows = [header, ...results.map((r, i) => line(String(i + 1), r))];
+  if (results.length > 1) {
+    const med = (f: (r: RunResult) => number) => median(results.map(f));
+    rows.push(
+      line('median', {
+        rows: med((r) => r.rows),
+        fillS: med((r) => r.fillS),
+        baselineS: med((r) => r.baselineS),
+        copyAndSwapS: med((r) => r.copyAndSwapS),
+        ratio: med((r) => r.ratio),
+        baselineCpuS: med((r) => r.baselineCpuS),
+        copyAndSwapCpuS: med((r) => r.copyAndSwapCpuS),
+        fenceHeldMs: med((r) => r.fenceHeldMs),
+        fenceWaitedMs: med((r) => r.fenceWaitedMs),
+        longestPauseMs: med((r) => r.longestPauseMs),
+        rowsDuringMigration: med((r) => r.rowsDuringMigration),
+      }),
+    );
+  }
+  return formatTable(rows);
+}
+
+function phaseReport(r: RunResult, run: number): string {
+  const total = r.phases.reduce((s, p) => s + p.ms, 0);
+  const lines = [`Run ${run}: where the ${(total / 1000).toFixed(1)} s of copy-and-swap went (executor progress states; statements ≥ ${LISTED_STATEMENT_MS} ms; statements the executor runs in parallel overlap)`];
+  for (const p of r.phases) {
+    lines.push(`  ${(p.ms / 1000).toFixed(2).padStart(8)} s  ${((100 * p.ms) / total).toFixed(0).padStart(3)}%  ${p.phase}`);
+    const listed = p.statements.filter((s) => s.ms >= LISTED_STATEMENT_MS);
+    for (const s of listed) lines.push(`  ${(s.ms / 1000).toFixed(2).padStart(18)} s  ${s.statement}`);
+    const rest = p.statements.filter((s) => s.ms < LISTED_STATEMENT_MS);
+    if (rest.length > 0) lines.push(`  ${(rest.reduce((t, s) => t + s.ms, 0) / 1000).toFixed(2).padStart(18)} s  (${rest.length} shorter statements)`);
+  }
+  lines.push('  By statement (all phases): total s, runs');
+  for (const t of r.statementTotals.slice(0, 8)) lines.push(`  ${(t.ms / 1000).toFixed(2).padStart(8)} s  ×${String(t.runs).padEnd(3)} ${t.statement}`);
+  return lines.join('\n');
+}
+
+function probeReport(r: RunResult, run: number): string {
+  const list = (xs: number[]) => xs.map((x) => x.toFixed(3)).join(' ');
+  const rows = [
+    ['probe', 'median s', 'median cpu s', 'samples s', 'samples cpu s'],
+    ...r.probes.map((p) => [p.probe, median(p.samplesS).toFixed(3), median(p.cpuS).toFixed(3), list(p.samplesS), list(p.cpuS)]),
+  ];
+  return `Run ${run}: copy-cost probes (no writer unless stated; merges settled before each copy; cpu = this process, chDB included)\n${formatTable(rows)}`;
+}
+
+async function machine(ch: ClickHouse): Promise<string> {
+  const [row] = await ch.query<{ v: string }>('SELECT version() AS v');
+  const chdb = (JSON.parse(readFileSync(join(process.cwd(), 'node_modules/chdb/package.json'), 'utf8')) as { version: string }).version;
+  const cpus = os.cpus();
+  return [
+    `machine: ${os.availableParallelism()} CPUs (${cpus[0]?.model.trim() ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, ${os.type()} ${os.release()}`,
+    `versions: node ${process.version}, ClickHouse ${row?.v ?? '?'} (chdb ${chdb}, embedded, served over HTTP by weir), weir ${weirCommit()}`,
+  ].join('\n');
+}
+
+/** The executor under test changes often: name the commit (and whether its code was edited) the figures belong to. */
+function weirCommit(): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8' }).trim();
+    const dirty = git('status', '--porcelain', '--', 'src/clickhouse', 'src/plan') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' + uncommitted changes in src/clickhouse or src/plan' : ''}`;
+  } catch {
+    return 'commit unknown';
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = options();
+  const dataDir = mkdtempSync(join(os.tmpdir(), 'weir-bench-'));
+  const server = await startClickHouseServer({ dataDir, port: 0 });
+  const opened: ClickHouse[] = [];
+  const connect = () => {
+    const c = connectClickHouse({ url: server.url, requestTimeoutMs: REQUEST_TIMEOUT_MS });
+    opened.push(c);
+    return c;
+  };
+  try {
+    const results: RunResult[] = [];
+    for (let run = 1; run <= opts.repeat; run++) results.push(await runOnce(connect, opts, run));
+
+    console.log(`\nCopy-and-swap: sorting key (${OLD_KEY.join(', ')}) → (${NEW_KEY.join(', ')})`);
+    console.log(await machine(connect()));
+    const pace = opts.writerIntervalMs > 0 ? `, ${opts.writerIntervalMs} ms apart` : ', back to back';
+    console.log(`writer: one weir-fenced writer, ${opts.batchRows}-row batches${pace}; default fence timing\n`);
+    console.log(resultTable(results));
+    for (const [i, r] of results.entries()) console.log(`\n${phaseReport(r, i + 1)}`);
+    for (const [i, r] of results.entries()) if (r.probes.length > 0) console.log(`\n${probeReport(r, i + 1)}`);
+  } finally {
+    for (const c of opened) await c.close();
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`copy-and-swap benchmark failed: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,154 @@
+// The HTTP events API of `weir dev`: POST /v0/events?name=<datasource> with NDJSON. Every
+// line is mapped through the columns' jsonPaths; lines that do not map, or that ClickHouse
+// refuses, go to the DataSource's quarantine table with the reason. Inserts honour the
+// migration fence like every weir-managed writer.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { gunzipSync } from 'node:zlib';
+import type { DataSource } from '../api/datasource.js';
+import { clickhouseName, resourceName } from '../api/names.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
+import { FenceParticipant } from '../clickhouse/fence.js';
+import { databaseOf, tableOf } from '../controllers/datasource.js';
+import { quarantineTableName } from '../plan/sql.js';
+import type { Logger } from '../runtime/log.js';
+import { errorMessage } from '../runtime/log.js';
+import { compileRowMapper, MAPPED_ROW_SETTINGS, type MappedRow, type RowMapper } from './rows.js';
+
+
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+export interface IngestResult {
+  successful_rows: number;
+  quarantined_rows: number;
+}
+
+interface Target {
+  database: string;
+  table: string;
+  mapper: RowMapper;
+  fence: FenceParticipant;
+  specKey: string;
+}
+
+export interface QuarantinedLine {
+  raw: string;
+  error: string;
+}
+
+/**
+ * Insert rows; when ClickHouse refuses the batch (a value the mapper passed through), split
+ * it to find the rows it refuses, so one bad row never costs the batch.
+ */
+export async function insertOrIsolate(
+  ch: ClickHouse,
+  table: string,
+  rows: { row: MappedRow; raw: string }[],
+): Promise<{ inserted: number; refused: QuarantinedLine[] }> {
+  if (rows.length === 0) return { inserted: 0, refused: [] };
+  try {
+    await ch.insert(table, rows.map((r) => r.row), { settings: MAPPED_ROW_SETTINGS });
+    return { inserted: rows.length, refused: [] };
+  } catch (e) {
+    const retriable = (e as { retriable?: boolean }).retriable === true;
+    if (retriable) throw e;
+    if (rows.length === 1) return { inserted: 0, refused: [{ raw: rows[0]?.raw ?? '', error: errorMessage(e).split('\n')[0] ?? 'refused by ClickHouse' }] };
+    const mid = Math.ceil(rows.length / 2);
+    const a = await insertOrIsolate(ch, table, rows.slice(0, mid));
+    const b = await insertOrIsolate(ch, table, rows.slice(mid));
+    return { inserted: a.inserted + b.inserted, refused: [...a.refused, ...b.refused] };
+  }
+}
+
+export class EventsApi {
+  private readonly targets = new Map<string, Target>();
+
+  constructor(
+    private readonly ch: ClickHouse,
+    private readonly dataSource: (name: string) => DataSource | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** Ingest NDJSON text into a DataSource. */
+  async ingest(name: string, body: string): Promise<IngestResult> {
+    const target = this.target(name);
+    const good: { row: MappedRow; raw: string }[] = [];
+    const bad: QuarantinedLine[] = [];
+    for (const line of body.split('\n')) {
+      const raw = line.trim();
+      if (!raw) continue;
+      const r = target.mapper.map(raw);
+      if (r.ok) good.push({ row: r.row, raw });
+      else bad.push({ raw, error: r.error });
+    }
+    await target.fence.beforeBatch();
+    const { inserted, refused } = await insertOrIsolate(this.ch, `${target.database}.${target.table}`, good);
+    const quarantined = [...bad, ...refused];
+    if (quarantined.length > 0) {
+      await this.ch.insert(
+        `${target.database}.${quarantineTableName(target.table)}`,
+        quarantined.map((q) => ({ source: 'http', raw: q.raw, error: q.error })),
+      );
+    }
+    return { successful_rows: inserted, quarantined_rows: quarantined.length };
+  }
+
+  /** Stop being a writer the migration executor waits for. */
+  async close(): Promise<void> {
+    for (const t of this.targets.values()) await t.fence.leave().catch(() => undefined);
+  }
+
+  private target(name: string): Target {
+    const ds = this.dataSource(resourceName(name));
+    if (!ds) throw Object.assign(new Error(`no DataSource named ${name}`), { status: 404 });
+    const specKey = JSON.stringify(ds.spec.columns);
+    const cached = this.targets.get(ds.metadata.name);
+    if (cached && cached.specKey === specKey) return cached;
+    const database = databaseOf(ds);
+    const table = tableOf(ds);
+    const target: Target = {
+      database,
+      table,
+      mapper: compileRowMapper(ds.spec.columns),
+      fence: cached?.fence ?? new FenceParticipant(this.ch, FenceParticipant.newId(`events-${clickhouseName(ds.metadata.name)}`), [{ database, table }]),
+      specKey,
+    };
+    this.targets.set(ds.metadata.name, target);
+    return target;
+  }
+
+  /** The `POST /v0/events?name=…` route; returns false when the request is not for it. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== '/v0/events') return false;
+    const reply = (status: number, body: object) => res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+    if (req.method !== 'POST') {
+      reply(405, { error: 'use POST with NDJSON (one JSON object a line)' });
+      return true;
+    }
+    const name = url.searchParams.get('name');
+    if (!name) {
+      reply(400, { error: 'the name query parameter (a DataSource name) is required' });
+      return true;
+    }
+    try {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of req) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_BODY_BYTES) {
+          reply(413, { error: `body larger than ${MAX_BODY_BYTES} bytes; send smaller batches` });
+          return true;
+        }
+        chunks.push(chunk as Buffer);
+      }
+      let body = Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+      reply(200, await this.ingest(name, body.toString('utf8')));
+    } catch (e) {
+      const status = (e as { status?: number }).status ?? ((e as { retriable?: boolean }).retriable ? 503 : 500);
+      if (status >= 500) this.log.error('events ingest failed', { datasource: name, error: errorMessage(e) });
+      reply(status, { error: status === 404 ? errorMessage(e) : status === 503 ? 'ClickHouse is unavailable; retry' : 'ingest failed; see the server log' });
+    }
+    return true;
+  }
+}

@@ -1,0 +1,379 @@
+// The endpoint server's HTTP handler: `weir serve` runs it behind a Service and `weir dev`
+// mounts it on localhost.
+//
+//   GET|POST /v0/pipes/<name>.json|.csv|.ndjson   the endpoint's result (POST: parameters as a JSON object body)
+//   GET      /v0/pipes/<name>/openapi.json        its OpenAPI 3.0 document
+//   GET      /v0/pipes/openapi.json               the document of every endpoint served
+//
+// Parameters are checked before ClickHouse is asked anything and reach it only as query
+// parameters, bound by the server. Every query runs with readonly=2 and the endpoint's limits
+// as settings, and with wait_end_of_query=1: ClickHouse finishes (or fails) the query before it
+// answers, so a failure is always a proper status rather than a half-written 200, and weir then
+// streams the result to the client without holding it in memory.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { FORMATS, type Format } from '../../api/endpoint.js';
+import { clickhouseName } from '../../api/names.js';
+import type { ClickHouse, OutputFormat, Settings } from '../../clickhouse/connection.js';
+import { ClickHouseError, ErrorCode, toClickHouseError } from '../../clickhouse/errors.js';
+import { errorMessage, type Logger } from '../../runtime/log.js';
+import type { CompiledEndpoint } from './compile.js';
+import { ALL_ENDPOINTS, UNKNOWN_ENDPOINT, type EndpointMetrics } from './metrics.js';
+import { describeValues, openApiDocument, PATH_PREFIX, type OutputColumn } from './openapi.js';
+import { gatherParams, shown, validateParams, type BoundValue, type GivenValue } from './params.js';
+
+/** What the handler asks of ClickHouse: results as ClickHouse formats them, and DESCRIBE rows for OpenAPI. */
+export type EndpointClickHouse = Pick<ClickHouse, 'query' | 'queryFormatted'>;
+
+export interface EndpointHandlerOptions {
+  /** connectClickHouse(...) serves; it must have queryFormatted. */
+  clickhouse: EndpointClickHouse;
+  /** The endpoints served now, by CompiledEndpoint.name; read on every request, so they can change at any time. */
+  endpoints: () => ReadonlyMap<string, CompiledEndpoint>;
+  log: Logger;
+  metrics?: EndpointMetrics;
+  newRequestId?: () => string;
+  /** Largest POST body, in bytes (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** How long past limits.maxExecutionTimeMs weir waits for ClickHouse before answering 408 itself (default 2 s). */
+  deadlineGraceMs?: number;
+  /** How long a DESCRIBE of an endpoint's output columns is reused for OpenAPI documents (default 60 s). */
+  describeTtlMs?: number;
+}
+
+export type EndpointRequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** A response weir decided on: status, the `error` text for the body, and how loudly to log it. */
+export interface Failure {
+  status: number;
+  error: string;
+  log?: 'warn' | 'error';
+  retryAfterSeconds?: number;
+}
+
+/** Status for a client that went away before the response was written (nginx's convention); never sent. */
+export const CLIENT_GONE = 499;
+
+const CLICKHOUSE_FORMAT: Record<Format, OutputFormat> = { json: 'JSON', csv: 'CSVWithNames', ndjson: 'JSONEachRow' };
+const CONTENT_TYPE: Record<Format, string> = {
+  json: 'application/json; charset=utf-8',
+  csv: 'text/csv; charset=utf-8; header=present',
+  ndjson: 'application/x-ndjson; charset=utf-8',
+};
+
+const ALL_DOCUMENT = `${PATH_PREFIX}openapi.json`;
+const ENDPOINT_DOCUMENT = /^\/v0\/pipes\/([A-Za-z0-9_-]+)\/openapi\.json$/;
+const ENDPOINT_RESULT = /^\/v0\/pipes\/([A-Za-z0-9_-]+)(?:\.([A-Za-z0-9]+))?$/;
+const documentationOf = (name: string) => `${PATH_PREFIX}${name}/openapi.json`;
+
+/** The settings every endpoint query runs with: read-only, and the endpoint's limits. */
+export function querySettings(ep: CompiledEndpoint): Settings {
+  return {
+    readonly: 2,
+    max_execution_time: ep.limits.maxExecutionTimeMs / 1000,
+    max_result_rows: ep.limits.maxResultRows,
+    ...(ep.limits.maxResultBytes !== undefined ? { max_result_bytes: ep.limits.maxResultBytes } : {}),
+    result_overflow_mode: 'throw',
+    output_format_json_quote_64bit_integers: 1,
+    wait_end_of_query: 1,
+    cancel_http_readonly_queries_on_client_close: 1,
+  };
+}
+
+const PARAMETER_IN_MESSAGE = /query parameter [`']?([A-Za-z_][A-Za-z0-9_]*)[`']?/;
+
+/**
+ * What a failed query tells the client. 400 only when a parameter is clearly the cause (the
+ * server could not read one) or the result is larger than the endpoint serves; a timeout is
+ * 408; an unreachable or overloaded ClickHouse 503/504; anything else 500 with no detail.
+ */
+export function queryFailure(e: ClickHouseError, ep: CompiledEndpoint, given: ReadonlyMap<string, GivenValue>, requestId: string): Failure {
+  const limitMs = ep.limits.maxExecutionTimeMs;
+  if (e.code === ErrorCode.TIMEOUT_EXCEEDED) {
+    return { status: 408, error: `the query took longer than ${ep.name}'s limit of ${limitMs} ms (limits.maxExecutionTimeMs); narrow the request`, log: 'warn' };
+  }
+  if (e.type === 'TOO_MANY_ROWS_OR_BYTES') {
+    const bytes = ep.limits.maxResultBytes !== undefined ? ` or ${ep.limits.maxResultBytes} bytes (limits.maxResultBytes)` : '';
+    return { status: 400, error: `the result is larger than ${ep.name} serves: at most ${ep.limits.maxResultRows} rows (limits.maxResultRows)${bytes}; narrow the request` };
+  }
+  const named = PARAMETER_IN_MESSAGE.exec(e.message)?.[1];
+  const param = ep.params.find((p) => p.name === named);
+  if (param && e.code !== ErrorCode.UNKNOWN_QUERY_PARAMETER) {
+    const value = given.get(param.name)?.value ?? param.default;
+    return { status: 400, error: `parameter ${param.name}: expected ${param.type}, got ${shown(value)}` };
+  }
+  if (e.code === ErrorCode.SOCKET_TIMEOUT) {
+    return { status: 504, error: `ClickHouse did not answer in time; try again (request id ${requestId})`, log: 'warn' };
+  }
+  if (e.retriable) {
+    return { status: 503, error: `ClickHouse is unavailable or overloaded; try again (request id ${requestId})`, log: 'warn', retryAfterSeconds: 1 };
+  }
+  return { status: 500, error: `the query failed; the server log has the details under request id ${requestId}`, log: 'error' };
+}
+
+/** A ClickHouse error message with the request's parameter values taken out, for the server log. */
+export function redactValues(message: string, given: ReadonlyMap<string, GivenValue>, bound: Record<string, BoundValue>): string {
+  const texts = new Set<string>();
+  const add = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(add);
+    else if (typeof v === 'string') texts.add(v);
+    else if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') texts.add(String(v));
+    else if (v !== null && v !== undefined) texts.add(JSON.stringify(v));
+  };
+  for (const g of given.values()) add(g.value);
+  for (const v of Object.values(bound)) add(v);
+  const variants = [...texts].flatMap((t) => [t, JSON.stringify(t).slice(1, -1), t.replace(/\\/g, '\\\\').replace(/'/g, "\\'")]);
+  // One character says nothing about anyone, and replacing it would garble the message.
+  const ordered = [...new Set(variants)].filter((t) => t.length >= 2).sort((a, b) => b.length - a.length);
+  let out = message;
+  for (const t of ordered) out = out.split(t).join('<value>');
+  return out.length > 1000 ? `${out.slice(0, 1000)}…` : out;
+}
+
+class BodyTooLarge extends Error {}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.pause();
+        reject(new BodyTooLarge());
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+interface RequestState {
+  requestId: string;
+  /** Metrics label: the endpoint's name, or UNKNOWN_ENDPOINT / ALL_ENDPOINTS. */
+  endpoint: string;
+  format?: Format;
+  status: number;
+  resultRows?: number;
+}
+
+const DEADLINE = 'deadline';
+const GONE = 'client-gone';
+
+/** The request handler for the endpoints `opts.endpoints()` returns. */
+export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointRequestHandler {
+  const formatted = opts.clickhouse.queryFormatted?.bind(opts.clickhouse);
+  if (!formatted) throw new Error('the ClickHouse connection given to the endpoint handler cannot return formatted results (queryFormatted)');
+  const queryFormatted: NonNullable<EndpointClickHouse['queryFormatted']> = formatted;
+  const newRequestId = opts.newRequestId ?? randomUUID;
+  const maxBodyBytes = opts.maxBodyBytes ?? 1024 * 1024;
+  const graceMs = opts.deadlineGraceMs ?? 2000;
+  const describeTtlMs = opts.describeTtlMs ?? 60_000;
+  const describedColumns = new Map<string, { version: string; at: number; columns: OutputColumn[] | undefined }>();
+  const { log } = opts;
+
+  const sendJson = (res: ServerResponse, state: RequestState, status: number, body: unknown, headers: Record<string, string> = {}): void => {
+    state.status = status;
+    if (res.destroyed) return;
+    const text = `${JSON.stringify(body)}\n`;
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers }).end(text);
+  };
+
+  const sendError = (res: ServerResponse, state: RequestState, failure: Failure, documentation?: string, headers: Record<string, string> = {}): void => {
+    sendJson(
+      res,
+      state,
+      failure.status,
+      { error: failure.error, ...(documentation ? { documentation } : {}), request_id: state.requestId },
+      { ...headers, ...(failure.retryAfterSeconds !== undefined ? { 'Retry-After': String(failure.retryAfterSeconds) } : {}) },
+    );
+  };
+
+  async function outputColumns(ep: CompiledEndpoint): Promise<OutputColumn[] | undefined> {
+    const cached = describedColumns.get(ep.name);
+    if (cached && cached.version === ep.version && Date.now() - cached.at < describeTtlMs) return cached.columns;
+    let columns: OutputColumn[] | undefined;
+    try {
+      const rows = await opts.clickhouse.query<OutputColumn>(`DESCRIBE TABLE (\n${ep.sql}\n)`, {
+        params: describeValues(ep),
+        database: ep.database,
+        settings: { readonly: 2, max_execution_time: Math.min(ep.limits.maxExecutionTimeMs, 5000) / 1000 },
+      });
+      columns = rows.map((r) => ({ name: r.name, type: r.type }));
+    } catch (e) {
+      const error = toClickHouseError(e);
+      log.warn('endpoint output columns not described; the OpenAPI document has generic rows', { endpoint: ep.name, code: error.code, type: error.type });
+    }
+    describedColumns.set(ep.name, { version: ep.version, at: Date.now(), columns });
+    return columns;
+  }
+
+  async function serveDocument(res: ServerResponse, state: RequestState, endpoints: CompiledEndpoint[]): Promise<void> {
+    const columns = new Map<string, OutputColumn[] | undefined>();
+    await Promise.all(endpoints.map(async (ep) => columns.set(ep.name, await outputColumns(ep))));
+    sendJson(res, state, 200, openApiDocument(endpoints, { columns: (ep) => columns.get(ep.name) }));
+  }
+
+  async function serveResult(req: IncomingMessage, res: ServerResponse, state: RequestState, ep: CompiledEndpoint, format: Format, url: URL): Promise<void> {
+    const documentation = documentationOf(ep.name);
+    let body: unknown;
+    if (req.method === 'POST') {
+      let raw: Buffer;
+      try {
+        raw = await readBody(req, maxBodyBytes);
+      } catch (e) {
+        if (!(e instanceof BodyTooLarge)) throw e;
+        sendError(res, state, { status: 413, error: `the request body is larger than ${maxBodyBytes} bytes` }, documentation, { Connection: 'close' });
+        return;
+      }
+      const text = raw.toString('utf8');
+      if (text.trim() !== '') {
+        try {
+          body = JSON.parse(text);
+        } catch (e) {
+          sendError(res, state, { status: 400, error: `the request body is not JSON (${errorMessage(e)}); send the parameters as a JSON object` }, documentation);
+          return;
+        }
+      }
+    }
+    const gathered = gatherParams(url.searchParams, body);
+    if (!gathered.ok) {
+      sendError(res, state, { status: 400, error: gathered.errors.join('; ') }, documentation);
+      return;
+    }
+    const given = gathered.value;
+    const validated = validateParams(ep, given);
+    if (!validated.ok) {
+      sendError(res, state, { status: 400, error: validated.errors.join('; ') }, documentation);
+      return;
+    }
+    const values = validated.value;
+
+    const controller = new AbortController();
+    const deadline = setTimeout(() => controller.abort(DEADLINE), ep.limits.maxExecutionTimeMs + graceMs);
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort(GONE);
+    };
+    res.on('close', onClose);
+    try {
+      const result = await queryFormatted(ep.sql, CLICKHOUSE_FORMAT[format], {
+        params: values,
+        settings: querySettings(ep),
+        queryId: state.requestId,
+        signal: controller.signal,
+        database: ep.database,
+      });
+      clearTimeout(deadline);
+      const rows = Number(result.summary?.result_rows);
+      if (Number.isFinite(rows)) state.resultRows = rows;
+      state.status = 200;
+      res.writeHead(200, { 'Content-Type': CONTENT_TYPE[format] });
+      try {
+        await pipeline(result.body, res);
+      } catch (e) {
+        // The status is sent; all that is left is to end the response short, which the client sees.
+        if (controller.signal.reason === GONE) state.status = CLIENT_GONE;
+        else log.warn('endpoint response ended early', { requestId: state.requestId, endpoint: ep.name, error: toClickHouseError(e).type });
+        res.destroy();
+      }
+    } catch (e) {
+      if (controller.signal.reason === GONE) {
+        state.status = CLIENT_GONE;
+        return;
+      }
+      const error =
+        controller.signal.reason === DEADLINE
+          ? new ClickHouseError('no answer within the time limit', { code: ErrorCode.TIMEOUT_EXCEEDED })
+          : toClickHouseError(e);
+      const failure = queryFailure(error, ep, given, state.requestId);
+      if (failure.log) {
+        log[failure.log]('endpoint query failed', {
+          requestId: state.requestId,
+          endpoint: ep.name,
+          status: failure.status,
+          code: error.code,
+          type: error.type,
+          detail: redactValues(error.message, given, values),
+        });
+      }
+      sendError(res, state, failure, documentation);
+    } finally {
+      clearTimeout(deadline);
+      res.off('close', onClose);
+    }
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse, state: RequestState): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    const endpoints = opts.endpoints();
+    const find = (name: string) => endpoints.get(clickhouseName(name));
+
+    if (path === ALL_DOCUMENT || ENDPOINT_DOCUMENT.test(path)) {
+      const name = ENDPOINT_DOCUMENT.exec(path)?.[1];
+      const ep = name === undefined ? undefined : find(name);
+      state.endpoint = name === undefined ? ALL_ENDPOINTS : (ep?.name ?? UNKNOWN_ENDPOINT);
+      if (name !== undefined && !ep) {
+        sendError(res, state, { status: 404, error: `there is no endpoint ${name}` }, ALL_DOCUMENT);
+        return;
+      }
+      if (method !== 'GET') {
+        sendError(res, state, { status: 405, error: `${path} takes GET, not ${method}` }, undefined, { Allow: 'GET' });
+        return;
+      }
+      for (const described of describedColumns.keys()) if (!endpoints.has(described)) describedColumns.delete(described);
+      await serveDocument(res, state, ep ? [ep] : [...endpoints.values()]);
+      return;
+    }
+
+    const match = ENDPOINT_RESULT.exec(path);
+    const ep = match?.[1] === undefined ? undefined : find(match[1]);
+    if (!match || !ep) {
+      const what = match?.[1] !== undefined ? `there is no endpoint ${match[1]}` : `there is nothing at ${path}; endpoints answer at ${PATH_PREFIX}<name>.json, .csv or .ndjson`;
+      sendError(res, state, { status: 404, error: what }, ALL_DOCUMENT);
+      return;
+    }
+    state.endpoint = ep.name;
+    const served = ep.formats.map((f) => `.${f}`).join(', ');
+    const extension = match[2];
+    if (extension === undefined || !(FORMATS as readonly string[]).includes(extension) || !ep.formats.includes(extension as Format)) {
+      const what = extension === undefined ? `${ep.name} needs a format` : `${ep.name} is not served as .${extension}`;
+      sendError(res, state, { status: 404, error: `${what}; it is served as ${served}` }, documentationOf(ep.name));
+      return;
+    }
+    const format = extension as Format;
+    state.format = format;
+    if (method !== 'GET' && method !== 'POST') {
+      sendError(res, state, { status: 405, error: `${path} takes GET or POST, not ${method}` }, documentationOf(ep.name), { Allow: 'GET, POST' });
+      return;
+    }
+    await serveResult(req, res, state, ep, format, url);
+  }
+
+  return (req, res) => {
+    const started = performance.now();
+    const state: RequestState = { requestId: newRequestId(), endpoint: UNKNOWN_ENDPOINT, status: 500 };
+    res.setHeader('X-Request-Id', state.requestId);
+    serve(req, res, state)
+      .catch((e: unknown) => {
+        log.error('endpoint request failed', { requestId: state.requestId, endpoint: state.endpoint, error: errorMessage(e) });
+        if (res.headersSent) res.destroy();
+        else sendError(res, state, { status: 500, error: `internal error; the server log has the details under request id ${state.requestId}` });
+      })
+      .finally(() => {
+        const seconds = (performance.now() - started) / 1000;
+        opts.metrics?.observe(state.endpoint, state.status, seconds);
+        log.debug('endpoint request', {
+          requestId: state.requestId,
+          method: req.method,
+          endpoint: state.endpoint,
+          ...(state.format ? { format: state.format } : {}),
+          status: state.status,
+          ...(state.resultRows !== undefined ? { resultRows: state.resultRows } : {}),
+          durationMs: Math.round(seconds * 1000),
+        });
+      });
+  };
+}
