@@ -73,11 +73,14 @@ describe('operator with ClickHouse', () => {
     expect(pv.status?.migration).toBeUndefined();
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.page_views`)).toBe(500);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.page_views__v1`)).toBe(500);
-    const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=page-views' });
-    const reasons = events.items.map((e) => e.reason);
-    for (const r of ['MigrationStarted', 'MigrationCreated', 'MigrationBackfilled', 'MigrationFenced', 'MigrationVerified', 'MigrationSwapped', 'MigrationCompleted']) {
-      expect(reasons).toContain(r);
-    }
+    const steps = ['MigrationStarted', 'MigrationCreated', 'MigrationBackfilled', 'MigrationFenced', 'MigrationVerified', 'MigrationSwapped', 'MigrationCompleted'];
+    // The last Event is recorded right after the status write: wait for it rather than race it.
+    const reasons = await waitFor('migration events', async () => {
+      const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=page-views' });
+      const seen = events.items.map((e) => e.reason ?? '');
+      return steps.every((r) => seen.includes(r)) ? seen : undefined;
+    });
+    expect(reasons).toEqual(expect.arrayContaining(steps));
   });
 
   it('waits for approval when migration.approval is Manual, and migrates once the plan hash is annotated', async () => {

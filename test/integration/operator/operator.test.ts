@@ -106,10 +106,12 @@ describe('weir operator', () => {
     });
     expect(condition(recovered, 'Reconciling')?.status).toBe('True');
 
-    const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=orphan' });
-    expect(events.items.map((e) => `${e.type}/${e.reason}`)).toEqual(
-      expect.arrayContaining(['Warning/UnknownDataSource', 'Normal/NoClickHouseConnection']),
-    );
+    // Events are recorded right after the status write: wait for them rather than race it.
+    await waitFor('orphan events', async () => {
+      const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=orphan' });
+      const seen = events.items.map((e) => `${e.type}/${e.reason}`);
+      return seen.includes('Warning/UnknownDataSource') && seen.includes('Normal/NoClickHouseConnection') ? true : undefined;
+    });
   });
 
   it('marks an Endpoint Stalled when it declares a parameter its SQL does not use', async () => {
