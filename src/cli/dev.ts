@@ -15,7 +15,6 @@ import { formatValidationError } from '../api/validate.js';
 import { applyProject } from '../clickhouse/apply.js';
 import { connectClickHouse } from '../clickhouse/connection.js';
 import { startClickHouseServer } from '../clickhouse/server.js';
-import { databaseOf } from '../controllers/datasource.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { describeAnyStep, pendingChanges } from '../plan/project-plan.js';
 import { createLogger, errorMessage } from '../runtime/log.js';
@@ -96,8 +95,9 @@ export async function runDev(flags: DevFlags): Promise<void> {
       const compiled = new Map<string, CompiledEndpoint>();
       for (const ep of next.filter((r): r is Endpoint => r.kind === 'Endpoint')) {
         const pipe = byName<Pipe>('Pipe', ep.spec.pipe);
-        const ds = next.find((r): r is DataSource => r.kind === 'DataSource');
-        const c = pipe ? compileEndpoint(ep, pipe, ds ? databaseOf(ds) : clickhouseName(flags.namespace)) : { problem: `Pipe ${ep.spec.pipe} does not exist` };
+        // Unqualified names in Pipe SQL are tables of the namespace's database.
+        const database = clickhouseName(ep.metadata.namespace ?? flags.namespace);
+        const c = pipe ? compileEndpoint(ep, pipe, database) : { problem: `Pipe ${ep.spec.pipe} does not exist` };
         if ('problem' in c) console.error(`Endpoint ${ep.metadata.name}: ${c.problem}`);
         else compiled.set(c.name, c);
       }

@@ -4,9 +4,8 @@ import type { DataSource } from '../api/datasource.js';
 import { clickhouseName } from '../api/names.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { planProject, type ProjectPlan } from '../plan/project-plan.js';
-import { findTableReferences } from '../plan/sql-scan.js';
 import type { Logger } from '../runtime/log.js';
-import { observeCatalog, type Catalog, type TableRef } from './catalog.js';
+import { observeCatalog, type Catalog } from './catalog.js';
 import type { ClickHouse } from './connection.js';
 import { Executor, type ExecutionHooks } from './executor.js';
 import type { FenceTiming } from './fence.js';
@@ -21,24 +20,6 @@ export const databasesOf = (resources: ProjectResource[]): string[] => [
 
 export async function observeProject(ch: ClickHouse, resources: ProjectResource[]): Promise<Catalog> {
   return observeCatalog(ch, databasesOf(resources));
-}
-
-/** Tables whose inserts reach `t` through materialized views (transitively): their writers are fenced with t's. */
-export function upstreamTables(catalog: Catalog, t: TableRef): TableRef[] {
-  const found: TableRef[] = [];
-  const visit = (target: TableRef) => {
-    for (const v of catalog.views) {
-      if (v.target !== `${target.database}.${target.table}`) continue;
-      for (const ref of findTableReferences(v.query)) {
-        const [database, table] = ref.includes('.') ? (ref.split('.') as [string, string]) : [v.database, ref];
-        if (found.some((f) => f.database === database && f.table === table)) continue;
-        found.push({ database, table });
-        visit({ database, table });
-      }
-    }
-  };
-  visit(t);
-  return found;
 }
 
 export class PlanRefusedError extends Error {
@@ -62,7 +43,6 @@ export async function applyProject(ch: ClickHouse, resources: ProjectResource[],
     log: opts.log,
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
     ...(opts.fenceTiming ? { fenceTiming: opts.fenceTiming } : {}),
-    upstreamOf: async (t) => upstreamTables(await observeCatalog(ch, [t.database]), t),
   });
   for (const r of plan.resources) await executor.run(r.steps);
   return { plan, executor };

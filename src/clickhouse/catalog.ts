@@ -1,5 +1,6 @@
 // observe: read what exists in ClickHouse into one value the planner can compare against.
 import type { TableShape } from '../plan/sql.js';
+import { findTableReferences } from '../plan/sql-scan.js';
 import type { ClickHouse } from './connection.js';
 
 /** What weir writes into a table's COMMENT: the table describes its own version and shape. */
@@ -102,4 +103,22 @@ export async function observeCatalog(ch: ClickHouse, databases: string[]): Promi
     });
   }
   return catalog;
+}
+
+/** Tables whose inserts reach `t` through materialized views (transitively): their writers are fenced with t's. */
+export function upstreamTables(catalog: Catalog, t: TableRef): TableRef[] {
+  const found: TableRef[] = [];
+  const visit = (target: TableRef) => {
+    for (const v of catalog.views) {
+      if (v.target !== `${target.database}.${target.table}`) continue;
+      for (const ref of findTableReferences(v.query)) {
+        const [database, table] = ref.includes('.') ? (ref.split('.') as [string, string]) : [v.database, ref];
+        if (found.some((f) => f.database === database && f.table === table)) continue;
+        found.push({ database, table });
+        visit({ database, table });
+      }
+    }
+  };
+  visit(t);
+  return found;
 }

@@ -6,8 +6,8 @@ import { NEXT_TABLE_SUFFIX, versionTableName, type MigrationStep } from '../plan
 import { viewMarker, type PipeStep } from '../plan/pipe-plan.js';
 import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js';
 import { createQuarantineSql, createTableSql, qualified, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
-import type { Logger } from '../runtime/log.js';
-import { decodeMarker, encodeMarker, observeCatalog, type TableRef } from './catalog.js';
+import { createLogger, type Logger } from '../runtime/log.js';
+import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableRef } from './catalog.js';
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import type { ClickHouse } from './connection.js';
 import { DEFAULT_FENCE_TIMING, withFence, type FenceReport, type FenceTiming } from './fence.js';
@@ -24,11 +24,10 @@ export interface ExecutionHooks {
 }
 
 export interface ExecutorOptions {
-  log: Logger;
+  log?: Logger;
   fenceTiming?: FenceTiming;
   hooks?: ExecutionHooks;
-  /** Tables whose writers feed the migrated table through materialized views (fenced too). */
-  upstreamOf?: (t: TableRef) => Promise<TableRef[]>;
+
 }
 
 interface MigrationRow {
@@ -55,18 +54,20 @@ function faultPoint(name: string): void {
 
 export class Executor {
   private readonly timing: FenceTiming;
+  private readonly log: Logger;
   readonly fenceReports: FenceReport[] = [];
 
   constructor(
     private readonly ch: ClickHouse,
-    private readonly opts: ExecutorOptions,
+    private readonly opts: ExecutorOptions = {},
   ) {
     this.timing = opts.fenceTiming ?? DEFAULT_FENCE_TIMING;
+    this.log = opts.log ?? createLogger({ level: 'warn' });
   }
 
   async run(steps: Step[]): Promise<void> {
     for (const step of steps) {
-      this.opts.log.info('step started', { step: describeAnyStep(step) });
+      this.log.info('step started', { step: describeAnyStep(step) });
       if (isPipeStep(step)) await this.runPipeStep(step);
       else await this.runStep(step);
       this.opts.hooks?.onProgress?.(step, 'Done');
@@ -223,7 +224,7 @@ export class Executor {
       await this.record(m);
     }
     const progress = (state: string, detail?: Record<string, unknown>) => {
-      this.opts.log.info('migration progress', { table: `${database}.${table}`, migration: m?.id, state, ...detail });
+      this.log.info('migration progress', { table: `${database}.${table}`, migration: m?.id, state, ...detail });
       this.opts.hooks?.onProgress?.(step, state, detail);
     };
 
@@ -295,7 +296,7 @@ export class Executor {
         if (gap > 0) {
           const reverse = await this.mapping(next, step);
           await this.ch.command(`INSERT INTO ${live} (${reverse.columns}) ${reverse.select(`_block_number > ${m.verify_block}`)}`);
-          this.opts.log.warn('rows written by writers weir does not fence arrived during the swap; copied them over', { table: `${database}.${table}`, rows: gap });
+          this.log.warn('rows written by writers weir does not fence arrived during the swap; copied them over', { table: `${database}.${table}`, rows: gap });
         }
         faultPoint('GapChecked');
         await this.retain(database, table, nextName, step.fromVersion, step.keepPreviousVersions);
@@ -425,9 +426,9 @@ export class Executor {
     }
   }
 
+  /** The table and every table feeding it through materialized views: all their writers pause together. */
   private async fencedTables(t: TableRef): Promise<TableRef[]> {
-    const upstream = (await this.opts.upstreamOf?.(t)) ?? [];
-    return [t, ...upstream];
+    return [t, ...upstreamTables(await observeCatalog(this.ch, [t.database]), t)];
   }
 
   private async activeMigration(database: string, table: string): Promise<MigrationRow | undefined> {

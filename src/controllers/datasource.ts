@@ -5,8 +5,7 @@ import { MigrationRefusedError, Executor } from '../clickhouse/executor.js';
 import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
 import { quarantineTableName } from '../plan/sql.js';
 import { stableHash } from '../runtime/hash.js';
-import { createLogger, errorMessage } from '../runtime/log.js';
-import { upstreamTables } from '../clickhouse/apply.js';
+import { errorMessage } from '../runtime/log.js';
 import type { Health } from './conditions.js';
 import { healthStatus } from './status.js';
 import type { EventRecord, ReconcileContext, ReconcileDecision } from './types.js';
@@ -82,8 +81,7 @@ export async function reconcileDataSource(ds: DataSource, ctx: ReconcileContext)
     await ctx.report?.({ type: 'Normal', reason: 'MigrationStarted', message: describeStep(migrating) }, { phase: 'Migrating', migration: { id, state: 'Started', startedAt } });
   }
   const executor = new Executor(ch, {
-    log: ctx.log ?? createLogger({ level: 'warn' }),
-    upstreamOf: async (t) => upstreamTables(await observeCatalog(ch, [t.database]), t),
+    ...(ctx.log ? { log: ctx.log } : {}),
     hooks: {
       onProgress: (step, state, detail) => {
         if (step.kind !== 'CopyAndSwap' && step.kind !== 'SwapBack') return;

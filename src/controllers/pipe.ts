@@ -2,12 +2,11 @@ import type { Pipe, PipeStatus } from '../api/pipe.js';
 import { clickhouseName, resourceName } from '../api/names.js';
 import { observeCatalog } from '../clickhouse/catalog.js';
 import { Executor } from '../clickhouse/executor.js';
-import { upstreamTables } from '../clickhouse/apply.js';
 import { dependencies } from '../plan/graph.js';
 import { composeQuery, describePipeStep, planPipe } from '../plan/pipe-plan.js';
 import { findPlaceholders } from '../plan/sql-scan.js';
 import { stableHash } from '../runtime/hash.js';
-import { createLogger, errorMessage } from '../runtime/log.js';
+import { errorMessage } from '../runtime/log.js';
 import type { Health } from './conditions.js';
 import { databaseOf } from './datasource.js';
 import { healthStatus } from './status.js';
@@ -72,9 +71,8 @@ export async function reconcilePipe(pipe: Pipe, ctx: ReconcileContext): Promise<
   if (plan.refusals.length > 0) return decide(pipe, ctx, { state: 'Stalled', reason: 'PlanRefused', message: plan.refusals.join('; ') }, { reads });
   if (plan.steps.length > 0) {
     const executor = new Executor(ch, {
-      log: ctx.log ?? createLogger({ level: 'warn' }),
-      upstreamOf: async (t) => upstreamTables(await observeCatalog(ch, [t.database]), t),
-    });
+      ...(ctx.log ? { log: ctx.log } : {}),
+      });
     for (const step of plan.steps) await ctx.report?.({ type: 'Normal', reason: 'Applying', message: describePipeStep(step) });
     await executor.run(plan.steps);
   }
