@@ -87,6 +87,8 @@ export class Executor {
         return this.ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
       case 'CreateView':
         return this.createView(step);
+      case 'RecomputeView':
+        return this.recomputeView(step);
     }
   }
 
@@ -101,7 +103,6 @@ export class Executor {
     await ensureSystemTables(this.ch);
     const view = qualified(step.database, step.view);
     const target = qualified(step.target.database, step.target.table);
-    const staging = qualified(step.target.database, `${step.target.table}__weir_backfill`);
     const key = { database: step.database, table: step.view };
     const finalComment = `ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`;
     let m = await this.activeMigration(key.database, key.table);
@@ -132,29 +133,109 @@ export class Executor {
       m = result;
     }
     if (m.state === 'ViewCreated') {
-      const blocks = JSON.parse(m.detail) as string[];
-      const filters = step.sources.map((s, i) => `${quoteString(`${s.database}.${s.table}`)}: ${quoteString(`_block_number <= ${blocks[i] ?? '0'}`)}`);
-      await this.ch.command(`DROP TABLE IF EXISTS ${staging}`);
-      await this.ch.command(`CREATE TABLE ${staging} AS ${target}`);
-      const cols = (await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${step.query})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
-      this.opts.hooks?.onProgress?.(step, 'Backfilling');
-      await this.ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${step.query}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, inDb);
+      await this.stageBackfill(step, step.target, JSON.parse(m.detail) as string[]);
       faultPoint('Staged');
       m = await this.record({ ...m, state: 'Staged' });
     }
     if (m.state === 'Staged') {
-      if (await this.exists(step.target.database, `${step.target.table}__weir_backfill`)) {
-        const parts = await this.ch.query<{ partition_id: string }>(
-          'SELECT DISTINCT partition_id FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active ORDER BY partition_id',
-          { params: { db: step.target.database, t: `${step.target.table}__weir_backfill` } },
-        );
-        for (const p of parts) {
-          await this.ch.command(`ALTER TABLE ${staging} MOVE PARTITION ID ${quoteString(p.partition_id)} TO TABLE ${target}`, { settings: { alter_sync: 2 } });
-          faultPoint('PartitionMoved');
-        }
-        await this.ch.command(`DROP TABLE IF EXISTS ${staging}`);
-      }
+      await this.moveStaged(step.target);
       await this.ch.command(finalComment);
+      await this.record({ ...m, state: 'Done' });
+    }
+  }
+
+  /** Backfill `into` from the view query over the sources' rows up to the recorded blocks, into a fresh staging copy. */
+  private async stageBackfill(step: Extract<PipeStep, { kind: 'CreateView' | 'RecomputeView' }>, into: TableRef, blocks: string[]): Promise<void> {
+    const staging = qualified(into.database, `${into.table}__weir_backfill`);
+    const inDb = { database: step.database };
+    const filters = step.sources.map((s, i) => `${quoteString(`${s.database}.${s.table}`)}: ${quoteString(`_block_number <= ${blocks[i] ?? '0'}`)}`);
+    await this.ch.command(`DROP TABLE IF EXISTS ${staging}`);
+    await this.ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
+    const cols = (await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${step.query})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
+    this.opts.hooks?.onProgress?.(step, 'Backfilling');
+    await this.ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${step.query}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, inDb);
+  }
+
+  /** Move a staged backfill into its table a partition at a time (each move atomic), then drop the staging table. */
+  private async moveStaged(into: TableRef): Promise<void> {
+    const stagingName = `${into.table}__weir_backfill`;
+    if (!(await this.exists(into.database, stagingName))) return;
+    const parts = await this.ch.query<{ partition_id: string }>(
+      'SELECT DISTINCT partition_id FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active ORDER BY partition_id',
+      { params: { db: into.database, t: stagingName } },
+    );
+    const staging = qualified(into.database, stagingName);
+    for (const p of parts) {
+      await this.ch.command(`ALTER TABLE ${staging} MOVE PARTITION ID ${quoteString(p.partition_id)} TO TABLE ${qualified(into.database, into.table)}`, { settings: { alter_sync: 2 } });
+      faultPoint('PartitionMoved');
+    }
+    await this.ch.command(`DROP TABLE IF EXISTS ${staging}`);
+  }
+
+  /**
+   * A materialized Pipe whose query changed, with backfill: Full: the target is recomputed
+   * into its next version by a second view with the new query (created under a fence, with
+   * a staged backfill of the rows before it, as for a new view); then, with the sources'
+   * writers fenced, the versions are exchanged under the stable name, the Pipe's view takes
+   * the new query and the second view goes.
+   */
+  private async recomputeView(step: Extract<PipeStep, { kind: 'RecomputeView' }>): Promise<void> {
+    await ensureSystemTables(this.ch);
+    const { database } = step;
+    const target = qualified(step.target.database, step.target.table);
+    const tmpRef = { database: step.target.database, table: `${step.target.table}__weir_recompute` };
+    const tmp = qualified(tmpRef.database, tmpRef.table);
+    const view = qualified(database, step.view);
+    const nextView = qualified(database, `${step.view}__weir_next`);
+    const inDb = { database };
+    let m = await this.activeMigration(database, step.view);
+    if (!m) {
+      m = await this.record({
+        id: `mig-${randomBytes(6).toString('hex')}`, database, table: step.view, kind: 'Recompute',
+        from_version: step.targetVersion, to_version: step.targetVersion + 1, state: 'Started',
+        source_block: '0', next_block: '0', verify_block: '0', swap_block: '0', detail: '', seq: 0,
+      });
+    }
+    if (m.state === 'Started') {
+      const started: MigrationRow = m;
+      await this.ch.command(`DROP VIEW IF EXISTS ${nextView}`);
+      await this.ch.command(`DROP TABLE IF EXISTS ${tmp}`);
+      await this.ch.command(`CREATE TABLE ${tmp} AS ${target}`);
+      const marker = decodeMarker(await this.comment(step.target.database, step.target.table));
+      if (marker) await this.ch.command(`ALTER TABLE ${tmp} MODIFY COMMENT ${quoteString(encodeMarker({ ...marker, version: step.targetVersion + 1 }))}`);
+      const { result, report } = await withFence(this.ch, step.sources, async () => {
+        await this.ch.command(`CREATE MATERIALIZED VIEW ${nextView} TO ${tmp} AS ${step.query}`, inDb);
+        const blocks = await Promise.all(step.sources.map((s) => this.maxBlock(qualified(s.database, s.table))));
+        return this.record({ ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
+      }, this.timing);
+      this.fenceReports.push(report);
+      m = result;
+    }
+    if (m.state === 'ViewCreated') {
+      await this.stageBackfill(step, tmpRef, JSON.parse(m.detail) as string[]);
+      m = await this.record({ ...m, state: 'Staged' });
+    }
+    if (m.state === 'Staged') {
+      await this.moveStaged(tmpRef);
+      m = await this.record({ ...m, state: 'Backfilled' });
+    }
+    if (m.state === 'Backfilled') {
+      const backfilled: MigrationRow = m;
+      const { result, report } = await withFence(this.ch, [...step.sources, step.target], async (assertHeld) => {
+        await assertHeld();
+        if ((await this.markerVersion(step.target.database, step.target.table)) !== backfilled.to_version) {
+          await this.ch.command(`EXCHANGE TABLES ${target} AND ${tmp}`);
+        }
+        await this.ch.command(`ALTER TABLE ${view} MODIFY QUERY ${step.query}`, inDb);
+        await this.ch.command(`DROP VIEW IF EXISTS ${nextView}`);
+        await this.ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
+        return this.record({ ...backfilled, state: 'Swapped' });
+      }, this.timing);
+      this.fenceReports.push(report);
+      m = result;
+    }
+    if (m.state === 'Swapped') {
+      if (await this.exists(tmpRef.database, tmpRef.table)) await this.retain(step.target.database, step.target.table, tmpRef.table, m.from_version, 1);
       await this.record({ ...m, state: 'Done' });
     }
   }

@@ -3,13 +3,14 @@
 import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, resourceName } from '../api/names.js';
 import type { Pipe, PipeNode } from '../api/pipe.js';
-import type { Catalog, TableRef } from '../clickhouse/catalog.js';
+import { findTable, type Catalog, type TableRef } from '../clickhouse/catalog.js';
 import { stableHash } from '../runtime/hash.js';
 import { findTableReferences } from './sql-scan.js';
 
 export type PipeStep =
   | { kind: 'CreateView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; backfill: 'Full' | 'None'; specHash: string }
   | { kind: 'ModifyViewQuery'; database: string; view: string; query: string; specHash: string }
+  | { kind: 'RecomputeView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; specHash: string; targetVersion: number }
   | { kind: 'DropView'; database: string; view: string };
 
 export interface PipePlan {
@@ -76,9 +77,20 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
   } else if ((m.backfill ?? 'Full') === 'None') {
     plan.steps.push({ kind: 'ModifyViewQuery', database, view, query, specHash });
   } else {
-    plan.refusals.push(
-      `changing the query of materialized Pipe ${pipe.metadata.name} with backfill: Full needs the target recomputed, which this build does not do yet; set materialize.backfill: None to apply the new query to new rows only`,
-    );
+    const targetTable = findTable(catalog, database, clickhouseName(target.metadata.name));
+    if (!targetTable?.marker) plan.refusals.push(`target table ${database}.${clickhouseName(target.metadata.name)} has no weir marker; cannot recompute it`);
+    else {
+      plan.steps.push({
+        kind: 'RecomputeView',
+        database,
+        view,
+        target: { database, table: clickhouseName(target.metadata.name) },
+        query,
+        sources,
+        specHash,
+        targetVersion: targetTable.marker.version,
+      });
+    }
   }
   return plan;
 }
@@ -89,6 +101,8 @@ export function describePipeStep(s: PipeStep): string {
       return `create materialized view ${s.database}.${s.view} TO ${s.target.database}.${s.target.table}${s.backfill === 'Full' ? `, backfilling rows already in ${s.sources.map((x) => `${x.database}.${x.table}`).join(', ') || 'its sources'} exactly once` : ''}`;
     case 'ModifyViewQuery':
       return `change the query of ${s.database}.${s.view} for new rows (backfill: None)`;
+    case 'RecomputeView':
+      return `recompute ${s.target.database}.${s.target.table} with the new query of ${s.database}.${s.view}: build v${s.targetVersion + 1} from a second view and an exactly-once backfill, then swap it in under a fence`;
     case 'DropView':
       return `drop materialized view ${s.database}.${s.view}`;
   }

@@ -65,4 +65,41 @@ describe('materialized Pipe over a table with rows and live inserts', () => {
       expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND name LIKE '%weir_backfill%'`)).toBe(0);
     });
   }
+
+  it('recomputes the target exactly when the query of a materialized Pipe changes (backfill: Full), under live inserts', async () => {
+    const ns = uniqueNamespace('recompute');
+    const db = ns.replace(/-/g, '_');
+    await applyProject(server.ch, withRollup(ns), { log });
+    const writer = new PageViewWriter(server.connect(), db, { timing: fastFence });
+    writer.start();
+    await writtenAtLeast(writer, 6_000);
+    // Only long views count from now on: every existing row must be recounted.
+    const filtered = withRollup(ns).map((r) => {
+      if (r.metadata.name !== 'daily-rollup' || r.kind !== 'Pipe') return r;
+      const node = r.spec.nodes[0];
+      if (node) node.sql = node.sql.replace('FROM page_views', 'FROM page_views WHERE duration_ms >= 2500');
+      return r;
+    });
+    const { plan, executor } = await applyProject(server.ch, filtered, { log, fenceTiming: fastFence });
+    expect(plan.resources.flatMap((r) => r.steps.map((s) => s.kind))).toEqual(['RecomputeView']);
+    await writtenAtLeast(writer, 2_000);
+    await writer.stop();
+    expect(executor.fenceReports).toHaveLength(2);
+    expect(await count(server.ch, `SELECT countMerge(views) AS n FROM ${db}.page_views_daily`)).toBe(
+      await count(server.ch, `SELECT count() AS n FROM ${db}.page_views WHERE duration_ms >= 2500`),
+    );
+    const mismatches = await count(
+      server.ch,
+      `SELECT count() AS n FROM (
+         SELECT day, tenant_id, pathname, countMerge(views) AS v FROM ${db}.page_views_daily GROUP BY day, tenant_id, pathname
+       ) AS r FULL OUTER JOIN (
+         SELECT toDate(timestamp) AS day, tenant_id, pathname, count() AS v FROM ${db}.page_views WHERE duration_ms >= 2500 GROUP BY day, tenant_id, pathname
+       ) AS x USING (day, tenant_id, pathname) WHERE r.v != x.v`,
+    );
+    expect(mismatches).toBe(0);
+    const tables = await server.ch.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = '${db}' AND name LIKE '%weir%' ORDER BY name`);
+    expect(tables).toEqual([]);
+    expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND name = 'page_views_daily__v1'`)).toBe(1);
+  });
 });
+
