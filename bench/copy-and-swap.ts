@@ -30,7 +30,7 @@ const PARTITION_KEY = 'toYYYYMM(timestamp)';
 const TABLE = 'page_views';
 const TTL = 'toDateTime(timestamp) + INTERVAL 180 DAY';
 const DAY_MS = 86_400_000;
-// The backfill of a large table outlasts the client's 30 s default (here from about 80M rows on).
+// The backfill of a large table outlasts the client's 30 s default (here from about 50M rows on).
 const REQUEST_TIMEOUT_MS = 2 * 3600_000;
 // Statements shorter than this are left out of the per-phase listing (they still count in the phase).
 const LISTED_STATEMENT_MS = 50;

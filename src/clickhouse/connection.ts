@@ -71,6 +71,9 @@ export interface ConnectOptions {
  * Settings weir sends with every request. Since ClickHouse 25.8, 64-bit integers come unquoted in JSON and would
  * lose precision in JSON.parse; quoted, they arrive as exact decimal strings.
  */
+/** Long enough for a migration's backfill; endpoint servers bound their queries with their own deadlines. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60 * 60_000;
+
 export const DEFAULT_SETTINGS: Settings = { output_format_json_quote_64bit_integers: 1 };
 
 // The client types settings by name; weir passes them through as given.
@@ -179,7 +182,8 @@ export function connectClickHouse(opts: ConnectOptions): ClickHouse {
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
     ...(opts.database !== undefined ? { database: opts.database } : {}),
-    ...(opts.requestTimeoutMs !== undefined ? { request_timeout: opts.requestTimeoutMs } : {}),
+    // Backfills of large tables run for minutes; the client's 30 s default would abort them.
+    request_timeout: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     clickhouse_settings: asClientSettings({ ...DEFAULT_SETTINGS, ...opts.settings }),
     application: 'weir',
     // Long parameter values (big IN lists) go in a multipart body instead of an over-long URL.

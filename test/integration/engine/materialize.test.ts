@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyProject } from '../../../src/clickhouse/apply.js';
 import type { ClickHouse } from '../../../src/clickhouse/connection.js';
+import type { Pipe } from '../../../src/api/pipe.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
@@ -75,8 +76,8 @@ describe('materialized Pipe over a table with rows and live inserts', () => {
     await writtenAtLeast(writer, 6_000);
     // Only long views count from now on: every existing row must be recounted.
     const filtered = withRollup(ns).map((r) => {
-      if (r.metadata.name !== 'daily-rollup' || r.kind !== 'Pipe') return r;
-      const node = r.spec.nodes[0];
+      if (r.metadata.name !== 'daily-rollup') return r;
+      const node = (r as Pipe).spec.nodes[0];
       if (node) node.sql = node.sql.replace('FROM page_views', 'FROM page_views WHERE duration_ms >= 2500');
       return r;
     });
