@@ -80,24 +80,28 @@ export async function reconcileDataSource(ds: DataSource, ctx: ReconcileContext)
   if (migrating) {
     await ctx.report?.({ type: 'Normal', reason: 'MigrationStarted', message: describeStep(migrating) }, { phase: 'Migrating', migration: { id, state: 'Started', startedAt } });
   }
+  let reports: Promise<void> = Promise.resolve();
   const executor = new Executor(ch, {
     ...(ctx.log ? { log: ctx.log } : {}),
     hooks: {
       onProgress: (step, state, detail) => {
         if (step.kind !== 'CopyAndSwap' && step.kind !== 'SwapBack') return;
         const event: EventRecord = { type: 'Normal', reason: `Migration${state}`, message: `${plan.table} v${step.fromVersion} → v${step.toVersion}: ${state}${detail ? ` ${JSON.stringify(detail)}` : ''}` };
-        void ctx.report?.(event, { migration: { id, state, step: state, startedAt } });
+        // Chained, so reports land in order and all before the final status is written.
+        reports = reports.then(() => ctx.report?.(event, { migration: { id, state, step: state, startedAt } }));
       },
     },
   });
   try {
     await executor.run(plan.steps);
   } catch (e) {
+    await reports;
     if (e instanceof MigrationRefusedError) {
       return decide(ds, ctx, { state: 'Stalled', reason: 'MigrationRefused', message: errorMessage(e) }, 'Failed', observed(ds, catalog));
     }
     throw e;
   }
+  await reports;
   const after = await observeCatalog(ch, [database]);
   const now = observed(ds, after);
   const history = now.version !== undefined

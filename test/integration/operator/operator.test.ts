@@ -66,7 +66,11 @@ describe('weir operator', () => {
     expect(condition(ds, 'Reconciling')).toMatchObject({ status: 'True', reason: 'NoClickHouseConnection' });
     expect(condition(ds, 'Stalled')).toMatchObject({ status: 'False' });
 
-    const ep = await statusOf<Endpoint>('Endpoint', 'top-pages');
+    // The Endpoint may be reconciled before its Pipe is in the operator's cache: wait for the compiled params.
+    const ep = await waitFor('top-pages params', async () => {
+      const e = await statusOf<Endpoint>('Endpoint', 'top-pages');
+      return e.status?.params ? e : undefined;
+    });
     expect(ep.status?.params).toEqual([
       { name: 'tenant', type: 'String', required: true },
       { name: 'date_from', type: 'Date', required: false, default: '2020-01-01' },
