@@ -1,0 +1,122 @@
+// Exactly-once from Kafka into ClickHouse, the pure part. Each partition's messages are cut
+// into batches whose offset range is written to a ledger (weir.ingest_batches) *before* the
+// batch is inserted, and each insert carries a deduplication token made of that range.
+// After a crash, the worker replays the ledger's ranges past the committed offset first:
+// the same range reads the same messages, so it forms the same block with the same token,
+// and ClickHouse drops it if it had landed (non_replicated_deduplication_window). Only then
+// does it cut new batches. Offsets are committed to Kafka after ClickHouse acknowledged.
+
+export interface OffsetRange {
+  topic: string;
+  partition: number;
+  /** Inclusive, as decimal strings: Kafka offsets are 64-bit. */
+  firstOffset: string;
+  lastOffset: string;
+}
+
+export interface BatchLimits {
+  maxRows: number;
+  maxBytes: number;
+  maxDelayMs: number;
+}
+
+export interface PartitionMessage {
+  offset: string;
+  /** Raw message bytes (the quarantine keeps them as they came). */
+  value: Buffer | null;
+}
+
+/** The insert_deduplication_token of a batch: one range, one token, for every replay of it. */
+export const dedupToken = (groupId: string, r: OffsetRange): string => `weir:${groupId}:${r.topic}:${r.partition}:${r.firstOffset}-${r.lastOffset}`;
+
+const next = (offset: string): string => (BigInt(offset) + 1n).toString();
+const cmp = (a: string, b: string): number => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0);
+
+/**
+ * Collects one partition's messages until a limit is reached. A range recorded before a
+ * crash, when given, fixes where the next batch must end so that it is formed exactly as
+ * before.
+ */
+export class PartitionBatcher {
+  private messages: PartitionMessage[] = [];
+  private bytes = 0;
+  private openedAt = 0;
+  private replay: OffsetRange[];
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    private readonly limits: BatchLimits,
+    /** Ledger ranges past the committed offset, oldest first. */
+    replay: OffsetRange[] = [],
+  ) {
+    this.replay = [...replay].sort((a, b) => cmp(a.firstOffset, b.firstOffset));
+  }
+
+  get size(): number {
+    return this.messages.length;
+  }
+
+  /** Add the next message of the partition (offsets strictly increasing). */
+  add(m: PartitionMessage, now: number): void {
+    const last = this.messages.at(-1);
+    if (last && cmp(m.offset, last.offset) <= 0) throw new Error(`offset ${m.offset} after ${last.offset} on ${this.topic}/${this.partition}: messages out of order`);
+    if (this.messages.length === 0) this.openedAt = now;
+    this.messages.push(m);
+    this.bytes += m.value?.length ?? 0;
+  }
+
+  /** Whether the batch must be flushed now. A replayed range flushes exactly at its recorded end. */
+  due(now: number): boolean {
+    if (this.messages.length === 0) return false;
+    const pending = this.replay[0];
+    const last = this.messages.at(-1)?.offset ?? '0';
+    if (pending) return cmp(last, pending.lastOffset) >= 0;
+    return this.messages.length >= this.limits.maxRows || this.bytes >= this.limits.maxBytes || now - this.openedAt >= this.limits.maxDelayMs;
+  }
+
+  /**
+   * Take the batch to insert. While replaying, the batch is exactly the recorded range (a
+   * range whose later messages were compacted away ends where the partition's data ends).
+   */
+  take(now: number): { range: OffsetRange; messages: PartitionMessage[]; replayed: boolean } | undefined {
+    if (this.messages.length === 0) return undefined;
+    const pending = this.replay[0];
+    let count = this.messages.length;
+    if (pending) {
+      const end = this.messages.findIndex((m) => cmp(m.offset, pending.lastOffset) > 0);
+      count = end < 0 ? this.messages.length : end;
+    }
+    const messages = this.messages.splice(0, count);
+    this.bytes = this.messages.reduce((n, m) => n + (m.value?.length ?? 0), 0);
+    if (this.messages.length > 0) this.openedAt = now;
+    const first = messages[0]?.offset ?? '0';
+    const last = messages.at(-1)?.offset ?? '0';
+    if (pending) {
+      this.replay.shift();
+      return { range: { ...pending }, messages, replayed: true };
+    }
+    return { range: { topic: this.topic, partition: this.partition, firstOffset: first, lastOffset: last }, messages, replayed: false };
+  }
+}
+
+/**
+ * The ledger ranges to replay after a restart: those not yet covered by the committed
+ * offset (the next offset to read), oldest first. A range straddling the committed offset
+ * cannot happen (offsets are committed only at range ends) and is reported as corrupt.
+ */
+export function rangesToReplay(ledger: OffsetRange[], committed: string): OffsetRange[] {
+  const pending = ledger.filter((r) => cmp(r.lastOffset, committed) >= 0).sort((a, b) => cmp(a.firstOffset, b.firstOffset));
+  for (const r of pending) {
+    if (cmp(r.firstOffset, committed) < 0) throw new Error(`ledger range ${r.firstOffset}-${r.lastOffset} of ${r.topic}/${r.partition} straddles committed offset ${committed}`);
+  }
+  for (let i = 1; i < pending.length; i++) {
+    const prev = pending[i - 1] as OffsetRange;
+    const cur = pending[i] as OffsetRange;
+    if (cmp(cur.firstOffset, prev.lastOffset) <= 0) throw new Error(`ledger ranges ${prev.firstOffset}-${prev.lastOffset} and ${cur.firstOffset}-${cur.lastOffset} overlap`);
+  }
+  return pending;
+}
+
+/** The offset to commit after a range landed: Kafka commits the next offset to read. */
+export const commitOffsetAfter = (r: OffsetRange): string => next(r.lastOffset);
