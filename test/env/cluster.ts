@@ -1,18 +1,18 @@
 // A real control plane for integration tests: etcd + kube-apiserver on loopback, envtest-style,
 // built from source by test/env/setup.sh (no binary downloads). No controller-manager or scheduler
 // runs, so tests see API semantics only (no pods scheduled, no namespace GC, no SA token controller).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
 import { waitFor } from './wait.js';
+import { freePorts, installExitHook, livePaths, logTail, runSetupScript, startProcess, stopProcess, type Proc } from './processes.js';
 
 export interface TestCluster {
   kubeconfigPath: string;
@@ -45,69 +45,13 @@ const CRD_READY_MS = 30_000;
 /** Port collisions (a free port taken between probe and bind) are retried this many times. */
 const START_ATTEMPTS = 3;
 
-// ---- process bookkeeping: never leave etcd/apiserver orphaned when the test process exits ----
-
-const liveChildren = new Set<ChildProcess>();
-const liveTempDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // 'exit' handlers must be synchronous: SIGKILL and remove; graceful shutdown is stop()'s job.
-  // (vitest turns SIGINT/SIGTERM into process.exit(), so this also covers Ctrl-C during a run.)
-  process.on('exit', () => {
-    for (const child of liveChildren) child.kill('SIGKILL');
-    for (const dir of liveTempDirs) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  logFile: string;
-  /** Resolves once the process has exited (or failed to spawn). */
-  exited: Promise<void>;
-  /** Set when the process is gone, e.g. "exited with code 1". */
-  exitReason?: string;
-}
-
-function startProcess(name: string, bin: string, args: string[], logFile: string): Proc {
-  const fd = openSync(logFile, 'w');
-  let child: ChildProcess;
-  try {
-    child = spawn(bin, args, { stdio: ['ignore', fd, fd] });
-  } finally {
-    closeSync(fd); // the child holds its own copy
+/** Runs setup.sh and checks it produced the three binaries; returns the bin dir. */
+async function ensureBinaries(): Promise<string> {
+  const binDir = await runSetupScript(SETUP_SCRIPT);
+  for (const bin of ['etcd', 'kube-apiserver', 'kubectl']) {
+    if (!existsSync(join(binDir, bin))) throw new Error(`${SETUP_SCRIPT} did not produce ${join(binDir, bin)}`);
   }
-  liveChildren.add(child);
-  const proc: Proc = { name, child, logFile, exited: Promise.resolve() };
-  proc.exited = new Promise<void>((resolve) => {
-    const done = (reason: string): void => {
-      proc.exitReason ??= reason;
-      liveChildren.delete(child);
-      resolve();
-    };
-    child.once('error', (err) => done(`failed to start: ${err.message}`));
-    child.once('exit', (code, signal) => done(signal ? `killed by ${signal}` : `exited with code ${code}`));
-  });
-  return proc;
-}
-
-async function stopProcess(proc: Proc): Promise<void> {
-  if (proc.exitReason !== undefined) return;
-  proc.child.kill('SIGTERM');
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), STOP_GRACE_MS);
-  await proc.exited;
-  clearTimeout(timer);
-}
-
-function logTail(file: string, lines = 40): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
+  return binDir;
 }
 
 function failure(message: string, procs: Proc[], keptLogs: boolean, cause?: unknown): Error {
@@ -123,44 +67,6 @@ function abortIfExited(proc: Proc): () => void {
 }
 
 // ---- helpers ----
-
-/** Runs setup.sh (builds once, then a cache hit) and returns the bin dir it prints last. */
-async function ensureBinaries(): Promise<string> {
-  const child = spawn('bash', [SETUP_SCRIPT], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    process.stderr.write(chunk); // build progress is worth seeing: a cold build takes minutes
-  });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', resolve);
-  });
-  const binDir = stdout.trim().split('\n').pop()?.trim() ?? '';
-  if (code !== 0 || !binDir) throw new Error(`${SETUP_SCRIPT} failed (exit ${code}):\n${stderr.slice(-4000)}`);
-  for (const bin of ['etcd', 'kube-apiserver', 'kubectl']) {
-    if (!existsSync(join(binDir, bin))) throw new Error(`${SETUP_SCRIPT} did not produce ${join(binDir, bin)}`);
-  }
-  return binDir;
-}
-
-/** Ports the OS considers free right now; all listeners are held open together so they are distinct. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () =>
-      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const server = createServer();
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve(server));
-      }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
 
 /** GET over TLS verified against `ca`; resolves with status and body, never rejects on HTTP status. */
 function httpsGet(url: string, ca: Buffer, token: string): Promise<{ status: number; body: string }> {
@@ -200,7 +106,7 @@ export async function startTestCluster(opts: StartOptions = {}): Promise<TestClu
 
 async function startOnce(binDir: string, opts: StartOptions): Promise<TestCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-test-cluster-'));
-  liveTempDirs.add(dir);
+  livePaths.add(dir);
   const logDir = opts.logDir ?? dir;
   await mkdir(logDir, { recursive: true });
   const procs: Proc[] = [];
@@ -209,9 +115,9 @@ async function startOnce(binDir: string, opts: StartOptions): Promise<TestCluste
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       // apiserver first so it doesn't spend its shutdown retrying a vanished etcd.
-      for (const proc of [...procs].reverse()) await stopProcess(proc);
+      for (const proc of [...procs].reverse()) await stopProcess(proc, STOP_GRACE_MS);
       await rm(dir, { recursive: true, force: true, maxRetries: 3 });
-      liveTempDirs.delete(dir);
+      livePaths.delete(dir);
     })());
 
   try {

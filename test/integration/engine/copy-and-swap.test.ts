@@ -8,11 +8,10 @@ import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
-import { count, PageViewWriter, Reader, rollupMismatches, runWeirApply, startTestClickHouse, writeProject, writtenAtLeast, type TestClickHouse } from '../../fixtures/clickhouse.js';
+import { count, FAST_FENCE, PageViewWriter, Reader, rollupMismatches, runWeirApply, startTestClickHouse, writeProject, writtenAtLeast, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { exampleResources } from '../../fixtures/kube.js';
 
 const log = createLogger({ level: 'warn' });
-const fastFence = { livenessMs: 2000, fenceTtlMs: 4000, ackTimeoutMs: 10_000, pollMs: 10 };
 let server: TestClickHouse;
 
 beforeAll(async () => {
@@ -46,13 +45,13 @@ describe('copy-and-swap of page_views while writing and reading', () => {
     const ns = uniqueNamespace('cas');
     const db = ns.replace(/-/g, '_');
     await applyProject(server.ch, project(ns), { log });
-    const writer = new PageViewWriter(server.connect(), db, { timing: fastFence });
+    const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
     const reader = new Reader(server.connect(), db);
     writer.start();
     reader.start();
     await writtenAtLeast(writer, 20_000);
 
-    const { executor } = await applyProject(server.ch, project(ns, ['tenant_id', 'pathname', 'timestamp']), { log, fenceTiming: fastFence });
+    const { executor } = await applyProject(server.ch, project(ns, ['tenant_id', 'pathname', 'timestamp']), { log, fenceTiming: FAST_FENCE });
     await writtenAtLeast(writer, 5_000);
     await writer.stop();
     await reader.stop();
@@ -73,7 +72,7 @@ describe('copy-and-swap of page_views while writing and reading', () => {
       const ns = uniqueNamespace('crash');
       const db = ns.replace(/-/g, '_');
       await applyProject(server.ch, project(ns), { log });
-      const writer = new PageViewWriter(server.connect(), db, { timing: fastFence });
+      const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
       const reader = new Reader(server.connect(), db);
       writer.start();
       reader.start();

@@ -8,11 +8,10 @@ import type { Pipe } from '../../../src/api/pipe.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
-import { count, PageViewWriter, rollupMismatches, runWeirApply, startTestClickHouse, writeProject, writtenAtLeast, type TestClickHouse } from '../../fixtures/clickhouse.js';
+import { count, FAST_FENCE, PageViewWriter, rollupMismatches, runWeirApply, startTestClickHouse, writeProject, writtenAtLeast, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { exampleResources } from '../../fixtures/kube.js';
 
 const log = createLogger({ level: 'warn' });
-const fastFence = { livenessMs: 2000, fenceTtlMs: 4000, ackTimeoutMs: 10_000, pollMs: 10 };
 let server: TestClickHouse;
 
 beforeAll(async () => {
@@ -36,10 +35,10 @@ describe('materialized Pipe over a table with rows and live inserts', () => {
     const ns = uniqueNamespace('mv');
     const db = ns.replace(/-/g, '_');
     await applyProject(server.ch, withoutRollup(ns), { log });
-    const writer = new PageViewWriter(server.connect(), db, { timing: fastFence });
+    const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
     writer.start();
     await writtenAtLeast(writer, 10_000);
-    const { executor, plan } = await applyProject(server.ch, withRollup(ns), { log, fenceTiming: fastFence });
+    const { executor, plan } = await applyProject(server.ch, withRollup(ns), { log, fenceTiming: FAST_FENCE });
     expect(plan.resources.flatMap((r) => r.steps.map((s) => s.kind))).toEqual(['CreateView']);
     await writtenAtLeast(writer, 3_000);
     await writer.stop();
@@ -52,7 +51,7 @@ describe('materialized Pipe over a table with rows and live inserts', () => {
       const ns = uniqueNamespace('mvcrash');
       const db = ns.replace(/-/g, '_');
       await applyProject(server.ch, withoutRollup(ns), { log });
-      const writer = new PageViewWriter(server.connect(), db, { timing: fastFence });
+      const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
       writer.start();
       await writtenAtLeast(writer, 6_000);
       const dir = writeProject(withRollup(ns));
@@ -71,7 +70,7 @@ describe('materialized Pipe over a table with rows and live inserts', () => {
     const ns = uniqueNamespace('recompute');
     const db = ns.replace(/-/g, '_');
     await applyProject(server.ch, withRollup(ns), { log });
-    const writer = new PageViewWriter(server.connect(), db, { timing: fastFence });
+    const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
     writer.start();
     await writtenAtLeast(writer, 6_000);
     // Only long views count from now on: every existing row must be recounted.
@@ -81,7 +80,7 @@ describe('materialized Pipe over a table with rows and live inserts', () => {
       if (node) node.sql = node.sql.replace('FROM page_views', 'FROM page_views WHERE duration_ms >= 2500');
       return r;
     });
-    const { plan, executor } = await applyProject(server.ch, filtered, { log, fenceTiming: fastFence });
+    const { plan, executor } = await applyProject(server.ch, filtered, { log, fenceTiming: FAST_FENCE });
     expect(plan.resources.flatMap((r) => r.steps.map((s) => s.kind))).toEqual(['RecomputeView']);
     await writtenAtLeast(writer, 2_000);
     await writer.stop();
