@@ -31,7 +31,18 @@ export interface EndpointLimits {
   maxResultRows: number;
   /** Passed as max_result_bytes when set. */
   maxResultBytes?: number;
+  /** Requests per second one server process admits (token bucket); past it, 429. */
+  requestsPerSecond?: number;
 }
+
+/** Bearer tokens: `weir serve` reads the allowed ones from the Secret's mounted directory. */
+export interface EndpointAuth {
+  /** Name of the Secret (Endpoint spec.auth.tokensSecretRef.name); every value in it is an allowed token. */
+  tokensSecret: string;
+}
+
+/** The query-string name a token may come in when the Authorization header cannot carry it. */
+export const TOKEN_PARAM = 'token';
 
 export const DEFAULT_LIMITS = { maxExecutionTimeMs: 10_000, maxResultRows: 100_000 } as const;
 
@@ -49,6 +60,8 @@ export interface CompiledEndpoint {
   params: EndpointParameter[];
   formats: Format[];
   limits: EndpointLimits;
+  /** Set when requests need a bearer token. */
+  auth?: EndpointAuth;
   /** Where unqualified table names resolve. */
   database: string;
   /** Changes whenever anything above changes (OpenAPI info.version, caches). */
@@ -102,6 +115,11 @@ export function compileEndpoint(endpoint: Endpoint, pipe: Pipe, database: string
     maxResultRows: endpoint.spec.limits?.maxResultRows ?? DEFAULT_LIMITS.maxResultRows,
   };
   if (endpoint.spec.limits?.maxResultBytes !== undefined) limits.maxResultBytes = endpoint.spec.limits.maxResultBytes;
+  if (endpoint.spec.limits?.requestsPerSecond !== undefined) limits.requestsPerSecond = endpoint.spec.limits.requestsPerSecond;
+  const auth = endpoint.spec.auth ? { tokensSecret: endpoint.spec.auth.tokensSecretRef.name } : undefined;
+  if (auth && params.some((p) => p.name === TOKEN_PARAM)) {
+    return problem(`parameter {${TOKEN_PARAM}:…} of Pipe ${pipe.metadata.name} clashes with ?${TOKEN_PARAM}=, which carries the bearer token when spec.auth is set; rename the parameter`);
+  }
 
   const result: Omit<CompiledEndpoint, 'version'> = {
     name: clickhouseName(endpoint.metadata.name),
@@ -114,6 +132,7 @@ export function compileEndpoint(endpoint: Endpoint, pipe: Pipe, database: string
     params,
     formats: [...new Set(endpoint.spec.formats ?? FORMATS)],
     limits,
+    ...(auth ? { auth } : {}),
     database,
   };
   return { ...result, version: stableHash(result) };

@@ -18,7 +18,7 @@ import { clickhouseName } from '../../api/names.js';
 import type { ClickHouse, OutputFormat, Settings } from '../../clickhouse/connection.js';
 import { ClickHouseError, ErrorCode, toClickHouseError } from '../../clickhouse/errors.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
-import type { CompiledEndpoint } from './compile.js';
+import { TOKEN_PARAM, type CompiledEndpoint } from './compile.js';
 import { ALL_ENDPOINTS, UNKNOWN_ENDPOINT, type EndpointMetrics } from './metrics.js';
 import { describeValues, openApiDocument, PATH_PREFIX, type OutputColumn } from './openapi.js';
 import { gatherParams, shown, validateParams, type BoundValue, type GivenValue } from './params.js';
@@ -40,9 +40,37 @@ export interface EndpointHandlerOptions {
   deadlineGraceMs?: number;
   /** How long a DESCRIBE of an endpoint's output columns is reused for OpenAPI documents (default 60 s). */
   describeTtlMs?: number;
+  /**
+   * Whether a request for an endpoint's result goes ahead (auth, rate limit, readiness), asked before its
+   * parameters are read; a Failure answers the request instead. Without it every request goes ahead.
+   */
+  admit?: (req: IncomingMessage, url: URL, ep: CompiledEndpoint) => Failure | undefined;
+  /** Told about every request once it is answered (the request log); must not throw or block. */
+  onRequest?: (record: RequestRecord) => void;
 }
 
-export type EndpointRequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+/** One answered request, as the request log keeps it: no parameter values, no SQL. */
+export interface RequestRecord {
+  requestId: string;
+  /** When the request arrived. */
+  time: Date;
+  /** The endpoint's name, or UNKNOWN_ENDPOINT / ALL_ENDPOINTS. */
+  endpoint: string;
+  /** The endpoint's namespace, when the request named a served endpoint. */
+  namespace: string;
+  method: string;
+  format: Format | '';
+  status: number;
+  durationMs: number;
+  /** From ClickHouse's X-ClickHouse-Summary; 0 when no query ran. */
+  rowsRead: number;
+  bytesRead: number;
+  /** The error the client was sent, with the request's parameter values taken out; '' on success. */
+  error: string;
+}
+
+/** Handles one request; the promise settles once the request is answered and recorded (it never rejects). */
+export type EndpointRequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 /** A response weir decided on: status, the `error` text for the body, and how loudly to log it. */
 export interface Failure {
@@ -50,6 +78,8 @@ export interface Failure {
   error: string;
   log?: 'warn' | 'error';
   retryAfterSeconds?: number;
+  /** Extra response headers (e.g. WWW-Authenticate). */
+  headers?: Record<string, string>;
 }
 
 /** Status for a client that went away before the response was written (nginx's convention); never sent. */
@@ -153,9 +183,29 @@ interface RequestState {
   requestId: string;
   /** Metrics label: the endpoint's name, or UNKNOWN_ENDPOINT / ALL_ENDPOINTS. */
   endpoint: string;
+  namespace?: string;
   format?: Format;
   status: number;
   resultRows?: number;
+  rowsRead?: number;
+  bytesRead?: number;
+  /** The error text sent, and what to take out of it before it is recorded. */
+  error?: string;
+  given?: ReadonlyMap<string, GivenValue>;
+  bound?: Record<string, BoundValue>;
+}
+
+/** A decimal counter from X-ClickHouse-Summary, when it is one. */
+const counter = (text: string | undefined): number | undefined => {
+  const n = Number(text);
+  return text !== undefined && Number.isFinite(n) ? n : undefined;
+};
+
+/** The error of a request as recorded: parameter values out, including a value quoted back shortened. */
+export function recordedError(error: string, given: ReadonlyMap<string, GivenValue> | undefined, bound: Record<string, BoundValue> | undefined): string {
+  const redacted = given || bound ? redactValues(error, given ?? new Map(), bound ?? {}) : error;
+  // shown() quotes a rejected value as JSON and may cut it short with '…', which redactValues cannot match whole.
+  return redacted.replace(/\bgot "(?:[^"\\]|\\.)*(?:"|…)/g, 'got <value>');
 }
 
 const DEADLINE = 'deadline';
@@ -175,6 +225,7 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
 
   const sendJson = (res: ServerResponse, state: RequestState, status: number, body: unknown, headers: Record<string, string> = {}): void => {
     state.status = status;
+    if (status >= 400 && typeof body === 'object' && body !== null && 'error' in body) state.error = String((body as { error: unknown }).error);
     if (res.destroyed) return;
     const text = `${JSON.stringify(body)}\n`;
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers }).end(text);
@@ -186,7 +237,7 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       state,
       failure.status,
       { error: failure.error, ...(documentation ? { documentation } : {}), request_id: state.requestId },
-      { ...headers, ...(failure.retryAfterSeconds !== undefined ? { 'Retry-After': String(failure.retryAfterSeconds) } : {}) },
+      { ...headers, ...failure.headers, ...(failure.retryAfterSeconds !== undefined ? { 'Retry-After': String(failure.retryAfterSeconds) } : {}) },
     );
   };
 
@@ -237,18 +288,23 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
         }
       }
     }
-    const gathered = gatherParams(url.searchParams, body);
+    // With auth, ?token= is the credential, not a parameter (compile refuses a parameter of that name).
+    const search = new URLSearchParams(url.searchParams);
+    if (ep.auth) search.delete(TOKEN_PARAM);
+    const gathered = gatherParams(search, body);
     if (!gathered.ok) {
       sendError(res, state, { status: 400, error: gathered.errors.join('; ') }, documentation);
       return;
     }
     const given = gathered.value;
+    state.given = given;
     const validated = validateParams(ep, given);
     if (!validated.ok) {
       sendError(res, state, { status: 400, error: validated.errors.join('; ') }, documentation);
       return;
     }
     const values = validated.value;
+    state.bound = values;
 
     const controller = new AbortController();
     const deadline = setTimeout(() => controller.abort(DEADLINE), ep.limits.maxExecutionTimeMs + graceMs);
@@ -265,8 +321,9 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
         database: ep.database,
       });
       clearTimeout(deadline);
-      const rows = Number(result.summary?.result_rows);
-      if (Number.isFinite(rows)) state.resultRows = rows;
+      state.resultRows = counter(result.summary?.result_rows);
+      state.rowsRead = counter(result.summary?.read_rows);
+      state.bytesRead = counter(result.summary?.read_bytes);
       state.status = 200;
       res.writeHead(200, { 'Content-Type': CONTENT_TYPE[format] });
       try {
@@ -336,6 +393,7 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       return;
     }
     state.endpoint = ep.name;
+    state.namespace = ep.namespace;
     const served = ep.formats.map((f) => `.${f}`).join(', ');
     const extension = match[2];
     if (extension === undefined || !(FORMATS as readonly string[]).includes(extension) || !ep.formats.includes(extension as Format)) {
@@ -349,14 +407,21 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       sendError(res, state, { status: 405, error: `${path} takes GET or POST, not ${method}` }, documentationOf(ep.name), { Allow: 'GET, POST' });
       return;
     }
+    const refused = opts.admit?.(req, url, ep);
+    if (refused) {
+      if (refused.log) log[refused.log]('endpoint request refused', { requestId: state.requestId, endpoint: ep.name, status: refused.status, error: refused.error });
+      sendError(res, state, refused, documentationOf(ep.name));
+      return;
+    }
     await serveResult(req, res, state, ep, format, url);
   }
 
   return (req, res) => {
     const started = performance.now();
+    const arrived = new Date();
     const state: RequestState = { requestId: newRequestId(), endpoint: UNKNOWN_ENDPOINT, status: 500 };
     res.setHeader('X-Request-Id', state.requestId);
-    serve(req, res, state)
+    return serve(req, res, state)
       .catch((e: unknown) => {
         log.error('endpoint request failed', { requestId: state.requestId, endpoint: state.endpoint, error: errorMessage(e) });
         if (res.headersSent) res.destroy();
@@ -365,6 +430,19 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       .finally(() => {
         const seconds = (performance.now() - started) / 1000;
         opts.metrics?.observe(state.endpoint, state.status, seconds);
+        opts.onRequest?.({
+          requestId: state.requestId,
+          time: arrived,
+          endpoint: state.endpoint,
+          namespace: state.namespace ?? '',
+          method: req.method ?? '',
+          format: state.format ?? '',
+          status: state.status,
+          durationMs: seconds * 1000,
+          rowsRead: state.rowsRead ?? 0,
+          bytesRead: state.bytesRead ?? 0,
+          error: state.error === undefined ? '' : recordedError(state.error, state.given, state.bound),
+        });
         log.debug('endpoint request', {
           requestId: state.requestId,
           method: req.method,

@@ -79,6 +79,18 @@ SELECT pathname, sum(views) AS views FROM scoped GROUP BY pathname ORDER BY view
     expect(limited.limits).toEqual({ maxExecutionTimeMs: 2000, maxResultRows: 100_000, maxResultBytes: 4096 });
   });
 
+  it('carries the tokens Secret of spec.auth and the rate limit, and refuses a parameter named token with auth', () => {
+    const c = compiled(topPages(withSpec<Endpoint>({ auth: { tokensSecretRef: { name: 'readers' } }, limits: { requestsPerSecond: 50 } })));
+    expect(c.auth).toEqual({ tokensSecret: 'readers' });
+    expect(c.limits.requestsPerSecond).toBe(50);
+    expect(compiled(topPages())).not.toHaveProperty('auth');
+    const p = pipe('p', withNodes(node('a', 'SELECT {token:String} AS t')));
+    expect(compiled(endpoint('e', 'p'), p).params.map((x) => x.name)).toEqual(['token']);
+    expect(problemOf(endpoint('e', 'p', withSpec<Endpoint>({ auth: { tokensSecretRef: { name: 'readers' } } })), p)).toBe(
+      'parameter {token:…} of Pipe p clashes with ?token=, which carries the bearer token when spec.auth is set; rename the parameter',
+    );
+  });
+
   it('serves the last node when spec.node is not set', () => {
     const p = pipe('p', withNodes(node('a', 'SELECT 1 AS x'), node('b', 'SELECT x + {n:UInt8} AS y FROM a')));
     const c = compiled(endpoint('e', 'p'), p);
