@@ -7,6 +7,7 @@ import { runCrds } from './crds.js';
 import { runDev } from './dev.js';
 import { runOperatorCommand } from './operator.js';
 import { runApply, runPlan, type ProjectFlags } from './plan.js';
+import { registerServe } from './serve.js';
 import { runValidate } from './validate.js';
 
 const program = new Command()
@@ -88,6 +89,8 @@ program
   .option('--user <user>', 'require this user (basic auth)')
   .option('--password <password>', 'password for --user (or WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_PASSWORD)
   .action(runClickHouseCommand);
+
+registerServe(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`weir: ${e instanceof Error ? e.message : String(e)}`);
