@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import { runClickHouseCommand } from './clickhouse.js';
 import { runCrds } from './crds.js';
 import { runDev } from './dev.js';
+import { registerIngest } from './ingest.js';
 import { runOperatorCommand } from './operator.js';
 import { runApply, runPlan, type ProjectFlags } from './plan.js';
 import { registerServe } from './serve.js';
@@ -89,6 +90,8 @@ program
   .option('--user <user>', 'require this user (basic auth)')
   .option('--password <password>', 'password for --user (or WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_PASSWORD)
   .action(runClickHouseCommand);
+
+registerIngest(program);
 
 registerServe(program);
 

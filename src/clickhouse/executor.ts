@@ -11,6 +11,8 @@ import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableR
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import type { ClickHouse } from './connection.js';
 import { DEFAULT_FENCE_TIMING, withFence, type FenceReport, type FenceTiming } from './fence.js';
+import { faultPoint } from '../runtime/fault.js';
+import { deduplicationOff } from './dedup.js';
 import { ensureSystemTables } from './system-tables.js';
 
 /** A migration that must not go on: the plan was wrong for the data (e.g. rows that would not convert). */
@@ -50,10 +52,6 @@ interface MigrationRow {
 /** Backfills are the long part of a migration; measured in bench/copy-and-swap.ts. */
 const BACKFILL_SETTINGS = { max_insert_threads: 2 };
 
-/** For fault-injection tests: `WEIR_FAULT_AT=<state>` SIGKILLs the process when the executor reaches that point. */
-function faultPoint(name: string): void {
-  if (process.env.WEIR_FAULT_AT === name) process.kill(process.pid, 'SIGKILL');
-}
 
 export class Executor {
   private readonly timing: FenceTiming;
@@ -156,7 +154,7 @@ export class Executor {
     await this.ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
     const cols = (await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${step.query})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
     this.opts.hooks?.onProgress?.(step, 'Backfilling');
-    await this.ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${step.query}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, { ...inDb, settings: BACKFILL_SETTINGS });
+    await this.ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${step.query}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, { ...inDb, settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(this.ch)) } });
   }
 
   /** Move a staged backfill into its table a partition at a time (each move atomic), then drop the staging table. */
@@ -332,7 +330,7 @@ export class Executor {
       await this.ch.command(`TRUNCATE TABLE ${next}`);
       progress('Backfilling', { upToBlock: n });
       // The insert side is single-threaded by default: two threads nearly halve a large backfill.
-      await this.ch.command(`INSERT INTO ${next} (${mapping.columns}) ${mapping.select(`_block_number <= ${n}`)}`, { settings: BACKFILL_SETTINGS });
+      await this.ch.command(`INSERT INTO ${next} (${mapping.columns}) ${mapping.select(`_block_number <= ${n}`)}`, { settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(this.ch)) } });
       faultPoint('Backfilled');
       const b = await this.maxBlock({ database, table: nextName });
       m = await this.record({ ...m, state: 'Backfilled', source_block: String(n), next_block: String(b) });
@@ -352,7 +350,7 @@ export class Executor {
           if ((await this.count(next, `_block_number > ${current.next_block}`)) > 0) {
             await this.ch.command(`DELETE FROM ${next} WHERE _block_number > ${current.next_block}`, { settings: { mutations_sync: 2, lightweight_deletes_sync: 2 } });
           }
-          await this.ch.command(`INSERT INTO ${next} (${mapping.columns}) ${mapping.select(`_block_number > ${current.source_block}`)}`);
+          await this.ch.command(`INSERT INTO ${next} (${mapping.columns}) ${mapping.select(`_block_number > ${current.source_block}`)}`, { settings: await deduplicationOff(this.ch) });
           faultPoint('DeltaCopied');
           const [liveRows, nextRows, verifyBlock, swapBlock] = await Promise.all([this.count(live), this.count(next), this.maxBlock({ database, table }), this.maxBlock({ database, table: nextName })]);
           if (step.oneToOne && liveRows !== nextRows) {
@@ -380,7 +378,7 @@ export class Executor {
         const gap = await this.count(next, `_block_number > ${m.verify_block}`);
         if (gap > 0) {
           const reverse = await this.mapping(next, step);
-          await this.ch.command(`INSERT INTO ${live} (${reverse.columns}) ${reverse.select(`_block_number > ${m.verify_block}`)}`);
+          await this.ch.command(`INSERT INTO ${live} (${reverse.columns}) ${reverse.select(`_block_number > ${m.verify_block}`)}`, { settings: await deduplicationOff(this.ch) });
           this.log.warn('rows written by writers weir does not fence arrived during the swap; copied them over', { table: `${database}.${table}`, rows: gap });
         }
         faultPoint('GapChecked');
@@ -412,7 +410,7 @@ export class Executor {
           const select = retainedShape.columns
             .map((c) => (liveCols.has(c.name) ? `CAST(${quoteIdentifier(c.name)} AS ${c.type})` : `defaultValueOfTypeName(${quoteString(c.type)})`))
             .join(', ');
-          await this.ch.command(`INSERT INTO ${retained} (${cols}) SELECT ${select} FROM ${live} WHERE _block_number > ${swapBlock}`);
+          await this.ch.command(`INSERT INTO ${retained} (${cols}) SELECT ${select} FROM ${live} WHERE _block_number > ${swapBlock}`, { settings: await deduplicationOff(this.ch) });
           await assertHeld();
           await this.ch.command(`EXCHANGE TABLES ${live} AND ${retained}`);
         },

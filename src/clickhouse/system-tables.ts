@@ -28,6 +28,19 @@ const TABLES = [
     detail String, seq UInt64, updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
   ) ENGINE = ReplacingMergeTree(seq) ORDER BY (database, table, id)
   COMMENT 'weir: progress of copy-and-swap migrations, for resuming after a crash'`,
+  `CREATE TABLE IF NOT EXISTS weir.ingest_batches (
+    group_id String, topic String, partition Int32, first_offset Int64, last_offset Int64,
+    writer_id String, written_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = MergeTree ORDER BY (group_id, topic, partition, first_offset)
+  TTL toDateTime(written_at) + INTERVAL 7 DAY
+  COMMENT 'weir: offset ranges of Kafka batches, written before their insert, replayed after a crash'`,
+  `CREATE TABLE IF NOT EXISTS weir.ingest_progress (
+    group_id String, database String, table String, topic String, partition Int32,
+    committed_offset Int64, high_watermark Int64, rows UInt64, quarantined UInt64,
+    writer_id String, updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (group_id, topic, partition)
+  TTL toDateTime(updated_at) + INTERVAL 30 DAY
+  COMMENT 'weir: per-partition progress of Kafka ingestion (committed offset, lag, rows)'`,
 ];
 
 const ready = new WeakSet<ClickHouse>();

@@ -3,6 +3,7 @@
 // and are passed as written.
 import type { Column, DataSourceSpec, Engine, SkippingIndex } from '../api/datasource.js';
 import { IDENTIFIER } from '../api/schema-dsl.js';
+import { DEDUPLICATION_WINDOW } from '../clickhouse/dedup.js';
 
 export const quoteIdentifier = (name: string): string => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
 
@@ -64,7 +65,9 @@ export const indexDefinition = (i: SkippingIndex): string =>
   `INDEX ${quoteIdentifier(i.name)} ${i.expression} TYPE ${i.type} GRANULARITY ${i.granularity ?? 1}`;
 
 /** Settings weir always sets: `_block_number` must survive merges for exactly-once copies. */
-export const REQUIRED_TABLE_SETTINGS: Record<string, string> = { enable_block_number_column: '1' };
+// enable_block_number_column: migrations copy by block number (see executor.ts).
+// non_replicated_deduplication_window: ingest replays dedupe by token (see clickhouse/dedup.ts).
+export const REQUIRED_TABLE_SETTINGS: Record<string, string> = { enable_block_number_column: '1', non_replicated_deduplication_window: String(DEDUPLICATION_WINDOW) };
 
 export function settingsClause(settings: Record<string, string> | undefined): string {
   const all = { ...REQUIRED_TABLE_SETTINGS, ...(settings ?? {}) };

@@ -7,6 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, resourceName } from '../api/names.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
+import { deduplicatedBy, deduplicationOff } from '../clickhouse/dedup.js';
 import { FenceParticipant } from '../clickhouse/fence.js';
 import { databaseOf, tableOf } from '../controllers/datasource.js';
 import { quarantineTableName } from '../plan/sql.js';
@@ -38,26 +39,46 @@ export interface QuarantinedLine {
 /**
  * Insert rows; when ClickHouse refuses the batch (a value the mapper passed through), split
  * it to find the rows it refuses, so one bad row never costs the batch.
+ *
+ * With a `token`, every insert is deduplicated by it: the whole batch by `token`, a half by
+ * `token/0` or `token/1`, and so on. The split follows from the rows alone, so a replay of the
+ * same rows inserts the same blocks under the same tokens and ClickHouse drops those that
+ * landed. Without one, deduplication is off (identical blocks are legitimate data here).
  */
 export async function insertOrIsolate(
   ch: ClickHouse,
   table: string,
   rows: { row: MappedRow; raw: string }[],
+  token?: string,
 ): Promise<{ inserted: number; refused: QuarantinedLine[] }> {
   if (rows.length === 0) return { inserted: 0, refused: [] };
   try {
-    await ch.insert(table, rows.map((r) => r.row), { settings: MAPPED_ROW_SETTINGS });
+    const dedup = token === undefined ? await deduplicationOff(ch) : await deduplicatedBy(ch, token);
+    await ch.insert(table, rows.map((r) => r.row), { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } });
     return { inserted: rows.length, refused: [] };
   } catch (e) {
     const retriable = (e as { retriable?: boolean }).retriable === true;
-    if (retriable) throw e;
+    if (retriable || !refusesRows(e)) throw e;
     if (rows.length === 1) return { inserted: 0, refused: [{ raw: rows[0]?.raw ?? '', error: errorMessage(e).split('\n')[0] ?? 'refused by ClickHouse' }] };
     const mid = Math.ceil(rows.length / 2);
-    const a = await insertOrIsolate(ch, table, rows.slice(0, mid));
-    const b = await insertOrIsolate(ch, table, rows.slice(mid));
+    const a = await insertOrIsolate(ch, table, rows.slice(0, mid), token === undefined ? undefined : `${token}/0`);
+    const b = await insertOrIsolate(ch, table, rows.slice(mid), token === undefined ? undefined : `${token}/1`);
     return { inserted: a.inserted + b.inserted, refused: [...a.refused, ...b.refused] };
   }
 }
+
+/**
+ * Whether an insert failed because of the rows in it (a value the type refuses), rather than
+ * because of the table (missing, read-only, no permission): only the former is split up and
+ * quarantined; the latter must be retried or reported, never blamed on the data.
+ */
+function refusesRows(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'number' && !TABLE_PROBLEMS.has(code);
+}
+
+// UNKNOWN_TABLE, UNKNOWN_DATABASE, READONLY, TABLE_IS_READ_ONLY, ACCESS_DENIED, NOT_ENOUGH_PRIVILEGES, TABLE_IS_DROPPED, UNKNOWN_USER, AUTHENTICATION_FAILED
+const TABLE_PROBLEMS = new Set([60, 81, 164, 242, 497, 192, 218, 516, 291]);
 
 export class EventsApi {
   private readonly targets = new Map<string, Target>();
@@ -87,6 +108,7 @@ export class EventsApi {
       await this.ch.insert(
         `${target.database}.${quarantineTableName(target.table)}`,
         quarantined.map((q) => ({ source: 'http', raw: q.raw, error: q.error })),
+        { settings: await deduplicationOff(this.ch) },
       );
     }
     return { successful_rows: inserted, quarantined_rows: quarantined.length };

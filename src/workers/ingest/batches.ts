@@ -57,6 +57,11 @@ export class PartitionBatcher {
     return this.messages.length;
   }
 
+  /** The offset of the newest message buffered, if any. */
+  get lastOffset(): string | undefined {
+    return this.messages.at(-1)?.offset;
+  }
+
   /** Add the next message of the partition (offsets strictly increasing). */
   add(m: PartitionMessage, now: number): void {
     const last = this.messages.at(-1);
@@ -101,21 +106,30 @@ export class PartitionBatcher {
 }
 
 /**
- * The ledger ranges to replay after a restart: those not yet covered by the committed
- * offset (the next offset to read), oldest first. A range straddling the committed offset
- * cannot happen (offsets are committed only at range ends) and is reported as corrupt.
+ * The ledger ranges to replay after a restart: those not yet covered by the committed offset
+ * (the next offset to read), oldest first.
+ *
+ * Two anomalies are reported rather than thrown, because a worker that refuses to start is a
+ * partition that stops: a range straddling the committed offset (the log was truncated under
+ * it by retention; it is replayed from what is left, under its recorded token), and a range
+ * overlapping an earlier one (two owners cut batches at once; the later one is skipped, as its
+ * messages are in the earlier one).
  */
-export function rangesToReplay(ledger: OffsetRange[], committed: string): OffsetRange[] {
-  const pending = ledger.filter((r) => cmp(r.lastOffset, committed) >= 0).sort((a, b) => cmp(a.firstOffset, b.firstOffset));
+export function rangesToReplay(ledger: OffsetRange[], committed: string): { ranges: OffsetRange[]; anomalies: string[] } {
+  const pending = ledger.filter((r) => cmp(r.lastOffset, committed) >= 0).sort((a, b) => cmp(a.firstOffset, b.firstOffset) || cmp(a.lastOffset, b.lastOffset));
+  const ranges: OffsetRange[] = [];
+  const anomalies: string[] = [];
   for (const r of pending) {
-    if (cmp(r.firstOffset, committed) < 0) throw new Error(`ledger range ${r.firstOffset}-${r.lastOffset} of ${r.topic}/${r.partition} straddles committed offset ${committed}`);
+    const prev = ranges.at(-1);
+    if (prev && prev.firstOffset === r.firstOffset && prev.lastOffset === r.lastOffset) continue;
+    if (prev && cmp(r.firstOffset, prev.lastOffset) <= 0) {
+      anomalies.push(`ledger ranges ${prev.firstOffset}-${prev.lastOffset} and ${r.firstOffset}-${r.lastOffset} of ${r.topic}/${r.partition} overlap; skipping the later`);
+      continue;
+    }
+    if (cmp(r.firstOffset, committed) < 0) anomalies.push(`ledger range ${r.firstOffset}-${r.lastOffset} of ${r.topic}/${r.partition} straddles committed offset ${committed}`);
+    ranges.push(r);
   }
-  for (let i = 1; i < pending.length; i++) {
-    const prev = pending[i - 1] as OffsetRange;
-    const cur = pending[i] as OffsetRange;
-    if (cmp(cur.firstOffset, prev.lastOffset) <= 0) throw new Error(`ledger ranges ${prev.firstOffset}-${prev.lastOffset} and ${cur.firstOffset}-${cur.lastOffset} overlap`);
-  }
-  return pending;
+  return { ranges, anomalies };
 }
 
 /** The offset to commit after a range landed: Kafka commits the next offset to read. */

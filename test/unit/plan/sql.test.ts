@@ -38,7 +38,7 @@ describe('engineClause', () => {
 });
 
 describe('createTableSql', () => {
-  it('writes every part of the table definition, with block numbers enabled', () => {
+  it('writes every part of the table definition, with block numbers and insert deduplication enabled', () => {
     const sql = createTableSql(
       'web',
       'page_views',
@@ -64,7 +64,7 @@ describe('createTableSql', () => {
         'PARTITION BY toYYYYMM(timestamp)',
         'ORDER BY (`country`, `timestamp`)',
         'TTL toDateTime(timestamp) + INTERVAL 1 DAY',
-        'SETTINGS enable_block_number_column = 1, index_granularity = 4096',
+        'SETTINGS enable_block_number_column = 1, non_replicated_deduplication_window = 10000, index_granularity = 4096',
         "COMMENT 'weir:{}'",
       ].join('\n'),
     );

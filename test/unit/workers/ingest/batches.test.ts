@@ -51,13 +51,24 @@ describe('PartitionBatcher', () => {
 
 describe('rangesToReplay', () => {
   it('keeps the ranges at or past the committed offset, oldest first', () => {
-    expect(rangesToReplay([range(20, 29), range(0, 9), range(10, 19)], '10')).toEqual([range(10, 19), range(20, 29)]);
-    expect(rangesToReplay([range(0, 9)], '10')).toEqual([]);
+    expect(rangesToReplay([range(20, 29), range(0, 9), range(10, 19)], '10')).toEqual({ ranges: [range(10, 19), range(20, 29)], anomalies: [] });
+    expect(rangesToReplay([range(0, 9)], '10')).toEqual({ ranges: [], anomalies: [] });
   });
 
-  it('reports a ledger that cannot be right instead of guessing', () => {
-    expect(() => rangesToReplay([range(5, 14)], '10')).toThrow(/straddles/);
-    expect(() => rangesToReplay([range(10, 19), range(15, 25)], '10')).toThrow(/overlap/);
+  it('keeps one copy of a range written twice', () => {
+    expect(rangesToReplay([range(10, 19), range(10, 19)], '10')).toEqual({ ranges: [range(10, 19)], anomalies: [] });
+  });
+
+  it('replays a range the committed offset falls inside, and says so', () => {
+    const r = rangesToReplay([range(5, 14)], '10');
+    expect(r.ranges).toEqual([range(5, 14)]);
+    expect(r.anomalies).toEqual([expect.stringMatching(/5-14 .* straddles committed offset 10/)]);
+  });
+
+  it('skips a range overlapping an earlier one, and says so', () => {
+    const r = rangesToReplay([range(15, 25), range(10, 19), range(26, 30)], '10');
+    expect(r.ranges).toEqual([range(10, 19), range(26, 30)]);
+    expect(r.anomalies).toEqual([expect.stringMatching(/10-19 and 15-25 .* overlap/)]);
   });
 });
 

@@ -1,0 +1,446 @@
+// The Kafka ingestion worker (`weir ingest`): one consumer group per DataSource, messages
+// mapped through the columns' jsonPaths into the DataSource's table, exactly once.
+//
+// Exactly once rests on three rules (see batches.ts for the pure part):
+// 1. A batch is a contiguous offset range of one partition. Its range goes into the ledger
+//    (weir.ingest_batches) before its rows go anywhere.
+// 2. Its rows (and its quarantined messages) are inserted with a deduplication token made of
+//    the range, into tables that remember recent tokens (clickhouse/dedup.ts).
+// 3. Its offset is committed to Kafka only after ClickHouse acknowledged both inserts.
+// A worker that dies anywhere leaves either a committed range (done), or a ledger range past
+// the committed offset: whoever owns the partition next reads the ledger, cuts the same
+// ranges again, and ClickHouse drops the blocks that had landed.
+//
+// Backpressure: a batch that ClickHouse refuses is retried with backoff where it is, holding
+// its partition (kafkajs does not fetch a partition whose eachBatch has not returned), so
+// nothing piles up in memory; readiness and weir_ingest_clickhouse_up say so.
+//
+// Migrations: before each insert the worker passes the DataSource's fence (clickhouse/fence.ts),
+// so the executor can hold every worker at a batch boundary while it swaps tables.
+import { hostname } from 'node:os';
+import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
+import type { DataSource } from '../../api/datasource.js';
+import type { ClickHouse } from '../../clickhouse/connection.js';
+import { deduplicatedBy } from '../../clickhouse/dedup.js';
+import { DEFAULT_FENCE_TIMING, FenceParticipant, type FenceTiming } from '../../clickhouse/fence.js';
+import { ensureSystemTables } from '../../clickhouse/system-tables.js';
+import { databaseOf, tableOf } from '../../controllers/datasource.js';
+import { quoteIdentifier, quarantineTableName } from '../../plan/sql.js';
+import { backoffDelay, isRetriable, sleep, type BackoffPolicy } from '../../runtime/backoff.js';
+import { faultPoint } from '../../runtime/fault.js';
+import { errorMessage, type Logger } from '../../runtime/log.js';
+import { insertOrIsolate, type QuarantinedLine } from '../events.js';
+import { compileRowMapper, type MappedRow, type RowMapper } from '../rows.js';
+import { commitOffsetAfter, dedupToken, PartitionBatcher, rangesToReplay, type BatchLimits, type OffsetRange, type PartitionMessage } from './batches.js';
+import type { IngestMetrics } from './metrics.js';
+
+export const DEFAULT_BATCH: BatchLimits = { maxRows: 100_000, maxBytes: 16 * 1024 * 1024, maxDelayMs: 1000 };
+
+/** The consumer group of a DataSource: spec.ingestion.kafka.groupId, or weir.<namespace>.<name>. */
+export const groupIdOf = (ds: DataSource): string => ds.spec.ingestion?.kafka.groupId ?? `weir.${ds.metadata.namespace ?? 'default'}.${ds.metadata.name}`;
+
+export interface IngestWorkerOptions {
+  dataSource: DataSource;
+  clickhouse: ClickHouse;
+  /** brokers, ssl and sasl; the rest is the worker's. */
+  kafka: Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl'>;
+  log: Logger;
+  metrics: IngestMetrics;
+  /** Identifies this process in the fence and the ledger (default: hostname and a random suffix). */
+  writerId?: string;
+  fenceTiming?: FenceTiming;
+  /** Retry policy for inserts ClickHouse refuses (default: 200 ms doubling to 10 s, forever). */
+  retryPolicy?: BackoffPolicy;
+  /**
+   * How long the group waits for a worker that stopped heartbeating before its partitions move
+   * (default 30 s; the broker bounds it by group.min/max.session.timeout.ms).
+   */
+  sessionTimeoutMs?: number;
+}
+
+interface PartitionState {
+  topic: string;
+  partition: number;
+  generation: number;
+  batcher: PartitionBatcher;
+  /** Serialises the partition's work: eachBatch and the delay timer never flush at once. */
+  queue: Promise<void>;
+  busy: boolean;
+  committed: string;
+  /** Newest offset added to the batcher. */
+  lastSeen?: string;
+  highWatermark: string;
+  rows: number;
+  quarantined: number;
+}
+
+const RETRY: BackoffPolicy = { initialMs: 200, maxMs: 10_000, factor: 2, jitter: 0.2 };
+/** The partition moved to another worker (a rebalance) while its batch was being written. */
+class PartitionLost extends Error {}
+
+export class IngestWorker {
+  private readonly database: string;
+  private readonly table: string;
+  private readonly groupId: string;
+  private readonly topic: string;
+  private readonly limits: BatchLimits;
+  private readonly mapper: RowMapper;
+  private readonly fence: FenceParticipant;
+  private readonly consumer: Consumer;
+  readonly writerId: string;
+  private readonly states = new Map<string, PartitionState>();
+  /** Every partition's last flush, across generations: a new owner waits for the old one's. */
+  private readonly inflight = new Map<string, Promise<void>>();
+  private generation = 0;
+  private rebalancing = false;
+  private joined = false;
+  private stopping = false;
+  private clickhouseUp = true;
+  private lastProblem = '';
+  private heartbeat: () => Promise<void> = async () => undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private crashed: Error | undefined;
+
+  constructor(private readonly opts: IngestWorkerOptions) {
+    const ds = opts.dataSource;
+    const ingestion = ds.spec.ingestion;
+    if (!ingestion) throw new Error(`DataSource ${ds.metadata.namespace ?? 'default'}/${ds.metadata.name} has no spec.ingestion`);
+    this.database = databaseOf(ds);
+    this.table = tableOf(ds);
+    this.groupId = groupIdOf(ds);
+    this.topic = ingestion.kafka.topic;
+    this.limits = { ...DEFAULT_BATCH, ...ingestion.batch };
+    this.mapper = compileRowMapper(ds.spec.columns);
+    this.writerId = opts.writerId ?? FenceParticipant.newId(`ingest-${hostname()}`);
+    this.fence = new FenceParticipant(opts.clickhouse, this.writerId, [{ database: this.database, table: this.table }], opts.fenceTiming ?? DEFAULT_FENCE_TIMING);
+    const kafka = new Kafka({
+      ...opts.kafka,
+      clientId: `weir-ingest-${ds.metadata.name}`,
+      logLevel: logLevel.WARN,
+      logCreator: () => (entry) => opts.log.log(entry.level <= logLevel.ERROR ? 'error' : 'warn', `kafka: ${entry.log.message}`, { namespace: entry.namespace }),
+    });
+    this.consumer = kafka.consumer({
+      groupId: this.groupId,
+      sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
+      rebalanceTimeout: 60_000,
+      heartbeatInterval: Math.min(3_000, Math.floor((opts.sessionTimeoutMs ?? 30_000) / 3)),
+      maxBytesPerPartition: 8 * 1024 * 1024,
+      maxBytes: 64 * 1024 * 1024,
+      maxWaitTimeInMs: Math.min(500, this.limits.maxDelayMs),
+      allowAutoTopicCreation: false,
+    });
+  }
+
+  /** Ready: in the group, and ClickHouse took the last insert. The string says why not. */
+  ready(): true | string {
+    if (this.crashed) return `consumer crashed: ${this.crashed.message}`;
+    if (!this.joined) return 'not yet in the consumer group';
+    if (!this.clickhouseUp) return `ClickHouse refuses inserts: ${this.lastProblem}`;
+    return true;
+  }
+
+  healthy(): boolean {
+    return this.crashed === undefined;
+  }
+
+  /** Connect, join the group and consume until stop(). Resolves once consuming started. */
+  async start(): Promise<void> {
+    const { log, clickhouse } = this.opts;
+    await this.untilClickHouse(() => ensureSystemTables(clickhouse), 'creating weir tables');
+    const { events } = this.consumer;
+    this.consumer.on(events.REBALANCING, () => {
+      this.rebalancing = true;
+    });
+    this.consumer.on(events.GROUP_JOIN, (e) => {
+      // Whatever was buffered belongs to the old assignment: the group re-reads from committed offsets.
+      this.generation++;
+      this.states.clear();
+      this.rebalancing = false;
+      this.joined = true;
+      const assigned = e.payload.memberAssignment[this.topic] ?? [];
+      this.opts.metrics.assigned.set(assigned.length);
+      log.info('joined consumer group', { group: this.groupId, generation: this.generation, partitions: assigned.join(',') });
+    });
+    this.consumer.on(events.CRASH, (e) => {
+      const error = e.payload.error;
+      log.error('consumer crashed', { error: errorMessage(error), restart: e.payload.restart });
+      if (!e.payload.restart) this.crashed = error;
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: this.topic, fromBeginning: (this.opts.dataSource.spec.ingestion?.kafka.startFrom ?? 'earliest') === 'earliest' });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: true,
+      partitionsConsumedConcurrently: 4,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+    const tick = Math.max(10, Math.min(250, Math.floor(this.limits.maxDelayMs / 4)));
+    this.timer = setInterval(() => this.flushDue(), tick);
+    log.info('ingesting', { topic: this.topic, group: this.groupId, table: `${this.database}.${this.table}`, writer: this.writerId, batch: this.limits });
+  }
+
+  /** Flush what is buffered, commit it, leave the group and the fence. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.timer);
+    const states = [...this.states.values()];
+    await Promise.allSettled(states.map((s) => this.enqueue(s, () => this.flush(s, { final: true }))));
+    await this.consumer.disconnect().catch(() => undefined);
+    await this.fence.leave().catch(() => undefined);
+    this.opts.log.info('stopped', { writer: this.writerId });
+  }
+
+  private async eachBatch({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    this.heartbeat = heartbeat;
+    if (this.stopping || batch.messages.length === 0) return;
+    const first = batch.messages[0]?.offset ?? batch.firstOffset() ?? '0';
+    const state = this.states.get(`${batch.topic}/${batch.partition}`) ?? (await this.openPartition(batch.topic, batch.partition, first));
+    await this.enqueue(state, async () => {
+      await this.consume(state, batch, isRunning, isStale);
+    }).catch((e: unknown) => {
+      // The old generation's work ends here; the partition's new owner replays from the ledger.
+      if (!(e instanceof PartitionLost)) throw e;
+    });
+  }
+
+  private async consume(state: PartitionState, batch: EachBatchPayload['batch'], isRunning: () => boolean, isStale: () => boolean): Promise<void> {
+    for (const m of batch.messages) {
+      if (!isRunning() || isStale() || this.stopping || state.generation !== this.generation) return;
+      if (state.lastSeen !== undefined && BigInt(m.offset) <= BigInt(state.lastSeen)) continue; // delivered twice by a refetch
+      state.batcher.add({ offset: m.offset, value: m.value }, Date.now());
+      state.lastSeen = m.offset;
+      if (state.batcher.due(Date.now())) await this.flush(state);
+    }
+    state.highWatermark = batch.highWatermark;
+    this.opts.metrics.lag.set({ topic: state.topic, partition: String(state.partition) }, Math.max(0, Number(BigInt(state.highWatermark) - BigInt(state.committed))));
+  }
+
+  /**
+   * A partition newly assigned: wait for this process's own last flush of it (from before the
+   * rebalance), then replay the ledger ranges past `committed` (where consumption resumes).
+   */
+  private async openPartition(topic: string, partition: number, committed: string): Promise<PartitionState> {
+    const key = `${topic}/${partition}`;
+    const generation = this.generation;
+    await this.inflight.get(key);
+    const [ledger, progress] = await this.untilClickHouse(
+      () =>
+        Promise.all([
+          this.opts.clickhouse.query<{ first_offset: string; last_offset: string }>(
+            `SELECT DISTINCT first_offset, last_offset FROM weir.ingest_batches
+             WHERE group_id = {g:String} AND topic = {t:String} AND partition = {p:Int32} AND last_offset >= {c:Int64}`,
+            { params: { g: this.groupId, t: topic, p: partition, c: committed } },
+          ),
+          this.opts.clickhouse.query<{ rows: string; quarantined: string }>(
+            `SELECT argMax(rows, updated_at) AS rows, argMax(quarantined, updated_at) AS quarantined FROM weir.ingest_progress
+             WHERE group_id = {g:String} AND topic = {t:String} AND partition = {p:Int32}`,
+            { params: { g: this.groupId, t: topic, p: partition } },
+          ),
+        ]),
+      'reading the ingest ledger',
+    );
+    const { ranges, anomalies } = rangesToReplay(
+      ledger.map((r) => ({ topic, partition, firstOffset: String(r.first_offset), lastOffset: String(r.last_offset) })),
+      committed,
+    );
+    for (const a of anomalies) this.opts.log.error('ingest ledger anomaly', { detail: a });
+    if (ranges.length > 0) this.opts.log.info('replaying batches written before a restart', { topic, partition, ranges: ranges.length, from: ranges[0]?.firstOffset });
+    const state: PartitionState = {
+      topic,
+      partition,
+      generation,
+      batcher: new PartitionBatcher(topic, partition, this.limits, ranges),
+      queue: Promise.resolve(),
+      busy: false,
+      committed,
+      highWatermark: committed,
+      rows: Number(progress[0]?.rows ?? 0),
+      quarantined: Number(progress[0]?.quarantined ?? 0),
+    };
+    // Another batch of the same partition may have opened it while we read.
+    const existing = this.states.get(key);
+    if (existing && existing.generation === this.generation) return existing;
+    if (generation === this.generation) this.states.set(key, state);
+    return state;
+  }
+
+  private enqueue(state: PartitionState, work: () => Promise<void>): Promise<void> {
+    const key = `${state.topic}/${state.partition}`;
+    const run = state.queue.then(async () => {
+      state.busy = true;
+      try {
+        await work();
+      } finally {
+        state.busy = false;
+      }
+    });
+    state.queue = run.catch(() => undefined);
+    this.inflight.set(key, state.queue);
+    return run;
+  }
+
+  /** The delay bound: flush partitions whose oldest buffered message waited long enough. */
+  private flushDue(): void {
+    if (this.rebalancing || this.stopping) return;
+    const now = Date.now();
+    for (const state of this.states.values()) {
+      if (state.busy || state.generation !== this.generation || !state.batcher.due(now)) continue;
+      this.enqueue(state, () => this.flush(state)).catch((e: unknown) => {
+        if (!(e instanceof PartitionLost)) this.opts.log.error('flush failed', { topic: state.topic, partition: state.partition, error: errorMessage(e) });
+      });
+    }
+  }
+
+  /** Write one batch: ledger, rows, quarantine, commit. Retries ClickHouse until it takes it. */
+  private async flush(state: PartitionState, { final = false } = {}): Promise<void> {
+    const taken = state.batcher.take(Date.now());
+    if (!taken) return;
+    const { range, messages, replayed } = taken;
+    const started = performance.now();
+    const token = dedupToken(this.groupId, range);
+    const { good, bad } = this.mapBatch(messages);
+    const current = () => {
+      if (state.generation !== this.generation && !final) throw new PartitionLost(`${state.topic}/${state.partition} was reassigned`);
+    };
+    try {
+      if (!replayed) {
+        await this.untilClickHouse(async () => {
+          current();
+          await this.opts.clickhouse.insert('weir.ingest_batches', [
+            { group_id: this.groupId, topic: range.topic, partition: range.partition, first_offset: Number(range.firstOffset), last_offset: Number(range.lastOffset), writer_id: this.writerId },
+          ]);
+        }, 'writing the ingest ledger');
+        faultPoint('IngestLedgerWritten');
+      }
+      let inserted = 0;
+      let refused: QuarantinedLine[] = [];
+      await this.untilClickHouse(async () => {
+        current();
+        const waited = await this.withHeartbeat(this.fence.beforeBatch());
+        this.opts.metrics.fenceWait.inc(waited / 1000);
+        ({ inserted, refused } = await insertOrIsolate(this.opts.clickhouse, `${quoteIdentifier(this.database)}.${quoteIdentifier(this.table)}`, good, token));
+      }, 'inserting rows');
+      faultPoint('IngestRowsInserted');
+      const quarantine = [...bad, ...refused.map((r) => ({ ...this.locate(good, r.raw), error: r.error }))];
+      if (quarantine.length > 0) {
+        await this.untilClickHouse(async () => {
+          current();
+          await this.opts.clickhouse.insert(
+            `${quoteIdentifier(this.database)}.${quoteIdentifier(quarantineTableName(this.table))}`,
+            quarantine.map((q) => ({ source: 'kafka', raw: q.raw, error: q.error, topic: range.topic, partition: range.partition, offset: Number(q.offset) })),
+            { settings: await deduplicatedBy(this.opts.clickhouse, `${token}:quarantine`) },
+          );
+        }, 'quarantining messages');
+      }
+      faultPoint('IngestQuarantined');
+      current();
+      await this.commit(range);
+      state.committed = commitOffsetAfter(range);
+      state.rows += inserted;
+      state.quarantined += quarantine.length;
+      const m = this.opts.metrics;
+      m.rows.inc(inserted);
+      m.quarantined.inc(quarantine.length);
+      m.batches.inc({ result: replayed ? 'replayed' : 'inserted' });
+      m.insertDuration.observe((performance.now() - started) / 1000);
+      m.lag.set({ topic: state.topic, partition: String(state.partition) }, Math.max(0, Number(BigInt(state.highWatermark) - BigInt(state.committed))));
+      await this.reportProgress(state).catch((e: unknown) => this.opts.log.warn('could not record ingest progress', { error: errorMessage(e) }));
+    } catch (e) {
+      if (e instanceof PartitionLost) {
+        this.opts.metrics.batches.inc({ result: 'abandoned' });
+        this.opts.log.info('partition reassigned mid-batch; its new owner replays it', { topic: range.topic, partition: range.partition, from: range.firstOffset, to: range.lastOffset });
+      }
+      throw e;
+    }
+  }
+
+  private mapBatch(messages: PartitionMessage[]): { good: { row: MappedRow; raw: string; offset: string }[]; bad: { raw: string; error: string; offset: string }[] } {
+    const good: { row: MappedRow; raw: string; offset: string }[] = [];
+    const bad: { raw: string; error: string; offset: string }[] = [];
+    for (const m of messages) {
+      if (m.value === null || m.value.length === 0) {
+        bad.push({ raw: '', error: 'empty message (a tombstone?)', offset: m.offset });
+        continue;
+      }
+      const raw = m.value.toString('utf8');
+      const r = this.mapper.map(raw);
+      if (r.ok) good.push({ row: r.row, raw, offset: m.offset });
+      else bad.push({ raw, error: r.error, offset: m.offset });
+    }
+    return { good, bad };
+  }
+
+  /** The offset of a row ClickHouse refused, found by its raw text (first match). */
+  private locate(good: { raw: string; offset: string }[], raw: string): { raw: string; offset: string } {
+    return { raw, offset: good.find((g) => g.raw === raw)?.offset ?? '-1' };
+  }
+
+  /**
+   * Commit past a batch that landed. A commit Kafka refuses (the group is rebalancing) loses
+   * nothing: the partition's next owner replays the range from the ledger and ClickHouse drops it.
+   */
+  private async commit(range: OffsetRange): Promise<void> {
+    try {
+      await this.consumer.commitOffsets([{ topic: range.topic, partition: range.partition, offset: commitOffsetAfter(range) }]);
+    } catch (e) {
+      this.opts.log.warn('offset commit refused; the range will be replayed and deduplicated', { topic: range.topic, partition: range.partition, error: errorMessage(e) });
+      throw new PartitionLost(errorMessage(e));
+    }
+  }
+
+  private async reportProgress(state: PartitionState): Promise<void> {
+    await this.opts.clickhouse.insert('weir.ingest_progress', [
+      {
+        group_id: this.groupId,
+        database: this.database,
+        table: this.table,
+        topic: state.topic,
+        partition: state.partition,
+        committed_offset: Number(state.committed),
+        high_watermark: Number(state.highWatermark),
+        rows: state.rows,
+        quarantined: state.quarantined,
+        writer_id: this.writerId,
+      },
+    ]);
+  }
+
+  /**
+   * Run a ClickHouse call until it succeeds. Failures that retrying can fix (ClickHouse down,
+   * slow, the table not there yet) pause the partition with backoff; others are thrown.
+   */
+  private async untilClickHouse<T>(call: () => Promise<T>, doing: string): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await call();
+        if (!this.clickhouseUp) this.opts.log.info('ClickHouse takes inserts again', { after: doing });
+        this.clickhouseUp = true;
+        this.opts.metrics.clickhouseUp.set(1);
+        return result;
+      } catch (e) {
+        if (e instanceof PartitionLost || !worthRetrying(e)) throw e;
+        this.opts.metrics.retries.inc();
+        if (this.clickhouseUp) this.opts.log.warn('ClickHouse refused; pausing this partition and retrying', { doing, error: errorMessage(e).split('\n')[0] });
+        this.clickhouseUp = false;
+        this.lastProblem = errorMessage(e).split('\n')[0] ?? '';
+        this.opts.metrics.clickhouseUp.set(0);
+        await this.withHeartbeat(sleep(backoffDelay(attempt, this.opts.retryPolicy ?? RETRY)));
+      }
+    }
+  }
+
+  /** Keep the group session alive while waiting (a fence, a retry) longer than a heartbeat interval. */
+  private async withHeartbeat<T>(work: Promise<T>): Promise<T> {
+    const beat = setInterval(() => void this.heartbeat().catch(() => undefined), 2_000);
+    try {
+      return await work;
+    } finally {
+      clearInterval(beat);
+    }
+  }
+}
+
+// UNKNOWN_TABLE, UNKNOWN_DATABASE: the operator has not created the table yet (or is mid-swap).
+const WAIT_FOR_TABLE = new Set([60, 81]);
+const worthRetrying = (e: unknown): boolean => isRetriable(e) || WAIT_FOR_TABLE.has((e as { code?: unknown }).code as number);
