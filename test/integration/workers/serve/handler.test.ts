@@ -127,6 +127,41 @@ beforeAll(async () => {
   );
   endpoints.set('types', compiled(typesEndpoint, typesPipe));
 
+  // The parameter types the types endpoint leaves out, each echoed back; pick names a column to sort page_views by.
+  const moreTypesPipe = pipe(
+    'more-types',
+    inNamespace(ns),
+    withNodes(
+      node(
+        'main',
+        `SELECT {dec:Decimal(10, 2)} AS dec, {fs:FixedString(8)} AS fs, {dt64:DateTime64(3, 'UTC')} AS dt64, {ip4:IPv4} AS ip4,
+                {ip6:IPv6} AS ip6, {e:Enum8('a' = 1, 'b' = 2)} AS e, {ns:Nullable(String)} AS ns,
+                (SELECT groupArray(x) FROM (SELECT tenant_id AS x FROM page_views ORDER BY {pick:Identifier} LIMIT 1)) AS picked`,
+      ),
+    ),
+  );
+  endpoints.set(
+    'more_types',
+    compiled(
+      endpoint(
+        'more-types',
+        'more-types',
+        inNamespace(ns),
+        withParams(
+          { name: 'dec', default: '0' },
+          { name: 'fs', default: '' },
+          { name: 'dt64', default: '2020-01-01 00:00:00.000' },
+          { name: 'ip4', default: '0.0.0.0' },
+          { name: 'ip6', default: '::' },
+          { name: 'e', default: 'a' },
+          { name: 'ns', default: '' },
+          { name: 'pick', default: 'tenant_id', enum: ['tenant_id', 'pathname'] },
+        ),
+      ),
+      moreTypesPipe,
+    ),
+  );
+
   const failingPipe = pipe('failing', inNamespace(ns), withNodes(node('main', "SELECT throwIf(length({secret:String}) > 0, concat('boom ', {secret:String})) AS x")));
   endpoints.set('failing', compiled(endpoint('failing', 'failing', inNamespace(ns)), failingPipe));
 
@@ -277,6 +312,23 @@ describe('top_pages over the example project', () => {
       const res = await get(`/v0/pipes/types.json?${query({ [p]: "1') OR ('1'='1" })}`);
       expect(res.status, p).toBe(400);
     }
+    // The remaining types: an injection is refused as not of the type, or (Nullable(String)) echoed whole.
+    for (const p of ['dec', 'fs', 'dt64', 'ip4', 'ip6', 'e', 'pick']) {
+      for (const attempt of ["1') OR ('1'='1", 'tenant_id; DROP TABLE page_views', 'a`, (SELECT 1)']) {
+        const res = await get(`/v0/pipes/more_types.json?${query({ [p]: attempt })}`);
+        expect(res.status, `${p}=${attempt}`).toBe(400);
+      }
+    }
+    const nullable = await json(`/v0/pipes/more_types.json?${query({ ns: hostile, pick: 'pathname' })}`);
+    expect(nullable.status).toBe(200);
+    expect(nullable.body.data[0]).toMatchObject({ ns: hostile, e: 'a', ip6: '::', picked: expect.any(Array) });
+    // The same through a POST body, values as JSON.
+    for (const body of [{ tenant: "' OR 1=1 --", limit: 1 }, { tenant: 'acme', limit: '1 OR 1=1' }, { tenant: 'acme', date_to: ["2100-01-01') --"] }]) {
+      const res = await get('/v0/pipes/top_pages.json', { method: 'POST', body: JSON.stringify(body) });
+      const answer = (await res.json()) as JsonResult;
+      if (res.status === 200) expect(answer.data, JSON.stringify(body)).toEqual([]);
+      else expect(res.status, JSON.stringify(body)).toBe(400);
+    }
     expect(await tableCounts()).toEqual(before);
     expect(before.views).toBe(VIEWS.reduce((n, [, , , v]) => n + v, 0));
   });
@@ -416,6 +468,6 @@ describe('OpenAPI', () => {
     expect(status).toBe(200);
     expect(Object.keys(body.paths)).toContain('/v0/pipes/types.ndjson');
     expect(Object.keys(body.paths)).toContain('/v0/pipes/top_pages.json');
-    expect(Object.keys(body.components.schemas).sort()).toEqual(['Error', 'failing_row', 'slow_row', 'top_pages_row', 'types_row']);
+    expect(Object.keys(body.components.schemas).sort()).toEqual(['Error', 'failing_row', 'more_types_row', 'slow_row', 'top_pages_row', 'types_row']);
   });
 });
