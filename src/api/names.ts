@@ -8,3 +8,7 @@ export const clickhouseName = (resourceName: string): string => resourceName.rep
 
 /** The Kubernetes resource name a reference points to. */
 export const resourceName = (reference: string): string => reference.replace(/_/g, '-');
+
+/** The Kafka consumer group of a DataSource: spec.ingestion.kafka.groupId, or weir.<namespace>.<name>. */
+export const groupIdOf = (ds: { metadata: { name: string; namespace?: string }; spec: { ingestion?: { kafka: { groupId?: string } } } }): string =>
+  ds.spec.ingestion?.kafka.groupId ?? `weir.${ds.metadata.namespace ?? 'default'}.${ds.metadata.name}`;

@@ -78,6 +78,12 @@ program
   .addOption(new Option('--resync <ms>', 'reconcile everything again this often').default(300000).argParser(Number))
   .option('--clickhouse-url <url>', 'ClickHouse HTTP URL the operator converges (or WEIR_CLICKHOUSE_URL)', process.env.WEIR_CLICKHOUSE_URL)
   .option('--clickhouse-user <user>', 'ClickHouse user (password from WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_USER)
+  .option('--worker-image <image>', 'image of the ingestion and endpoint pods (this image; `weir ingest|serve` chooses the role)', process.env.WEIR_WORKER_IMAGE ?? 'weir:dev')
+  .addOption(new Option('--worker-image-pull-policy <policy>', 'imagePullPolicy of worker pods').choices(['Always', 'IfNotPresent', 'Never']))
+  .option('--worker-clickhouse-url <url>', 'ClickHouse URL worker pods use (default: --clickhouse-url)', process.env.WEIR_WORKER_CLICKHOUSE_URL)
+  .option('--worker-clickhouse-password-secret <name>', 'Secret in each namespace whose `password` key worker pods use for ClickHouse')
+  .option('--worker-service-account <name>', 'ServiceAccount of worker pods (they need no API access)')
+  .option('--no-workers', 'create no ingestion or endpoint Deployments (tables and views only)')
   .option('--log-format <format>', 'json or pretty', 'json')
   .action(runOperatorCommand);
 

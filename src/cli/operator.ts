@@ -16,6 +16,12 @@ interface OperatorFlags {
   logFormat: 'json' | 'pretty';
   clickhouseUrl?: string;
   clickhouseUser?: string;
+  workerImage: string;
+  workerImagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  workerClickhouseUrl?: string;
+  workerClickhousePasswordSecret?: string;
+  workerServiceAccount?: string;
+  workers: boolean;
 }
 
 export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
@@ -34,6 +40,18 @@ export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
     resyncMs: flags.resync,
     ...(flags.clickhouseUrl
       ? { clickhouse: { url: flags.clickhouseUrl, ...(flags.clickhouseUser ? { username: flags.clickhouseUser, password: process.env.WEIR_CLICKHOUSE_PASSWORD ?? '' } : {}) } }
+      : {}),
+    ...(flags.workers
+      ? {
+          workers: {
+            image: flags.workerImage,
+            ...(flags.workerImagePullPolicy ? { imagePullPolicy: flags.workerImagePullPolicy } : {}),
+            ...((flags.workerClickhouseUrl ?? flags.clickhouseUrl) ? { clickhouseUrl: flags.workerClickhouseUrl ?? flags.clickhouseUrl } : {}),
+            ...(flags.clickhouseUser ? { clickhouseUser: flags.clickhouseUser } : {}),
+            ...(flags.workerClickhousePasswordSecret ? { clickhousePasswordSecret: flags.workerClickhousePasswordSecret } : {}),
+            ...(flags.workerServiceAccount ? { serviceAccountName: flags.workerServiceAccount } : {}),
+          },
+        }
       : {}),
     log,
   });

@@ -3,10 +3,12 @@ import { clickhouseName } from '../api/names.js';
 import { findTable, observeCatalog, type Catalog } from '../clickhouse/catalog.js';
 import { MigrationRefusedError, Executor } from '../clickhouse/executor.js';
 import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
+import { workerName } from '../operator/workloads.js';
 import { quarantineTableName } from '../plan/sql.js';
 import { stableHash } from '../runtime/hash.js';
 import { errorMessage } from '../runtime/log.js';
-import type { Health } from './conditions.js';
+import { setCondition, type Health } from './conditions.js';
+import { INGESTION_READY, reconcileIngestion } from './ingestion.js';
 import { healthStatus } from './status.js';
 import type { EventRecord, ReconcileContext, ReconcileDecision } from './types.js';
 
@@ -41,10 +43,29 @@ function withHistory(ds: DataSource, record: TableVersionRecord): TableVersionRe
 }
 
 /**
- * DataSource reconcile: observe the catalog, plan, and execute (or wait for approval, or
- * refuse). Long steps report progress as Events and status while they run.
+ * DataSource reconcile: the table (reconcileTable), then the ingestion Deployment when the
+ * operator runs workers. IngestionReady is its own condition: a table that is up to date is
+ * Ready even while its ingestion pods start.
  */
 export async function reconcileDataSource(ds: DataSource, ctx: ReconcileContext): Promise<ReconcileDecision<DataSourceStatus>> {
+  const decision = await reconcileTable(ds, ctx);
+  if (!ctx.workloads) return decision;
+  const outcome = await reconcileIngestion(ds, ctx.workloads, ctx.clickhouse);
+  const status: DataSourceStatus = { ...decision.status };
+  if (outcome.ingestion) status.ingestion = outcome.ingestion;
+  else delete status.ingestion;
+  status.conditions = outcome.condition
+    ? setCondition(status.conditions, outcome.condition, ds.metadata.generation ?? 0, ctx.now)
+    : status.conditions?.filter((c) => c.type !== INGESTION_READY);
+  const requeues = [decision.requeueAfterMs, outcome.requeueAfterMs].filter((n): n is number => n !== undefined);
+  return { ...decision, status, ...(requeues.length > 0 ? { requeueAfterMs: Math.min(...requeues) } : {}) };
+}
+
+/**
+ * The table: observe the catalog, plan, and execute (or wait for approval, or refuse). Long
+ * steps report progress as Events and status while they run.
+ */
+async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<ReconcileDecision<DataSourceStatus>> {
   const ch = ctx.clickhouse;
   if (!ch) {
     return decide(ds, ctx, {
@@ -118,6 +139,8 @@ export async function reconcileDataSource(ds: DataSource, ctx: ReconcileContext)
 
 /** Drop what the DataSource owns in ClickHouse when deletionPolicy is Delete; keep it otherwise. */
 export async function finalizeDataSource(ds: DataSource, ctx: ReconcileContext): Promise<void> {
+  // Owner references would let the garbage collector do it; deleting first stops the writers before their table goes.
+  if (ctx.workloads) await ctx.workloads.remove(ds.metadata.namespace ?? 'default', workerName({ kind: 'DataSource', metadata: ds.metadata }, 'ingest'));
   const ch = ctx.clickhouse;
   if (!ch || (ds.spec.deletionPolicy ?? 'Retain') !== 'Delete') return;
   const database = databaseOf(ds);

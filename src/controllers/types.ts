@@ -3,6 +3,7 @@ import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import type { Logger } from '../runtime/log.js';
+import type { Workloads } from './ingestion.js';
 
 export interface EventRecord {
   type: 'Normal' | 'Warning';
@@ -31,6 +32,8 @@ export interface ReconcileContext {
   /** The ClickHouse to converge; undefined when none is configured. */
   clickhouse?: ClickHouse;
   log?: Logger;
+  /** Runs workers (Deployments) in the cluster; undefined where there is none (weir dev, weir apply). */
+  workloads?: Workloads;
   /** Report progress while a long reconcile runs: an Event, and optionally a status patch. */
   report?: (event: EventRecord, status?: Record<string, unknown>) => Promise<void>;
 }

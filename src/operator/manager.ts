@@ -16,12 +16,16 @@ import { OperatorMetrics } from '../runtime/metrics.js';
 import { Controller, type AnyResource } from './controller.js';
 import { EventRecorder } from './events.js';
 import { DEFAULT_LEADER_TIMING, LeaderElector } from './leader.js';
+import { KubeWorkloads } from './kube-workloads.js';
 import { watchOwnedObjects } from './owned.js';
+import type { WorkerSettings } from './workloads.js';
 
 export interface OperatorOptions {
   kubeconfig?: string;
   /** ClickHouse the operator converges (HTTP URL); without it resources stay Reconciling. */
   clickhouse?: { url: string; username?: string; password?: string };
+  /** How to run ingestion and endpoint workers; without it weir creates no Deployments. */
+  workers?: WorkerSettings;
   /** Watch one namespace only; default all. */
   namespace?: string;
   metricsPort: number;
@@ -59,9 +63,11 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   let controllers: Controller<AnyResource>[] = [];
   const health: { server?: HealthServer } = {};
   const clickhouse = opts.clickhouse ? connectClickHouse({ ...opts.clickhouse, logger: log }) : undefined;
+  const workloads = opts.workers ? new KubeWorkloads(kc, opts.workers, log) : undefined;
   const context = (): ReconcileContext => ({
     now: new Date(),
     log,
+    ...(workloads ? { workloads } : {}),
     ...(clickhouse ? { clickhouse } : {}),
     lookup: {
       dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns) as DataSource | undefined,

@@ -20,6 +20,7 @@
 import { hostname } from 'node:os';
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import type { DataSource } from '../../api/datasource.js';
+import { groupIdOf } from '../../api/names.js';
 import type { ClickHouse } from '../../clickhouse/connection.js';
 import { deduplicatedBy } from '../../clickhouse/dedup.js';
 import { DEFAULT_FENCE_TIMING, FenceParticipant, type FenceTiming } from '../../clickhouse/fence.js';
@@ -36,8 +37,6 @@ import type { IngestMetrics } from './metrics.js';
 
 export const DEFAULT_BATCH: BatchLimits = { maxRows: 100_000, maxBytes: 16 * 1024 * 1024, maxDelayMs: 1000 };
 
-/** The consumer group of a DataSource: spec.ingestion.kafka.groupId, or weir.<namespace>.<name>. */
-export const groupIdOf = (ds: DataSource): string => ds.spec.ingestion?.kafka.groupId ?? `weir.${ds.metadata.namespace ?? 'default'}.${ds.metadata.name}`;
 
 export interface IngestWorkerOptions {
   dataSource: DataSource;

@@ -157,21 +157,20 @@ describe('weir operator', () => {
     });
   });
 
-  it('reconciles the owner when a Deployment it owns changes', async () => {
-    const labels = ownerLabels('DataSource', 'page-views');
-    await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
-      namespace: ns,
-      body: {
-        metadata: { name: 'page-views-ingest', labels },
-        spec: {
-          replicas: 0,
-          selector: { matchLabels: labels },
-          template: { metadata: { labels }, spec: { containers: [{ name: 'ingest', image: 'weir:test' }] } },
-        },
-      },
-    });
-    const line = await operator.waitForLog('owned Deployment noticed', (l) => l.message === 'owned object changed' && l.owned === 'page-views-ingest');
+  it('reconciles the owner when a Deployment it owns changes, and puts back what weir decides', async () => {
+    const apps = kc.makeApiClient(AppsV1Api);
+    const name = 'page-views-ingest';
+    const created = await waitFor('the ingestion Deployment', () => apps.readNamespacedDeployment({ name, namespace: ns }));
+    expect(created.metadata?.labels).toMatchObject(ownerLabels('DataSource', 'page-views'));
+    // Scaled by hand: weir notices through its Deployment watch and applies the spec's count again.
+    await apps.patchNamespacedDeployment({ name, namespace: ns, body: { spec: { replicas: 5 } } }, mergePatch());
+    const line = await operator.waitForLog('owned Deployment noticed', (l) => l.message === 'owned object changed' && l.owned === name);
     expect(line).toMatchObject({ kind: 'DataSource', namespace: ns, name: 'page-views' });
+    const restored = await waitFor('replicas back to the spec', async () => {
+      const d = await apps.readNamespacedDeployment({ name, namespace: ns });
+      return d.spec?.replicas === 2 ? d : undefined;
+    });
+    expect(restored.spec?.replicas).toBe(2); // the example's ingestion.replicas
   });
 
   it('serves health, readiness and Prometheus metrics', async () => {
