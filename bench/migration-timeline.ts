@@ -88,6 +88,7 @@ export class MigrationTimeline {
       query: <T>(sql: string, opts?: QueryOptions) => time(sql, () => ch.query<T>(sql, opts)),
       command: (sql, opts) => time(sql, () => ch.command(sql, opts)),
       insert: (table, rows, opts) => time(`INSERT INTO ${table} (${rows.length} rows)`, () => ch.insert(table, rows, opts)),
+      insertLines: (table, lines, opts) => time(`INSERT INTO ${table} (${lines.length} rows)`, () => ch.insertLines(table, lines, opts)),
       close: () => ch.close(),
     };
   }

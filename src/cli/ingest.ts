@@ -2,7 +2,6 @@
 // Configuration: the DataSource (the file the operator mounts from a ConfigMap), ClickHouse from
 // WEIR_CLICKHOUSE_URL/USER/PASSWORD, Kafka SASL from WEIR_KAFKA_SASL_MECHANISM/USERNAME/PASSWORD
 // (the Secret named by spec.ingestion.kafka.credentialsSecretRef).
-import { Option, type Command } from 'commander';
 import type { SASLOptions } from 'kafkajs';
 import type { DataSource } from '../api/datasource.js';
 import { loadResources } from '../api/load.js';
@@ -13,24 +12,12 @@ import { startHealthServer } from '../runtime/health-server.js';
 import { IngestMetrics } from '../workers/ingest/metrics.js';
 import { IngestWorker } from '../workers/ingest/worker.js';
 
-interface IngestFlags {
+export interface IngestFlags {
   config: string;
   clickhouseUrl?: string;
   metricsPort: number;
   metricsHost: string;
   logFormat: 'json' | 'pretty';
-}
-
-export function registerIngest(program: Command): void {
-  program
-    .command('ingest')
-    .description('Run the Kafka ingestion worker of one DataSource (what the ingestion Deployment runs).')
-    .requiredOption('--config <file>', 'the DataSource, as YAML or JSON (the operator mounts it from a ConfigMap)')
-    .option('--clickhouse-url <url>', 'ClickHouse HTTP URL (or WEIR_CLICKHOUSE_URL)', process.env.WEIR_CLICKHOUSE_URL)
-    .addOption(new Option('--metrics-port <port>', 'port for /healthz, /readyz and /metrics').default(9090).argParser(Number))
-    .option('--metrics-host <host>', 'address for /healthz, /readyz and /metrics', '0.0.0.0')
-    .option('--log-format <format>', 'json or pretty', 'json')
-    .action(runIngest);
 }
 
 /** The DataSource a worker runs for, validated (and defaulted) like `weir validate` does. */
@@ -60,7 +47,7 @@ function kafkaSasl(env: NodeJS.ProcessEnv): SASLOptions | undefined {
   }
 }
 
-async function runIngest(flags: IngestFlags): Promise<void> {
+export async function runIngest(flags: IngestFlags): Promise<void> {
   const log = createLogger({ component: 'ingest', format: flags.logFormat });
   if (!flags.clickhouseUrl) throw new Error('set --clickhouse-url or WEIR_CLICKHOUSE_URL');
   const ds = readDataSource(flags.config);

@@ -1,15 +1,13 @@
 #!/usr/bin/env node
 // weir's single entry point: the operator, the workers and the developer commands are
 // subcommands of one binary (and one container image). Also runs as `kubectl weir`.
+//
+// Each subcommand's module is imported when it runs, so a pod loads only what its role needs
+// (the embedded ClickHouse of `weir dev` alone is about 150 MiB).
 import { Command, Option } from 'commander';
-import { runClickHouseCommand } from './clickhouse.js';
-import { runCrds } from './crds.js';
-import { runDev } from './dev.js';
-import { registerIngest } from './ingest.js';
-import { runOperatorCommand } from './operator.js';
-import { runApply, runPlan, type ProjectFlags } from './plan.js';
-import { registerServe } from './serve.js';
-import { runValidate } from './validate.js';
+import type { ProjectFlags } from './plan.js';
+import { registerIngest } from './ingest-command.js';
+import { registerServe } from './serve-command.js';
 
 const program = new Command()
   .name('weir')
@@ -21,7 +19,8 @@ program
   .description('Validate DataSource/Pipe/Endpoint YAML offline with the CRD schemas; exits 1 on any error.')
   .requiredOption('-f, --filename <path>', 'folder (searched recursively) or file of YAML')
   .option('-n, --namespace <ns>', 'namespace for resources that set none', 'default')
-  .action((o: { filename: string; namespace: string }) => {
+  .action(async (o: { filename: string; namespace: string }) => {
+    const { runValidate } = await import('./validate.js');
     process.exitCode = runValidate(o.filename, o.namespace);
   });
 
@@ -37,12 +36,14 @@ const projectCommand = (name: string, description: string) =>
 
 projectCommand('plan', 'Print what weir would change in ClickHouse for the resources in a folder, changing nothing. Exit 0: up to date, 2: changes pending, 1: error.')
   .action(async (o: ProjectFlags) => {
+    const { runPlan } = await import('./plan.js');
     process.exitCode = await runPlan(o);
   });
 
 projectCommand('apply', 'Converge ClickHouse to the resources in a folder once (copy-and-swap migrations included).')
   .addOption(new Option('--fence-ttl <ms>', 'longest a fence may hold writers before it expires on its own').argParser(Number))
   .action(async (o: ProjectFlags) => {
+    const { runApply } = await import('./plan.js');
     process.exitCode = await runApply({ ...o, clickhouse: o.clickhouse ?? 'http://127.0.0.1:8123' });
   });
 
@@ -55,12 +56,12 @@ program
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .addOption(new Option('--clickhouse-port <port>', 'port of the embedded ClickHouse HTTP server').default(8123).argParser(Number))
   .option('--data-dir <dir>', 'where the embedded ClickHouse keeps its data', './.weir/data')
-  .action(runDev);
+  .action(async (o: Parameters<typeof import('./dev.js').runDev>[0]) => (await import('./dev.js')).runDev(o));
 
 program
   .command('crds')
   .description('Print the CustomResourceDefinitions (e.g. `weir crds | kubectl apply -f -`).')
-  .action(() => runCrds());
+  .action(async () => (await import('./crds.js')).runCrds());
 
 program
   .command('operator')
@@ -85,7 +86,7 @@ program
   .option('--worker-service-account <name>', 'ServiceAccount of worker pods (they need no API access)')
   .option('--no-workers', 'create no ingestion or endpoint Deployments (tables and views only)')
   .option('--log-format <format>', 'json or pretty', 'json')
-  .action(runOperatorCommand);
+  .action(async (o: Parameters<typeof import('./operator.js').runOperatorCommand>[0]) => (await import('./operator.js')).runOperatorCommand(o));
 
 program
   .command('clickhouse')
@@ -95,7 +96,7 @@ program
   .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default(8123).argParser(Number))
   .option('--user <user>', 'require this user (basic auth)')
   .option('--password <password>', 'password for --user (or WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_PASSWORD)
-  .action(runClickHouseCommand);
+  .action(async (o: Parameters<typeof import('./clickhouse.js').runClickHouseCommand>[0]) => (await import('./clickhouse.js')).runClickHouseCommand(o));
 
 registerIngest(program);
 

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, resourceName } from '../api/names.js';
-import type { ClickHouse } from '../clickhouse/connection.js';
+import type { ClickHouse, Settings } from '../clickhouse/connection.js';
 import { deduplicatedBy, deduplicationOff } from '../clickhouse/dedup.js';
 import { FenceParticipant } from '../clickhouse/fence.js';
 import { databaseOf, tableOf } from '../controllers/datasource.js';
@@ -37,34 +37,49 @@ export interface QuarantinedLine {
 }
 
 /**
- * Insert rows; when ClickHouse refuses the batch (a value the mapper passed through), split
- * it to find the rows it refuses, so one bad row never costs the batch.
+ * Insert items; when ClickHouse refuses the batch (a value the mapper passed through), split
+ * it to find the items it refuses, so one bad row never costs the batch.
  *
  * With a `token`, every insert is deduplicated by it: the whole batch by `token`, a half by
- * `token/0` or `token/1`, and so on. The split follows from the rows alone, so a replay of the
- * same rows inserts the same blocks under the same tokens and ClickHouse drops those that
+ * `token/0` or `token/1`, and so on. The split follows from the items alone, so a replay of the
+ * same items inserts the same blocks under the same tokens and ClickHouse drops those that
  * landed. Without one, deduplication is off (identical blocks are legitimate data here).
  */
+export async function isolateRefused<T>(
+  items: T[],
+  insert: (items: T[], dedup: Settings) => Promise<void>,
+  dedupSettings: (token: string | undefined) => Promise<Settings>,
+  token?: string,
+): Promise<{ inserted: number; refused: { item: T; error: string }[] }> {
+  if (items.length === 0) return { inserted: 0, refused: [] };
+  try {
+    await insert(items, await dedupSettings(token));
+    return { inserted: items.length, refused: [] };
+  } catch (e) {
+    const retriable = (e as { retriable?: boolean }).retriable === true;
+    if (retriable || !refusesRows(e)) throw e;
+    if (items.length === 1) return { inserted: 0, refused: [{ item: items[0] as T, error: errorMessage(e).split('\n')[0] ?? 'refused by ClickHouse' }] };
+    const mid = Math.ceil(items.length / 2);
+    const a = await isolateRefused(items.slice(0, mid), insert, dedupSettings, token === undefined ? undefined : `${token}/0`);
+    const b = await isolateRefused(items.slice(mid), insert, dedupSettings, token === undefined ? undefined : `${token}/1`);
+    return { inserted: a.inserted + b.inserted, refused: [...a.refused, ...b.refused] };
+  }
+}
+
+/** isolateRefused for mapped rows sent as objects (the events API). */
 export async function insertOrIsolate(
   ch: ClickHouse,
   table: string,
   rows: { row: MappedRow; raw: string }[],
   token?: string,
 ): Promise<{ inserted: number; refused: QuarantinedLine[] }> {
-  if (rows.length === 0) return { inserted: 0, refused: [] };
-  try {
-    const dedup = token === undefined ? await deduplicationOff(ch) : await deduplicatedBy(ch, token);
-    await ch.insert(table, rows.map((r) => r.row), { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } });
-    return { inserted: rows.length, refused: [] };
-  } catch (e) {
-    const retriable = (e as { retriable?: boolean }).retriable === true;
-    if (retriable || !refusesRows(e)) throw e;
-    if (rows.length === 1) return { inserted: 0, refused: [{ raw: rows[0]?.raw ?? '', error: errorMessage(e).split('\n')[0] ?? 'refused by ClickHouse' }] };
-    const mid = Math.ceil(rows.length / 2);
-    const a = await insertOrIsolate(ch, table, rows.slice(0, mid), token === undefined ? undefined : `${token}/0`);
-    const b = await insertOrIsolate(ch, table, rows.slice(mid), token === undefined ? undefined : `${token}/1`);
-    return { inserted: a.inserted + b.inserted, refused: [...a.refused, ...b.refused] };
-  }
+  const { inserted, refused } = await isolateRefused(
+    rows,
+    (items, dedup) => ch.insert(table, items.map((r) => r.row), { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } }),
+    (t) => (t === undefined ? deduplicationOff(ch) : deduplicatedBy(ch, t)),
+    token,
+  );
+  return { inserted, refused: refused.map((r) => ({ raw: r.item.raw, error: r.error })) };
 }
 
 /**

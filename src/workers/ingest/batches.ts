@@ -20,25 +20,31 @@ export interface BatchLimits {
   maxDelayMs: number;
 }
 
-export interface PartitionMessage {
+/** What a batch holds per message: its offset and its size in bytes (for the maxBytes bound). */
+export interface BatchItem {
   offset: string;
-  /** Raw message bytes (the quarantine keeps them as they came). */
-  value: Buffer | null;
+  size: number;
 }
+
 
 /** The insert_deduplication_token of a batch: one range, one token, for every replay of it. */
 export const dedupToken = (groupId: string, r: OffsetRange): string => `weir:${groupId}:${r.topic}:${r.partition}:${r.firstOffset}-${r.lastOffset}`;
 
 const next = (offset: string): string => (BigInt(offset) + 1n).toString();
-const cmp = (a: string, b: string): number => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0);
+/**
+ * Compare two offsets (non-negative decimal integers, as kafkajs gives them) without parsing:
+ * the longer is larger, and equal lengths compare as text. Called per message, so it matters.
+ */
+export const cmpOffsets = (a: string, b: string): number => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+const cmp = cmpOffsets;
 
 /**
  * Collects one partition's messages until a limit is reached. A range recorded before a
  * crash, when given, fixes where the next batch must end so that it is formed exactly as
  * before.
  */
-export class PartitionBatcher {
-  private messages: PartitionMessage[] = [];
+export class PartitionBatcher<M extends BatchItem = BatchItem> {
+  private messages: M[] = [];
   private bytes = 0;
   private openedAt = 0;
   private replay: OffsetRange[];
@@ -63,12 +69,12 @@ export class PartitionBatcher {
   }
 
   /** Add the next message of the partition (offsets strictly increasing). */
-  add(m: PartitionMessage, now: number): void {
+  add(m: M, now: number): void {
     const last = this.messages.at(-1);
     if (last && cmp(m.offset, last.offset) <= 0) throw new Error(`offset ${m.offset} after ${last.offset} on ${this.topic}/${this.partition}: messages out of order`);
     if (this.messages.length === 0) this.openedAt = now;
     this.messages.push(m);
-    this.bytes += m.value?.length ?? 0;
+    this.bytes += m.size;
   }
 
   /** Whether the batch must be flushed now. A replayed range flushes exactly at its recorded end. */
@@ -84,7 +90,7 @@ export class PartitionBatcher {
    * Take the batch to insert. While replaying, the batch is exactly the recorded range (a
    * range whose later messages were compacted away ends where the partition's data ends).
    */
-  take(now: number): { range: OffsetRange; messages: PartitionMessage[]; replayed: boolean } | undefined {
+  take(now: number): { range: OffsetRange; messages: M[]; replayed: boolean } | undefined {
     if (this.messages.length === 0) return undefined;
     const pending = this.replay[0];
     let count = this.messages.length;
@@ -93,7 +99,7 @@ export class PartitionBatcher {
       count = end < 0 ? this.messages.length : end;
     }
     const messages = this.messages.splice(0, count);
-    this.bytes = this.messages.reduce((n, m) => n + (m.value?.length ?? 0), 0);
+    this.bytes = this.messages.reduce((n, m) => n + m.size, 0);
     if (this.messages.length > 0) this.openedAt = now;
     const first = messages[0]?.offset ?? '0';
     const last = messages.at(-1)?.offset ?? '0';

@@ -30,9 +30,9 @@ import { quoteIdentifier, quarantineTableName } from '../../plan/sql.js';
 import { backoffDelay, isRetriable, sleep, type BackoffPolicy } from '../../runtime/backoff.js';
 import { faultPoint } from '../../runtime/fault.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
-import { insertOrIsolate, type QuarantinedLine } from '../events.js';
-import { compileRowMapper, type MappedRow, type RowMapper } from '../rows.js';
-import { commitOffsetAfter, dedupToken, PartitionBatcher, rangesToReplay, type BatchLimits, type OffsetRange, type PartitionMessage } from './batches.js';
+import { isolateRefused } from '../events.js';
+import { compileRowMapper, MAPPED_ROW_SETTINGS, type RowMapper } from '../rows.js';
+import { cmpOffsets, commitOffsetAfter, dedupToken, PartitionBatcher, rangesToReplay, type BatchLimits, type OffsetRange } from './batches.js';
 import type { IngestMetrics } from './metrics.js';
 
 export const DEFAULT_BATCH: BatchLimits = { maxRows: 100_000, maxBytes: 16 * 1024 * 1024, maxDelayMs: 1000 };
@@ -57,14 +57,29 @@ export interface IngestWorkerOptions {
   sessionTimeoutMs?: number;
 }
 
+/**
+ * A message as a batch keeps it: mapped when it arrives, so the batch holds flat strings
+ * rather than kafkajs message objects (whose value slices would keep whole fetch responses
+ * alive). `raw` is kept for the quarantine.
+ */
+interface Mapped {
+  offset: string;
+  size: number;
+  raw: string;
+  line?: string;
+  error?: string;
+}
+
 interface PartitionState {
   topic: string;
   partition: number;
   generation: number;
-  batcher: PartitionBatcher;
+  batcher: PartitionBatcher<Mapped>;
   /** Serialises the partition's work: eachBatch and the delay timer never flush at once. */
   queue: Promise<void>;
   busy: boolean;
+  /** The batch being written (ledger, insert, commit), if any. */
+  writing: Promise<void>;
   committed: string;
   /** Newest offset added to the batcher. */
   lastSeen?: string;
@@ -123,8 +138,8 @@ export class IngestWorker {
       sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
       rebalanceTimeout: 60_000,
       heartbeatInterval: Math.min(3_000, Math.floor((opts.sessionTimeoutMs ?? 30_000) / 3)),
-      maxBytesPerPartition: 8 * 1024 * 1024,
-      maxBytes: 64 * 1024 * 1024,
+      maxBytesPerPartition: 2 * 1024 * 1024,
+      maxBytes: 16 * 1024 * 1024,
       maxWaitTimeInMs: Math.min(500, this.limits.maxDelayMs),
       allowAutoTopicCreation: false,
     });
@@ -184,7 +199,10 @@ export class IngestWorker {
     this.stopping = true;
     clearInterval(this.timer);
     const states = [...this.states.values()];
-    await Promise.allSettled(states.map((s) => this.enqueue(s, () => this.flush(s, { final: true }))));
+    await Promise.allSettled(states.map((s) => this.enqueue(s, async () => {
+      await this.flush(s, { final: true });
+      await s.writing;
+    })));
     await this.consumer.disconnect().catch(() => undefined);
     await this.fence.leave().catch(() => undefined);
     this.opts.log.info('stopped', { writer: this.writerId });
@@ -206,8 +224,8 @@ export class IngestWorker {
   private async consume(state: PartitionState, batch: EachBatchPayload['batch'], isRunning: () => boolean, isStale: () => boolean): Promise<void> {
     for (const m of batch.messages) {
       if (!isRunning() || isStale() || this.stopping || state.generation !== this.generation) return;
-      if (state.lastSeen !== undefined && BigInt(m.offset) <= BigInt(state.lastSeen)) continue; // delivered twice by a refetch
-      state.batcher.add({ offset: m.offset, value: m.value }, Date.now());
+      if (state.lastSeen !== undefined && cmpOffsets(m.offset, state.lastSeen) <= 0) continue; // delivered twice by a refetch
+      state.batcher.add(this.mapMessage(m.offset, m.value), Date.now());
       state.lastSeen = m.offset;
       if (state.batcher.due(Date.now())) await this.flush(state);
     }
@@ -249,9 +267,10 @@ export class IngestWorker {
       topic,
       partition,
       generation,
-      batcher: new PartitionBatcher(topic, partition, this.limits, ranges),
+      batcher: new PartitionBatcher<Mapped>(topic, partition, this.limits, ranges),
       queue: Promise.resolve(),
       busy: false,
+      writing: Promise.resolve(),
       committed,
       highWatermark: committed,
       rows: Number(progress[0]?.rows ?? 0),
@@ -275,7 +294,7 @@ export class IngestWorker {
       }
     });
     state.queue = run.catch(() => undefined);
-    this.inflight.set(key, state.queue);
+    this.inflight.set(key, state.queue.then(() => state.writing).catch(() => undefined));
     return run;
   }
 
@@ -291,10 +310,40 @@ export class IngestWorker {
     }
   }
 
-  /** Write one batch: ledger, rows, quarantine, commit. Retries ClickHouse until it takes it. */
+  /**
+   * Cut the buffered batch now and write it once the partition's previous batch has landed and
+   * been committed. Writing overlaps with fetching and buffering the next batch; at most one
+   * batch per partition is being written, so memory stays at two batches a partition.
+   */
   private async flush(state: PartitionState, { final = false } = {}): Promise<void> {
     const taken = state.batcher.take(Date.now());
     if (!taken) return;
+    const key = `${state.topic}/${state.partition}`;
+    await state.writing.catch(() => undefined);
+    if (this.states.get(key) !== state && !final) throw new PartitionLost(`${key} restarted`);
+    const writing = this.write(state, taken, final);
+    writing.catch((e: unknown) => this.restartPartition(state, e));
+    state.writing = writing;
+    this.inflight.set(key, writing.catch(() => undefined));
+  }
+
+  /**
+   * A batch that could not be written (ClickHouse refused it for a reason retrying cannot fix):
+   * forget the partition's buffered state and read it again from the committed offset, after a
+   * pause, so the ledger replays the batch. The error is logged; nothing is skipped.
+   */
+  private restartPartition(state: PartitionState, e: unknown): void {
+    if (e instanceof PartitionLost) return;
+    const key = `${state.topic}/${state.partition}`;
+    this.opts.log.error('batch not written; the partition restarts from its committed offset', { topic: state.topic, partition: state.partition, error: errorMessage(e) });
+    if (this.states.get(key) === state) this.states.delete(key);
+    void sleep(5_000).then(() => {
+      if (!this.stopping && !this.states.has(key)) this.consumer.seek({ topic: state.topic, partition: state.partition, offset: state.committed });
+    });
+  }
+
+  /** Write one batch: ledger, rows, quarantine, commit. Retries ClickHouse until it takes it. */
+  private async write(state: PartitionState, taken: NonNullable<ReturnType<PartitionBatcher<Mapped>['take']>>, final: boolean): Promise<void> {
     const { range, messages, replayed } = taken;
     const started = performance.now();
     const token = dedupToken(this.groupId, range);
@@ -312,16 +361,22 @@ export class IngestWorker {
         }, 'writing the ingest ledger');
         faultPoint('IngestLedgerWritten');
       }
+      const table = `${quoteIdentifier(this.database)}.${quoteIdentifier(this.table)}`;
       let inserted = 0;
-      let refused: QuarantinedLine[] = [];
+      let refused: { item: { line: string; message: Mapped }; error: string }[] = [];
       await this.untilClickHouse(async () => {
         current();
         const waited = await this.withHeartbeat(this.fence.beforeBatch());
         this.opts.metrics.fenceWait.inc(waited / 1000);
-        ({ inserted, refused } = await insertOrIsolate(this.opts.clickhouse, `${quoteIdentifier(this.database)}.${quoteIdentifier(this.table)}`, good, token));
+        ({ inserted, refused } = await isolateRefused(
+          good,
+          (items, dedup) => this.opts.clickhouse.insertLines(table, items.map((g) => g.line), { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } }),
+          (t) => deduplicatedBy(this.opts.clickhouse, t ?? token),
+          token,
+        ));
       }, 'inserting rows');
       faultPoint('IngestRowsInserted');
-      const quarantine = [...bad, ...refused.map((r) => ({ ...this.locate(good, r.raw), error: r.error }))];
+      const quarantine = [...bad, ...refused.map((r) => ({ raw: r.item.message.raw, offset: r.item.message.offset, error: r.error }))];
       if (quarantine.length > 0) {
         await this.untilClickHouse(async () => {
           current();
@@ -354,25 +409,21 @@ export class IngestWorker {
     }
   }
 
-  private mapBatch(messages: PartitionMessage[]): { good: { row: MappedRow; raw: string; offset: string }[]; bad: { raw: string; error: string; offset: string }[] } {
-    const good: { row: MappedRow; raw: string; offset: string }[] = [];
-    const bad: { raw: string; error: string; offset: string }[] = [];
-    for (const m of messages) {
-      if (m.value === null || m.value.length === 0) {
-        bad.push({ raw: '', error: 'empty message (a tombstone?)', offset: m.offset });
-        continue;
-      }
-      const raw = m.value.toString('utf8');
-      const r = this.mapper.map(raw);
-      if (r.ok) good.push({ row: r.row, raw, offset: m.offset });
-      else bad.push({ raw, error: r.error, offset: m.offset });
-    }
-    return { good, bad };
+  private mapMessage(offset: string, value: Buffer | null): Mapped {
+    if (value === null || value.length === 0) return { offset, size: 0, raw: '', error: 'empty message (a tombstone?)' };
+    const raw = value.toString('utf8');
+    const r = this.mapper.mapLine(raw);
+    return r.ok ? { offset, size: value.length, raw, line: r.line } : { offset, size: value.length, raw, error: r.error };
   }
 
-  /** The offset of a row ClickHouse refused, found by its raw text (first match). */
-  private locate(good: { raw: string; offset: string }[], raw: string): { raw: string; offset: string } {
-    return { raw, offset: good.find((g) => g.raw === raw)?.offset ?? '-1' };
+  private mapBatch(messages: Mapped[]): { good: { line: string; message: Mapped }[]; bad: { raw: string; error: string; offset: string }[] } {
+    const good: { line: string; message: Mapped }[] = [];
+    const bad: { raw: string; error: string; offset: string }[] = [];
+    for (const m of messages) {
+      if (m.line !== undefined) good.push({ line: m.line, message: m });
+      else bad.push({ raw: m.raw, error: m.error ?? 'not mapped', offset: m.offset });
+    }
+    return { good, bad };
   }
 
   /**

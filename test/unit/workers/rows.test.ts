@@ -13,8 +13,26 @@ const mapperFor = (type: string): RowMapper => {
   return m;
 };
 
+/**
+ * mapLine must give exactly JSON.stringify of what mapValue gives (or the same error) for the
+ * message text: every case below checks both paths.
+ */
+function sameAsLine(type: string, value: unknown): void {
+  let raw: string | undefined;
+  try {
+    raw = JSON.stringify({ c: value });
+  } catch {
+    return; // a BigInt: no message text can carry it
+  }
+  if (raw === undefined) return;
+  const m = mapperFor(type);
+  const viaValue = m.mapValue(JSON.parse(raw));
+  expect(m.mapLine(raw), `${type} line ← ${raw}`).toEqual(viaValue.ok ? { ok: true, line: JSON.stringify(viaValue.row) } : viaValue);
+}
+
 /** The value `type` sends for `value`; fails the test when refused. */
 function sent(type: string, value: unknown): unknown {
+  sameAsLine(type, value);
   const r = mapperFor(type).mapValue({ c: value });
   if (!r.ok) throw new Error(`${type} refused ${JSON.stringify(value)}: ${r.error}`);
   return r.row.c;
@@ -22,6 +40,7 @@ function sent(type: string, value: unknown): unknown {
 
 /** The error `type` gives for `value`; fails the test when accepted. */
 function refused(type: string, value: unknown): string {
+  sameAsLine(type, value);
   const r = mapperFor(type).mapValue({ c: value });
   if (r.ok) throw new Error(`${type} accepted ${JSON.stringify(value)} as ${JSON.stringify(r.row.c)}`);
   return r.error;
@@ -33,6 +52,22 @@ const expectAll = (type: string, cases: [input: unknown, output: unknown][]) => 
 const expectRefused = (type: string, inputs: unknown[]) => {
   for (const input of inputs) expect(() => refused(type, input), `${type} ← ${JSON.stringify(input)}`).not.toThrow();
 };
+
+describe('row mapper: mapLine', () => {
+  it('leaves out a missing column with a DEFAULT, sends null for a Nullable one, and refuses a required one', () => {
+    const m = compileRowMapper([
+      column('id', 'String', { jsonPath: '$.id' }),
+      column('n', 'Nullable(UInt8)', { jsonPath: '$.n' }),
+      column('d', 'UInt8', { jsonPath: '$.d', default: '7' }),
+      column('at', "DateTime64(3, 'UTC')", { jsonPath: '$.at' }),
+    ]);
+    expect(m.mapLine('{"id":"a\\"b","at":"2026-01-02T03:04:05.6Z"}')).toEqual({ ok: true, line: '{"id":"a\\"b","n":null,"at":"2026-01-02T03:04:05.600Z"}' });
+    expect(m.mapLine('{"id":"x","n":3,"d":4,"at":0}')).toEqual({ ok: true, line: JSON.stringify(m.map('{"id":"x","n":3,"d":4,"at":0}').ok ? (m.map('{"id":"x","n":3,"d":4,"at":0}') as { row: object }).row : null) });
+    expect(m.mapLine('{"n":1,"at":0}')).toEqual({ ok: false, error: 'missing required field $.id for column id' });
+    expect(m.mapLine('[1]')).toEqual({ ok: false, error: 'not a JSON object' });
+    expect(m.mapLine('{nope')).toMatchObject({ ok: false, error: expect.stringMatching(/^not JSON: /) });
+  });
+});
 
 describe('row mapper: lines and objects', () => {
   const m = compileRowMapper([column('a', 'UInt8', { jsonPath: '$.a' })]);

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { commitOffsetAfter, dedupToken, PartitionBatcher, rangesToReplay, type OffsetRange } from '../../../../src/workers/ingest/batches.js';
+import { cmpOffsets, commitOffsetAfter, dedupToken, PartitionBatcher, rangesToReplay, type OffsetRange } from '../../../../src/workers/ingest/batches.js';
 
 const limits = { maxRows: 3, maxBytes: 1_000, maxDelayMs: 100 };
-const msg = (offset: number, bytes = 10) => ({ offset: String(offset), value: Buffer.alloc(bytes) });
+const msg = (offset: number, bytes = 10) => ({ offset: String(offset), size: bytes });
 const range = (first: number, last: number): OffsetRange => ({ topic: 't', partition: 0, firstOffset: String(first), lastOffset: String(last) });
 
 describe('PartitionBatcher', () => {
@@ -42,7 +42,7 @@ describe('PartitionBatcher', () => {
   it('keeps 64-bit offsets exact', () => {
     const big = '9223372036854775806';
     const b = new PartitionBatcher('t', 0, limits);
-    b.add({ offset: big, value: null }, 0);
+    b.add({ offset: big, size: 0 }, 0);
     const taken = b.take(0);
     expect(taken?.range.lastOffset).toBe(big);
     expect(taken && commitOffsetAfter(taken.range)).toBe('9223372036854775807');
@@ -76,5 +76,14 @@ describe('dedupToken', () => {
   it('is the same for every replay of a range and differs between ranges', () => {
     expect(dedupToken('g', range(0, 9))).toBe('weir:g:t:0:0-9');
     expect(dedupToken('g', range(0, 9))).not.toBe(dedupToken('g', range(0, 8)));
+  });
+});
+
+describe('cmpOffsets', () => {
+  it('orders offsets as numbers without parsing them, 64-bit ones included', () => {
+    const offsets = ['10', '9', '0', '100', '18446744073709551615', '9223372036854775807', '99'];
+    const sorted = [...offsets].sort(cmpOffsets);
+    expect(sorted).toEqual([...offsets].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0)));
+    expect(cmpOffsets('7', '7')).toBe(0);
   });
 });
