@@ -6,7 +6,7 @@ import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
 import { finalizeDataSource, reconcileDataSource } from '../controllers/datasource.js';
-import { reconcileEndpoint } from '../controllers/endpoint.js';
+import { finalizeEndpoint, reconcileEndpoint } from '../controllers/endpoint.js';
 import { finalizePipe, reconcilePipe } from '../controllers/pipe.js';
 import { connectClickHouse } from '../clickhouse/connection.js';
 import type { ReconcileContext } from '../controllers/types.js';
@@ -82,7 +82,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     deps,
   );
   const pipes = new Controller<Typed<Pipe>>({ kind: 'Pipe', reconcile: reconcilePipe, finalize: (p) => finalizePipe(p, context()) }, deps);
-  const endpoints = new Controller<Typed<Endpoint>>({ kind: 'Endpoint', reconcile: reconcileEndpoint }, deps);
+  const endpoints = new Controller<Typed<Endpoint>>({ kind: 'Endpoint', reconcile: reconcileEndpoint, finalize: (ep) => finalizeEndpoint(ep, context()) }, deps);
   // A change upstream can change the verdict downstream: DataSource → Pipe → Endpoint.
   dataSources.onChange.push((ds) => pipes.enqueueAll(ds.metadata.namespace));
   pipes.onChange.push((p) => endpoints.enqueueAll(p.metadata.namespace));

@@ -88,10 +88,10 @@ describe('reconcileEndpoint', () => {
     ),
   );
 
-  it('compiles parameters from the SQL up to its node, with defaults from spec.params', () => {
+  it('compiles parameters from the SQL up to its node, with defaults from spec.params', async () => {
     const ep = endpoint('top', 'top-pages', withParams({ name: 'limit', default: 10 }, { name: 'since', default: '2020-01-01' }));
     ep.spec.node = 'ranked';
-    const { status } = reconcileEndpoint(ep, context([ep, top]));
+    const { status } = await reconcileEndpoint(ep, context([ep, top]));
     expect(status.params).toEqual([
       { name: 'tenant', type: 'String', required: true },
       { name: 'since', type: 'Date', required: false, default: '2020-01-01' },
@@ -99,22 +99,22 @@ describe('reconcileEndpoint', () => {
     ]);
   });
 
-  it('stalls on an unknown pipe, an unknown node, or a parameter the SQL does not use', () => {
-    const reason = (ep: Endpoint, resources: (Pipe | Endpoint)[]) =>
-      reconcileEndpoint(ep, context(resources)).status.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True')?.reason;
-    expect(reason(endpoint('e', 'nope'), [top])).toBe('UnknownPipe');
+  it('stalls on an unknown pipe, an unknown node, or a parameter the SQL does not use', async () => {
+    const reason = async (ep: Endpoint, resources: (Pipe | Endpoint)[]) =>
+      (await reconcileEndpoint(ep, context(resources))).status.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True')?.reason;
+    expect(await reason(endpoint('e', 'nope'), [top])).toBe('UnknownPipe');
     const badNode = endpoint('e', 'top-pages');
     badNode.spec.node = 'missing';
-    expect(reason(badNode, [top])).toBe('UnknownNode');
+    expect(await reason(badNode, [top])).toBe('UnknownNode');
     const ranked = endpoint('e', 'top-pages', withParams({ name: 'secret', default: 'x' }));
     ranked.spec.node = 'ranked';
-    expect(reason(ranked, [top])).toBe('UnknownParameter'); // 'secret' belongs to a later node
+    expect(await reason(ranked, [top])).toBe('UnknownParameter'); // 'secret' belongs to a later node
   });
 
-  it('stalls when one parameter has two types', () => {
+  it('stalls when one parameter has two types', async () => {
     const p = pipe('p', withNodes(node('a', 'SELECT {x:String}'), node('b', 'SELECT {x:UInt8} FROM a')));
     const ep = endpoint('e', 'p');
-    const { status } = reconcileEndpoint(ep, context([p, ep]));
+    const { status } = await reconcileEndpoint(ep, context([p, ep]));
     expect(status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ reason: 'ConflictingParameterTypes', message: 'parameter x is used as String and as UInt8' });
   });
 });

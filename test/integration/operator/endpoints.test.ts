@@ -1,0 +1,172 @@
+// The operator running Endpoints in the real API server: the query Deployment, Service, PDB and
+// HPA with the right specs, status (url, replicas, Ready), a broken query never rolled out, and
+// a rollout of a changed Endpoint under a looping client that loses no request. Pods are started
+// from what the operator wrote (test/fixtures/kubelet.ts); a small balancer stands in for the
+// Service, sending traffic only to pods whose /readyz says so, as kube-proxy does.
+import { AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, PolicyV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GROUP, VERSION, type Condition } from '../../../src/api/common.js';
+import type { Endpoint } from '../../../src/api/endpoint.js';
+import { mergePatch } from '../../../src/operator/events.js';
+import { CONFIG_HASH_ANNOTATION } from '../../../src/operator/workloads.js';
+import { waitFor } from '../../env/wait.js';
+import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
+import { createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';
+import { runPod, type Pod } from '../../fixtures/kubelet.js';
+import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
+
+const DEPLOYMENT = 'top-pages-serve';
+const TOKEN = 'reader-token-1';
+
+let kc: KubeConfig;
+let ns: string;
+let db: string;
+let server: TestClickHouse;
+let operator: WeirProcess;
+const pods: Pod[] = [];
+
+const apps = () => kc.makeApiClient(AppsV1Api);
+const patch = (plural: string, name: string, body: object) =>
+  kc.makeApiClient(CustomObjectsApi).patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural, name, body }, mergePatch());
+const condition = (o: { status?: { conditions?: Condition[] } }, type: string) => o.status?.conditions?.find((c) => c.type === type);
+const endpointWhere = (what: string, ok: (ep: Endpoint) => boolean) =>
+  waitFor(what, async () => {
+    const ep = await getResource<Endpoint>(kc, 'Endpoint', ns, 'top-pages');
+    return ok(ep) ? ep : undefined;
+  }, { timeoutMs: 60_000 });
+const deployment = () => apps().readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns });
+const podReady = async (pod: Pod) => (await fetch(`http://127.0.0.1:${pod.metricsPort}/readyz`).catch(() => undefined))?.status === 200;
+const startPod = async () => {
+  const pod = await runPod(kc, ns, DEPLOYMENT);
+  pods.push(pod);
+  await waitFor(`pod ${pod.name} ready`, async () => ((await podReady(pod)) ? true : undefined), { timeoutMs: 30_000 });
+  return pod;
+};
+const call = (pod: Pod, query = 'tenant=t1') => fetch(`http://127.0.0.1:${pod.httpPort}/v0/pipes/top_pages.json?${query}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+
+beforeAll(async () => {
+  kc = testKubeConfig();
+  ns = await createNamespace(kc, 'endpoints');
+  db = ns.replace(/-/g, '_');
+  server = await startTestClickHouse();
+  operator = startWeir(['operator', '--namespace', ns, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--lease-namespace', ns, '--clickhouse-url', server.url, '--resync', '2000', '--worker-image', 'weir:test']);
+  await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
+  await kc.makeApiClient(CoreV1Api).createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'top-pages-readers' }, stringData: { dashboard: TOKEN } } });
+  for (const obj of exampleResources(ns)) await createResource(kc, obj);
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(pods.map((p) => p.kill('SIGKILL')));
+  await operator?.kill('SIGTERM');
+  await server?.stop();
+});
+
+describe('query Deployments', () => {
+  it('creates the Deployment, Service and PodDisruptionBudget from the Endpoint, and reports the URL', async () => {
+    const ep = await endpointWhere('url in status', (o) => o.status?.url !== undefined);
+    expect(ep.status).toMatchObject({ url: `http://${DEPLOYMENT}.${ns}.svc/v0/pipes/top_pages.json`, replicas: 2, readyReplicas: 0, replicasSummary: '0/2' });
+    expect(condition(ep, 'Ready')).toMatchObject({ status: 'False', reason: 'RollingOut' });
+    const d = await deployment();
+    expect(d.spec?.replicas).toBe(2);
+    expect(d.spec?.strategy?.rollingUpdate).toEqual({ maxUnavailable: 0, maxSurge: 1 });
+    const c = d.spec?.template.spec?.containers[0];
+    expect(c?.args).toEqual(['serve', '--config', '/etc/weir/config/endpoints.json', '--port', '8000', '--shutdown-delay', '5000', '--tokens-dir', '/etc/weir/tokens', '--metrics-port', '9090']);
+    expect(c?.ports).toEqual([expect.objectContaining({ name: 'http', containerPort: 8000 }), expect.objectContaining({ name: 'metrics', containerPort: 9090 })]);
+    expect(c?.readinessProbe?.httpGet?.path).toBe('/readyz');
+    expect(c?.volumeMounts).toEqual(expect.arrayContaining([expect.objectContaining({ mountPath: '/etc/weir/tokens/top-pages-readers', readOnly: true })]));
+    const svc = await kc.makeApiClient(CoreV1Api).readNamespacedService({ name: DEPLOYMENT, namespace: ns });
+    expect(svc.spec?.selector).toEqual({ 'weir.dev/serve': 'top-pages' });
+    expect(svc.spec?.ports?.map((p) => [p.name, p.port, p.targetPort])).toEqual([['http', 80, 'http'], ['metrics', 9090, 'metrics']]);
+    const pdb = await kc.makeApiClient(PolicyV1Api).readNamespacedPodDisruptionBudget({ name: DEPLOYMENT, namespace: ns });
+    expect(pdb.spec).toMatchObject({ maxUnavailable: 1, selector: { matchLabels: { 'weir.dev/serve': 'top-pages' } } });
+    const cm = await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: DEPLOYMENT, namespace: ns });
+    const config = JSON.parse(cm.data?.['endpoints.json'] ?? '{}') as { endpoints: { name: string; sql: string; auth?: object }[] };
+    expect(config.endpoints.map((e) => e.name)).toEqual(['top_pages']);
+    expect(config.endpoints[0]?.auth).toEqual({ tokensSecret: 'top-pages-readers' });
+    expect(config.endpoints[0]?.sql).toContain('{tenant:String}');
+  });
+
+  it('serves from pods started as the Deployment says, and is Ready once they are', async () => {
+    await server.ch.command(`INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', concat('/p', toString(number % 3)) FROM numbers(300)`);
+    const a = await startPod();
+    const res = await call(a);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { data: { pathname: string; views: string }[] };
+    expect(body.data.map((r) => [r.pathname, Number(r.views)]).sort()).toEqual([['/p0', 100], ['/p1', 100], ['/p2', 100]]);
+    expect((await fetch(`http://127.0.0.1:${a.httpPort}/v0/pipes/top_pages.json?tenant=t1`)).status).toBe(401);
+    await apps().patchNamespacedDeploymentStatus({ name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
+    const ep = await endpointWhere('Ready', (o) => condition(o, 'Ready')?.status === 'True');
+    expect(condition(ep, 'Ready')).toMatchObject({ reason: 'Serving' });
+    expect(ep.status?.replicasSummary).toBe('2/2');
+  });
+
+  it('rolls a changed Endpoint out under a looping client without one failed request', async () => {
+    const old = pods.find((p) => p.child.exitCode === null && p.child.signalCode === null) ?? (await startPod());
+    const before = (await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
+    // A balancer over the pods whose /readyz is 200, refreshed every 100 ms (kube-proxy's role).
+    let serving: Pod[] = [old];
+    let balancing = true;
+    const refresher = (async () => {
+      while (balancing) {
+        const live = pods.filter((p) => p.child.exitCode === null && p.child.signalCode === null);
+        const ready = await Promise.all(live.map(async (p) => ((await podReady(p)) ? p : undefined)));
+        serving = ready.filter((p): p is Pod => p !== undefined);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const statuses = new Map<number, number>();
+    let i = 0;
+    let looping = true;
+    const client = (async () => {
+      while (looping) {
+        const pod = serving[i++ % Math.max(1, serving.length)];
+        if (!pod) continue;
+        const status = await call(pod, 'tenant=t1&limit=2').then((r) => r.status, () => -1);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      }
+    })();
+    await patch('endpoints', 'top-pages', { spec: { limits: { maxExecutionTimeMs: 3000 } } });
+    await waitFor('a new pod template', async () => ((await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== before ? true : undefined), { timeoutMs: 30_000 });
+    const fresh = await startPod(); // the surge pod, of the new version
+    expect(JSON.parse((await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: DEPLOYMENT, namespace: ns })).data?.['endpoints.json'] ?? '{}').endpoints[0].limits.maxExecutionTimeMs).toBe(3000);
+    await waitFor('the new pod in rotation', () => (serving.includes(fresh) ? true : undefined));
+    await old.kill('SIGTERM'); // unready at once, still answering for --shutdown-delay, then gone
+    expect(await old.exited).toBe(0);
+    await new Promise((r) => setTimeout(r, 500));
+    looping = false;
+    balancing = false;
+    await Promise.all([client, refresher]);
+    const total = [...statuses.values()].reduce((a, b) => a + b, 0);
+    expect(total).toBeGreaterThan(50);
+    expect(Object.fromEntries(statuses)).toEqual({ 200: total });
+  });
+
+  it('keeps the running version when a change breaks the query, with Ready=False and the reason', async () => {
+    const before = (await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
+    await patch('pipes', 'top-pages', {
+      spec: {
+        nodes: [
+          { name: 'scoped', sql: 'SELECT day, pathname, countMerge(views) AS views, uniqMerge(visitors) AS visitors FROM page_views_daily WHERE tenant_id = {tenant:String} AND day BETWEEN {date_from:Date} AND {date_to:Date} GROUP BY day, pathname' },
+          { name: 'ranked', sql: 'SELECT pathname, sum(no_such_column) AS views FROM scoped GROUP BY pathname ORDER BY views DESC LIMIT {limit:UInt32}' },
+        ],
+      },
+    });
+    const ep = await endpointWhere('SqlDoesNotCompile', (o) => condition(o, 'Ready')?.reason === 'SqlDoesNotCompile');
+    expect(condition(ep, 'Ready')?.message).toMatch(/no_such_column/);
+    expect(condition(ep, 'Stalled')?.status).toBe('True');
+    expect((await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION]).toBe(before);
+    expect(await count(server.ch, `SELECT count() AS n FROM ${db}.page_views`)).toBe(300);
+  });
+
+  it('hands the count to an HPA with autoscaling, and removes everything with the Endpoint', async () => {
+    await patch('endpoints', 'top-pages', { spec: { autoscaling: { minReplicas: 2, maxReplicas: 6 } } });
+    await patch('pipes', 'top-pages', { spec: { nodes: exampleResources(ns).find((o) => o.kind === 'Pipe' && o.metadata.name === 'top-pages')?.['spec' as never]?.['nodes' as never] } });
+    const hpa = await waitFor('the HPA', () => kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns }), { timeoutMs: 60_000 });
+    expect(hpa.spec).toMatchObject({ minReplicas: 2, maxReplicas: 6, scaleTargetRef: { name: DEPLOYMENT } });
+    await kc.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'endpoints', name: 'top-pages' });
+    await waitFor('the Deployment gone', async () => ((await apps().listNamespacedDeployment({ namespace: ns, labelSelector: 'weir.dev/owner-kind=Endpoint' })).items.length === 0 ? true : undefined), { timeoutMs: 30_000 });
+    expect((await kc.makeApiClient(CoreV1Api).listNamespacedService({ namespace: ns })).items).toEqual([]);
+    expect((await kc.makeApiClient(PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: ns })).items).toEqual([]);
+    expect((await kc.makeApiClient(AutoscalingV2Api).listNamespacedHorizontalPodAutoscaler({ namespace: ns })).items).toEqual([]);
+  });
+});
