@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real test infrastructure once into a cache outside the repo and reuses it:
-#   kube-apiserver, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3).
+#   kube-apiserver, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3),
+#   argocd-health (Argo CD's Lua interpreter, github.com/yuin/gopher-lua).
 # Everything comes from the Go module proxy; nothing is downloaded as a prebuilt binary.
 # Usage: test/env/setup.sh            (prints the bin directory)
 set -euo pipefail
@@ -35,4 +36,8 @@ done
 build etcd . etcd
 build kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$kube_ldflags"
 build kube k8s.io/kubernetes/cmd/kubectl kubectl "$kube_ldflags"
+# helm shares k8s.io/* v0.34.4 with kube/, so most of its packages come from Go's build cache.
+helm_version=$(awk '$1 == "helm.sh/helm/v3" {print $2} $1 == "require" && $2 == "helm.sh/helm/v3" {print $3}' "$here/helm/go.mod")
+build helm helm.sh/helm/v3/cmd/helm helm "-X helm.sh/helm/v3/internal/version.version=$helm_version"
+build argocd . argocd-health
 echo "$bin"
