@@ -22,6 +22,7 @@ interface OperatorFlags {
   workerClickhousePasswordSecret?: string;
   workerServiceAccount?: string;
   workers: boolean;
+  fenceTtl?: number;
 }
 
 export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
@@ -41,6 +42,7 @@ export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
     ...(flags.clickhouseUrl
       ? { clickhouse: { url: flags.clickhouseUrl, ...(flags.clickhouseUser ? { username: flags.clickhouseUser, password: process.env.WEIR_CLICKHOUSE_PASSWORD ?? '' } : {}) } }
       : {}),
+    ...(flags.fenceTtl ? { fenceTtlMs: flags.fenceTtl } : {}),
     ...(flags.workers
       ? {
           workers: {

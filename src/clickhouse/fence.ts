@@ -33,7 +33,7 @@ export class FenceTimeoutError extends Error {
 const tupleParams = (tables: TableRef[]) => ({ dbs: tables.map((t) => t.database), tbls: tables.map((t) => t.table) });
 const TABLE_MATCH = 'arrayExists((d, t) -> d = database AND t = table, {dbs:Array(String)}, {tbls:Array(String)})';
 
-/** The writer's side: call `beforeBatch` at every batch boundary. */
+/** The writer's side: call `beforeBatch` at every batch boundary (and `afterBatch` after it, when using keepAlive). */
 export class FenceParticipant {
   private lastHeartbeat = 0;
   /** Longest time a batch waited at a fence, for metrics and benchmarks. */
@@ -58,8 +58,29 @@ export class FenceParticipant {
     this.lastHeartbeat = Date.now();
   }
 
+  /**
+   * Batches between beforeBatch and afterBatch (a writer may write several partitions at once):
+   * while any is open an insert may be in flight, so keepAlive must not acknowledge fences.
+   */
+  private openBatches = 0;
+
+  /** A batch that passed beforeBatch is written (or abandoned). */
+  afterBatch(): void {
+    this.openBatches = Math.max(0, this.openBatches - 1);
+  }
+
   /** Wait out any fence on our tables. Returns how long the batch was held. */
   async beforeBatch(): Promise<number> {
+    this.openBatches++;
+    try {
+      return await this.waitOutFences();
+    } catch (e) {
+      this.openBatches--;
+      throw e;
+    }
+  }
+
+  private async waitOutFences(): Promise<number> {
     if (this.lastHeartbeat === 0) await ensureSystemTables(this.ch);
     if (Date.now() - this.lastHeartbeat > this.timing.livenessMs / 3) await this.heartbeat();
     let fences = await this.activeFences();
@@ -79,6 +100,36 @@ export class FenceParticipant {
     return paused;
   }
 
+  /**
+   * Heartbeat on a timer too, not only at batch boundaries: a writer whose insert waits on a
+   * busy server (behind a migration's backfill, say) is alive, and the executor must wait for
+   * its acknowledgement rather than count it dead and proceed. Returns the function that stops it.
+   */
+  keepAlive(): () => void {
+    let inFlight = false;
+    const acked = new Set<string>();
+    const tick = async () => {
+      await this.heartbeat();
+      // Between batches, a raised fence is acknowledged here: the next batch waits in beforeBatch anyway.
+      if (this.openBatches > 0) return;
+      const fences = (await this.activeFences()).filter((f) => !acked.has(f));
+      if (fences.length === 0 || this.openBatches > 0) return;
+      await this.ch.insert('weir.fence_acks', fences.map((fence_id) => ({ fence_id, writer_id: this.writerId })));
+      for (const f of fences) acked.add(f);
+    };
+    const timer = setInterval(() => {
+      if (inFlight || this.lastHeartbeat === 0) return;
+      inFlight = true;
+      tick()
+        .catch(() => undefined)
+        .finally(() => {
+          inFlight = false;
+        });
+    }, Math.max(50, Math.floor(this.timing.livenessMs / 4)));
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   /** Stop being waited for (a clean shutdown): a heartbeat far in the past. */
   async leave(): Promise<void> {
     await this.ch.command(
@@ -96,6 +147,35 @@ export class FenceParticipant {
       { params: tupleParams(this.tables) },
     );
     return [...new Set(rows.map((r) => r.fence_id))];
+  }
+}
+
+/**
+ * Kafka batches that may have landed in one of `tables` without their offsets being committed:
+ * ledger ranges (weir.ingest_batches) at or past their partition's committed offset. A live
+ * writer has none while it is paused at a fence (its ledger row, insert and commit all happen
+ * between beforeBatch and afterBatch), so these belong to a writer that died; its partition's
+ * next owner replays them, and ClickHouse drops the blocks that landed by their token. That only
+ * works against the table they landed in: a table swapped before the replay would take them twice.
+ */
+export async function unreplayedBatches(ch: ClickHouse, tables: TableRef[]): Promise<number> {
+  const rows = await ch.query<{ n: string }>(
+    `SELECT count() AS n FROM weir.ingest_batches AS b
+     LEFT JOIN (SELECT group_id, topic, partition, argMax(committed_offset, updated_at) AS committed
+                FROM weir.ingest_progress GROUP BY group_id, topic, partition) AS p
+       ON b.group_id = p.group_id AND b.topic = p.topic AND b.partition = p.partition
+     WHERE arrayExists((d, t) -> d = b.database AND t = b.table, {dbs:Array(String)}, {tbls:Array(String)})
+       AND b.last_offset >= p.committed`,
+    { params: tupleParams(tables) },
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** Under a raised fence: fail (retriably) while a dead ingester's batches wait to be replayed. */
+async function assertReplaysDone(ch: ClickHouse, tables: TableRef[]): Promise<void> {
+  const pending = await unreplayedBatches(ch, tables);
+  if (pending > 0) {
+    throw new FenceTimeoutError(`${pending} Kafka batch(es) of an ingester that stopped are not yet replayed; the swap waits for the partition's next owner to replay them`);
   }
 }
 
@@ -139,7 +219,10 @@ export async function withFence<T>(
         { params: { id: fenceId, live: timing.livenessMs, ...tupleParams(tables) } },
       );
       writers = rows.map((r) => r.writer_id);
-      if (rows.every((r) => Number(r.acked) === 1)) break;
+      if (rows.every((r) => Number(r.acked) === 1)) {
+        await assertReplaysDone(ch, tables);
+        break;
+      }
       if (Date.now() - raisedAt > timing.ackTimeoutMs) {
         const waiting = rows.filter((r) => Number(r.acked) !== 1).map((r) => r.writer_id);
         throw new FenceTimeoutError(`writers did not pause within ${timing.ackTimeoutMs} ms: ${waiting.join(', ')}`);

@@ -30,6 +30,7 @@ const TABLES = [
   COMMENT 'weir: progress of copy-and-swap migrations, for resuming after a crash'`,
   `CREATE TABLE IF NOT EXISTS weir.ingest_batches (
     group_id String, topic String, partition Int32, first_offset Int64, last_offset Int64,
+    database String, table String,
     writer_id String, written_at DateTime64(3, 'UTC') DEFAULT now64(3)
   ) ENGINE = MergeTree ORDER BY (group_id, topic, partition, first_offset)
   TTL toDateTime(written_at) + INTERVAL 7 DAY

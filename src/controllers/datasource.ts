@@ -104,6 +104,7 @@ async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<Re
   let reports: Promise<void> = Promise.resolve();
   const executor = new Executor(ch, {
     ...(ctx.log ? { log: ctx.log } : {}),
+    ...(ctx.fenceTiming ? { fenceTiming: ctx.fenceTiming } : {}),
     hooks: {
       onProgress: (step, state, detail) => {
         if (step.kind !== 'CopyAndSwap' && step.kind !== 'SwapBack') return;

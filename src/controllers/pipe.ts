@@ -72,6 +72,7 @@ export async function reconcilePipe(pipe: Pipe, ctx: ReconcileContext): Promise<
   if (plan.steps.length > 0) {
     const executor = new Executor(ch, {
       ...(ctx.log ? { log: ctx.log } : {}),
+      ...(ctx.fenceTiming ? { fenceTiming: ctx.fenceTiming } : {}),
       });
     for (const step of plan.steps) await ctx.report?.({ type: 'Normal', reason: 'Applying', message: describePipeStep(step) });
     await executor.run(plan.steps);

@@ -2,6 +2,7 @@ import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
+import type { FenceTiming } from '../clickhouse/fence.js';
 import type { Logger } from '../runtime/log.js';
 import type { Workloads } from './ingestion.js';
 
@@ -32,6 +33,8 @@ export interface ReconcileContext {
   /** The ClickHouse to converge; undefined when none is configured. */
   clickhouse?: ClickHouse;
   log?: Logger;
+  /** Fence timing for migrations (default: DEFAULT_FENCE_TIMING). */
+  fenceTiming?: FenceTiming;
   /** Runs workers (Deployments) in the cluster; undefined where there is none (weir dev, weir apply). */
   workloads?: Workloads;
   /** Report progress while a long reconcile runs: an Event, and optionally a status patch. */

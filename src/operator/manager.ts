@@ -9,6 +9,7 @@ import { finalizeDataSource, reconcileDataSource } from '../controllers/datasour
 import { finalizeEndpoint, reconcileEndpoint } from '../controllers/endpoint.js';
 import { finalizePipe, reconcilePipe } from '../controllers/pipe.js';
 import { connectClickHouse } from '../clickhouse/connection.js';
+import { DEFAULT_FENCE_TIMING } from '../clickhouse/fence.js';
 import type { ReconcileContext } from '../controllers/types.js';
 import { startHealthServer, type HealthServer } from '../runtime/health-server.js';
 import type { Logger } from '../runtime/log.js';
@@ -26,6 +27,8 @@ export interface OperatorOptions {
   clickhouse?: { url: string; username?: string; password?: string };
   /** How to run ingestion and endpoint workers; without it weir creates no Deployments. */
   workers?: WorkerSettings;
+  /** Longest a migration fence holds writers if the operator dies holding it (default 30 s). */
+  fenceTtlMs?: number;
   /** Watch one namespace only; default all. */
   namespace?: string;
   metricsPort: number;
@@ -68,6 +71,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     now: new Date(),
     log,
     ...(workloads ? { workloads } : {}),
+    ...(opts.fenceTtlMs ? { fenceTiming: { ...DEFAULT_FENCE_TIMING, fenceTtlMs: opts.fenceTtlMs } } : {}),
     ...(clickhouse ? { clickhouse } : {}),
     lookup: {
       dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns) as DataSource | undefined,

@@ -114,6 +114,7 @@ export class IngestWorker {
   private heartbeat: () => Promise<void> = async () => undefined;
   private timer: NodeJS.Timeout | undefined;
   private crashed: Error | undefined;
+  private stopHeartbeats: () => void = () => undefined;
 
   constructor(private readonly opts: IngestWorkerOptions) {
     const ds = opts.dataSource;
@@ -161,6 +162,7 @@ export class IngestWorker {
   async start(): Promise<void> {
     const { log, clickhouse } = this.opts;
     await this.untilClickHouse(() => ensureSystemTables(clickhouse), 'creating weir tables');
+    this.stopHeartbeats = this.fence.keepAlive();
     const { events } = this.consumer;
     this.consumer.on(events.REBALANCING, () => {
       this.rebalancing = true;
@@ -204,6 +206,7 @@ export class IngestWorker {
       await s.writing;
     })));
     await this.consumer.disconnect().catch(() => undefined);
+    this.stopHeartbeats();
     await this.fence.leave().catch(() => undefined);
     this.opts.log.info('stopped', { writer: this.writerId });
   }
@@ -276,6 +279,8 @@ export class IngestWorker {
       rows: Number(progress[0]?.rows ?? 0),
       quarantined: Number(progress[0]?.quarantined ?? 0),
     };
+    // Where this owner resumes, for the executor's check of batches left to replay (fence.ts).
+    await this.reportProgress(state).catch((e: unknown) => this.opts.log.warn('could not record ingest progress', { error: errorMessage(e) }));
     // Another batch of the same partition may have opened it while we read.
     const existing = this.states.get(key);
     if (existing && existing.generation === this.generation) return existing;
@@ -352,54 +357,74 @@ export class IngestWorker {
       if (state.generation !== this.generation && !final) throw new PartitionLost(`${state.topic}/${state.partition} was reassigned`);
     };
     try {
-      if (!replayed) {
-        await this.untilClickHouse(async () => {
-          current();
-          await this.opts.clickhouse.insert('weir.ingest_batches', [
-            { group_id: this.groupId, topic: range.topic, partition: range.partition, first_offset: Number(range.firstOffset), last_offset: Number(range.lastOffset), writer_id: this.writerId },
-          ]);
-        }, 'writing the ingest ledger');
-        faultPoint('IngestLedgerWritten');
-      }
-      const table = `${quoteIdentifier(this.database)}.${quoteIdentifier(this.table)}`;
-      let inserted = 0;
-      let refused: { item: { line: string; message: Mapped }; error: string }[] = [];
+      // The fence first: a batch held at a fence has written nothing yet, not even its ledger row,
+      // so a paused writer never leaves a range the executor would have to wait for.
       await this.untilClickHouse(async () => {
         current();
         const waited = await this.withHeartbeat(this.fence.beforeBatch());
         this.opts.metrics.fenceWait.inc(waited / 1000);
-        ({ inserted, refused } = await isolateRefused(
-          good,
-          (items, dedup) => this.opts.clickhouse.insertLines(table, items.map((g) => g.line), { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } }),
-          (t) => deduplicatedBy(this.opts.clickhouse, t ?? token),
-          token,
-        ));
-      }, 'inserting rows');
-      faultPoint('IngestRowsInserted');
-      const quarantine = [...bad, ...refused.map((r) => ({ raw: r.item.message.raw, offset: r.item.message.offset, error: r.error }))];
-      if (quarantine.length > 0) {
+        this.opts.metrics.longestFencePause.set(this.fence.longestPauseMs / 1000);
+      }, 'passing the migration fence');
+      try {
+        if (!replayed) {
+          await this.untilClickHouse(async () => {
+            current();
+            await this.opts.clickhouse.insert('weir.ingest_batches', [
+              {
+                group_id: this.groupId,
+                topic: range.topic,
+                partition: range.partition,
+                first_offset: Number(range.firstOffset),
+                last_offset: Number(range.lastOffset),
+                database: this.database,
+                table: this.table,
+                writer_id: this.writerId,
+              },
+            ]);
+          }, 'writing the ingest ledger');
+          faultPoint('IngestLedgerWritten');
+        }
+        const table = `${quoteIdentifier(this.database)}.${quoteIdentifier(this.table)}`;
+        let inserted = 0;
+        let refused: { item: { line: string; message: Mapped }; error: string }[] = [];
         await this.untilClickHouse(async () => {
           current();
-          await this.opts.clickhouse.insert(
-            `${quoteIdentifier(this.database)}.${quoteIdentifier(quarantineTableName(this.table))}`,
-            quarantine.map((q) => ({ source: 'kafka', raw: q.raw, error: q.error, topic: range.topic, partition: range.partition, offset: Number(q.offset) })),
-            { settings: await deduplicatedBy(this.opts.clickhouse, `${token}:quarantine`) },
-          );
-        }, 'quarantining messages');
+          ({ inserted, refused } = await isolateRefused(
+            good,
+            (items, dedup) => this.opts.clickhouse.insertLines(table, items.map((g) => g.line), { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } }),
+            (t) => deduplicatedBy(this.opts.clickhouse, t ?? token),
+            token,
+          ));
+        }, 'inserting rows');
+        faultPoint('IngestRowsInserted');
+        const quarantine = [...bad, ...refused.map((r) => ({ raw: r.item.message.raw, offset: r.item.message.offset, error: r.error }))];
+        if (quarantine.length > 0) {
+          await this.untilClickHouse(async () => {
+            current();
+            await this.opts.clickhouse.insert(
+              `${quoteIdentifier(this.database)}.${quoteIdentifier(quarantineTableName(this.table))}`,
+              quarantine.map((q) => ({ source: 'kafka', raw: q.raw, error: q.error, topic: range.topic, partition: range.partition, offset: Number(q.offset) })),
+              { settings: await deduplicatedBy(this.opts.clickhouse, `${token}:quarantine`) },
+            );
+          }, 'quarantining messages');
+        }
+        faultPoint('IngestQuarantined');
+        current();
+        await this.commit(range);
+        state.committed = commitOffsetAfter(range);
+        state.rows += inserted;
+        state.quarantined += quarantine.length;
+        const m = this.opts.metrics;
+        m.rows.inc(inserted);
+        m.quarantined.inc(quarantine.length);
+        m.batches.inc({ result: replayed ? 'replayed' : 'inserted' });
+        m.insertDuration.observe((performance.now() - started) / 1000);
+        m.lag.set({ topic: state.topic, partition: String(state.partition) }, Math.max(0, Number(BigInt(state.highWatermark) - BigInt(state.committed))));
+        // Before the batch closes: a fence raised now finds this range committed in weir.ingest_progress.
+        await this.reportProgress(state).catch((e: unknown) => this.opts.log.warn('could not record ingest progress', { error: errorMessage(e) }));
+      } finally {
+        this.fence.afterBatch();
       }
-      faultPoint('IngestQuarantined');
-      current();
-      await this.commit(range);
-      state.committed = commitOffsetAfter(range);
-      state.rows += inserted;
-      state.quarantined += quarantine.length;
-      const m = this.opts.metrics;
-      m.rows.inc(inserted);
-      m.quarantined.inc(quarantine.length);
-      m.batches.inc({ result: replayed ? 'replayed' : 'inserted' });
-      m.insertDuration.observe((performance.now() - started) / 1000);
-      m.lag.set({ topic: state.topic, partition: String(state.partition) }, Math.max(0, Number(BigInt(state.highWatermark) - BigInt(state.committed))));
-      await this.reportProgress(state).catch((e: unknown) => this.opts.log.warn('could not record ingest progress', { error: errorMessage(e) }));
     } catch (e) {
       if (e instanceof PartitionLost) {
         this.opts.metrics.batches.inc({ result: 'abandoned' });

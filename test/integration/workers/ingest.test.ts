@@ -150,6 +150,34 @@ describe('weir ingest', () => {
     await producer.disconnect();
   }, 300_000);
 
+  it('makes a migration wait for the replay of a batch that landed before its worker died, so the swap cannot double it', async () => {
+    const { name, table, producer, config } = await setUp(1);
+    await producer.send(300, 0);
+    // The worker dies right after its first insert landed, before the offset commit.
+    const dying = await ingester(config, { WEIR_FAULT_AT: 'IngestRowsInserted' });
+    expect(await dying.exited).toBe(-1);
+    const landed = await count(ch, `SELECT count() AS n FROM ${table}`);
+    expect(landed).toBeGreaterThan(0);
+    // A copy-and-swap now would put the replay into a table that never saw its token.
+    const project = ingestedProject(name, NAMESPACE, kafka.bootstrap, `t-${name}`);
+    project.ds.spec.engine.sortingKey = ['id'];
+    const dir = writeProject([project.ds, project.rollup, project.pipe]);
+    const refused = await runWeirApply(dir, clickhouse.url);
+    expect(refused.code).not.toBe(0);
+    expect(refused.out).toMatch(/not yet replayed/);
+    expect(await count(ch, `SELECT count() AS n FROM ${table}`)).toBe(landed);
+    // The partition's next owner replays it (ClickHouse drops the landed block), then the swap goes through.
+    const worker = await ingester(config);
+    await settled(table, producer);
+    await waitFor('the replay committed', async () => ((await runWeirApply(dir, clickhouse.url)).code === 0 ? true : undefined), { timeoutMs: 60_000, intervalMs: 500 });
+    await producer.send(200, 0);
+    const t = await settled(table, producer);
+    expect(t).toEqual({ rows: 500, ids: 500, quarantined: 0, rollupMismatches: 0 });
+    expect(worker.logs.some((l) => l.message === 'replaying batches written before a restart')).toBe(true);
+    await worker.kill('SIGTERM');
+    await producer.disconnect();
+  }, 180_000);
+
   it('holds its partitions while ClickHouse is down, reports it, and loses nothing when it is back', async () => {
     const { table, producer, config } = await setUp(2);
     const worker = await ingester(config);

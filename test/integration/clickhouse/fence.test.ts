@@ -1,0 +1,65 @@
+// The fence between weir-managed writers and the migration executor, against the real engine:
+// an idle writer is acknowledged by its heartbeat timer, one with a batch in flight is not, and
+// a batch that starts during a fence waits for its release.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FenceParticipant, FenceTimeoutError, withFence, type FenceTiming } from '../../../src/clickhouse/fence.js';
+import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
+
+const TIMING: FenceTiming = { livenessMs: 1000, fenceTtlMs: 4000, ackTimeoutMs: 1500, pollMs: 10 };
+const table = { database: 'fencing', table: 'events' };
+
+let server: TestClickHouse;
+beforeAll(async () => {
+  server = await startTestClickHouse();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('fence', () => {
+  it('acknowledges for an idle writer from its heartbeat timer, so a migration need not wait for its next batch', async () => {
+    const writer = new FenceParticipant(server.ch, FenceParticipant.newId('idle'), [table], TIMING);
+    const stop = writer.keepAlive();
+    await writer.beforeBatch();
+    writer.afterBatch();
+    const { report } = await withFence(server.ch, [table], async () => 'swapped', TIMING);
+    expect(report.writers).toEqual([writer.writerId]);
+    stop();
+  });
+
+  it('does not acknowledge while a batch is open, and the fence times out rather than race the insert', async () => {
+    const writer = new FenceParticipant(server.ch, FenceParticipant.newId('busy'), [{ ...table, table: 'busy' }], TIMING);
+    const stop = writer.keepAlive();
+    await writer.beforeBatch(); // an insert is "in flight" from here on
+    let ran = false;
+    await expect(withFence(server.ch, [{ ...table, table: 'busy' }], async () => (ran = true), TIMING)).rejects.toBeInstanceOf(FenceTimeoutError);
+    expect(ran).toBe(false);
+    writer.afterBatch();
+    const { report } = await withFence(server.ch, [{ ...table, table: 'busy' }], async () => (ran = true), TIMING);
+    expect(ran).toBe(true);
+    expect(report.writers).toEqual([writer.writerId]);
+    stop();
+  });
+
+  it('holds a batch that starts during a fence until the fence is released', async () => {
+    const t = { ...table, table: 'held' };
+    const writer = new FenceParticipant(server.ch, FenceParticipant.newId('held'), [t], TIMING);
+    const stop = writer.keepAlive();
+    await writer.beforeBatch();
+    writer.afterBatch();
+    let batchPassedAt = 0;
+    let releasedAt = 0;
+    await withFence(server.ch, [t], async () => {
+      const batch = writer.beforeBatch().then(() => (batchPassedAt = Date.now()));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(batchPassedAt).toBe(0);
+      releasedAt = Date.now();
+      void batch;
+    }, TIMING);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(batchPassedAt).toBeGreaterThanOrEqual(releasedAt);
+    expect(writer.longestPauseMs).toBeGreaterThanOrEqual(300);
+    writer.afterBatch();
+    stop();
+  });
+});
