@@ -85,6 +85,23 @@ function compileColumn(c: Column & { jsonPath: string }): FedColumn {
 const describe = (c: FedColumn, f: Failure): string =>
   `column ${c.name} (${c.jsonPath}${f.at}): expected ${f.expected}, got ${showValue(f.value)}${f.detail ? `: ${f.detail}` : ''}`;
 
+/** A message that is not JSON, with the error the quarantine records. */
+class NotJson {
+  readonly result: { ok: false; error: string };
+  constructor(e: unknown) {
+    const message = e instanceof Error ? e.message : String(e);
+    this.result = { ok: false, error: `not JSON: ${message.length > MAX_PARSE_MESSAGE ? `${message.slice(0, MAX_PARSE_MESSAGE)}…` : message}` };
+  }
+}
+
+function parseMessage(raw: string): unknown {
+  try {
+    return JSON.parse(raw) as unknown;
+  } catch (e) {
+    return new NotJson(e);
+  }
+}
+
 /**
  * Compiles the mapper for a table's columns. Throws ColumnMappingError for a jsonPath outside the
  * grammar or a type it cannot parse; unknown type names are not errors (their values pass through).
@@ -114,30 +131,16 @@ export function compileRowMapper(columns: Column[]): RowMapper {
     return { ok: true, row };
   };
 
-  const notJson = (e: unknown): { ok: false; error: string } => {
-    const message = e instanceof Error ? e.message : String(e);
-    return { ok: false, error: `not JSON: ${message.length > MAX_PARSE_MESSAGE ? `${message.slice(0, MAX_PARSE_MESSAGE)}…` : message}` };
-  };
-
   const map = (raw: string): RowResult => {
-    let json: unknown;
-    try {
-      json = JSON.parse(raw);
-    } catch (e) {
-      return notJson(e);
-    }
-    return mapValue(json);
+    const json = parseMessage(raw);
+    return json instanceof NotJson ? json.result : mapValue(json);
   };
 
   // `"name":` for each column, serialized once.
   const keys = fed.map((c) => `${JSON.stringify(c.name)}:`);
   const mapLine = (raw: string): LineResult => {
-    let json: unknown;
-    try {
-      json = JSON.parse(raw);
-    } catch (e) {
-      return notJson(e);
-    }
+    const json = parseMessage(raw);
+    if (json instanceof NotJson) return json.result;
     if (typeof json !== 'object' || json === null || Array.isArray(json)) return { ok: false, error: 'not a JSON object' };
     let line = '{';
     for (let i = 0; i < fed.length; i++) {
