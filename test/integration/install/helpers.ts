@@ -127,6 +127,7 @@ export async function recordingProxy(admin: KubeConfig): Promise<RecordingProxy>
         const status = up.statusCode ?? 0;
         for (const permission of permissionOf(req.method ?? 'GET', req.url ?? '/', status)) calls.push({ permission, status, method: req.method ?? '', path: req.url ?? '' });
         res.writeHead(status, up.headers);
+        res.flushHeaders(); // a watch that has no event yet must still get its headers
         up.pipe(res);
       },
     );
@@ -150,7 +151,8 @@ export const tokenKubeconfig = (server: string, token: string) =>
   stringify({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: 'test', cluster: { server } }],
+    // client-node refuses plain http unless TLS checks are off; the proxy is on loopback.
+    clusters: [{ name: 'test', cluster: { server, 'insecure-skip-tls-verify': true } }],
     users: [{ name: 'weir-operator', user: { token } }],
     contexts: [{ name: 'weir-operator', context: { cluster: 'test', user: 'weir-operator' } }],
     'current-context': 'weir-operator',
