@@ -79,7 +79,7 @@ beforeAll(async () => {
   await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'top-pages-readers' }, stringData: { dashboard: 'reader-token-1' } } });
   await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'kafka-credentials' }, stringData: { mechanism: 'plain', username: 'weir', password: 'secret' } } });
   const sa = rendered.find((o) => o.kind === 'ServiceAccount')!.metadata.name;
-  const { status } = await core.createNamespacedServiceAccountToken({ name: sa, namespace: release, body: { spec: { expirationSeconds: 3600 } } });
+  const { status } = await core.createNamespacedServiceAccountToken({ name: sa, namespace: release, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
   proxy = await recordingProxy(kc);
   const kubeconfig = join(mkdtempSync(join(tmpdir(), 'weir-sa-')), 'kubeconfig');
   writeFileSync(kubeconfig, tokenKubeconfig(proxy.url, status!.token), { mode: 0o600 });
