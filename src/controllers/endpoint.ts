@@ -112,7 +112,8 @@ export async function reconcileEndpoint(ep: Endpoint, ctx: ReconcileContext): Pr
   const extra: Partial<EndpointStatus> = {};
   let requeueAfterMs: number | undefined;
   if (!pipe) {
-    health = { state: 'Stalled', reason: 'UnknownPipe', message: `spec.pipe names Pipe ${ns}/${ep.spec.pipe}, which does not exist.` };
+    // Reconciling, not Stalled: in a GitOps sync the Pipe may simply not have arrived yet.
+    health = { state: 'Reconciling', reason: 'WaitingForPipe', message: `spec.pipe names Pipe ${ns}/${ep.spec.pipe}, which does not exist (yet); create it or fix the name.` };
   } else {
     const checked = compileParams(ep, pipe);
     const compiled = 'problem' in checked ? undefined : compileEndpoint(ep, pipe, clickhouseName(ns));

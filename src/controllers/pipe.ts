@@ -17,10 +17,11 @@ export function pipeReferenceProblem(pipe: Pipe, ctx: ReconcileContext): Health 
   const ns = pipe.metadata.namespace ?? 'default';
   const into = pipe.spec.materialize?.into;
   if (into !== undefined && !ctx.lookup.dataSource(ns, into)) {
+    // Reconciling, not Stalled: in a GitOps sync the DataSource may simply not have arrived yet.
     return {
-      state: 'Stalled',
-      reason: 'UnknownDataSource',
-      message: `spec.materialize.into names DataSource ${ns}/${into}, which does not exist; create it or fix the name.`,
+      state: 'Reconciling',
+      reason: 'WaitingForDataSource',
+      message: `spec.materialize.into names DataSource ${ns}/${into}, which does not exist (yet); create it or fix the name.`,
     };
   }
   return undefined;

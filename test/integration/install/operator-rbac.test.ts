@@ -108,9 +108,10 @@ describe('the example project under the chart RBAC', () => {
     const byKind = (kind: string) => exampleResources(ns).filter((o) => o.kind === kind);
     for (const ep of byKind('Endpoint')) await createResource(kc, ep);
     const orphan = await seenWhere('the Endpoint without its Pipe', 'Endpoint', 'top-pages', (o) => current(o));
-    expect(condition(orphan, 'Stalled')).toMatchObject({ status: 'True', reason: 'UnknownPipe' });
+    expect(condition(orphan, 'Reconciling')).toMatchObject({ status: 'True', reason: 'WaitingForPipe' });
+    expect(condition(orphan, 'Stalled')?.status).toBe('False');
     for (const p of byKind('Pipe')) await createResource(kc, p);
-    await seenWhere('daily-rollup stalled on its missing target', 'Pipe', 'daily-rollup', reason('Stalled', 'UnknownDataSource'));
+    await seenWhere('daily-rollup waiting for its missing target', 'Pipe', 'daily-rollup', reason('Reconciling', 'WaitingForDataSource'));
     for (const ds of byKind('DataSource')) await createResource(kc, ds);
     for (const [kind, name] of [['DataSource', 'page-views'], ['DataSource', 'page-views-daily'], ['Pipe', 'daily-rollup'], ['Pipe', 'top-pages']] as const) {
       await seenWhere(`${kind} ${name} Ready`, kind, name, (o) => current(o) && condition(o, 'Ready')?.status === 'True');
@@ -194,13 +195,13 @@ describe('Argo CD health checks on the statuses the operator wrote', () => {
     expect(await verdict(latest('DataSource', 'page-views')!)).toMatchObject({ status: 'Degraded', message: expect.stringMatching(/^PlanRefused: .*duration_ms/) });
   });
 
-  it('Pipe: Degraded without its target, then Healthy', async () => {
-    expect(await verdict(first('Pipe', 'daily-rollup', reason('Stalled', 'UnknownDataSource')))).toMatchObject({ status: 'Degraded', message: expect.stringMatching(/^UnknownDataSource/) });
+  it('Pipe: Progressing while its target does not exist, then Healthy', async () => {
+    expect(await verdict(first('Pipe', 'daily-rollup', reason('Reconciling', 'WaitingForDataSource')))).toMatchObject({ status: 'Progressing', message: expect.stringMatching(/^WaitingForDataSource/) });
     expect(await verdict(first('Pipe', 'top-pages', (o) => current(o) && condition(o, 'Ready')?.status === 'True'))).toMatchObject({ status: 'Healthy' });
   });
 
-  it('Endpoint: Degraded without its Pipe, Progressing while rolling out, Healthy when serving', async () => {
-    expect(await verdict(first('Endpoint', 'top-pages', reason('Stalled', 'UnknownPipe')))).toMatchObject({ status: 'Degraded' });
+  it('Endpoint: Progressing without its Pipe and while rolling out, Healthy when serving', async () => {
+    expect(await verdict(first('Endpoint', 'top-pages', reason('Reconciling', 'WaitingForPipe')))).toMatchObject({ status: 'Progressing' });
     expect(await verdict(first('Endpoint', 'top-pages', (o) => current(o) && condition(o, 'Ready')?.reason === 'RollingOut'))).toMatchObject({ status: 'Progressing', message: expect.stringMatching(/^RollingOut/) });
     expect(await verdict(first('Endpoint', 'top-pages', (o) => condition(o, 'Ready')?.status === 'True'))).toMatchObject({ status: 'Healthy', message: expect.stringMatching(/^Serving/) });
   });

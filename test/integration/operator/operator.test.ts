@@ -94,27 +94,27 @@ describe('weir operator', () => {
     expect(after.spec).toEqual(before.spec);
   });
 
-  it('marks a Pipe Stalled when it materializes into a DataSource that does not exist, and recovers when it appears', async () => {
+  it('keeps a Pipe Reconciling while the DataSource it materializes into does not exist, and goes on when it appears', async () => {
     await createResource(kc, pipe('orphan', inNamespace(ns), materializedInto('later_table')));
-    const stalled = await waitFor('orphan stalled', async () => {
+    const waiting = await waitFor('orphan waiting', async () => {
       const p = await getResource<Pipe>(kc, 'Pipe', ns, 'orphan');
-      return condition(p, 'Stalled')?.status === 'True' ? p : undefined;
+      return condition(p, 'Reconciling')?.reason === 'WaitingForDataSource' ? p : undefined;
     });
-    expect(condition(stalled, 'Stalled')?.reason).toBe('UnknownDataSource');
-    expect(stalled.status?.phase).toBe('Failed');
+    expect(condition(waiting, 'Stalled')?.status).toBe('False');
+    expect(waiting.status?.phase).toBe('Pending');
 
     await createResource(kc, dataSource('later-table', inNamespace(ns)));
-    const recovered = await waitFor('orphan unstalled', async () => {
+    const recovered = await waitFor('orphan no longer waiting', async () => {
       const p = await getResource<Pipe>(kc, 'Pipe', ns, 'orphan');
-      return condition(p, 'Stalled')?.status === 'False' ? p : undefined;
+      return condition(p, 'Reconciling')?.reason === 'NoClickHouseConnection' ? p : undefined;
     });
-    expect(condition(recovered, 'Reconciling')?.status).toBe('True');
+    expect(condition(recovered, 'Stalled')?.status).toBe('False');
 
     // Events are recorded right after the status write: wait for them rather than race it.
     await waitFor('orphan events', async () => {
       const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=orphan' });
       const seen = events.items.map((e) => `${e.type}/${e.reason}`);
-      return seen.includes('Warning/UnknownDataSource') && seen.includes('Normal/NoClickHouseConnection') ? true : undefined;
+      return seen.includes('Normal/WaitingForDataSource') && seen.includes('Normal/NoClickHouseConnection') ? true : undefined;
     });
   });
 

@@ -63,11 +63,12 @@ describe('reconcileDataSource', () => {
 });
 
 describe('reconcilePipe', () => {
-  it('stalls on a materialize target that does not exist', async () => {
+  it('waits, Reconciling, for a materialize target that does not exist yet', async () => {
     const p = pipe('rollup', materializedInto('missing'));
     const { status } = await reconcilePipe(p, context([p]));
-    expect(status.conditions?.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'UnknownDataSource' });
-    expect(status.phase).toBe('Failed');
+    expect(status.conditions?.find((c) => c.type === 'Reconciling')).toMatchObject({ status: 'True', reason: 'WaitingForDataSource' });
+    expect(status.conditions?.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'False' });
+    expect(status.phase).toBe('Pending');
   });
 
   it('resolves a target written with underscores to the DataSource with dashes', async () => {
@@ -99,10 +100,12 @@ describe('reconcileEndpoint', () => {
     ]);
   });
 
-  it('stalls on an unknown pipe, an unknown node, or a parameter the SQL does not use', async () => {
+  it('waits for a Pipe that does not exist yet; stalls on an unknown node or a parameter the SQL does not use', async () => {
     const reason = async (ep: Endpoint, resources: (Pipe | Endpoint)[]) =>
       (await reconcileEndpoint(ep, context(resources))).status.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True')?.reason;
-    expect(await reason(endpoint('e', 'nope'), [top])).toBe('UnknownPipe');
+    const waiting = await reconcileEndpoint(endpoint('e', 'nope'), context([top]));
+    expect(waiting.status.conditions?.find((c) => c.type === 'Reconciling')).toMatchObject({ status: 'True', reason: 'WaitingForPipe' });
+    expect(await reason(endpoint('e', 'nope'), [top])).toBeUndefined();
     const badNode = endpoint('e', 'top-pages');
     badNode.spec.node = 'missing';
     expect(await reason(badNode, [top])).toBe('UnknownNode');
