@@ -1,6 +1,5 @@
 // Helpers for the install tests: helm and argocd-health (built by test/env/setup.sh), the chart's
 // rendered objects, and an API proxy that records what a client calls in RBAC terms.
-import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { request } from 'node:https';
 import { readFileSync } from 'node:fs';
@@ -8,28 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
+import { run } from '../../fixtures/processes.js';
 
 export const CHART = join(process.cwd(), 'helm/weir');
 const bin = (name: string) => join(process.env.WEIR_TEST_BIN ?? '', name);
 
-export interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-export function run(cmd: string, args: string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(opts.stdin ?? '');
-  });
-}
+export { run, type Run } from '../../fixtures/processes.js';
 
 /** helm with its own config/cache dirs, so tests never read or write the user's. */
 export const helm = (args: string[]) =>
