@@ -10,7 +10,7 @@ import type { ClickHouse } from '../clickhouse/connection.js';
 import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from '../operator/workloads.js';
 import { errorMessage } from '../runtime/log.js';
 import { compileEndpoint, type CompiledEndpoint } from '../workers/serve/compile.js';
-import { describeValues } from '../workers/serve/openapi.js';
+import { describeEndpointQuery } from '../workers/serve/served.js';
 
 export type CompiledParam = NonNullable<EndpointStatus['params']>[number];
 
@@ -88,14 +88,10 @@ export function endpointObjects(ep: Endpoint, compiled: CompiledEndpoint, settin
   );
 }
 
-/** Does the endpoint's query compile against ClickHouse? (DESCRIBE with harmless values: no data is read.) */
+/** Does the endpoint's query compile against ClickHouse? ClickHouse's first line when not; throws when ClickHouse is unreachable. */
 async function queryProblem(ch: ClickHouse, compiled: CompiledEndpoint): Promise<string | undefined> {
   try {
-    await ch.query(`DESCRIBE TABLE (\n${compiled.sql}\n)`, {
-      params: describeValues(compiled),
-      database: compiled.database,
-      settings: { readonly: 2, max_execution_time: 10 },
-    });
+    await describeEndpointQuery(ch, compiled);
     return undefined;
   } catch (e) {
     if ((e as { retriable?: boolean }).retriable) throw e;

@@ -34,6 +34,20 @@ function compileProblem(e: unknown): { retriable: boolean; reason: string } {
   return { retriable: error.retriable, reason: `${error.type || `code ${error.code}`}: ${text}` };
 }
 
+/**
+ * Compile an endpoint's query against ClickHouse without reading data: DESCRIBE with every
+ * placeholder bound to a harmless value. Throws ClickHouse's error when it does not compile.
+ * The endpoint server gates readiness on it, and the operator gates rollouts on it.
+ */
+export async function describeEndpointQuery(ch: Pick<ClickHouse, 'query'>, ep: CompiledEndpoint): Promise<void> {
+  await ch.query(`DESCRIBE TABLE (\n${ep.sql}\n)`, {
+    params: describeValues(ep),
+    database: ep.database,
+    settings: { readonly: 2, max_execution_time: Math.min(ep.limits.maxExecutionTimeMs, 10_000) / 1000 },
+    signal: AbortSignal.timeout(30_000),
+  });
+}
+
 export class ServedEndpoints {
   private configured: CompiledEndpoint[] = [];
   private checks = new Map<string, Check>();
@@ -114,12 +128,7 @@ export class ServedEndpoints {
     const ep = check.endpoint;
     let next: EndpointState;
     try {
-      await this.ch.query(`DESCRIBE TABLE (\n${ep.sql}\n)`, {
-        params: describeValues(ep),
-        database: ep.database,
-        settings: { readonly: 2, max_execution_time: Math.min(ep.limits.maxExecutionTimeMs, 10_000) / 1000 },
-        signal: AbortSignal.timeout(30_000),
-      });
+      await describeEndpointQuery(this.ch, ep);
       next = { kind: 'ready' };
     } catch (e) {
       const problem = compileProblem(e);
