@@ -9,6 +9,7 @@ import { isNotFound, kubeErrorMessage } from './kube-errors.js';
 import type { WorkerObjects, WorkerSettings } from './workloads.js';
 
 export const FIELD_MANAGER = 'weir';
+const keyOf = (obj: KubernetesObject): string => `${obj.kind}/${obj.metadata?.namespace}/${obj.metadata?.name}`;
 const PARTITIONS_TTL_MS = 60_000;
 
 const OPTIONAL: { apiVersion: string; kind: string; key: keyof WorkerObjects }[] = [
@@ -22,6 +23,8 @@ export class KubeWorkloads implements Workloads {
   private readonly apps: AppsV1Api;
   private readonly core: CoreV1Api;
   private readonly partitionCache = new Map<string, { at: number; count: number | undefined }>();
+  /** Optional objects known not to exist (kind/namespace/name): not deleted again on every reconcile. */
+  private readonly absent = new Set<string>();
 
   constructor(
     kc: KubeConfig,
@@ -102,6 +105,7 @@ export class KubeWorkloads implements Workloads {
   }
 
   private async ssa(obj: KubernetesObject): Promise<void> {
+    this.absent.delete(keyOf(obj));
     try {
       await this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
     } catch (e) {
@@ -110,10 +114,13 @@ export class KubeWorkloads implements Workloads {
   }
 
   private async deleteIfPresent(obj: KubernetesObject): Promise<void> {
+    const key = keyOf(obj);
+    if (this.absent.has(key)) return;
     try {
       await this.objects.delete(obj, undefined, undefined, undefined, undefined, 'Background');
     } catch (e) {
       if (!isNotFound(e)) throw e;
     }
+    this.absent.add(key);
   }
 }
