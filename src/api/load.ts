@@ -1,7 +1,7 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { isWeirDocument, validateResource, type ValidationError, type WeirObject } from './validate.js';
+import { isWeirDocument, misplacedWeirKind, validateResource, type ValidationError, type WeirObject } from './validate.js';
 
 export interface LoadedResource {
   file: string;
@@ -11,34 +11,140 @@ export interface LoadedResource {
 export interface LoadResult {
   resources: LoadedResource[];
   errors: ValidationError[];
+  /** Documents read but not applied that may have been meant for weir (a weir kind under another apiVersion). */
+  warnings: ValidationError[];
   /** Documents of other kinds (Secrets, ConfigMaps…), kept for callers that want them. */
   others: { file: string; object: Record<string, unknown> }[];
 }
 
-function yamlFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir).sort()) {
+/** Largest YAML file read: a project's manifests are kilobytes, so more is a mistake (a log, a dump) and would stall a save. */
+export const MAX_FILE_BYTES = 10 * 1024 * 1024;
+
+/** Alias expansions a document may have (the yaml package's default): past it, it is a "billion laughs" bomb. */
+const MAX_ALIAS_COUNT = 100;
+
+const isYamlName = (name: string) => /\.ya?ml$/.test(name);
+
+/** What a failed stat or read of `path` means to the user, in words. */
+function fileProblem(path: string, e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') {
+    const target = symlinkTarget(path);
+    return target === undefined ? 'does not exist' : `is a symlink to ${target}, which does not exist`;
+  }
+  if (code === 'EACCES' || code === 'EPERM') return 'cannot be read (permission denied)';
+  if (code === 'ELOOP') return 'is a symlink that leads back to itself';
+  if (code === 'EISDIR') return 'is a directory';
+  return `cannot be read (${code ?? (e instanceof Error ? e.message : String(e))})`;
+}
+
+function symlinkTarget(path: string): string | undefined {
+  try {
+    return lstatSync(path).isSymbolicLink() ? readlinkSync(path) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function realPath(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+interface Walk {
+  files: string[];
+  problems: { path: string; message: string }[];
+}
+
+/**
+ * YAML files under `dir`, sorted, following symlinks. A directory that is its own ancestor (a
+ * symlink loop) is reported, not entered; entries that cannot be read are reported by path.
+ */
+function yamlFiles(dir: string, walk: Walk, ancestors: Set<string>): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir).sort();
+  } catch (e) {
+    walk.problems.push({ path: dir, message: fileProblem(dir, e) });
+    return;
+  }
+  for (const entry of entries) {
     if (entry.startsWith('.')) continue;
     const path = join(dir, entry);
-    if (statSync(path).isDirectory()) out.push(...yamlFiles(path));
-    else if (/\.ya?ml$/.test(entry)) out.push(path);
+    let stats: Stats;
+    try {
+      stats = statSync(path);
+    } catch (e) {
+      // Only a file named like YAML is surely part of the project; other broken entries are not ours to judge.
+      if (isYamlName(entry)) walk.problems.push({ path, message: fileProblem(path, e) });
+      continue;
+    }
+    if (stats.isDirectory()) {
+      const real = realPath(path);
+      if (real === undefined) continue; // gone since the stat
+      if (ancestors.has(real)) {
+        walk.problems.push({ path, message: `is a symlink to ${real}, a folder that contains it (a loop); not followed` });
+        continue;
+      }
+      yamlFiles(path, walk, new Set([...ancestors, real]));
+    } else if (isYamlName(entry)) {
+      walk.files.push(path);
+    }
   }
-  return out;
+}
+
+/** The text of one YAML file, or why it is not read: missing, unreadable, not a regular file, or too large. */
+function readYamlFile(path: string): { text: string } | { problem: string } {
+  try {
+    const stats = statSync(path);
+    if (stats.isDirectory()) return { problem: 'is a directory' };
+    // A FIFO or a device would block or never end.
+    if (!stats.isFile()) return { problem: 'is not a regular file' };
+    if (stats.size > MAX_FILE_BYTES) {
+      return { problem: `is ${(stats.size / 1024 / 1024).toFixed(1)} MiB; weir reads YAML files of at most ${MAX_FILE_BYTES / 1024 / 1024} MiB` };
+    }
+    return { text: readFileSync(path, 'utf8') };
+  } catch (e) {
+    return { problem: fileProblem(path, e) };
+  }
 }
 
 /** Parse YAML text holding any number of documents; errors carry the file and line. */
 export function parseResources(text: string, file: string, into: LoadResult, defaultNamespace?: string): void {
-  for (const doc of parseAllDocuments(text)) {
+  const yamlError = (message: string, line?: number) =>
+    into.errors.push({ file: line ? `${file}:${line}` : file, resource: '<yaml>', path: '', message });
+  let docs: ReturnType<typeof parseAllDocuments>;
+  try {
+    docs = parseAllDocuments(text);
+  } catch (e) {
+    return void yamlError(`cannot be parsed (${e instanceof Error ? e.message : String(e)})`);
+  }
+  for (const doc of docs) {
     if (doc.errors.length > 0) {
-      for (const e of doc.errors) {
-        const line = e.linePos?.[0]?.line;
-        into.errors.push({ file: line ? `${file}:${line}` : file, resource: '<yaml>', path: '', message: e.message.split('\n')[0] ?? e.message });
-      }
+      for (const e of doc.errors) yamlError(e.message.split('\n')[0] ?? e.message, e.linePos?.[0]?.line);
       continue;
     }
-    const value: unknown = doc.toJS();
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (e) {
+      const line = doc.contents?.range ? lineOf(text, doc.contents.range[0]) : undefined;
+      const bomb = e instanceof ReferenceError && /alias/i.test(e.message);
+      yamlError(
+        bomb
+          ? `its aliases expand past ${MAX_ALIAS_COUNT} nodes (a "billion laughs" YAML bomb?); the document is not read`
+          : `cannot be read (${e instanceof Error ? e.message : String(e)})`,
+        line,
+      );
+      continue;
+    }
     if (value === null || value === undefined) continue;
     if (!isWeirDocument(value)) {
+      const misplaced = misplacedWeirKind(value);
+      if (misplaced) into.warnings.push({ file, resource: misplaced.resource, path: '.apiVersion', message: misplaced.message });
       into.others.push({ file, object: value as Record<string, unknown> });
       continue;
     }
@@ -52,12 +158,32 @@ export function parseResources(text: string, file: string, into: LoadResult, def
   }
 }
 
-/** Load and validate every weir resource in a folder (recursively) or a single file. */
+const lineOf = (text: string, offset: number): number => text.slice(0, offset).split('\n').length;
+
+/**
+ * Load and validate every weir resource in a folder (recursively) or a single file. Never
+ * throws for what is on disk: a file that cannot be read or parsed is an error naming it.
+ */
 export function loadResources(path: string, opts: { defaultNamespace?: string; cwd?: string } = {}): LoadResult {
-  const result: LoadResult = { resources: [], errors: [], others: [] };
-  const files = statSync(path).isDirectory() ? yamlFiles(path) : [path];
-  for (const file of files) {
-    parseResources(readFileSync(file, 'utf8'), relative(opts.cwd ?? process.cwd(), file) || file, result, opts.defaultNamespace);
+  const result: LoadResult = { resources: [], errors: [], warnings: [], others: [] };
+  const shown = (file: string) => relative(opts.cwd ?? process.cwd(), file) || file;
+  const fileError = (file: string, message: string) => result.errors.push({ file: shown(file), resource: '', path: '', message });
+  let root: Stats;
+  try {
+    root = statSync(path);
+  } catch (e) {
+    // The path as the user gave it.
+    result.errors.push({ file: path, resource: '', path: '', message: fileProblem(path, e) });
+    return result;
+  }
+  const walk: Walk = { files: [], problems: [] };
+  if (root.isDirectory()) yamlFiles(path, walk, new Set([realPath(path) ?? path]));
+  else walk.files.push(path);
+  for (const p of walk.problems) fileError(p.path, p.message);
+  for (const file of walk.files) {
+    const read = readYamlFile(file);
+    if ('problem' in read) fileError(file, read.problem);
+    else parseResources(read.text, shown(file), result, opts.defaultNamespace);
   }
   checkDuplicates(result);
   return result;

@@ -12,8 +12,9 @@ export interface ValidationError {
   message: string;
 }
 
+/** `file: resource: .field: message`; a problem with a whole file (unreadable, too large) has no resource. */
 export const formatValidationError = (e: ValidationError): string =>
-  `${e.file ? `${e.file}: ` : ''}${e.resource}: ${e.path ? `${e.path}: ` : ''}${e.message}`;
+  `${e.file ? `${e.file}: ` : ''}${e.resource ? `${e.resource}: ` : ''}${e.path ? `${e.path}: ` : ''}${e.message}`;
 
 /**
  * Turn the CRD schema into the JSON Schema the API server effectively enforces:
@@ -116,6 +117,18 @@ export interface WeirObject {
 /** Is this document one of weir's kinds (by apiVersion)? Other documents in a folder are ignored. */
 export const isWeirDocument = (doc: unknown): boolean =>
   typeof doc === 'object' && doc !== null && String((doc as { apiVersion?: unknown }).apiVersion).startsWith('weir.dev/');
+
+/**
+ * A document of a weir kind under another apiVersion (weir.io/v1alpha1, a typo, none at all):
+ * not weir's, so it is not applied, but likely meant to be; what to tell the user, or undefined.
+ */
+export function misplacedWeirKind(doc: unknown): { resource: string; message: string } | undefined {
+  if (typeof doc !== 'object' || doc === null || isWeirDocument(doc)) return undefined;
+  const { kind, apiVersion } = doc as { kind?: unknown; apiVersion?: unknown };
+  if (!KIND_NAMES.includes(kind as KindName)) return undefined;
+  const given = apiVersion === undefined ? 'no apiVersion' : `apiVersion ${String(apiVersion)}`;
+  return { resource: describeResource(doc), message: `has ${given}, so weir ignores it; weir's ${String(kind)} is apiVersion ${API_VERSION}` };
+}
 
 export const describeResource = (doc: unknown): string => {
   const d = (doc ?? {}) as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };

@@ -1,9 +1,10 @@
 import { loadResources } from '../api/load.js';
 import { formatValidationError } from '../api/validate.js';
 
-/** `weir validate`: every error with file, resource and field path; 0 when all is valid. */
+/** `weir validate`: every error with file, resource and field path; 0 when all is valid. Warnings do not fail it. */
 export function runValidate(path: string, namespace: string): number {
   const result = loadResources(path, { defaultNamespace: namespace });
+  for (const w of result.warnings) console.error(`warning: ${formatValidationError(w)}`);
   for (const e of result.errors) console.error(formatValidationError(e));
   if (result.errors.length > 0) {
     console.error(`\n${result.errors.length} error(s); nothing was applied.`);
