@@ -1,9 +1,9 @@
-// The HTTP events API of `weir dev`: POST /v0/events?name=<datasource> with NDJSON. Every
-// line is mapped through the columns' jsonPaths; lines that do not map, or that ClickHouse
-// refuses, go to the DataSource's quarantine table with the reason. Inserts honour the
-// migration fence like every weir-managed writer.
+// The HTTP events API of `weir dev`: POST /v0/events?name=<datasource> with NDJSON, plain or
+// compressed (events-body.ts reads it). Every line is mapped through the columns' jsonPaths;
+// lines that do not map, are not UTF-8, or that ClickHouse refuses, go to the DataSource's
+// quarantine table with the reason. Inserts honour the migration fence like every weir-managed
+// writer.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { gunzipSync } from 'node:zlib';
 import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, resourceName } from '../api/names.js';
 import type { ClickHouse, Settings } from '../clickhouse/connection.js';
@@ -13,10 +13,12 @@ import { databaseOf, tableOf } from '../controllers/datasource.js';
 import { quarantineTableName } from '../plan/sql.js';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage } from '../runtime/log.js';
+import { decodersFor, readBody, splitLines, type BodyLine } from './events-body.js';
 import { compileRowMapper, MAPPED_ROW_SETTINGS, type MappedRow, type RowMapper } from './rows.js';
 
 
-const MAX_BODY_BYTES = 64 * 1024 * 1024;
+// Both what a request sends and what it decodes to: the body is held whole until it is inserted.
+export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
 export interface IngestResult {
   successful_rows: number;
@@ -104,17 +106,19 @@ export class EventsApi {
     private readonly log: Logger,
   ) {}
 
-  /** Ingest NDJSON text into a DataSource. */
-  async ingest(name: string, body: string): Promise<IngestResult> {
+  /** Ingest NDJSON lines into a DataSource. */
+  async ingest(name: string, lines: BodyLine[]): Promise<IngestResult> {
     const target = this.target(name);
     const good: { row: MappedRow; raw: string }[] = [];
     const bad: QuarantinedLine[] = [];
-    for (const line of body.split('\n')) {
-      const raw = line.trim();
-      if (!raw) continue;
-      const r = target.mapper.map(raw);
-      if (r.ok) good.push({ row: r.row, raw });
-      else bad.push({ raw, error: r.error });
+    for (const line of lines) {
+      if (!('text' in line)) {
+        bad.push(notUtf8(line));
+        continue;
+      }
+      const r = target.mapper.map(line.text);
+      if (r.ok) good.push({ row: r.row, raw: line.text });
+      else bad.push({ raw: line.text, error: r.error });
     }
     await target.fence.beforeBatch();
     const { inserted, refused } = await insertOrIsolate(this.ch, `${target.database}.${target.table}`, good);
@@ -140,12 +144,14 @@ export class EventsApi {
     const specKey = JSON.stringify(ds.spec.columns);
     const cached = this.targets.get(ds.metadata.name);
     if (cached && cached.specKey === specKey) return cached;
+    const mapper = compileRowMapper(ds.spec.columns);
+    if (mapper.columns.length === 0) throw Object.assign(new Error(unfedMessage(ds.metadata.name)), { status: 400 });
     const database = databaseOf(ds);
     const table = tableOf(ds);
     const target: Target = {
       database,
       table,
-      mapper: compileRowMapper(ds.spec.columns),
+      mapper,
       fence: cached?.fence ?? new FenceParticipant(this.ch, FenceParticipant.newId(`events-${clickhouseName(ds.metadata.name)}`), [{ database, table }]),
       specKey,
     };
@@ -168,24 +174,30 @@ export class EventsApi {
       return true;
     }
     try {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of req) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_BODY_BYTES) {
-          reply(413, { error: `body larger than ${MAX_BODY_BYTES} bytes; send smaller batches` });
-          return true;
-        }
-        chunks.push(chunk as Buffer);
-      }
-      let body = Buffer.concat(chunks);
-      if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-      reply(200, await this.ingest(name, body.toString('utf8')));
+      // Everything that refuses the request is checked before its body is read.
+      this.target(name);
+      const codings = decodersFor(req.headers['content-encoding']);
+      const body = await readBody(req, codings, MAX_BODY_BYTES);
+      reply(200, await this.ingest(name, splitLines(body)));
     } catch (e) {
       const status = (e as { status?: number }).status ?? ((e as { retriable?: boolean }).retriable ? 503 : 500);
       if (status >= 500) this.log.error('events ingest failed', { datasource: name, error: errorMessage(e) });
-      reply(status, { error: status === 404 ? errorMessage(e) : status === 503 ? 'ClickHouse is unavailable; retry' : 'ingest failed; see the server log' });
+      // A body refused unread or half read is not worth reading on: the connection closes.
+      if (!req.complete) res.setHeader('connection', 'close');
+      reply(status, { error: status < 500 ? errorMessage(e) : status === 503 ? 'ClickHouse is unavailable; retry' : 'ingest failed; see the server log' });
     }
     return true;
   }
 }
+
+/** The quarantine entry for a line that is not UTF-8: its exact bytes, in base64, and where they stop being UTF-8. */
+function notUtf8(line: { bytes: Buffer; invalidAt: number }): QuarantinedLine {
+  return { raw: line.bytes.toString('base64'), error: `not valid UTF-8 at byte ${line.invalidAt} of the line; ${RAW_IS_BASE64}` };
+}
+
+/** The marker in a quarantine row's error when its raw holds the line's bytes in base64 (the line was not text). */
+export const RAW_IS_BASE64 = 'raw is the line in base64';
+
+const unfedMessage = (name: string): string =>
+  `DataSource ${name} has no column with a jsonPath, so no column is mapped from events; a table like this is fed by a materialized Pipe. ` +
+  'Add a jsonPath to the columns events should fill to accept events for it';
