@@ -1,7 +1,10 @@
 // The one narrow ClickHouse interface all of weir uses, over @clickhouse/client (HTTP).
 
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createClient, ClickHouseLogLevel, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
+// The client's own parameter encoding, which query() uses for its multipart bodies; exec() has no multipart mode.
+import { buildMultipartBody, formatQueryParams, serializeQueryParamsForUrl } from '@clickhouse/client/dist/common/index.js';
 import type { Logger } from '../runtime/log.js';
 import { toClickHouseError } from './errors.js';
 
@@ -103,6 +106,22 @@ function* linesBody(lines: readonly string[]): Generator<string> {
   }
 }
 
+/** The text a query parameter's value is sent as (`param_<name>`), in ClickHouse's escaped form. */
+export const paramText = (value: unknown): string => formatQueryParams({ value });
+
+/**
+ * What exec() sends: the statement as the body and the parameters in the URL while they fit the client's URL
+ * budget (4 KiB); past it, as query() does, one multipart/form-data body with the statement and every parameter,
+ * so that a long value (a 20,000-character string, a 3,000-item array) never meets a server's URL or header limit.
+ */
+function execRequest(sql: string, params: Record<string, unknown> | undefined): { body: string; params?: Record<string, unknown>; headers: Record<string, string> } {
+  if (params === undefined || serializeQueryParamsForUrl(params) !== null) return { body: sql, ...(params ? { params } : {}), headers: {} };
+  const boundary = `----weir-${randomUUID()}`;
+  const parts: Record<string, string> = { query: sql };
+  for (const [name, value] of Object.entries(params)) parts[`param_${name}`] = paramText(value);
+  return { body: buildMultipartBody(parts, boundary), headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` } };
+}
+
 const statementKind = (sql: string): string => /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? '';
 
 class HttpClickHouse implements ClickHouse {
@@ -134,14 +153,16 @@ class HttpClickHouse implements ClickHouse {
 
   queryFormatted(sql: string, format: OutputFormat, opts: QueryOptions = {}): Promise<FormattedResult> {
     return this.call('queryFormatted', sql, opts.queryId, async () => {
+      // On a new line, so that a trailing `-- comment` cannot swallow the FORMAT clause.
+      const request = execRequest(`${sql}\nFORMAT ${format}`, opts.params);
+      const headers = { ...request.headers, ...(opts.database ? { 'X-ClickHouse-Database': opts.database } : {}) };
       const result = await this.client.exec({
-        // On a new line, so that a trailing `-- comment` cannot swallow the FORMAT clause.
-        query: `${sql}\nFORMAT ${format}`,
-        ...(opts.params ? { query_params: opts.params } : {}),
+        query: request.body,
+        ...(request.params ? { query_params: request.params } : {}),
         ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
         ...(opts.queryId ? { query_id: opts.queryId } : {}),
         ...(opts.signal ? { abort_signal: opts.signal } : {}),
-        ...(opts.database ? { http_headers: { 'X-ClickHouse-Database': opts.database } } : {}),
+        ...(Object.keys(headers).length > 0 ? { http_headers: headers } : {}),
       });
       return { body: result.stream, queryId: result.query_id, ...(result.summary ? { summary: result.summary } : {}) };
     });

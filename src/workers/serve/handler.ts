@@ -10,21 +10,27 @@
 // as settings, and with wait_end_of_query=1: ClickHouse finishes (or fails) the query before it
 // answers, so a failure is always a proper status rather than a half-written 200, and weir then
 // streams the result to the client without holding it in memory.
+//
+// Each query has the id weir-ep-<endpoint>-<request id>. When the client goes away before the
+// answer, or ClickHouse has not answered by the deadline, weir aborts its request to ClickHouse
+// (with cancel_http_readonly_queries_on_client_close=1 a ClickHouse server then cancels it) and
+// sends KILL QUERY for that id, so an abandoned query does not keep running. Parameter values
+// travel in the body of the request to ClickHouse once they are long (see connection.ts).
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { FORMATS, type Format } from '../../api/endpoint.js';
 import { clickhouseName } from '../../api/names.js';
-import type { ClickHouse, OutputFormat, Settings } from '../../clickhouse/connection.js';
+import { paramText, type ClickHouse, type OutputFormat, type Settings } from '../../clickhouse/connection.js';
 import { ClickHouseError, ErrorCode, toClickHouseError } from '../../clickhouse/errors.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
 import { TOKEN_PARAM, type CompiledEndpoint } from './compile.js';
 import { ALL_ENDPOINTS, UNKNOWN_ENDPOINT, type EndpointMetrics } from './metrics.js';
 import { describeValues, openApiDocument, PATH_PREFIX, type OutputColumn } from './openapi.js';
-import { gatherParams, shown, validateParams, type BoundValue, type GivenValue } from './params.js';
+import { gatherParams, oversizedParams, shown, validateParams, type BoundValue, type GivenValue } from './params.js';
 
-/** What the handler asks of ClickHouse: results as ClickHouse formats them, and DESCRIBE rows for OpenAPI. */
-export type EndpointClickHouse = Pick<ClickHouse, 'query' | 'queryFormatted'>;
+/** What the handler asks of ClickHouse: results as ClickHouse formats them, DESCRIBE rows for OpenAPI, and KILL QUERY. */
+export type EndpointClickHouse = Pick<ClickHouse, 'query' | 'queryFormatted' | 'command'>;
 
 export interface EndpointHandlerOptions {
   /** connectClickHouse(...) serves; it must have queryFormatted. */
@@ -111,18 +117,57 @@ export function querySettings(ep: CompiledEndpoint): Settings {
   };
 }
 
+/** The id an endpoint query runs under in ClickHouse (system.processes, KILL QUERY, query_log). */
+export const endpointQueryId = (ep: Pick<CompiledEndpoint, 'name'>, requestId: string): string => `weir-ep-${ep.name}-${requestId}`;
+
+/** How long a request waited for ClickHouse, for a time-out's message. */
+export interface QueryTiming {
+  /** From sending the query to ClickHouse to its answer, or to weir giving up on it. */
+  waitedMs: number;
+  /** Set when weir gave up: ClickHouse had not answered within limits.maxExecutionTimeMs plus this grace. */
+  graceMs?: number;
+}
+
 const PARAMETER_IN_MESSAGE = /query parameter [`']?([A-Za-z_][A-Za-z0-9_]*)[`']?/;
+// ClickHouse's TIMEOUT_EXCEEDED says how long the query itself ran: "elapsed 500.198 ms" (older: "elapsed 0.5 seconds").
+const ELAPSED_IN_MESSAGE = /elapsed ([0-9.]+) (ms|sec)/;
+/** A wait for ClickHouse to start a query shorter than this is not worth mentioning. */
+const NOTABLE_WAIT_MS = 100;
+
+/** How long a timed-out query ran in ClickHouse, from its message; ClickHouse counts from the query's start. */
+function ranMsOf(e: ClickHouseError): number | undefined {
+  const m = ELAPSED_IN_MESSAGE.exec(e.message);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return Number.isFinite(n) ? Math.round(m[2] === 'ms' ? n : n * 1000) : undefined;
+}
+
+/** The 408 of a time-out, saying what the time went on: running (ClickHouse's limit) or waiting for an answer (weir's). */
+function timeoutFailure(e: ClickHouseError, ep: CompiledEndpoint, timing: QueryTiming | undefined): Failure {
+  const limitMs = ep.limits.maxExecutionTimeMs;
+  const limit = `${ep.name}'s limit of ${limitMs} ms (limits.maxExecutionTimeMs)`;
+  if (timing?.graceMs !== undefined) {
+    const waited = Math.round(timing.waitedMs);
+    return {
+      status: 408,
+      error: `ClickHouse did not answer within ${waited} ms (${limit} plus ${timing.graceMs} ms): the query was still waiting for ClickHouse to start it or still running, and was cancelled; try again, or narrow the request`,
+      log: 'warn',
+    };
+  }
+  const ranMs = ranMsOf(e);
+  if (ranMs === undefined) return { status: 408, error: `the query ran longer than ${limit}; narrow the request`, log: 'warn' };
+  const waitedMs = timing ? Math.round(timing.waitedMs) - ranMs : 0;
+  const wait = waitedMs >= NOTABLE_WAIT_MS ? `, after waiting ${waitedMs} ms for ClickHouse to start it (which does not count)` : '';
+  return { status: 408, error: `the query ran for ${ranMs} ms, past ${limit}${wait}; narrow the request`, log: 'warn' };
+}
 
 /**
  * What a failed query tells the client. 400 only when a parameter is clearly the cause (the
  * server could not read one) or the result is larger than the endpoint serves; a timeout is
  * 408; an unreachable or overloaded ClickHouse 503/504; anything else 500 with no detail.
  */
-export function queryFailure(e: ClickHouseError, ep: CompiledEndpoint, given: ReadonlyMap<string, GivenValue>, requestId: string): Failure {
-  const limitMs = ep.limits.maxExecutionTimeMs;
-  if (e.code === ErrorCode.TIMEOUT_EXCEEDED) {
-    return { status: 408, error: `the query took longer than ${ep.name}'s limit of ${limitMs} ms (limits.maxExecutionTimeMs); narrow the request`, log: 'warn' };
-  }
+export function queryFailure(e: ClickHouseError, ep: CompiledEndpoint, given: ReadonlyMap<string, GivenValue>, requestId: string, timing?: QueryTiming): Failure {
+  if (e.code === ErrorCode.TIMEOUT_EXCEEDED) return timeoutFailure(e, ep, timing);
   if (e.type === 'TOO_MANY_ROWS_OR_BYTES') {
     const bytes = ep.limits.maxResultBytes !== undefined ? ` or ${ep.limits.maxResultBytes} bytes (limits.maxResultBytes)` : '';
     return { status: 400, error: `the result is larger than ${ep.name} serves: at most ${ep.limits.maxResultRows} rows (limits.maxResultRows)${bytes}; narrow the request` };
@@ -210,6 +255,9 @@ export function recordedError(error: string, given: ReadonlyMap<string, GivenVal
 
 const DEADLINE = 'deadline';
 const GONE = 'client-gone';
+type AbortReason = typeof DEADLINE | typeof GONE;
+/** How long weir waits for ClickHouse to take a KILL QUERY. */
+const KILL_TIMEOUT_MS = 10_000;
 
 /** The request handler for the endpoints `opts.endpoints()` returns. */
 export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointRequestHandler {
@@ -240,6 +288,16 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       { ...headers, ...failure.headers, ...(failure.retryAfterSeconds !== undefined ? { 'Retry-After': String(failure.retryAfterSeconds) } : {}) },
     );
   };
+
+  /** Ends a query nobody waits for any more, by its id; ClickHouse's max_execution_time ends it otherwise. */
+  function killQuery(ep: CompiledEndpoint, state: RequestState, queryId: string): void {
+    opts.clickhouse
+      .command('KILL QUERY WHERE query_id = {id:String} ASYNC', { params: { id: queryId }, signal: AbortSignal.timeout(KILL_TIMEOUT_MS) })
+      .catch((e: unknown) => {
+        const error = toClickHouseError(e);
+        log.warn('KILL QUERY for a cancelled endpoint query failed; it runs until limits.maxExecutionTimeMs', { requestId: state.requestId, endpoint: ep.name, queryId, code: error.code, type: error.type });
+      });
+  }
 
   async function outputColumns(ep: CompiledEndpoint): Promise<OutputColumn[] | undefined> {
     const cached = describedColumns.get(ep.name);
@@ -305,21 +363,44 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
     }
     const values = validated.value;
     state.bound = values;
+    const oversized = oversizedParams(values, paramText);
+    if (oversized.length > 0) {
+      sendError(res, state, { status: 400, error: `${oversized.join('; ')}; send fewer or shorter values` }, documentation);
+      return;
+    }
+    // The client left while its body was read: nothing to run the query for.
+    if (res.destroyed) {
+      state.status = CLIENT_GONE;
+      return;
+    }
 
+    const queryId = endpointQueryId(ep, state.requestId);
     const controller = new AbortController();
-    const deadline = setTimeout(() => controller.abort(DEADLINE), ep.limits.maxExecutionTimeMs + graceMs);
+    // The deadline counts from here: reading the body, auth and the rate limit are behind the request.
+    const sentAt = performance.now();
+    let answered = false;
+    const abort = (why: AbortReason): void => {
+      if (controller.signal.aborted) return;
+      controller.abort(why);
+      if (answered) return;
+      const message = why === GONE ? 'endpoint query cancelled: the client went away before the answer' : 'endpoint query cancelled: ClickHouse did not answer in time';
+      log.info(message, { requestId: state.requestId, endpoint: ep.name, queryId, afterMs: Math.round(performance.now() - sentAt) });
+      killQuery(ep, state, queryId);
+    };
+    const deadline = setTimeout(() => abort(DEADLINE), ep.limits.maxExecutionTimeMs + graceMs);
     const onClose = () => {
-      if (!res.writableFinished) controller.abort(GONE);
+      if (!res.writableFinished) abort(GONE);
     };
     res.on('close', onClose);
     try {
       const result = await queryFormatted(ep.sql, CLICKHOUSE_FORMAT[format], {
         params: values,
         settings: querySettings(ep),
-        queryId: state.requestId,
+        queryId,
         signal: controller.signal,
         database: ep.database,
       });
+      answered = true;
       clearTimeout(deadline);
       state.resultRows = counter(result.summary?.result_rows);
       state.rowsRead = counter(result.summary?.read_rows);
@@ -335,15 +416,17 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
         res.destroy();
       }
     } catch (e) {
+      answered = true;
       if (controller.signal.reason === GONE) {
         state.status = CLIENT_GONE;
         return;
       }
-      const error =
-        controller.signal.reason === DEADLINE
-          ? new ClickHouseError('no answer within the time limit', { code: ErrorCode.TIMEOUT_EXCEEDED })
-          : toClickHouseError(e);
-      const failure = queryFailure(error, ep, given, state.requestId);
+      const gaveUp = controller.signal.reason === DEADLINE;
+      const error = gaveUp ? new ClickHouseError('no answer from ClickHouse within the time limit', { code: ErrorCode.TIMEOUT_EXCEEDED }) : toClickHouseError(e);
+      // A query past max_execution_time has answered, but an embedded engine (chdb) may still be running it.
+      if (!gaveUp && error.code === ErrorCode.TIMEOUT_EXCEEDED) killQuery(ep, state, queryId);
+      const timing: QueryTiming = { waitedMs: performance.now() - sentAt, ...(gaveUp ? { graceMs } : {}) };
+      const failure = queryFailure(error, ep, given, state.requestId, timing);
       if (failure.log) {
         log[failure.log]('endpoint query failed', {
           requestId: state.requestId,

@@ -14,6 +14,9 @@
 // - POST body: a JSON object `{ "name": value }` with JSON numbers, strings, booleans, arrays
 //   and null (NULL for a Nullable parameter; for any other, the same as leaving it out).
 //   64-bit integers beyond 2^53 must be JSON strings to stay exact.
+// - Size: each value may be at most MAX_PARAM_BYTES as sent to ClickHouse (ClickHouse's own default for a
+//   form field, http_max_field_value_size); a longer one is a 400 naming it. Long values travel in the body
+//   of the request to ClickHouse, never in its URL.
 import { isIPv4, isIPv6 } from 'node:net';
 import type { CompiledEndpoint, EndpointParameter } from './compile.js';
 import { parseParamType, type ParamType } from './param-types.js';
@@ -108,6 +111,19 @@ export function checkParam(param: EndpointParameter, type: ParamType, input: unk
     }
   }
   return errors.length > 0 ? { ok: false, errors: [...new Set(errors)] } : { ok: true, value: parsed.bound };
+}
+
+/** The most bytes one parameter value may take as sent to ClickHouse: 128 KiB, ClickHouse's http_max_field_value_size default. */
+export const MAX_PARAM_BYTES = 128 * 1024;
+
+/** Every bound value longer than `limit` bytes once written as ClickHouse receives it (`sentText`), named. */
+export function oversizedParams(values: Readonly<Record<string, BoundValue>>, sentText: (value: BoundValue) => string, limit = MAX_PARAM_BYTES): string[] {
+  const errors: string[] = [];
+  for (const [name, value] of Object.entries(values)) {
+    const bytes = Buffer.byteLength(sentText(value));
+    if (bytes > limit) errors.push(`parameter ${name} is ${bytes} bytes as sent to ClickHouse; a parameter value may be at most ${limit} bytes`);
+  }
+  return errors;
 }
 
 const typeCache = new Map<string, ParamType>();

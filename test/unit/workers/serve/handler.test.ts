@@ -9,9 +9,10 @@ import winston from 'winston';
 import type { FormattedResult, OutputFormat, QueryOptions } from '../../../../src/clickhouse/connection.js';
 import { ClickHouseError, ErrorCode } from '../../../../src/clickhouse/errors.js';
 import type { CompiledEndpoint, EndpointParameter } from '../../../../src/workers/serve/compile.js';
-import { createEndpointHandler, queryFailure, querySettings, redactValues, type EndpointClickHouse } from '../../../../src/workers/serve/handler.js';
+import { createEndpointHandler, endpointQueryId, queryFailure, querySettings, redactValues, type EndpointClickHouse } from '../../../../src/workers/serve/handler.js';
 import { EndpointMetrics } from '../../../../src/workers/serve/metrics.js';
 import type { GivenValue } from '../../../../src/workers/serve/params.js';
+import { waitFor } from '../../../env/wait.js';
 
 const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({ name, type, required: extra.default === undefined, ...extra });
 
@@ -35,16 +36,21 @@ interface Call {
   opts: QueryOptions;
 }
 
-/** Answers queryFormatted with `respond`, and DESCRIBE with `described`. */
+/** Answers queryFormatted with `respond`, and DESCRIBE with `described`; records commands (KILL QUERY). */
 class StandIn implements EndpointClickHouse {
   calls: Call[] = [];
   queries: { sql: string; opts: QueryOptions | undefined }[] = [];
+  commands: { sql: string; opts: QueryOptions | undefined }[] = [];
   respond: (call: Call) => Promise<FormattedResult> = async () => ({ body: Readable.from(['{"rows":0}']), queryId: 'q' });
   described: () => Promise<unknown[]> = async () => [{ name: 'pathname', type: 'String' }];
 
   async query<T>(sql: string, opts?: QueryOptions): Promise<T[]> {
     this.queries.push({ sql, opts });
     return (await this.described()) as T[];
+  }
+
+  async command(sql: string, opts?: QueryOptions): Promise<void> {
+    this.commands.push({ sql, opts });
   }
 
   queryFormatted(sql: string, format: OutputFormat, opts: QueryOptions = {}): Promise<FormattedResult> {
@@ -96,10 +102,14 @@ afterAll(async () => {
 afterEach(() => {
   ch.calls = [];
   ch.queries = [];
+  ch.commands = [];
   ch.respond = async () => ({ body: Readable.from(['{"rows":0}']), queryId: 'q' });
   endpoints = new Map([['top_pages', topPages]]);
   logLines.length = 0;
 });
+
+/** Waits until the metrics match `pattern` (the handler records a request once it settles). */
+const waitForMetric = (pattern: RegExp) => waitFor(`metrics matching ${pattern}`, async () => (pattern.test(await registry.metrics()) ? true : undefined), { intervalMs: 5 });
 
 const call = async (path: string, init?: RequestInit) => {
   const res = await fetch(`${base}${path}`, init);
@@ -115,7 +125,7 @@ describe('a request that gets an answer', () => {
     const [c] = ch.calls;
     expect(c?.sql).toBe(topPages.sql);
     expect(c?.format).toBe('JSON');
-    expect(c?.opts).toMatchObject({ params: { tenant: 'acme', limit: '10' }, database: 'web', queryId: res.headers.get('x-request-id') });
+    expect(c?.opts).toMatchObject({ params: { tenant: 'acme', limit: '10' }, database: 'web', queryId: `weir-ep-top_pages-${res.headers.get('x-request-id')}` });
     expect(c?.opts.settings).toEqual({
       readonly: 2,
       max_execution_time: 2,
@@ -188,7 +198,28 @@ describe('queryFailure: what a ClickHouse failure tells the client', () => {
   it('408 for TIMEOUT_EXCEEDED, naming the limit', () => {
     expect(failure(ErrorCode.TIMEOUT_EXCEEDED)).toEqual({
       status: 408,
-      error: "the query took longer than top_pages's limit of 2000 ms (limits.maxExecutionTimeMs); narrow the request",
+      error: "the query ran longer than top_pages's limit of 2000 ms (limits.maxExecutionTimeMs); narrow the request",
+      log: 'warn',
+    });
+  });
+
+  it("408 says how long the query ran, by ClickHouse's count from its start, and how long it waited before", () => {
+    const timeout = (message: string, waitedMs?: number) =>
+      queryFailure(new ClickHouseError(message, { code: ErrorCode.TIMEOUT_EXCEEDED }), topPages, given, 'rid', waitedMs === undefined ? undefined : { waitedMs }).error;
+    expect(timeout('Timeout exceeded: elapsed 2000.4 ms, maximum: 2000 ms.', 2010)).toBe(
+      "the query ran for 2000 ms, past top_pages's limit of 2000 ms (limits.maxExecutionTimeMs); narrow the request",
+    );
+    expect(timeout('Timeout exceeded: elapsed 2.0012 seconds, maximum: 2', 5301)).toBe(
+      "the query ran for 2001 ms, past top_pages's limit of 2000 ms (limits.maxExecutionTimeMs), after waiting 3300 ms for ClickHouse to start it (which does not count); narrow the request",
+    );
+  });
+
+  it("408 when weir gave up waiting says it was waiting or running, not that it ran that long", () => {
+    const gaveUp = queryFailure(new ClickHouseError('no answer', { code: ErrorCode.TIMEOUT_EXCEEDED }), topPages, given, 'rid', { waitedMs: 4000.6, graceMs: 2000 });
+    expect(gaveUp).toEqual({
+      status: 408,
+      error:
+        "ClickHouse did not answer within 4001 ms (top_pages's limit of 2000 ms (limits.maxExecutionTimeMs) plus 2000 ms): the query was still waiting for ClickHouse to start it or still running, and was cancelled; try again, or narrow the request",
       log: 'warn',
     });
   });
@@ -269,7 +300,14 @@ describe('time limits and clients that leave', () => {
     const res = await call('/v0/pipes/top_pages.json?tenant=acme');
     expect(res.status).toBe(408);
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect(res.json().error).toMatch(/^ClickHouse did not answer within \d+ ms \(top_pages's limit of 100 ms \(limits.maxExecutionTimeMs\) plus 50 ms\)/);
     expect(ch.calls[0]?.opts.signal?.aborted).toBe(true);
+    // The query itself is killed by its id, not only the HTTP request to ClickHouse.
+    const queryId = endpointQueryId(topPages, res.headers.get('x-request-id') ?? '');
+    expect(ch.commands).toEqual([{ sql: 'KILL QUERY WHERE query_id = {id:String} ASYNC', opts: { params: { id: queryId }, signal: expect.any(AbortSignal) as unknown } }]);
+    expect(logLines.filter((l) => l.message === 'endpoint query cancelled: ClickHouse did not answer in time')).toEqual([
+      expect.objectContaining({ endpoint: 'top_pages', queryId, level: 'info' }),
+    ]);
   });
 
   it('cancels the query when the client goes away, and counts it as 499', async () => {
@@ -283,6 +321,41 @@ describe('time limits and clients that leave', () => {
     while (!signal?.aborted) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 20));
     expect(await registry.metrics()).toMatch(/weir_endpoint_requests_total\{endpoint="top_pages",status="499"\} 1/);
+    const queryId = ch.calls[0]?.opts.queryId;
+    expect(queryId).toMatch(/^weir-ep-top_pages-[0-9a-f-]{36}$/);
+    expect(ch.commands.map((c) => [c.sql, c.opts?.params])).toEqual([['KILL QUERY WHERE query_id = {id:String} ASYNC', { id: queryId }]]);
+    const cancelled = logLines.filter((l) => l.message === 'endpoint query cancelled: the client went away before the answer');
+    expect(cancelled).toEqual([expect.objectContaining({ endpoint: 'top_pages', queryId })]);
+    // No parameter value in the log line.
+    expect(JSON.stringify(cancelled)).not.toContain('gone');
+  });
+
+  it('kills a query ClickHouse stopped at its limit too (an embedded engine may go on running it), and says how long it ran', async () => {
+    ch.respond = () => Promise.reject(new ClickHouseError('Timeout exceeded: elapsed 2000.2 ms, maximum: 2000 ms', { code: ErrorCode.TIMEOUT_EXCEEDED }));
+    const res = await call('/v0/pipes/top_pages.json?tenant=acme');
+    expect(res.status).toBe(408);
+    expect(res.json().error).toBe("the query ran for 2000 ms, past top_pages's limit of 2000 ms (limits.maxExecutionTimeMs); narrow the request");
+    expect(ch.commands.map((c) => c.opts?.params)).toEqual([{ id: endpointQueryId(topPages, res.headers.get('x-request-id') ?? '') }]);
+    expect(logLines.filter((l) => String(l.message).startsWith('endpoint query cancelled'))).toEqual([]);
+  });
+
+  it('sends no KILL when the query answered and the client left while the result streamed', async () => {
+    ch.respond = async () => ({
+      body: new Readable({
+        read() {
+          // Never ends: the client leaves halfway.
+          this.push('{"a":1}\n');
+        },
+      }),
+      queryId: 'q',
+    });
+    const client = new AbortController();
+    const res = await fetch(`${base}/v0/pipes/top_pages.ndjson?tenant=acme`, { signal: client.signal });
+    const reader = res.body?.getReader();
+    await reader?.read();
+    client.abort();
+    await waitForMetric(/weir_endpoint_requests_total\{endpoint="top_pages",status="499"\} 2/);
+    expect(ch.commands).toEqual([]);
   });
 
   it('ends the response short when the result stream fails midway', async () => {
@@ -323,6 +396,6 @@ describe('OpenAPI documents', () => {
 
 describe('createEndpointHandler', () => {
   it('refuses a ClickHouse that cannot return formatted results', () => {
-    expect(() => createEndpointHandler({ clickhouse: { query: async () => [] }, endpoints: () => new Map(), log })).toThrow(/queryFormatted/);
+    expect(() => createEndpointHandler({ clickhouse: { query: async () => [], command: async () => undefined }, endpoints: () => new Map(), log })).toThrow(/queryFormatted/);
   });
 });

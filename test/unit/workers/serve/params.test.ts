@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { EndpointParameter } from '../../../../src/workers/serve/compile.js';
 import { parseParamType } from '../../../../src/workers/serve/param-types.js';
-import { gatherParams, validateParams, type BoundValue, type GivenValue } from '../../../../src/workers/serve/params.js';
+import { paramText } from '../../../../src/clickhouse/connection.js';
+import { gatherParams, MAX_PARAM_BYTES, oversizedParams, validateParams, type BoundValue, type GivenValue } from '../../../../src/workers/serve/params.js';
 
 const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({ name, type, required: extra.default === undefined, ...extra });
 
@@ -315,5 +316,22 @@ describe('validateParams: values never become SQL', () => {
   it('quotes long values back shortened', () => {
     const long = 'x'.repeat(500);
     expect(bind(p('v', 'UInt8'), `v=${long}`)).toBe(`parameter v: expected UInt8, got "${'x'.repeat(79)}…`);
+  });
+});
+
+describe('oversizedParams: the size of a value as sent', () => {
+  it('takes values up to MAX_PARAM_BYTES as ClickHouse receives them, and names each one past it', () => {
+    expect(MAX_PARAM_BYTES).toBe(131072);
+    const ids = Array.from({ length: 3000 }, (_, i) => i + 1);
+    expect(oversizedParams({ s: 'x'.repeat(20_000), ids, n: null }, paramText)).toEqual([]);
+    expect(oversizedParams({ s: 'x'.repeat(MAX_PARAM_BYTES) }, paramText)).toEqual([]);
+    // Counted as sent: escapes (a quote is \') and UTF-8 bytes, not characters.
+    expect(oversizedParams({ s: "'".repeat(MAX_PARAM_BYTES / 2 + 1), t: 'é'.repeat(MAX_PARAM_BYTES / 2) }, paramText)).toEqual([
+      'parameter s is 131074 bytes as sent to ClickHouse; a parameter value may be at most 131072 bytes',
+    ]);
+    expect(oversizedParams({ a: ['abc', 'de'], b: 'x'.repeat(11) }, paramText, 10)).toEqual([
+      'parameter a is 12 bytes as sent to ClickHouse; a parameter value may be at most 10 bytes',
+      'parameter b is 11 bytes as sent to ClickHouse; a parameter value may be at most 10 bytes',
+    ]);
   });
 });
