@@ -1,6 +1,7 @@
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { projectProblems } from '../plan/project-checks.js';
 import { isWeirDocument, misplacedWeirKind, validateResource, type ValidationError, type WeirObject } from './validate.js';
 
 export interface LoadedResource {
@@ -186,6 +187,7 @@ export function loadResources(path: string, opts: { defaultNamespace?: string; c
     else parseResources(read.text, shown(file), result, opts.defaultNamespace);
   }
   checkDuplicates(result);
+  result.errors.push(...projectProblems(result.resources));
   return result;
 }
 

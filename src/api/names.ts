@@ -9,6 +9,18 @@ export const clickhouseName = (resourceName: string): string => resourceName.rep
 /** The Kubernetes resource name a reference points to. */
 export const resourceName = (reference: string): string => reference.replace(/_/g, '-');
 
+/** What databaseOf and tableOf read of a DataSource. */
+interface Placed {
+  metadata: { name: string; namespace?: string };
+  spec: { database?: string };
+}
+
+/** The ClickHouse database of a DataSource: spec.database, or its namespace's name. Computed here only. */
+export const databaseOf = (ds: Placed): string => ds.spec.database ?? clickhouseName(ds.metadata.namespace ?? 'default');
+
+/** The ClickHouse table of a DataSource: its resource name. */
+export const tableOf = (ds: Placed): string => clickhouseName(ds.metadata.name);
+
 /** The Kafka consumer group of a DataSource: spec.ingestion.kafka.groupId, or weir.<namespace>.<name>. */
 export const groupIdOf = (ds: { metadata: { name: string; namespace?: string }; spec: { ingestion?: { kafka: { groupId?: string } } } }): string =>
   ds.spec.ingestion?.kafka.groupId ?? `weir.${ds.metadata.namespace ?? 'default'}.${ds.metadata.name}`;

@@ -1,7 +1,7 @@
 // observe → plan → execute for a whole project, against one ClickHouse. Used by `weir apply`,
 // `weir dev` and (per resource) the operator.
 import type { DataSource } from '../api/datasource.js';
-import { clickhouseName } from '../api/names.js';
+import { databaseOf } from '../api/names.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { planProject, type ProjectPlan } from '../plan/project-plan.js';
 import type { Logger } from '../runtime/log.js';
@@ -14,7 +14,7 @@ export const databasesOf = (resources: ProjectResource[]): string[] => [
   ...new Set(
     resources
       .filter((r): r is DataSource => r.kind === 'DataSource')
-      .map((d) => d.spec.database ?? clickhouseName(d.metadata.namespace ?? 'default')),
+      .map(databaseOf),
   ),
 ];
 

@@ -3,9 +3,9 @@
 // so an executor killed at any point resumes where it was, with nothing lost or doubled.
 import { randomBytes } from 'node:crypto';
 import { NEXT_TABLE_SUFFIX, versionTableName, type MigrationStep } from '../plan/datasource-plan.js';
-import { viewMarker, type PipeStep } from '../plan/pipe-plan.js';
+import { VIEW_MARKER_PREFIX, viewMarker, type PipeStep } from '../plan/pipe-plan.js';
 import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js';
-import { createQuarantineSql, createTableSql, qualified, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
+import { createQuarantineSql, createTableSql, embedSql, qualified, quarantineComment, quarantineTableName, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
 import { createLogger, type Logger } from '../runtime/log.js';
 import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableRef } from './catalog.js';
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
@@ -84,7 +84,7 @@ export class Executor {
         return this.ch.command(`DROP VIEW IF EXISTS ${view}`);
       case 'ModifyViewQuery':
         // Unqualified names in Pipe SQL mean tables of the Pipe's own database.
-        await this.ch.command(`ALTER TABLE ${view} MODIFY QUERY ${step.query}`, { database: step.database });
+        await this.ch.command(`ALTER TABLE ${view} MODIFY QUERY ${embedSql(step.query)}`, { database: step.database });
         return this.ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
       case 'CreateView':
         return this.createView(step);
@@ -108,17 +108,21 @@ export class Executor {
     const finalComment = `ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`;
     let m = await this.activeMigration(key.database, key.table);
     if (!m) {
-      if (await this.exists(step.database, step.view)) return this.ch.command(finalComment); // backfilled; only the marker was left
+      if (await this.exists(step.database, step.view)) {
+        await this.assertOwnView(step.database, step.view);
+        return this.ch.command(finalComment); // backfilled; only the marker was left
+      }
       m = await this.record({
         id: `mig-${randomBytes(6).toString('hex')}`, database: key.database, table: key.table, kind: 'Materialize',
         from_version: 0, to_version: 1, state: 'Started', source_block: '0', next_block: '0', verify_block: '0', swap_block: '0', detail: '', seq: 0,
       });
     }
     const backfills = step.backfill === 'Full' && step.sources.length > 0;
-    const create = `CREATE MATERIALIZED VIEW IF NOT EXISTS ${view} TO ${target} AS ${step.query} COMMENT ${quoteString(viewMarker(step.specHash, backfills))}`;
+    const create = `CREATE MATERIALIZED VIEW IF NOT EXISTS ${view} TO ${target} AS ${embedSql(step.query)} COMMENT ${quoteString(viewMarker(step.specHash, backfills))}`;
     const inDb = { database: step.database };
     if (!backfills) {
       await this.ch.command(create, inDb);
+      await this.assertOwnView(step.database, step.view, m);
       await this.record({ ...m, state: 'Done' });
       return;
     }
@@ -126,6 +130,7 @@ export class Executor {
       const started: MigrationRow = m;
       const { result, report } = await withFence(this.ch, step.sources, async () => {
         await this.ch.command(create, inDb);
+        await this.assertOwnView(step.database, step.view, started);
         const blocks = await Promise.all(step.sources.map((s) => this.maxBlock(s)));
         faultPoint('ViewCreated');
         return this.record({ ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
@@ -152,9 +157,9 @@ export class Executor {
     const filters = step.sources.map((s, i) => `${quoteString(`${s.database}.${s.table}`)}: ${quoteString(`_block_number <= ${blocks[i] ?? '0'}`)}`);
     await this.ch.command(`DROP TABLE IF EXISTS ${staging}`);
     await this.ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
-    const cols = (await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${step.query})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
+    const cols = (await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${embedSql(step.query)})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
     this.opts.hooks?.onProgress?.(step, 'Backfilling');
-    await this.ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${step.query}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, { ...inDb, settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(this.ch)) } });
+    await this.ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${embedSql(step.query)}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, { ...inDb, settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(this.ch)) } });
   }
 
   /** Move a staged backfill into its table a partition at a time (each move atomic), then drop the staging table. */
@@ -205,7 +210,7 @@ export class Executor {
       const marker = decodeMarker(await this.comment(step.target.database, step.target.table));
       if (marker) await this.ch.command(`ALTER TABLE ${tmp} MODIFY COMMENT ${quoteString(encodeMarker({ ...marker, version: step.targetVersion + 1 }))}`);
       const { result, report } = await withFence(this.ch, step.sources, async () => {
-        await this.ch.command(`CREATE MATERIALIZED VIEW ${nextView} TO ${tmp} AS ${step.query}`, inDb);
+        await this.ch.command(`CREATE MATERIALIZED VIEW ${nextView} TO ${tmp} AS ${embedSql(step.query)}`, inDb);
         const blocks = await Promise.all(step.sources.map((s) => this.maxBlock(s)));
         return this.record({ ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
       }, this.timing);
@@ -227,7 +232,7 @@ export class Executor {
         if ((await this.markerVersion(step.target.database, step.target.table)) !== backfilled.to_version) {
           await this.ch.command(`EXCHANGE TABLES ${target} AND ${tmp}`);
         }
-        await this.ch.command(`ALTER TABLE ${view} MODIFY QUERY ${step.query}`, inDb);
+        await this.ch.command(`ALTER TABLE ${view} MODIFY QUERY ${embedSql(step.query)}`, inDb);
         await this.ch.command(`DROP VIEW IF EXISTS ${nextView}`);
         await this.ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
         return this.record({ ...backfilled, state: 'Swapped' });
@@ -247,10 +252,14 @@ export class Executor {
         return this.ch.command(`CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(step.database)}`);
       case 'CreateTable': {
         const sql = createTableSql(step.database, step.table, step.shape, encodeMarker({ version: step.version, specHash: step.specHash, shape: step.shape }));
-        return this.ch.command(sql.replace(/^CREATE TABLE/, 'CREATE TABLE IF NOT EXISTS'));
+        await this.ch.command(sql.replace(/^CREATE TABLE/, 'CREATE TABLE IF NOT EXISTS'));
+        return this.assertCreated(step.database, step.table, (o) => !isView(o.engine) && decodeMarker(o.comment) !== undefined, 'a table weir made for a DataSource');
       }
-      case 'CreateQuarantine':
-        return this.ch.command(createQuarantineSql(step.database, step.table).replace(/^CREATE TABLE/, 'CREATE TABLE IF NOT EXISTS'));
+      case 'CreateQuarantine': {
+        await this.ch.command(createQuarantineSql(step.database, step.table).replace(/^CREATE TABLE/, 'CREATE TABLE IF NOT EXISTS'));
+        const comment = quarantineComment(step.database, step.table);
+        return this.assertCreated(step.database, quarantineTableName(step.table), (o) => !isView(o.engine) && o.comment === comment, 'this DataSource\'s quarantine table');
+      }
       case 'AlterTable': {
         const table = qualified(step.database, step.table);
         const marker = encodeMarker({ version: step.version, specHash: step.specHash, shape: step.shape });
@@ -455,9 +464,9 @@ export class Executor {
   private async mapping(source: string, step: Extract<MigrationStep, { kind: 'CopyAndSwap' }>): Promise<{ columns: string; select: (where: string) => string }> {
     if (step.forwardQuery) {
       const query = (where: string) => step.forwardQuery?.replace(/\{source\}/g, `(SELECT * FROM ${source} WHERE ${where})`) ?? '';
-      const out = await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${query('0')})`);
+      const out = await this.ch.query<{ name: string }>(`DESCRIBE TABLE (${embedSql(query('0'))})`);
       const cols = out.map((c) => quoteIdentifier(c.name)).join(', ');
-      return { columns: cols, select: (where) => `SELECT ${cols} FROM (${query(where)})` };
+      return { columns: cols, select: (where) => `SELECT ${cols} FROM (${embedSql(query(where))})` };
     }
     const sourceCols = new Set((await this.ch.query<{ name: string }>(`DESCRIBE TABLE ${source}`)).map((c) => c.name));
     const shared = step.shape.columns.filter((c) => sourceCols.has(c.name));
@@ -497,7 +506,7 @@ export class Executor {
     for (const view of catalog.views) {
       if (!findTableReferences(view.query).includes(`${step.database}.${step.table}`)) continue;
       try {
-        await this.ch.query(`DESCRIBE TABLE (${retargetTable(view.query, step.database, step.table, nextName)})`);
+        await this.ch.query(`DESCRIBE TABLE (${embedSql(retargetTable(view.query, step.database, step.table, nextName))})`);
       } catch (e) {
         await this.ch.command(`DROP TABLE IF EXISTS ${qualified(step.database, nextName)}`);
         const m = await this.activeMigration(step.database, step.table);
@@ -564,6 +573,38 @@ export class Executor {
     return Number(rows[0]?.n ?? 0) > 0;
   }
 
+  /** The engine and comment of a table or view, or undefined when there is none of that name. */
+  private async objectAt(database: string, name: string): Promise<{ engine: string; comment: string } | undefined> {
+    const rows = await this.ch.query<{ engine: string; comment: string }>('SELECT engine, comment FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
+      params: { db: database, n: name },
+    });
+    return rows[0];
+  }
+
+  /**
+   * CREATE … IF NOT EXISTS (kept so a resumed step is harmless) does nothing when the name is
+   * taken: say so, rather than report created what was not.
+   */
+  private async assertCreated(database: string, name: string, ours: (o: { engine: string; comment: string }) => boolean, what: string): Promise<void> {
+    const found = await this.objectAt(database, name);
+    if (found && ours(found)) return;
+    throw new MigrationRefusedError(
+      found
+        ? `${database}.${name} already exists as a ${found.engine} (comment ${JSON.stringify(found.comment.slice(0, 60))}), which is not ${what}: nothing was created; rename the resource or drop that object`
+        : `${database}.${name} is missing right after it was created`,
+    );
+  }
+
+  /** The view at the Pipe's name is a materialized view weir made; otherwise the migration row is refused and nothing else runs. */
+  private async assertOwnView(database: string, view: string, m?: MigrationRow): Promise<void> {
+    try {
+      await this.assertCreated(database, view, (o) => o.engine === 'MaterializedView' && o.comment.startsWith(VIEW_MARKER_PREFIX), 'a materialized Pipe\'s view');
+    } catch (e) {
+      if (m) await this.record({ ...m, state: 'Refused', detail: 'name taken' });
+      throw e;
+    }
+  }
+
   private async comment(database: string, name: string): Promise<string> {
     const rows = await this.ch.query<{ comment: string }>('SELECT comment FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
       params: { db: database, n: name },
@@ -575,5 +616,7 @@ export class Executor {
     return decodeMarker(await this.comment(database, name))?.version;
   }
 }
+
+const isView = (engine: string): boolean => engine === 'MaterializedView' || engine === 'View';
 
 export type { TableShape };

@@ -1,5 +1,7 @@
 import type { DataSource, DataSourceStatus, TableVersionRecord } from '../api/datasource.js';
-import { clickhouseName } from '../api/names.js';
+import type { Pipe } from '../api/pipe.js';
+import type { ProjectResource } from '../plan/graph.js';
+import { databaseOf, tableOf } from '../api/names.js';
 import { findTable, observeCatalog, type Catalog } from '../clickhouse/catalog.js';
 import { MigrationRefusedError, Executor } from '../clickhouse/executor.js';
 import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
@@ -12,8 +14,8 @@ import { INGESTION_READY, reconcileIngestion } from './ingestion.js';
 import { healthStatus } from './status.js';
 import type { EventRecord, ReconcileContext, ReconcileDecision } from './types.js';
 
-export const databaseOf = (ds: DataSource): string => ds.spec.database ?? clickhouseName(ds.metadata.namespace ?? 'default');
-export const tableOf = (ds: DataSource): string => clickhouseName(ds.metadata.name);
+// Where a DataSource lives in ClickHouse is computed in one place (api/names.ts).
+export { databaseOf, tableOf };
 
 /** The annotation that approves a pending plan (migration.approval: Manual): its value is the plan hash. */
 export const APPROVE_ANNOTATION = 'weir.dev/approve-plan';
@@ -40,6 +42,13 @@ function observed(ds: DataSource, catalog: Catalog): Partial<DataSourceStatus> {
 function withHistory(ds: DataSource, record: TableVersionRecord): TableVersionRecord[] {
   const history = [...(ds.status?.history ?? []).filter((h) => h.version !== record.version), record];
   return history.sort((a, b) => a.version - b.version).slice(-20);
+}
+
+/** The resources whose ClickHouse names could clash with the DataSource's: its namespace's DataSources, and the Pipes named like its table or quarantine table. */
+function neighbours(ds: DataSource, ctx: ReconcileContext): ProjectResource[] {
+  const ns = ds.metadata.namespace ?? 'default';
+  const pipes = [ds.metadata.name, `${ds.metadata.name}-quarantine`].map((name) => ctx.lookup.pipe(ns, name)).filter((p): p is Pipe => p !== undefined);
+  return [...ctx.lookup.dataSourcesIn(ns), ...pipes];
 }
 
 /**
@@ -76,7 +85,7 @@ async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<Re
   }
   const database = databaseOf(ds);
   const catalog = await observeCatalog(ch, [database]);
-  const plan = planDataSource(ds, catalog);
+  const plan = planDataSource(ds, catalog, neighbours(ds, ctx));
   if (plan.refusals.length > 0) {
     return decide(ds, ctx, { state: 'Stalled', reason: 'PlanRefused', message: plan.refusals.join('; ') }, 'Failed', observed(ds, catalog));
   }

@@ -4,6 +4,8 @@ import { observeCatalog } from '../clickhouse/catalog.js';
 import { Executor } from '../clickhouse/executor.js';
 import { dependencies } from '../plan/graph.js';
 import { composeQuery, describePipeStep, planPipe } from '../plan/pipe-plan.js';
+import { pipeSqlProblems } from '../plan/project-checks.js';
+import { embedSql } from '../plan/sql.js';
 import { findPlaceholders } from '../plan/sql-scan.js';
 import { stableHash } from '../runtime/hash.js';
 import { errorMessage } from '../runtime/log.js';
@@ -45,6 +47,9 @@ export async function reconcilePipe(pipe: Pipe, ctx: ReconcileContext): Promise<
   const reads = dependencies([pipe, ...dataSources])
     .edges.filter((e) => e.from.startsWith('Pipe/') && !e.why.startsWith('materializes'))
     .map((e) => e.to.split('/').slice(1).join('/'));
+  // SQL weir cannot splice into its own statements is refused before anything runs.
+  const sqlProblems = pipeSqlProblems(pipe);
+  if (sqlProblems.length > 0) return decide(pipe, ctx, { state: 'Stalled', reason: 'InvalidSql', message: sqlProblems.map((p) => p.message).join('; ') }, { reads });
   const ch = ctx.clickhouse;
   if (!ch) {
     return decide(pipe, ctx, { state: 'Reconciling', reason: 'NoClickHouseConnection', message: 'References resolve; the SQL is not compiled because the operator has no ClickHouse connection.' }, { reads });
@@ -62,7 +67,7 @@ export async function reconcilePipe(pipe: Pipe, ctx: ReconcileContext): Promise<
     // Nodes with {name:Type} placeholders compile with their Endpoint, which has the values.
     if (findPlaceholders(query).length > 0) continue;
     try {
-      await ch.query(`DESCRIBE TABLE (${query})`, { database: queryDb });
+      await ch.query(`DESCRIBE TABLE (${embedSql(query)})`, { database: queryDb });
     } catch (e) {
       return decide(pipe, ctx, { state: 'Stalled', reason: 'SqlDoesNotCompile', message: `node ${node.name}: ${errorMessage(e)}` }, { reads });
     }

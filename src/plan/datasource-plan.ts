@@ -1,9 +1,12 @@
 // plan for one DataSource: desired spec + observed catalog → ordered, printable steps, or
 // refusals that say why nothing will be done. Pure: no I/O, no clock.
 import type { Column, DataSource } from '../api/datasource.js';
-import { clickhouseName } from '../api/names.js';
+import { databaseOf, tableOf } from '../api/names.js';
 import { findTable, type Catalog, type ObservedTable } from '../clickhouse/catalog.js';
 import { stableHash } from '../runtime/hash.js';
+import type { ProjectResource } from './graph.js';
+import { VIEW_MARKER_PREFIX } from './pipe-plan.js';
+import { forwardQueryProblem, nameRefusals } from './project-checks.js';
 import { columnDetails, indexDefinition, keyTuple, quarantineTableName, quoteIdentifier, quoteString, tableShape, type TableShape } from './sql.js';
 
 export interface TypeChange {
@@ -176,15 +179,43 @@ function columnChanges(old: Column, c: Column, changes: string[]): string[] {
   return out;
 }
 
-/** Plan one DataSource against the catalog. */
-export function planDataSource(ds: DataSource, catalog: Catalog): DataSourcePlan {
-  const database = ds.spec.database ?? clickhouseName(ds.metadata.namespace ?? 'default');
-  const table = clickhouseName(ds.metadata.name);
+/**
+ * Why the DataSource's names are taken in ClickHouse by something that is not its own: a view
+ * under its table's name, or a view or another DataSource's table under its quarantine's.
+ * CREATE TABLE IF NOT EXISTS would do nothing there, and inserts would go to the wrong object.
+ */
+function takenNames(catalog: Catalog, database: string, table: string): string[] {
+  const view = (name: string) => catalog.views.find((v) => v.database === database && v.name === name);
+  const refusals: string[] = [];
+  const tableView = view(table);
+  if (tableView) refusals.push(`${database}.${table} exists as a ${describeView(tableView.comment)}, so its table cannot be created; rename the DataSource or drop the view`);
+  const quarantine = quarantineTableName(table);
+  const quarantineView = view(quarantine);
+  const quarantineTable = findTable(catalog, database, quarantine);
+  if (quarantineView) refusals.push(`${database}.${quarantine} exists as a ${describeView(quarantineView.comment)}, so the quarantine table of ${database}.${table} cannot be created; rename the DataSource or drop the view`);
+  else if (quarantineTable?.marker) refusals.push(`${database}.${quarantine} is the table of another DataSource, so it cannot be the quarantine table of ${database}.${table}; rename one of the DataSources`);
+  return refusals;
+}
+
+const describeView = (comment: string): string => (comment.startsWith(VIEW_MARKER_PREFIX) ? "materialized Pipe's view" : 'view weir did not create');
+
+/**
+ * Plan one DataSource against the catalog. `project` is what is known of the other resources
+ * (the whole project, or what the operator sees): a name clash with one of them is refused.
+ */
+export function planDataSource(ds: DataSource, catalog: Catalog, project: readonly ProjectResource[] = []): DataSourcePlan {
+  const database = databaseOf(ds);
+  const table = tableOf(ds);
   const shape = tableShape(ds.spec);
   const specHash = shapeHash(shape);
   const keep = ds.spec.migration?.keepPreviousVersions ?? 1;
   const plan: DataSourcePlan = { table: `${database}.${table}`, steps: [], refusals: [] };
 
+  // A clash with a known resource says more than what the catalog shows of it.
+  const names = nameRefusals(ds, project);
+  const forward = forwardQueryProblem(ds);
+  plan.refusals.push(...(names.length > 0 ? names : takenNames(catalog, database, table)), ...(forward ? [forward] : []));
+  if (plan.refusals.length > 0) return plan;
   if (!catalog.databases.includes(database)) plan.steps.push({ kind: 'CreateDatabase', database });
   const live = findTable(catalog, database, table);
   if (!live) plan.steps.push({ kind: 'CreateTable', database, table, shape, version: 1, specHash });

@@ -1,4 +1,4 @@
-import { clickhouseName, resourceName } from '../api/names.js';
+import { databaseOf, resourceName } from '../api/names.js';
 import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
@@ -38,7 +38,7 @@ export function dependencies(resources: ProjectResource[]): { edges: Dependency[
           const dsKey = `DataSource/${ns}/${resourceName(table)}`;
           const pipeKey = `Pipe/${ns}/${resourceName(table)}`;
           const target = byKey.get(dsKey) as DataSource | undefined;
-          if (target && (db === undefined || db === (target.spec.database ?? clickhouseName(ns)))) edges.push({ from, to: dsKey, why: `node ${node.name} reads ${ref}` });
+          if (target && (db === undefined || db === databaseOf(target))) edges.push({ from, to: dsKey, why: `node ${node.name} reads ${ref}` });
           else if (db === undefined && byKey.has(pipeKey)) edges.push({ from, to: pipeKey, why: `node ${node.name} reads Pipe ${ref}` });
           else unknown.push({ from, name: ref });
         }

@@ -1,10 +1,13 @@
 // plan for one Pipe: a materialized Pipe is a ClickHouse materialized view TO its target
 // DataSource's table; a plain Pipe has nothing to create (Endpoints run its SQL).
 import type { DataSource } from '../api/datasource.js';
-import { clickhouseName, resourceName } from '../api/names.js';
+import { clickhouseName, databaseOf, resourceName, tableOf } from '../api/names.js';
 import type { Pipe, PipeNode } from '../api/pipe.js';
 import { findTable, type Catalog, type TableRef } from '../clickhouse/catalog.js';
 import { stableHash } from '../runtime/hash.js';
+import type { ProjectResource } from './graph.js';
+import { materializeTarget, nameRefusals, pipeSqlProblems } from './project-checks.js';
+import { withoutTrailingSemicolons } from './sql.js';
 import { findTableReferences } from './sql-scan.js';
 
 export type PipeStep =
@@ -23,41 +26,52 @@ export const VIEW_MARKER_PREFIX = 'weir-pipe:';
 /** The view's COMMENT: its spec hash, and `:backfilling` until its backfill has landed. */
 export const viewMarker = (specHash: string, backfilling = false): string => `${VIEW_MARKER_PREFIX}${specHash}${backfilling ? ':backfilling' : ''}`;
 
-/** Nodes up to `upTo` as one query: earlier nodes become CTEs readable by name. */
+/**
+ * Nodes up to `upTo` as one query: earlier nodes become CTEs readable by name. Each node ends
+ * on a new line inside its CTE; the result may end in a comment, so it is spliced into other
+ * SQL only through embedSql.
+ */
 export function composeQuery(nodes: PipeNode[], upTo?: string): string {
   const end = upTo === undefined ? nodes.length - 1 : nodes.findIndex((n) => n.name === upTo);
   const used = nodes.slice(0, end + 1);
   const last = used[used.length - 1];
   if (!last) throw new Error(`node ${upTo ?? ''} not found`);
-  const strip = (sql: string) => sql.trim().replace(/;\s*$/, '');
+  const strip = withoutTrailingSemicolons;
   if (used.length === 1) return strip(last.sql);
   const ctes = used.slice(0, -1).map((n) => `${n.name} AS (\n${strip(n.sql)}\n)`);
   return `WITH ${ctes.join(',\n')}\n${strip(last.sql)}`;
 }
 
-export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog): PipePlan {
+/**
+ * Plan one Pipe against the catalog. `project` is what is known of the other resources (by
+ * default the DataSources given): a name clash with one of them is refused.
+ */
+export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog, project: readonly ProjectResource[] = dataSources): PipePlan {
   const ns = pipe.metadata.namespace ?? 'default';
   const m = pipe.spec.materialize;
-  const plan: PipePlan = { steps: [], refusals: [] };
-  if (!m) return plan;
-  const target = dataSources.find((d) => d.metadata.name === resourceName(m.into) && (d.metadata.namespace ?? 'default') === ns);
+  const plan: PipePlan = { steps: [], refusals: pipeSqlProblems(pipe).map((p) => p.message) };
+  if (!m || plan.refusals.length > 0) return plan;
+  const target = materializeTarget(pipe, dataSources);
   if (!target) {
     plan.refusals.push(`materialize.into names DataSource ${ns}/${m.into}, which does not exist`);
     return plan;
   }
-  const dbOf = (d: DataSource) => d.spec.database ?? clickhouseName(d.metadata.namespace ?? 'default');
-  const database = dbOf(target);
+  const database = databaseOf(target);
   const view = clickhouseName(pipe.metadata.name);
   plan.view = `${database}.${view}`;
+  // A clash with a known resource says more than what the catalog shows of it.
+  const names = nameRefusals(pipe, [...project, ...dataSources]);
+  plan.refusals.push(...(names.length > 0 ? names : viewNameTaken(catalog, database, view, `${database}.${tableOf(target)}`)));
+  if (plan.refusals.length > 0) return plan;
   const query = composeQuery(pipe.spec.nodes, m.node);
   const nodeNames = new Set(pipe.spec.nodes.map((n) => n.name));
   const sources: TableRef[] = [];
   for (const ref of pipe.spec.nodes.flatMap((n) => findTableReferences(n.sql))) {
     if (nodeNames.has(ref)) continue;
     const [db, table] = ref.includes('.') ? (ref.split('.') as [string, string]) : [undefined, ref];
-    const ds = dataSources.find((d) => d.metadata.name === resourceName(table) && (db === undefined || dbOf(d) === db));
-    if (ds && !sources.some((s) => s.database === dbOf(ds) && s.table === clickhouseName(ds.metadata.name))) {
-      sources.push({ database: dbOf(ds), table: clickhouseName(ds.metadata.name) });
+    const ds = dataSources.find((d) => d.metadata.name === resourceName(table) && (db === undefined || databaseOf(d) === db));
+    if (ds && !sources.some((s) => s.database === databaseOf(ds) && s.table === clickhouseName(ds.metadata.name))) {
+      sources.push({ database: databaseOf(ds), table: clickhouseName(ds.metadata.name) });
     }
   }
   const specHash = stableHash({ query, target: m.into, backfill: m.backfill ?? 'Full' });
@@ -93,6 +107,26 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
     }
   }
   return plan;
+}
+
+/**
+ * Why the view's name is taken in ClickHouse by something that is not this Pipe's view: a
+ * table (CREATE MATERIALIZED VIEW IF NOT EXISTS would do nothing, and the backfill and the
+ * view's marker would land on that table), or a view writing to another table.
+ */
+function viewNameTaken(catalog: Catalog, database: string, view: string, target: string): string[] {
+  const table = findTable(catalog, database, view);
+  if (table) {
+    const whose = table.marker ? "a DataSource's table" : 'a table weir did not create';
+    return [`${database}.${view} exists as ${whose}, so the materialized view cannot be created; rename the Pipe (or the table)`];
+  }
+  const existing = catalog.views.find((v) => v.database === database && v.name === view);
+  if (existing?.target !== undefined && existing.target !== target && existing.comment.startsWith(VIEW_MARKER_PREFIX)) {
+    return [
+      `view ${database}.${view} writes to ${existing.target}, not to ${target}: it is another Pipe's, or this Pipe's before materialize.into changed, and weir does not move a view to another table; rename the Pipe, or drop the view`,
+    ];
+  }
+  return [];
 }
 
 export function describePipeStep(s: PipeStep): string {

@@ -1,6 +1,7 @@
 // plan for a whole project: every DataSource and Pipe, in dependency order, against one
 // observed catalog. This is what `weir plan` prints and what `weir apply`, `weir dev` and
-// the operator execute.
+// the operator execute. Name clashes between resources (project-checks.ts) are refused here
+// as in `weir validate`, so every path refuses them with the same message.
 import type { DataSource } from '../api/datasource.js';
 import type { Pipe } from '../api/pipe.js';
 import type { Catalog } from '../clickhouse/catalog.js';
@@ -37,11 +38,11 @@ export function planProject(resources: ProjectResource[], catalog: Catalog): Pro
     const r = byKey.get(key);
     if (!r || r.kind === 'Endpoint') continue;
     if (r.kind === 'DataSource') {
-      const p = planDataSource(r as DataSource, planned);
+      const p = planDataSource(r as DataSource, planned, resources);
       for (const s of p.steps) if (s.kind === 'CreateDatabase') planned.databases.push(s.database);
       out.resources.push({ key, steps: p.steps, refusals: p.refusals });
     } else {
-      const p = planPipe(r as Pipe, dataSources, planned);
+      const p = planPipe(r as Pipe, dataSources, planned, resources);
       out.resources.push({ key, steps: p.steps, refusals: p.refusals });
     }
   }

@@ -4,6 +4,7 @@
 import type { Column, DataSourceSpec, Engine, SkippingIndex } from '../api/datasource.js';
 import { IDENTIFIER } from '../api/schema-dsl.js';
 import { DEDUPLICATION_WINDOW } from '../clickhouse/dedup.js';
+import { analyzeStatement, tokenize, type Token } from '../clickhouse/sql-text.js';
 
 export const quoteIdentifier = (name: string): string => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
 
@@ -106,11 +107,147 @@ export const QUARANTINE_COLUMNS: Column[] = [
 
 export const quarantineTableName = (table: string): string => `${table}_quarantine`;
 
+/** The COMMENT of a DataSource's quarantine table: how weir knows it as its own. */
+export const quarantineComment = (database: string, table: string): string => `weir: rows of ${database}.${table} that could not be ingested`;
+
 export function createQuarantineSql(database: string, table: string): string {
   return createTableSql(
     database,
     quarantineTableName(table),
     { columns: QUARANTINE_COLUMNS, engine: { type: 'MergeTree', sortingKey: ['received_at'], partitionKey: 'toYYYYMM(received_at)' }, indexes: [] },
-    `weir: rows of ${database}.${table} that could not be ingested`,
+    quarantineComment(database, table),
   );
+}
+
+// ---- the user's SQL inside weir's ------------------------------------------------------
+// Pipe SQL (and a DataSource's forwardQuery) is spliced into `AS …`, `FROM (…)` and
+// `DESCRIBE TABLE (…)`. Spliced as written, a trailing `-- comment` swallows what weir writes
+// after it, a trailing ';' ends weir's statement early, and an open quote, comment or
+// parenthesis takes weir's own text into the user's. embedSql is the one way in.
+
+const isSymbolToken = (t: Token | undefined, s: string): boolean => t?.kind === 'symbol' && t.text === s;
+
+/** Does the quoted run `raw` (a string, quoted name or heredoc token) have its closing quote? */
+function isClosed(raw: string): boolean {
+  const heredoc = /^\$[A-Za-z0-9_]*\$/.exec(raw)?.[0];
+  if (heredoc) return raw.length >= 2 * heredoc.length && raw.endsWith(heredoc);
+  const quote = raw[0];
+  for (let i = 1; i < raw.length; i++) {
+    if (raw[i] === '\\') i++;
+    else if (raw[i] === quote) {
+      if (raw[i + 1] !== quote) return i === raw.length - 1;
+      i++;
+    }
+  }
+  return false;
+}
+
+/** Is a block comment left open in `tail` (text holding only spaces and comments)? */
+function opensBlockComment(tail: string): boolean {
+  let i = 0;
+  while (i < tail.length) {
+    if (tail.startsWith('--', i) || tail[i] === '#') {
+      const eol = tail.indexOf('\n', i);
+      if (eol < 0) return false;
+      i = eol + 1;
+    } else if (tail.startsWith('/*', i)) {
+      let depth = 0;
+      while (i < tail.length) {
+        if (tail.startsWith('/*', i)) {
+          depth++;
+          i += 2;
+        } else if (tail.startsWith('*/', i)) {
+          depth--;
+          i += 2;
+          if (depth === 0) break;
+        } else i++;
+      }
+      if (depth > 0) return true;
+    } else i++;
+  }
+  return false;
+}
+
+/**
+ * Why `sql` cannot be spliced into weir's statements, or undefined: it must be one statement
+ * (a trailing ';' is fine), with its quotes, comments and parentheses closed. Worded to follow
+ * "the SQL …".
+ */
+export function embeddingProblem(sql: string): string | undefined {
+  const tokens = [...tokenize(sql)];
+  const last = tokens[tokens.length - 1];
+  if (!last) return 'holds no statement';
+  if ((last.kind === 'string' || last.kind === 'quotedIdentifier') && !isClosed(sql.slice(last.start, last.end))) {
+    return 'leaves a string or quoted name open (its closing quote is missing)';
+  }
+  if (opensBlockComment(sql.slice(last.end))) return 'leaves a /* comment open (its */ is missing)';
+  let depth = 0;
+  let ended = false;
+  for (const t of tokens) {
+    if (ended && !isSymbolToken(t, ';')) return `holds more than one statement (a second one starts after ';': ${sql.slice(t.start, t.start + 40).split('\n')[0] ?? ''})`;
+    if (isSymbolToken(t, ';')) ended = true;
+    else if (isSymbolToken(t, '(')) depth++;
+    else if (isSymbolToken(t, ')') && --depth < 0) return `closes a parenthesis it did not open (at offset ${t.start})`;
+  }
+  if (depth > 0) return `leaves ${depth} parenthes${depth === 1 ? 'is' : 'es'} open`;
+  return undefined;
+}
+
+/** The SQL without the ';' that ends it (comments after it stay), trimmed as Pipe SQL always was. */
+export function withoutTrailingSemicolons(sql: string): string {
+  const text = sql.trim();
+  const tokens = [...tokenize(text)];
+  let out = text;
+  for (let i = tokens.length - 1; i >= 0 && isSymbolToken(tokens[i], ';'); i--) {
+    const t = tokens[i] as Token;
+    out = `${out.slice(0, t.start)}${out.slice(t.end)}`;
+  }
+  return out;
+}
+
+/**
+ * The user's SQL, ready to splice into weir's: one statement, its ';' removed, ending on a
+ * new line so that a trailing `-- comment` ends before weir's text goes on. Throws when it
+ * cannot be spliced (planners refuse such SQL first, with embeddingProblem).
+ */
+export function embedSql(sql: string): string {
+  const problem = embeddingProblem(sql);
+  if (problem) throw new Error(`the SQL ${problem}: ${sql.trim().slice(0, 80)}`);
+  return `${withoutTrailingSemicolons(sql)}\n`;
+}
+
+/** A top-level `SETTINGS name = …` clause of a query, as `SETTINGS name`. */
+function querySettingsClause(sql: string): string | undefined {
+  const tokens = [...tokenize(sql)];
+  let depth = 0;
+  for (const [i, t] of tokens.entries()) {
+    if (isSymbolToken(t, '(')) depth++;
+    else if (isSymbolToken(t, ')')) depth--;
+    const next = tokens[i + 1];
+    if (depth === 0 && t.kind === 'word' && t.text.toUpperCase() === 'SETTINGS' && (next?.kind === 'word' || next?.kind === 'quotedIdentifier') && isSymbolToken(tokens[i + 2], '=')) {
+      return `SETTINGS ${next.text}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Why a Pipe node's SQL cannot be one of weir's queries, or undefined: on top of
+ * embeddingProblem, no FORMAT (weir picks the output format), no SETTINGS (weir sets the
+ * settings of what it runs: an endpoint's limits, a backfill's filters) and no INTO OUTFILE.
+ * Worded to follow "node <name> …".
+ */
+export function pipeSqlProblem(sql: string): string | undefined {
+  const problem = embeddingProblem(sql);
+  if (problem) return problem;
+  const statement = analyzeStatement(sql);
+  if (statement.outputFormat !== undefined) {
+    return `ends with FORMAT ${statement.outputFormat}; remove it: weir picks the output format (an endpoint takes it from its URL)`;
+  }
+  const settings = querySettingsClause(sql);
+  if (settings) {
+    return `has a ${settings} clause; remove it: weir sets the settings of the queries it runs (an endpoint's limits, a backfill's filters)`;
+  }
+  if (statement.intoOutfile) return 'writes INTO OUTFILE, which weir never runs';
+  return undefined;
 }

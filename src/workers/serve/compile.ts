@@ -7,6 +7,7 @@ import type { Pipe } from '../../api/pipe.js';
 import { analyzeStatement } from '../../clickhouse/sql-text.js';
 import { compileParams, endpointNodes } from '../../controllers/endpoint.js';
 import { composeQuery } from '../../plan/pipe-plan.js';
+import { pipeSqlProblem } from '../../plan/sql.js';
 import { stableHash } from '../../runtime/hash.js';
 import { isNumeric, nonNull, parseParamType } from './param-types.js';
 import { checkParam } from './params.js';
@@ -90,6 +91,11 @@ export function compileEndpoint(endpoint: Endpoint, pipe: Pipe, database: string
     return problem(`node ${node.name} of Pipe ${pipe.metadata.name} ends with FORMAT ${statement.outputFormat}; remove it: the endpoint picks the format from the URL`);
   }
   if (statement.intoOutfile) return problem(`node ${node.name} of Pipe ${pipe.metadata.name} writes INTO OUTFILE, which an endpoint cannot`);
+  // Every node must be safe to splice: the server wraps the query (DESCRIBE TABLE (…), FORMAT …).
+  for (const n of nodes) {
+    const sqlProblem = pipeSqlProblem(n.sql);
+    if (sqlProblem) return problem(`node ${n.name} of Pipe ${pipe.metadata.name} ${sqlProblem}`);
+  }
 
   const declared = new Map((endpoint.spec.params ?? []).map((p) => [p.name, p]));
   const params: EndpointParameter[] = [];

@@ -9,6 +9,7 @@ import type { ClickHouse } from '../../clickhouse/connection.js';
 import { toClickHouseError } from '../../clickhouse/errors.js';
 import { backoffDelay, type BackoffPolicy } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/log.js';
+import { embedSql } from '../../plan/sql.js';
 import type { CompiledEndpoint } from './compile.js';
 import { describeValues } from './openapi.js';
 
@@ -40,7 +41,7 @@ function compileProblem(e: unknown): { retriable: boolean; reason: string } {
  * The endpoint server gates readiness on it, and the operator gates rollouts on it.
  */
 export async function describeEndpointQuery(ch: Pick<ClickHouse, 'query'>, ep: CompiledEndpoint): Promise<void> {
-  await ch.query(`DESCRIBE TABLE (\n${ep.sql}\n)`, {
+  await ch.query(`DESCRIBE TABLE (${embedSql(ep.sql)})`, {
     params: describeValues(ep),
     database: ep.database,
     settings: { readonly: 2, max_execution_time: Math.min(ep.limits.maxExecutionTimeMs, 10_000) / 1000 },

@@ -5,6 +5,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uniqueNamespace } from '../../fixtures/builders.js';
 import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { WEIR_BIN } from '../../fixtures/processes.js';
 
@@ -63,5 +64,49 @@ describe('weir plan exit codes', () => {
     const refused = await weir('plan', '-f', project, '--clickhouse', server.url);
     expect(refused.code).toBe(1);
     expect(refused.out).toMatch(/REFUSED: dropping column country loses data; set spec\.migration\.allowDestructive: true/);
+  });
+});
+
+describe('weir validate, plan and apply on a project whose names clash or whose SQL cannot be embedded', () => {
+  /** The example in a namespace of its own, plus `extra` files. */
+  const projectWith = (extra: Record<string, string>, ns: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-clash-'));
+    for (const f of ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml']) {
+      writeFileSync(join(dir, f), readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`));
+    }
+    for (const [f, text] of Object.entries(extra)) writeFileSync(join(dir, f), text);
+    return dir;
+  };
+  const databaseCount = async (db: string) => (await server.ch.query<{ n: string }>(`SELECT count() AS n FROM system.databases WHERE name = '${db}'`))[0]?.n;
+
+  it('a DataSource named like the rollup view: each command exits 1 naming both resources and both files, and nothing is created', async () => {
+    const ns = uniqueNamespace('names');
+    const dir = projectWith({ 'extra.yaml': `apiVersion: weir.dev/v1alpha1\nkind: DataSource\nmetadata: {name: daily-rollup, namespace: ${ns}}\nspec:\n  columns: [{name: day, type: Date, jsonPath: $.day}]\n  engine: {type: MergeTree, sortingKey: [day]}\n` }, ns);
+    const db = ns.replace(/-/g, '_');
+    const message =
+      `pipes.yaml: Pipe ${ns}/daily-rollup: .metadata.name: ${db}.daily_rollup would be both the table of DataSource ${ns}/daily-rollup and the materialized view of Pipe ${ns}/daily-rollup; ` +
+      `two ClickHouse objects cannot share a name: rename one of them (DataSource ${ns}/daily-rollup is in extra.yaml, Pipe ${ns}/daily-rollup in pipes.yaml)`;
+    for (const args of [['validate', '-f', dir], ['plan', '-f', dir, '--clickhouse', server.url], ['apply', '-f', dir, '--clickhouse', server.url]]) {
+      const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [WEIR_BIN, ...args], { cwd: dir });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('exit', (code) => resolve({ code, out }));
+      });
+      expect(r.code, `${args[0]}: ${r.out}`).toBe(1);
+      expect(r.out.split('\n')).toContain(message);
+    }
+    expect(await databaseCount(db)).toBe('0');
+  });
+
+  it('a node ending with FORMAT JSON: weir validate names the file, the Pipe and the node', async () => {
+    const ns = uniqueNamespace('fmt');
+    const dir = projectWith({}, ns);
+    const file = join(dir, 'pipes.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('LIMIT {limit:UInt32}', 'LIMIT {limit:UInt32}\n        FORMAT JSON'));
+    const r = await weir('validate', '-f', dir);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(`pipes.yaml: Pipe ${ns}/top-pages: .spec.nodes[1].sql: node ranked ends with FORMAT JSON; remove it: weir picks the output format (an endpoint takes it from its URL)`);
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
 import { emptyCatalog } from '../../../src/clickhouse/catalog.js';
 import { describeStep, planDataSource, type MigrationStep } from '../../../src/plan/datasource-plan.js';
-import { column, dataSource, inNamespace, withColumns, withEngine, withSortingKey, withSpec } from '../../fixtures/builders.js';
+import { column, dataSource, inNamespace, materializedInto, pipe, withColumns, withEngine, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { catalogOf, tableFor } from '../../fixtures/catalog.js';
 
 const pageViews = (...mods: ((d: DataSource) => void)[]) =>
@@ -190,3 +190,44 @@ describe('planDataSource: copy-and-swap', () => {
   });
 });
 
+
+describe('planDataSource: names taken', () => {
+  const view = (name: string, comment: string) => ({ database: 'web', name, target: 'web.other', query: 'SELECT 1', comment });
+
+  it('refuses a table name a view holds: CREATE TABLE IF NOT EXISTS would create nothing', () => {
+    const plan = planDataSource(pageViews(), { databases: ['web'], tables: [], views: [view('page_views', 'weir-pipe:abc')] });
+    expect(plan).toEqual({
+      table: 'web.page_views',
+      steps: [],
+      refusals: ["web.page_views exists as a materialized Pipe's view, so its table cannot be created; rename the DataSource or drop the view"],
+    });
+    expect(planDataSource(pageViews(), { databases: ['web'], tables: [], views: [view('page_views', '')] }).refusals).toEqual([
+      'web.page_views exists as a view weir did not create, so its table cannot be created; rename the DataSource or drop the view',
+    ]);
+  });
+
+  it('refuses a quarantine name a view or another DataSource\'s table holds', () => {
+    const byView = planDataSource(pageViews(), { databases: ['web'], tables: [], views: [view('page_views_quarantine', '')] });
+    expect(byView.steps).toEqual([]);
+    expect(byView.refusals).toEqual([expect.stringMatching(/^web\.page_views_quarantine exists as a view weir did not create, so the quarantine table of web\.page_views cannot be created/)]);
+    const other = tableFor(dataSource('page-views-quarantine', inNamespace('web')));
+    expect(planDataSource(pageViews(), catalogOf(other)).refusals).toEqual([
+      'web.page_views_quarantine is the table of another DataSource, so it cannot be the quarantine table of web.page_views; rename one of the DataSources',
+    ]);
+  });
+
+  it('refuses a clash with another resource of the project, before any step', () => {
+    const rollup = pipe('page-views', inNamespace('web'), materializedInto('daily'));
+    const plan = planDataSource(pageViews(), emptyCatalog(), [rollup, dataSource('daily', inNamespace('web'))]);
+    expect(plan.steps).toEqual([]);
+    expect(plan.refusals).toEqual([
+      'web.page_views would be both the table of DataSource web/page-views and the materialized view of Pipe web/page-views; two ClickHouse objects cannot share a name: rename one of them',
+    ]);
+  });
+
+  it('refuses reserved names and a forwardQuery it cannot embed', () => {
+    expect(planDataSource(dataSource('events--v2'), emptyCatalog()).refusals).toEqual([expect.stringMatching(/^events--v2 is ClickHouse name events__v2/)]);
+    const bad = pageViews(withSpec<DataSource>({ migration: { forwardQuery: 'SELECT * FROM {source}; DROP TABLE x' } }));
+    expect(planDataSource(bad, emptyCatalog()).refusals).toEqual([expect.stringMatching(/^spec\.migration\.forwardQuery holds more than one statement/)]);
+  });
+});

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { Catalog } from '../../../src/clickhouse/catalog.js';
-import { composeQuery, planPipe, viewMarker } from '../../../src/plan/pipe-plan.js';
-import { dataSource, inNamespace, materializedInto, node, pipe, withNodes } from '../../fixtures/builders.js';
+import { tokenize } from '../../../src/clickhouse/sql-text.js';
+import { composeQuery, planPipe, viewMarker, type PipeStep } from '../../../src/plan/pipe-plan.js';
+import { planProject } from '../../../src/plan/project-plan.js';
+import { embedSql } from '../../../src/plan/sql.js';
+import { stableHash } from '../../../src/runtime/hash.js';
+import { dataSource, endpoint, inNamespace, materializedInto, node, pipe, withNodes } from '../../fixtures/builders.js';
 import { catalogOf, tableFor } from '../../fixtures/catalog.js';
 
 const source = dataSource('page-views', inNamespace('web'));
@@ -50,5 +54,90 @@ describe('planPipe', () => {
   it('refuses to touch a view weir did not create, or a target that does not exist', () => {
     expect(planPipe(rollup(), [source, target], withView(catalog, 'hand made')).refusals[0]).toMatch(/was not created by weir/);
     expect(planPipe(rollup(), [source], catalog).refusals[0]).toMatch(/does not exist/);
+  });
+});
+
+const SQL = 'SELECT tenant_id, count() AS n FROM page_views GROUP BY tenant_id';
+/** The endings a node's SQL may have that must not reach into weir's SQL around it. */
+const ENDINGS: [string, string][] = [
+  ['a trailing -- comment', `${SQL}\n-- per tenant`],
+  ['a trailing /* comment */', `${SQL} /* per tenant */`],
+  ['a trailing ;', `${SQL};`],
+];
+const tokensOf = (sql: string) => [...tokenize(sql)].map((t) => t.text);
+const createStep = (plan: { steps: PipeStep[] }) => plan.steps[0] as Extract<PipeStep, { kind: 'CreateView' }>;
+
+describe('composeQuery and planPipe with what may end a node', () => {
+  const catalog = catalogOf(tableFor(source), tableFor(target));
+
+  for (const [what, sql] of ENDINGS) {
+    it(`a node ending with ${what} composes into CTEs and embeds with nothing swallowed`, () => {
+      const composed = composeQuery([node('a', sql), node('b', `SELECT * FROM a\n${what.includes('--') ? '-- last' : ''}`)]);
+      expect(tokensOf(composed)).toEqual(['WITH', 'a', 'AS', '(', ...tokensOf(SQL), ')', 'SELECT', '*', 'FROM', 'a']);
+      const step = createStep(planPipe(rollup(sql), [source, target], catalog));
+      expect(step.kind).toBe('CreateView');
+      expect(tokensOf(`CREATE MATERIALIZED VIEW v TO t AS ${embedSql(step.query)} COMMENT 'm'`).slice(-2)).toEqual(['COMMENT', "'m'"]);
+      expect(tokensOf(`DESCRIBE TABLE (${embedSql(step.query)})`)).toEqual(['DESCRIBE', 'TABLE', '(', ...tokensOf(SQL), ')']);
+    });
+  }
+
+  it('keeps the spec hash of SQL ending with ; as before (no recompute on upgrade)', () => {
+    const step = createStep(planPipe(rollup(`${SQL};\n`), [source, target], catalog));
+    expect(step.specHash).toBe(stableHash({ query: SQL, target: 'daily', backfill: 'Full' }));
+  });
+
+  it('refuses a node ending with FORMAT JSON or SETTINGS, creating nothing', () => {
+    const plan = planPipe(rollup(`${SQL} FORMAT JSON`), [source, target], catalog);
+    expect(plan).toEqual({ steps: [], refusals: ['node n ends with FORMAT JSON; remove it: weir picks the output format (an endpoint takes it from its URL)'] });
+    expect(planPipe(rollup(`${SQL} SETTINGS max_threads = 1`), [source, target], catalog).refusals).toEqual([expect.stringMatching(/^node n has a SETTINGS max_threads clause/)]);
+    const plain = pipe('plain', withNodes(node('a', 'SELECT 1 FORMAT CSV')));
+    expect(planPipe(plain, [], catalog).refusals).toEqual([expect.stringMatching(/^node a ends with FORMAT CSV/)]);
+  });
+});
+
+describe('planPipe: names taken', () => {
+  const catalog = catalogOf(tableFor(source), tableFor(target));
+
+  it('refuses a view name a table holds: CREATE MATERIALIZED VIEW IF NOT EXISTS would create nothing, and the backfill would run', () => {
+    const weirs = catalogOf(tableFor(source), tableFor(target), tableFor(dataSource('rollup', inNamespace('web'))));
+    expect(planPipe(rollup(), [source, target], weirs)).toMatchObject({
+      steps: [],
+      refusals: ["web.rollup exists as a DataSource's table, so the materialized view cannot be created; rename the Pipe (or the table)"],
+    });
+    const users = { ...catalog, tables: [...catalog.tables, { database: 'web', name: 'rollup', engine: 'MergeTree', columns: [], comment: '', totalRows: 0 }] };
+    expect(planPipe(rollup(), [source, target], users).refusals).toEqual([
+      'web.rollup exists as a table weir did not create, so the materialized view cannot be created; rename the Pipe (or the table)',
+    ]);
+  });
+
+  it('refuses a weir view that writes to another table (another Pipe\'s)', () => {
+    const other = { ...catalog, views: [{ database: 'web', name: 'rollup', target: 'web.elsewhere', query: '', comment: viewMarker('x') }] };
+    expect(planPipe(rollup(), [source, target], other).refusals).toEqual([expect.stringMatching(/^view web\.rollup writes to web\.elsewhere, not to web\.daily: it is another Pipe's/)]);
+  });
+
+  it('refuses a clash with a DataSource of its name', () => {
+    const same = dataSource('rollup', inNamespace('web'));
+    expect(planPipe(rollup(), [source, target, same], catalog).refusals).toEqual([
+      'web.rollup would be both the table of DataSource web/rollup and the materialized view of Pipe web/rollup; two ClickHouse objects cannot share a name: rename one of them',
+    ]);
+  });
+});
+
+describe('planProject refuses a name clash on both resources, with one message', () => {
+  it('the example plus a DataSource named like its rollup view', () => {
+    const resources = [
+      dataSource('page-views', inNamespace('web')),
+      dataSource('page-views-daily', inNamespace('web')),
+      pipe('daily-rollup', inNamespace('web'), withNodes(node('rollup', 'SELECT * FROM page_views')), materializedInto('page-views-daily')),
+      dataSource('daily-rollup', inNamespace('web')),
+      endpoint('e', 'daily-rollup', inNamespace('web')),
+    ];
+    const plan = planProject(resources, { databases: [], tables: [], views: [] });
+    const message =
+      'web.daily_rollup would be both the table of DataSource web/daily-rollup and the materialized view of Pipe web/daily-rollup; two ClickHouse objects cannot share a name: rename one of them';
+    expect(plan.resources.filter((r) => r.refusals.length > 0)).toEqual([
+      { key: 'DataSource/web/daily-rollup', steps: [], refusals: [message] },
+      { key: 'Pipe/web/daily-rollup', steps: [], refusals: [message] },
+    ]);
   });
 });
