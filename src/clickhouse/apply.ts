@@ -1,12 +1,16 @@
 // observe → plan → execute for a whole project, against one ClickHouse. Used by `weir apply`,
 // `weir dev` and (per resource) the operator.
 import type { DataSource } from '../api/datasource.js';
-import { databaseOf } from '../api/names.js';
-import type { ProjectResource } from '../plan/graph.js';
-import { planProject, type ProjectPlan } from '../plan/project-plan.js';
-import type { Logger } from '../runtime/log.js';
+import { clickhouseName } from '../api/names.js';
+import type { Pipe } from '../api/pipe.js';
+import { resourceKey, type ProjectResource } from '../plan/graph.js';
+import { composeQuery } from '../plan/pipe-plan.js';
+import { describeAnyStep, isPipeStep, planProject, type ProjectPlan, type Step } from '../plan/project-plan.js';
+import { findPlaceholders } from '../plan/sql-scan.js';
+import { errorMessage, type Logger } from '../runtime/log.js';
 import { observeCatalog, type Catalog } from './catalog.js';
 import type { ClickHouse } from './connection.js';
+import { ErrorCode, toClickHouseError } from './errors.js';
 import { Executor, type ExecutionHooks } from './executor.js';
 import type { FenceTiming } from './fence.js';
 
@@ -14,7 +18,7 @@ export const databasesOf = (resources: ProjectResource[]): string[] => [
   ...new Set(
     resources
       .filter((r): r is DataSource => r.kind === 'DataSource')
-      .map(databaseOf),
+      .map((d) => d.spec.database ?? clickhouseName(d.metadata.namespace ?? 'default')),
   ),
 ];
 
@@ -26,24 +30,96 @@ export class PlanRefusedError extends Error {
   readonly retriable = false;
 }
 
+/**
+ * An apply that stopped at one resource's step: the resource, why (for a Pipe, the node whose
+ * SQL does not compile), and which steps of the save were applied before it and which were not.
+ */
+export class ApplyFailedError extends Error {
+  readonly retriable: boolean;
+
+  constructor(
+    readonly resource: string,
+    readonly reason: string,
+    readonly applied: string[],
+    readonly notApplied: string[],
+    cause: unknown,
+  ) {
+    super(`${resource}: ${reason}\napplied: ${applied.join('; ') || 'nothing'}\nnot applied: ${notApplied.join('; ')}`, { cause });
+    this.retriable = toClickHouseError(cause).retriable;
+  }
+}
+
+class NodeDoesNotCompile extends Error {}
+
+/**
+ * Compile a materialized Pipe's nodes, up to the one it materializes, before its view is made:
+ * ClickHouse's error then names the user's SQL and the node, not weir's CREATE … COMMENT around it.
+ */
+async function compilePipeNodes(ch: ClickHouse, pipe: Pipe, database: string): Promise<void> {
+  const upTo = pipe.spec.materialize?.node;
+  const last = upTo === undefined ? pipe.spec.nodes.length - 1 : pipe.spec.nodes.findIndex((n) => n.name === upTo);
+  for (const node of pipe.spec.nodes.slice(0, last + 1)) {
+    const query = composeQuery(pipe.spec.nodes, node.name);
+    // Nodes with {name:Type} placeholders compile with their Endpoint, which has the values.
+    if (findPlaceholders(query).length > 0) continue;
+    try {
+      await ch.query(`DESCRIBE TABLE (\n${query}\n)`, { database, settings: { readonly: 2 } });
+    } catch (e) {
+      const error = toClickHouseError(e);
+      const reason = error.code === ErrorCode.SYNTAX_ERROR ? await syntaxProblem(ch, query, database, error) : error.message;
+      throw new NodeDoesNotCompile(`node ${node.name}: the SQL does not compile: ${reason.split('\n')[0] ?? ''}`, { cause: e });
+    }
+  }
+}
+
+/** A syntax error as the query alone has it (the DESCRIBE around it would point at weir's closing parenthesis). */
+async function syntaxProblem(ch: ClickHouse, query: string, database: string, fallback: Error): Promise<string> {
+  try {
+    await ch.command(`EXPLAIN SYNTAX ${query}`, { database, settings: { readonly: 2 } });
+    return fallback.message;
+  } catch (e) {
+    // The position counts EXPLAIN's own words; the line and column are the query's.
+    return toClickHouseError(e).message.replace(/failed at position \d+ \((.*?)\) \(line/, 'failed at $1 (line');
+  }
+}
+
 export interface ApplyOptions {
   log: Logger;
   hooks?: ExecutionHooks;
   fenceTiming?: FenceTiming;
 }
 
-/** Converge ClickHouse to the resources. Refuses as a whole (changing nothing) when any resource's plan is refused. */
+/**
+ * Converge ClickHouse to the resources. Refuses as a whole (changing nothing) when any resource's
+ * plan is refused; a step that fails stops the apply with an ApplyFailedError saying what was applied.
+ */
 export async function applyProject(ch: ClickHouse, resources: ProjectResource[], opts: ApplyOptions): Promise<{ plan: ProjectPlan; executor: Executor }> {
   const catalog = await observeProject(ch, resources);
   const plan = planProject(resources, catalog);
   if (plan.cycle) throw new PlanRefusedError(`dependency cycle: ${plan.cycle.join(' -> ')}`);
   const refusals = plan.resources.flatMap((r) => r.refusals.map((why) => `${r.key}: ${why}`));
   if (refusals.length > 0) throw new PlanRefusedError(refusals.join('\n'));
-  const executor = new Executor(ch, {
-    log: opts.log,
-    ...(opts.hooks ? { hooks: opts.hooks } : {}),
-    ...(opts.fenceTiming ? { fenceTiming: opts.fenceTiming } : {}),
-  });
-  for (const r of plan.resources) await executor.run(r.steps);
+  const done = new Set<Step>();
+  const hooks: ExecutionHooks = {
+    onProgress: (step, state, detail) => {
+      if (state === 'Done') done.add(step);
+      opts.hooks?.onProgress?.(step, state, detail);
+    },
+  };
+  const executor = new Executor(ch, { log: opts.log, hooks, ...(opts.fenceTiming ? { fenceTiming: opts.fenceTiming } : {}) });
+  const byKey = new Map(resources.map((r) => [resourceKey(r), r]));
+  for (const [i, r] of plan.resources.entries()) {
+    try {
+      const resource = byKey.get(r.key);
+      const pipeStep = r.steps.find(isPipeStep);
+      if (resource?.kind === 'Pipe' && pipeStep && pipeStep.kind !== 'DropView') await compilePipeNodes(ch, resource as Pipe, pipeStep.database);
+      await executor.run(r.steps);
+    } catch (e) {
+      const steps = plan.resources.flatMap((x) => x.steps);
+      const reason = e instanceof NodeDoesNotCompile ? e.message : errorMessage(e);
+      const notApplied = plan.resources.slice(i).flatMap((x) => x.steps).filter((s) => !done.has(s));
+      throw new ApplyFailedError(r.key.replace('/', ' '), reason, steps.filter((s) => done.has(s)).map(describeAnyStep), notApplied.map(describeAnyStep), e instanceof NodeDoesNotCompile ? e.cause : e);
+    }
+  }
   return { plan, executor };
 }
