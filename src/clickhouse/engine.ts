@@ -11,12 +11,23 @@
 // - chdb's queryBind runs parameterised queries one at a time across all sessions; parameters set per session
 //   with `SET param_<name>` are isolated and run in parallel (see query-params.ts).
 // - One data directory per process: a second directory is refused while the first is open.
+// - A one-shot query cannot be aborted from JS (its abort only rejects early), but `KILL QUERY` from another
+//   session stops it. chdb gives its own query_id to every statement, so each one ends in a marker comment that
+//   the KILL finds it by. `KILL ... SYNC` never returns in chdb; ASYNC does.
+// - A statement that failed (an error, a timeout, a KILL) stays in system.processes until its session runs the
+//   next one, so a session runs `SELECT 1` after a failure before it is reused.
+// - chdb applies neither user_files_path nor remote_url_allow_hosts: table-access.ts confines what a statement
+//   reaches instead.
 
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Session, drainPending, type ChdbResult, type RawInsertFormat } from 'chdb';
 import { ClickHouseError, ErrorCode, parseClickHouseError } from './errors.js';
 import { PARAM_PREFIX, bindParameters } from './query-params.js';
-import { analyzeStatement, quoteIdentifier, quoteStringLiteral, type StatementInfo } from './sql-text.js';
+import { analyzeStatement, quoteIdentifier, quoteStringLiteral, tokenize, type StatementInfo, type Token } from './sql-text.js';
+import { checkSetting, confineStatement, stringLiteralValue, type TableAccessPolicy } from './table-access.js';
 
 export interface QuerySummary {
   readRows: number;
@@ -42,6 +53,10 @@ export interface EngineRequest {
   defaultFormat: string;
   /** GET requests: ClickHouse runs them with readonly=2. */
   readOnly: boolean;
+  /** The client's query_id: `KILL QUERY WHERE query_id = '...'` finds the statement by it. */
+  queryId?: string;
+  /** Aborted when the client has gone: a waiting statement is dropped, a running one is killed. */
+  signal?: AbortSignal;
 }
 
 export interface EngineResult {
@@ -116,9 +131,9 @@ class EngineSession {
     readonly readOnly: boolean,
   ) {}
 
-  static async open(dataDir: string, readOnly: boolean): Promise<EngineSession> {
+  static async open(dataDir: string, readOnly: boolean, connectionArgs: readonly string[]): Promise<EngineSession> {
     // Load tables before the first query answers, so a restarted server never reports a table missing.
-    const chdb = new Session(dataDir, { connectionArgs: ['--async_load_databases=0', '--async_load_system_database=0'] });
+    const chdb = new Session(dataDir, { connectionArgs: ['--async_load_databases=0', '--async_load_system_database=0', ...connectionArgs] });
     const session = new EngineSession(chdb, readOnly);
     // clickhouse-local accepts SELECT-less expressions; a ClickHouse server does not.
     const baseline = readOnly ? 'SET implicit_select = 0, readonly = 2' : 'SET implicit_select = 0';
@@ -158,12 +173,23 @@ class EngineSession {
     }
   }
 
+  /** Clears a failed statement from system.processes (chdb keeps it there until the session's next query). */
+  async settle(): Promise<void> {
+    try {
+      await this.chdb.queryAsync('SELECT 1');
+    } catch {
+      this.reusable = false;
+    }
+  }
+
   close(): void {
     this.chdb.close();
   }
 }
 
 const shuttingDown = (): ClickHouseError => new ClickHouseError('The server is shutting down', { code: ErrorCode.ABORTED });
+const clientGone = (): ClickHouseError =>
+  new ClickHouseError('Query was cancelled: the client went away or the query was killed', { code: ErrorCode.QUERY_WAS_CANCELLED });
 
 /** At most `size` holders at a time; the rest wait in arrival order. */
 class Slots {
@@ -171,12 +197,25 @@ class Slots {
 
   constructor(private free: number) {}
 
-  async acquire(): Promise<void> {
+  /** Waits for a slot; an abort while waiting leaves the queue without taking one. */
+  async acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) throw clientGone();
     if (this.free > 0) {
       this.free--;
       return;
     }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
+    await new Promise<void>((resolve, reject) => {
+      const take = (): void => {
+        signal?.removeEventListener('abort', leave);
+        resolve();
+      };
+      const leave = (): void => {
+        this.waiting = this.waiting.filter((w) => w !== take);
+        reject(clientGone());
+      };
+      this.waiting.push(take);
+      signal?.addEventListener('abort', leave, { once: true });
+    });
   }
 
   release(): void {
@@ -197,13 +236,14 @@ class SessionPool {
   constructor(
     private readonly dataDir: string,
     size: number,
+    private readonly connectionArgs: readonly string[],
   ) {
     this.slots = new Slots(size);
   }
 
-  async use<T>(readOnly: boolean, work: (session: EngineSession) => Promise<T>): Promise<T> {
+  async use<T>(readOnly: boolean, work: (session: EngineSession) => Promise<T>, signal?: AbortSignal): Promise<T> {
     if (this.closed) throw shuttingDown();
-    await this.slots.acquire();
+    await this.slots.acquire(signal);
     if (this.closed) {
       this.slots.release();
       throw shuttingDown();
@@ -211,8 +251,11 @@ class SessionPool {
     this.busy++;
     let session: EngineSession | undefined;
     try {
-      session = this.idleSessions(readOnly).pop() ?? (await EngineSession.open(this.dataDir, readOnly));
+      session = this.idleSessions(readOnly).pop() ?? (await EngineSession.open(this.dataDir, readOnly, this.connectionArgs));
       return await work(session);
+    } catch (e) {
+      await session?.settle();
+      throw e;
     } finally {
       if (session) this.putBack(session);
       this.busy--;
@@ -244,56 +287,157 @@ export interface EngineOptions {
   dataDir: string;
   /** Statements run at once; defaults to one less than the libuv thread pool. */
   maxConcurrentQueries?: number;
+  /** Where file() reads and writes; defaults to <dataDir>/user_files. */
+  userFilesDir?: string;
+  /** Allow url(), s3(), remote() and the other table functions and engines that reach other servers. */
+  allowRemoteFunctions?: boolean;
 }
 
 const defaultConcurrency = (): number => Math.max(1, Number(process.env.UV_THREADPOOL_SIZE ?? 4) - 1);
 
+// How often a KILL is sent again while the statement it is for has not ended (it may not have started yet).
+const KILL_RETRY_MS = 50;
+
+/** A statement of a request, from when it is accepted until it has ended. */
+interface Tracked {
+  /** Ends the statement's text, so that `KILL QUERY` finds it in system.processes. */
+  marker: string;
+  cancel: AbortController;
+  settled: Promise<void>;
+}
+
+/** The comment that ends a statement so that it can be found in system.processes. */
+const markerComment = (): string => `/* weir:query ${randomUUID()} */`;
+
 /** Runs statements for the HTTP server. */
 export class ChdbEngine {
+  private readonly tracked = new Map<string, Tracked>();
+
   private constructor(
     private readonly pool: SessionPool,
+    /** A session of its own for KILL, so that a full pool cannot hold up a cancel. */
+    private readonly control: EngineSession,
+    private readonly access: TableAccessPolicy,
     readonly info: EngineInfo,
   ) {}
 
   static async open(opts: EngineOptions): Promise<ChdbEngine> {
     mkdirSync(opts.dataDir, { recursive: true });
-    const pool = new SessionPool(opts.dataDir, opts.maxConcurrentQueries ?? defaultConcurrency());
-    const probe = await pool.use(false, (s) => s.chdb.queryAsync('SELECT version(), timezone()', { format: 'TabSeparated' }));
-    const [version = '', timezone = 'UTC'] = probe.text().trim().split('\t');
-    return new ChdbEngine(pool, { version, timezone });
+    const userFilesDir = opts.userFilesDir ?? join(opts.dataDir, 'user_files');
+    mkdirSync(userFilesDir, { recursive: true });
+    const connectionArgs = [`--user_files_path=${userFilesDir}`];
+    const pool = new SessionPool(opts.dataDir, opts.maxConcurrentQueries ?? defaultConcurrency(), connectionArgs);
+    const control = await EngineSession.open(opts.dataDir, false, connectionArgs);
+    const probe = async (sql: string): Promise<string[]> => (await control.chdb.queryAsync(sql, { format: 'TabSeparated' })).text().trim().split('\n');
+    try {
+      const [version = '', timezone = 'UTC'] = (await probe('SELECT version(), timezone()'))[0]?.split('\t') ?? [];
+      const tableFunctions = await probe('SELECT lower(name) FROM system.table_functions');
+      const engines = await probe('SELECT lower(name) FROM system.table_engines UNION ALL SELECT lower(name) FROM system.database_engines');
+      const access = { userFilesDir, allowRemote: opts.allowRemoteFunctions ?? false, tableFunctions: new Set(tableFunctions), engines: new Set(engines) };
+      return new ChdbEngine(pool, control, access, { version, timezone });
+    } catch (e) {
+      control.close();
+      await pool.close();
+      throw engineError(e);
+    }
   }
 
   async execute(req: EngineRequest): Promise<EngineResult> {
-    const statement = statementOf(req);
-    rejectUnsupported(statement);
+    const parsed = statementOf(req);
+    rejectUnsupported(parsed);
+    for (const [name, value] of req.settings) checkSetting(name, value);
+    const statement = { ...parsed, ...confineStatement(parsed.sql, parsed.info, this.access) };
+    if (statement.info.kind === 'KILL') return this.kill(statement, req);
     const bound = bindParameters(statement.sql, statement.info, req.params);
     // readonly=2 is what read-only sessions already run with: use one of those (reusable)
     // instead of raising readonly on a read-write session, which could then not be reused.
     const readOnly = req.readOnly || req.settings.get('readonly') === '2';
     const settings = readOnly ? new Map([...req.settings].filter(([k]) => k !== 'readonly')) : req.settings;
-    return this.pool.use(readOnly, async (session) => {
-      try {
-        await session.enter(req.database, settings, bound.assignments);
-        return await this.run(session, req, { ...statement, sql: bound.sql });
-      } catch (e) {
-        throw withoutParamPrefix(engineError(e));
-      } finally {
-        if (statement.info.changesSessionState) session.reusable = false;
-      }
-    });
+    return this.tracking(req, (tracked) =>
+      this.pool.use(
+        readOnly,
+        async (session) => {
+          try {
+            await session.enter(req.database, settings, bound.assignments);
+            if (tracked.cancel.signal.aborted) throw clientGone();
+            return await this.run(session, req, { ...statement, sql: bound.sql }, tracked);
+          } catch (e) {
+            throw withoutParamPrefix(engineError(e));
+          } finally {
+            if (statement.info.changesSessionState) session.reusable = false;
+          }
+        },
+        tracked.cancel.signal,
+      ),
+    );
   }
 
   /** Waits for running statements and closes the engine's sessions. */
   async close(): Promise<void> {
     await this.pool.close();
+    this.control.close();
     await drainPending();
   }
 
-  private async run(session: EngineSession, req: EngineRequest, statement: Statement): Promise<EngineResult> {
+  /** Registers the request's statement under its query_id while `work` runs, and kills it when it is cancelled. */
+  private async tracking<T>(req: EngineRequest, work: (tracked: Tracked) => Promise<T>): Promise<T> {
+    const cancel = new AbortController();
+    const onClientGone = (): void => cancel.abort();
+    req.signal?.addEventListener('abort', onClientGone, { once: true });
+    if (req.signal?.aborted) cancel.abort();
+    let settle = (): void => undefined;
+    const tracked: Tracked = { marker: markerComment(), cancel, settled: new Promise<void>((resolve) => (settle = resolve)) };
+    const onCancel = (): void => void this.killUntilSettled(tracked);
+    cancel.signal.addEventListener('abort', onCancel, { once: true });
+    if (req.queryId !== undefined) this.tracked.set(req.queryId, tracked);
+    try {
+      return await work(tracked);
+    } finally {
+      settle();
+      cancel.signal.removeEventListener('abort', onCancel);
+      req.signal?.removeEventListener('abort', onClientGone);
+      if (req.queryId !== undefined && this.tracked.get(req.queryId) === tracked) this.tracked.delete(req.queryId);
+    }
+  }
+
+  /** KILLs the statement until it has ended: the first KILL can come before the engine has started it. */
+  private async killUntilSettled(tracked: Tracked): Promise<void> {
+    let settled = false;
+    void tracked.settled.then(() => (settled = true));
+    const kill = `KILL QUERY WHERE endsWith(query, ${quoteStringLiteral(tracked.marker)}) ASYNC`;
+    while (!settled) {
+      await this.control.chdb.queryAsync(kill).catch(() => undefined);
+      await Promise.race([tracked.settled, delay(KILL_RETRY_MS)]);
+    }
+  }
+
+  /**
+   * `KILL QUERY WHERE query_id = '<id>'` for a request of this server, which chdb knows under its own id; any
+   * other KILL goes to the engine, as ASYNC (chdb's SYNC never returns).
+   */
+  private async kill(statement: Statement, req: EngineRequest): Promise<EngineResult> {
+    const format = statement.info.outputFormat ?? req.defaultFormat;
+    const target = killTarget(statement.sql);
+    const tracked = target ? this.tracked.get(target.queryId) : undefined;
+    if (target === undefined || tracked === undefined) {
+      const sql = target?.mode === 'SYNC' ? statement.sql.slice(0, target.modeAt) + 'ASYNC' + statement.sql.slice(target.modeAt + 4) : statement.sql;
+      const result = await this.control.chdb.queryAsync(sql, { format });
+      return { body: result.bytes(), outputFormat: format, summary: resultSummary(result) };
+    }
+    if (target.mode !== 'TEST') tracked.cancel.abort();
+    if (target.mode === 'SYNC') await tracked.settled;
+    const status = target.mode === 'TEST' ? 'pending' : target.mode === 'SYNC' ? 'finished' : 'waiting';
+    const row = `SELECT ${quoteStringLiteral(status)} AS kill_status, ${quoteStringLiteral(target.queryId)} AS query_id, 'default' AS user`;
+    const result = await this.control.chdb.queryAsync(row, { format });
+    return { body: result.bytes(), outputFormat: format, summary: resultSummary(result) };
+  }
+
+  private async run(session: EngineSession, req: EngineRequest, statement: Statement, tracked: Tracked): Promise<EngineResult> {
     const { sql, info, insertData } = statement;
     if (insertData !== undefined) return this.insert(session, statement, insertData);
-
-    const result = await session.chdb.queryAsync(sql, { format: req.defaultFormat });
+    // Inline INSERT data runs to the end of the text: a marker there would be read as data.
+    const marked = info.insert !== undefined && info.insert.dataOffset < sql.length ? sql : `${sql}\n${tracked.marker}`;
+    const result = await session.chdb.queryAsync(marked, { format: req.defaultFormat });
     const returnsRows = ROW_RETURNING_KINDS.has(info.kind);
     return {
       body: result.bytes(),
@@ -373,4 +517,27 @@ function rejectUnsupported({ sql, info }: Statement): void {
     );
   }
   if (info.intoOutfile) throw new ClickHouseError('INTO OUTFILE is not allowed', { code: ErrorCode.INTO_OUTFILE_NOT_ALLOWED });
+}
+
+interface KillTarget {
+  queryId: string;
+  mode: 'SYNC' | 'ASYNC' | 'TEST';
+  /** Where the SYNC/ASYNC/TEST word is in the statement, or its end. */
+  modeAt: number;
+}
+
+const MODES = new Set(['SYNC', 'ASYNC', 'TEST']);
+
+/** The query_id of `KILL QUERY WHERE query_id = '<id>' [SYNC|ASYNC|TEST] [FORMAT <f>]`, else undefined. */
+export function killTarget(sql: string): KillTarget | undefined {
+  const t: Token[] = [...tokenize(sql)];
+  const word = (i: number, w: string): boolean => t[i]?.kind === 'word' && t[i]?.text.toUpperCase() === w;
+  if (!word(0, 'KILL') || !word(1, 'QUERY') || !word(2, 'WHERE') || t[3]?.text.toLowerCase() !== 'query_id' || t[4]?.text !== '=') return undefined;
+  const id = t[5];
+  if (id?.kind !== 'string') return undefined;
+  const modeToken = t[6];
+  const mode = modeToken?.kind === 'word' && MODES.has(modeToken.text.toUpperCase()) ? (modeToken.text.toUpperCase() as KillTarget['mode']) : undefined;
+  const rest = t.slice(mode ? 7 : 6);
+  if (rest.length > 0 && !(rest.length === 2 && rest[0]?.text.toUpperCase() === 'FORMAT')) return undefined;
+  return { queryId: stringLiteralValue(id.text), mode: mode ?? 'ASYNC', modeAt: modeToken && mode ? modeToken.start : sql.length };
 }

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { localGuardPolicy, machineNames, refuseLocalRequest, type LocalGuardPolicy } from '../runtime/local-guard.js';
 import type { Logger } from '../runtime/log.js';
 import { ChdbEngine, engineError, type EngineResult } from './engine.js';
 import { ClickHouseError, ErrorCode } from './errors.js';
@@ -34,6 +35,12 @@ export interface ClickHouseServerOptions {
   logger?: Logger;
   /** Statements run at once; defaults to one less than the libuv thread pool (UV_THREADPOOL_SIZE, 4). */
   maxConcurrentQueries?: number;
+  /** Host names accepted besides localhost, IP addresses and the bound name; '*' accepts any (see local-guard.ts). */
+  allowHosts?: readonly string[];
+  /** Web page origins whose browser requests are served; '*' serves any. None by default. */
+  allowOrigins?: readonly string[];
+  /** url(), s3(), remote(), mysql() and the like; off by default. */
+  allowRemoteFunctions?: boolean;
 }
 
 export interface ClickHouseServer {
@@ -127,13 +134,19 @@ class ClickHouseHttpHandler {
   constructor(
     private readonly engine: ChdbEngine,
     private readonly credentials: Credentials | undefined,
+    private readonly guard: LocalGuardPolicy,
     private readonly logger: Logger | undefined,
   ) {}
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const started = performance.now();
     this.inFlight++;
-    this.serve(req, res)
+    // A client that leaves before its answer cancels its statement.
+    const clientGone = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) clientGone.abort();
+    });
+    this.serve(req, res, clientGone.signal)
       .catch((e: unknown) => this.sendException(res, engineError(e)))
       .then((outcome) => {
         this.logger?.debug('clickhouse http request', {
@@ -141,6 +154,7 @@ class ClickHouseHttpHandler {
           path: (req.url ?? '/').split('?')[0],
           durationMs: Math.round(performance.now() - started),
           ...outcome,
+          ...(clientGone.signal.aborted ? { clientGone: true } : {}),
         });
       })
       .finally(() => {
@@ -155,7 +169,12 @@ class ClickHouseHttpHandler {
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse): Promise<RequestOutcome> {
+  private async serve(req: IncomingMessage, res: ServerResponse, clientGone: AbortSignal): Promise<RequestOutcome> {
+    const refused = refuseLocalRequest(req.headers, this.guard);
+    if (refused) {
+      this.logger?.warn('clickhouse request refused', { reason: refused.kind, message: refused.message });
+      return this.sendException(res, new ClickHouseError(refused.message, { code: ErrorCode.ACCESS_DENIED }));
+    }
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = req.method ?? 'GET';
     if (url.pathname === '/ping' || url.pathname === '/replicas_status') return this.sendText(res, 200, 'Ok.\n');
@@ -176,10 +195,17 @@ class ClickHouseHttpHandler {
       body = Buffer.alloc(0);
     }
     const query = readHttpQuery(params, req.headers);
-    return this.runQuery(req, res, query, body, method !== 'POST');
+    return this.runQuery(req, res, query, body, method !== 'POST', clientGone);
   }
 
-  private async runQuery(req: IncomingMessage, res: ServerResponse, query: HttpQuery, body: Buffer, readOnly: boolean): Promise<RequestOutcome> {
+  private async runQuery(
+    req: IncomingMessage,
+    res: ServerResponse,
+    query: HttpQuery,
+    body: Buffer,
+    readOnly: boolean,
+    clientGone: AbortSignal,
+  ): Promise<RequestOutcome> {
     if (query.sessionId !== undefined) {
       throw new ClickHouseError('HTTP sessions (session_id) are not supported by this server', { code: ErrorCode.NOT_IMPLEMENTED });
     }
@@ -202,6 +228,8 @@ class ClickHouseHttpHandler {
         params: query.params,
         defaultFormat: query.defaultFormat,
         readOnly,
+        queryId,
+        signal: clientGone,
       });
       return await this.sendResult(req, res, query, queryId, result);
     } catch (e) {
@@ -256,10 +284,17 @@ export async function startClickHouseServer(opts: ClickHouseServerOptions): Prom
   const engine = await ChdbEngine.open({
     dataDir: opts.dataDir,
     ...(opts.maxConcurrentQueries !== undefined ? { maxConcurrentQueries: opts.maxConcurrentQueries } : {}),
+    allowRemoteFunctions: opts.allowRemoteFunctions ?? false,
   });
   const credentials =
     opts.user !== undefined || opts.password !== undefined ? { user: opts.user ?? 'default', password: opts.password ?? '' } : undefined;
-  const handler = new ClickHouseHttpHandler(engine, credentials, opts.logger);
+  const guard = localGuardPolicy({
+    bindHost: host,
+    allowHosts: opts.allowHosts ?? [],
+    allowOrigins: opts.allowOrigins ?? [],
+    machineNames: machineNames(),
+  });
+  const handler = new ClickHouseHttpHandler(engine, credentials, guard, opts.logger);
   const server = createServer(handler.handle);
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
 
