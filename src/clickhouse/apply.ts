@@ -7,6 +7,7 @@ import { resourceKey, type ProjectResource } from '../plan/graph.js';
 import { composeQuery } from '../plan/pipe-plan.js';
 import { describeAnyStep, isPipeStep, planProject, type ProjectPlan, type Step } from '../plan/project-plan.js';
 import { findPlaceholders } from '../plan/sql-scan.js';
+import { embedSql } from '../plan/sql.js';
 import { errorMessage, type Logger } from '../runtime/log.js';
 import { observeCatalog, type Catalog } from './catalog.js';
 import type { ClickHouse } from './connection.js';
@@ -63,7 +64,7 @@ async function compilePipeNodes(ch: ClickHouse, pipe: Pipe, database: string): P
     // Nodes with {name:Type} placeholders compile with their Endpoint, which has the values.
     if (findPlaceholders(query).length > 0) continue;
     try {
-      await ch.query(`DESCRIBE TABLE (\n${query}\n)`, { database, settings: { readonly: 2 } });
+      await ch.query(`DESCRIBE TABLE (${embedSql(query)})`, { database, settings: { readonly: 2 } });
     } catch (e) {
       const error = toClickHouseError(e);
       const reason = error.code === ErrorCode.SYNTAX_ERROR ? await syntaxProblem(ch, query, database, error) : error.message;
@@ -75,6 +76,7 @@ async function compilePipeNodes(ch: ClickHouse, pipe: Pipe, database: string): P
 /** A syntax error as the query alone has it (the DESCRIBE around it would point at weir's closing parenthesis). */
 async function syntaxProblem(ch: ClickHouse, query: string, database: string, fallback: Error): Promise<string> {
   try {
+    // Last in the statement, so nothing of weir's follows it; command() adds no FORMAT either.
     await ch.command(`EXPLAIN SYNTAX ${query}`, { database, settings: { readonly: 2 } });
     return fallback.message;
   } catch (e) {
