@@ -18,6 +18,7 @@ import { toClickHouseError } from '../clickhouse/errors.js';
 import { startClickHouseServer } from '../clickhouse/server.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { describeAnyStep, pendingChanges } from '../plan/project-plan.js';
+import { localGuardPolicy, machineNames, refuseLocalRequest } from '../runtime/local-guard.js';
 import { createLogger, errorMessage } from '../runtime/log.js';
 import { EventsApi } from '../workers/events.js';
 import { compileEndpoint, type CompiledEndpoint } from '../workers/serve/compile.js';
@@ -32,6 +33,9 @@ export interface DevFlags {
   host: string;
   clickhousePort: number;
   dataDir: string;
+  allowHost?: string[];
+  allowOrigin?: string[];
+  allowRemoteFunctions?: boolean;
 }
 
 /** How long requests in flight at SIGTERM/SIGINT may take to finish before their connections are cut. */
@@ -159,7 +163,14 @@ async function startDev(flags: DevFlags): Promise<void> {
   }
   let server: Awaited<ReturnType<typeof startClickHouseServer>>;
   try {
-    server = await startClickHouseServer({ dataDir, port: flags.clickhousePort, logger: log });
+    server = await startClickHouseServer({
+      dataDir,
+      port: flags.clickhousePort,
+      logger: log,
+      allowHosts: flags.allowHost ?? [],
+      allowOrigins: flags.allowOrigin ?? [],
+      allowRemoteFunctions: flags.allowRemoteFunctions === true,
+    });
   } catch (e) {
     throw new DevStartError(listenProblem(e, ' (the embedded ClickHouse)', '--clickhouse-port'));
   }
@@ -219,7 +230,11 @@ async function startDev(flags: DevFlags): Promise<void> {
   let stopping = false;
   // Answers not yet begun, so that a stop can make them close their connections too.
   const unanswered = new Set<ServerResponse>();
+  const hostGuard = localGuardPolicy({ bindHost: flags.host, allowHosts: flags.allowHost ?? [], machineNames: machineNames() });
   const http = createServer((req, res) => {
+    // No page on another name (DNS rebinding) reaches the events or the endpoints.
+    const refused = refuseLocalRequest(req.headers, hostGuard);
+    if (refused) return void res.writeHead(403, { 'content-type': 'application/json; charset=utf-8' }).end(`${JSON.stringify({ error: refused.message })}\n`);
     // While stopping, every answer closes its connection, so keep-alive clients let go.
     if (stopping) res.setHeader('Connection', 'close');
     unanswered.add(res);

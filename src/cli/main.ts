@@ -34,6 +34,15 @@ const projectCommand = (name: string, description: string) =>
     .option('--user <user>', 'ClickHouse user')
     .option('--password <password>', 'ClickHouse password (or WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_PASSWORD);
 
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** What the local ports of `weir dev` and `weir clickhouse` accept beyond this machine's own programs. */
+const localAccessOptions = (command: Command): Command =>
+  command
+    .option('--allow-host <host>', "also answer requests for this Host name (repeatable; '*': any), besides localhost and IP addresses", collect)
+    .option('--allow-origin <origin>', "serve ClickHouse requests that browsers send from this web origin, e.g. http://localhost:3000 (repeatable; '*': any)", collect)
+    .option('--allow-remote-functions', 'let SQL use url(), s3(), remote(), mysql() and the other table functions and engines that reach other servers');
+
 projectCommand('plan', 'Print what weir would change in ClickHouse for the resources in a folder, changing nothing. Exit 0: up to date, 2: changes pending, 1: error.')
   .action(async (o: ProjectFlags) => {
     const { runPlan } = await import('./plan.js');
@@ -47,16 +56,17 @@ projectCommand('apply', 'Converge ClickHouse to the resources in a folder once (
     process.exitCode = await runApply({ ...o, clickhouse: o.clickhouse ?? 'http://127.0.0.1:8123' });
   });
 
-program
-  .command('dev')
-  .description('Run a data project locally: embedded ClickHouse, the events API and the endpoints; saving a file applies it.')
-  .requiredOption('-f, --filename <path>', 'folder of YAML (watched)')
-  .option('-n, --namespace <ns>', 'namespace (and so database) for resources that set none', 'default')
-  .addOption(new Option('--port <port>', 'port for /v0/events and /v0/pipes').default(7181).argParser(Number))
-  .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .addOption(new Option('--clickhouse-port <port>', 'port of the embedded ClickHouse HTTP server').default(8123).argParser(Number))
-  .option('--data-dir <dir>', 'where the embedded ClickHouse keeps its data', './.weir/data')
-  .action(async (o: Parameters<typeof import('./dev.js').runDev>[0]) => (await import('./dev.js')).runDev(o));
+localAccessOptions(
+  program
+    .command('dev')
+    .description('Run a data project locally: embedded ClickHouse, the events API and the endpoints; saving a file applies it.')
+    .requiredOption('-f, --filename <path>', 'folder of YAML (watched)')
+    .option('-n, --namespace <ns>', 'namespace (and so database) for resources that set none', 'default')
+    .addOption(new Option('--port <port>', 'port for /v0/events and /v0/pipes').default(7181).argParser(Number))
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .addOption(new Option('--clickhouse-port <port>', 'port of the embedded ClickHouse HTTP server').default(8123).argParser(Number))
+    .option('--data-dir <dir>', 'where the embedded ClickHouse keeps its data (file() reads its user_files folder)', './.weir/data'),
+).action(async (o: Parameters<typeof import('./dev.js').runDev>[0]) => (await import('./dev.js')).runDev(o));
 
 program
   .command('crds')
@@ -89,15 +99,19 @@ program
   .option('--log-format <format>', 'json or pretty', 'json')
   .action(async (o: Parameters<typeof import('./operator.js').runOperatorCommand>[0]) => (await import('./operator.js')).runOperatorCommand(o));
 
-program
-  .command('clickhouse')
-  .description('Serve the embedded ClickHouse engine (chDB) on the ClickHouse HTTP protocol.')
-  .option('--data-dir <dir>', 'where the data lives', './.weir/data')
-  .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default(8123).argParser(Number))
-  .option('--user <user>', 'require this user (basic auth)')
-  .option('--password <password>', 'password for --user (or WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_PASSWORD)
-  .action(async (o: Parameters<typeof import('./clickhouse.js').runClickHouseCommand>[0]) => (await import('./clickhouse.js')).runClickHouseCommand(o));
+localAccessOptions(
+  program
+    .command('clickhouse')
+    .description('Serve the embedded ClickHouse engine (chDB) on the ClickHouse HTTP protocol.')
+    .option('--data-dir <dir>', 'where the data lives (file() reads its user_files folder)', './.weir/data')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default(8123).argParser(Number))
+    .option('--user <user>', 'require this user (basic auth or X-ClickHouse-User); with --password alone the user is default')
+    // The default is named, not shown: --help must not print the password.
+    .addOption(
+      new Option('--password <password>', 'require this password; user default unless --user').default(process.env.WEIR_CLICKHOUSE_PASSWORD, '$WEIR_CLICKHOUSE_PASSWORD'),
+    ),
+).action(async (o: Parameters<typeof import('./clickhouse.js').runClickHouseCommand>[0]) => (await import('./clickhouse.js')).runClickHouseCommand(o));
 
 registerIngest(program);
 
