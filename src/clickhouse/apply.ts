@@ -1,7 +1,7 @@
 // observe → plan → execute for a whole project, against one ClickHouse. Used by `weir apply`,
 // `weir dev` and (per resource) the operator.
 import type { DataSource } from '../api/datasource.js';
-import { clickhouseName } from '../api/names.js';
+import { databaseOf } from '../api/names.js';
 import type { Pipe } from '../api/pipe.js';
 import { resourceKey, type ProjectResource } from '../plan/graph.js';
 import { composeQuery } from '../plan/pipe-plan.js';
@@ -19,7 +19,7 @@ export const databasesOf = (resources: ProjectResource[]): string[] => [
   ...new Set(
     resources
       .filter((r): r is DataSource => r.kind === 'DataSource')
-      .map((d) => d.spec.database ?? clickhouseName(d.metadata.namespace ?? 'default')),
+      .map(databaseOf),
   ),
 ];
 
