@@ -2,7 +2,7 @@
 // writes must be SQL ClickHouse accepts, and a refused plan must change nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
-import { applyProject, PlanRefusedError } from '../../../src/clickhouse/apply.js';
+import { ApplyFailedError, applyProject, PlanRefusedError } from '../../../src/clickhouse/apply.js';
 import { MigrationRefusedError } from '../../../src/clickhouse/executor.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { column, dataSource, inNamespace, materializedInto, node, pipe, withColumns, withEngine, withNodes, withSortingKey, withSpec } from '../../fixtures/builders.js';
@@ -98,8 +98,9 @@ describe('type changes', () => {
     await server.ch.command(`INSERT INTO ${db}.events VALUES (now(), 'u1', 'n/a'), (now(), 'u2', '12.5')`);
     const toInt = events(ns, (d) => d.spec.columns[2] && (d.spec.columns[2].type = 'UInt32'));
     const error = await applyProject(server.ch, [toInt], { log }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(MigrationRefusedError);
-    expect((error as Error).message).toMatch(/^2 row\(s\) of .*events have a amount that does not convert from String to UInt32 \(e\.g\. "(n\/a|12\.5)", "(n\/a|12\.5)"\); handle them with spec\.migration\.forwardQuery/);
+    expect(error).toBeInstanceOf(ApplyFailedError);
+    expect((error as ApplyFailedError).cause).toBeInstanceOf(MigrationRefusedError);
+    expect((error as ApplyFailedError).reason).toMatch(/^2 row\(s\) of .*events have a amount that does not convert from String to UInt32 \(e\.g\. "(n\/a|12\.5)", "(n\/a|12\.5)"\); handle them with spec\.migration\.forwardQuery/);
     expect(await describeTable(db)).toEqual(['ts DateTime', 'user String', 'amount String']);
     expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__')`)).toBe(0);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events`)).toBe(1002);
@@ -167,7 +168,8 @@ describe('dependent materialized views', () => {
     // Dropping `amount` (allowed destructively) and re-sorting forces a copy the view cannot follow.
     const next = events(ns, withSortingKey('ts'), (d) => d.spec.columns.splice(2, 1), withSpec({ migration: { allowDestructive: true } }));
     const error = await applyProject(server.ch, [next, target, totals], { log }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(MigrationRefusedError);
+    expect(error).toBeInstanceOf(ApplyFailedError);
+    expect((error as ApplyFailedError).cause).toBeInstanceOf(MigrationRefusedError);
     expect((error as Error).message).toMatch(/materialized view .*\.totals would break on the new version of .*\.events: .*amount/);
     expect(await describeTable(db)).toEqual(['ts DateTime', 'user String', 'amount String']);
     expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__')`)).toBe(0);
