@@ -23,6 +23,7 @@ import { FORMATS, type Format } from '../../api/endpoint.js';
 import { clickhouseName } from '../../api/names.js';
 import { paramText, type ClickHouse, type OutputFormat, type Settings } from '../../clickhouse/connection.js';
 import { ClickHouseError, ErrorCode, toClickHouseError } from '../../clickhouse/errors.js';
+import { quoteStringLiteral } from '../../clickhouse/sql-text.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
 import { TOKEN_PARAM, type CompiledEndpoint } from './compile.js';
 import { ALL_ENDPOINTS, UNKNOWN_ENDPOINT, type EndpointMetrics } from './metrics.js';
@@ -259,6 +260,9 @@ type AbortReason = typeof DEADLINE | typeof GONE;
 /** How long weir waits for ClickHouse to take a KILL QUERY. */
 const KILL_TIMEOUT_MS = 10_000;
 
+/** KILL for one query id, as a literal: the embedded server finds its own requests' ids in that form. */
+export const killStatement = (queryId: string): string => `KILL QUERY WHERE query_id = ${quoteStringLiteral(queryId)} ASYNC`;
+
 /** The request handler for the endpoints `opts.endpoints()` returns. */
 export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointRequestHandler {
   const formatted = opts.clickhouse.queryFormatted?.bind(opts.clickhouse);
@@ -292,7 +296,7 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
   /** Ends a query nobody waits for any more, by its id; ClickHouse's max_execution_time ends it otherwise. */
   function killQuery(ep: CompiledEndpoint, state: RequestState, queryId: string): void {
     opts.clickhouse
-      .command('KILL QUERY WHERE query_id = {id:String} ASYNC', { params: { id: queryId }, signal: AbortSignal.timeout(KILL_TIMEOUT_MS) })
+      .command(killStatement(queryId), { signal: AbortSignal.timeout(KILL_TIMEOUT_MS) })
       .catch((e: unknown) => {
         const error = toClickHouseError(e);
         log.warn('KILL QUERY for a cancelled endpoint query failed; it runs until limits.maxExecutionTimeMs', { requestId: state.requestId, endpoint: ep.name, queryId, code: error.code, type: error.type });

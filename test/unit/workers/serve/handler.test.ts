@@ -9,7 +9,7 @@ import winston from 'winston';
 import type { FormattedResult, OutputFormat, QueryOptions } from '../../../../src/clickhouse/connection.js';
 import { ClickHouseError, ErrorCode } from '../../../../src/clickhouse/errors.js';
 import type { CompiledEndpoint, EndpointParameter } from '../../../../src/workers/serve/compile.js';
-import { createEndpointHandler, endpointQueryId, queryFailure, querySettings, redactValues, type EndpointClickHouse } from '../../../../src/workers/serve/handler.js';
+import { createEndpointHandler, endpointQueryId, killStatement, queryFailure, querySettings, redactValues, type EndpointClickHouse } from '../../../../src/workers/serve/handler.js';
 import { EndpointMetrics } from '../../../../src/workers/serve/metrics.js';
 import type { GivenValue } from '../../../../src/workers/serve/params.js';
 import { waitFor } from '../../../env/wait.js';
@@ -272,6 +272,13 @@ describe('queryFailure: what a ClickHouse failure tells the client', () => {
   });
 });
 
+describe('killStatement', () => {
+  it('names the query id as a quoted literal, whatever it holds', () => {
+    expect(killStatement('weir-ep-top_pages-1')).toBe("KILL QUERY WHERE query_id = 'weir-ep-top_pages-1' ASYNC");
+    expect(killStatement("x' OR 1=1 --\\")).toBe("KILL QUERY WHERE query_id = 'x\\' OR 1=1 --\\\\' ASYNC");
+  });
+});
+
 describe('redactValues', () => {
   it('takes out every value given or bound, also as ClickHouse and JSON escape it', () => {
     const given = new Map<string, GivenValue>([
@@ -304,7 +311,7 @@ describe('time limits and clients that leave', () => {
     expect(ch.calls[0]?.opts.signal?.aborted).toBe(true);
     // The query itself is killed by its id, not only the HTTP request to ClickHouse.
     const queryId = endpointQueryId(topPages, res.headers.get('x-request-id') ?? '');
-    expect(ch.commands).toEqual([{ sql: 'KILL QUERY WHERE query_id = {id:String} ASYNC', opts: { params: { id: queryId }, signal: expect.any(AbortSignal) as unknown } }]);
+    expect(ch.commands).toEqual([{ sql: `KILL QUERY WHERE query_id = '${queryId}' ASYNC`, opts: { signal: expect.any(AbortSignal) as unknown } }]);
     expect(logLines.filter((l) => l.message === 'endpoint query cancelled: ClickHouse did not answer in time')).toEqual([
       expect.objectContaining({ endpoint: 'top_pages', queryId, level: 'info' }),
     ]);
@@ -323,7 +330,7 @@ describe('time limits and clients that leave', () => {
     expect(await registry.metrics()).toMatch(/weir_endpoint_requests_total\{endpoint="top_pages",status="499"\} 1/);
     const queryId = ch.calls[0]?.opts.queryId;
     expect(queryId).toMatch(/^weir-ep-top_pages-[0-9a-f-]{36}$/);
-    expect(ch.commands.map((c) => [c.sql, c.opts?.params])).toEqual([['KILL QUERY WHERE query_id = {id:String} ASYNC', { id: queryId }]]);
+    expect(ch.commands.map((c) => c.sql)).toEqual([`KILL QUERY WHERE query_id = '${queryId}' ASYNC`]);
     const cancelled = logLines.filter((l) => l.message === 'endpoint query cancelled: the client went away before the answer');
     expect(cancelled).toEqual([expect.objectContaining({ endpoint: 'top_pages', queryId })]);
     // No parameter value in the log line.
@@ -335,7 +342,7 @@ describe('time limits and clients that leave', () => {
     const res = await call('/v0/pipes/top_pages.json?tenant=acme');
     expect(res.status).toBe(408);
     expect(res.json().error).toBe("the query ran for 2000 ms, past top_pages's limit of 2000 ms (limits.maxExecutionTimeMs); narrow the request");
-    expect(ch.commands.map((c) => c.opts?.params)).toEqual([{ id: endpointQueryId(topPages, res.headers.get('x-request-id') ?? '') }]);
+    expect(ch.commands.map((c) => c.sql)).toEqual([killStatement(endpointQueryId(topPages, res.headers.get('x-request-id') ?? ''))]);
     expect(logLines.filter((l) => String(l.message).startsWith('endpoint query cancelled'))).toEqual([]);
   });
 
