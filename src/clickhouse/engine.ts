@@ -13,7 +13,8 @@
 // - One data directory per process: a second directory is refused while the first is open.
 // - A one-shot query cannot be aborted from JS (its abort only rejects early), but `KILL QUERY` from another
 //   session stops it. chdb gives its own query_id to every statement, so each one ends in a marker comment that
-//   the KILL finds it by. `KILL ... SYNC` never returns in chdb; ASYNC does.
+//   the KILL finds it by. A statement with {name:Type} parameters is listed reformatted, without comments: it
+//   carries the marker in log_comment instead. `KILL ... SYNC` never returns in chdb; ASYNC does.
 // - A statement that failed (an error, a timeout, a KILL) stays in system.processes until its session runs the
 //   next one, so a session runs `SELECT 1` after a failure before it is reused.
 // - chdb applies neither user_files_path nor remote_url_allow_hosts: table-access.ts confines what a statement
@@ -352,8 +353,11 @@ export class ChdbEngine {
     // readonly=2 is what read-only sessions already run with: use one of those (reusable)
     // instead of raising readonly on a read-write session, which could then not be reused.
     const readOnly = req.readOnly || req.settings.get('readonly') === '2';
-    const settings = readOnly ? new Map([...req.settings].filter(([k]) => k !== 'readonly')) : req.settings;
-    return this.tracking(req, (tracked) =>
+    const marker = markerComment();
+    const settings = new Map([...req.settings].filter(([k]) => !readOnly || k !== 'readonly'));
+    // system.processes shows a statement with parameters reformatted, comments gone: the marker rides in log_comment.
+    if (bound.assignments.length > 0 && !settings.has('log_comment')) settings.set('log_comment', marker);
+    return this.tracking(req, marker, (tracked) =>
       this.pool.use(
         readOnly,
         async (session) => {
@@ -380,13 +384,13 @@ export class ChdbEngine {
   }
 
   /** Registers the request's statement under its query_id while `work` runs, and kills it when it is cancelled. */
-  private async tracking<T>(req: EngineRequest, work: (tracked: Tracked) => Promise<T>): Promise<T> {
+  private async tracking<T>(req: EngineRequest, marker: string, work: (tracked: Tracked) => Promise<T>): Promise<T> {
     const cancel = new AbortController();
     const onClientGone = (): void => cancel.abort();
     req.signal?.addEventListener('abort', onClientGone, { once: true });
     if (req.signal?.aborted) cancel.abort();
     let settle = (): void => undefined;
-    const tracked: Tracked = { marker: markerComment(), cancel, settled: new Promise<void>((resolve) => (settle = resolve)) };
+    const tracked: Tracked = { marker, cancel, settled: new Promise<void>((resolve) => (settle = resolve)) };
     const onCancel = (): void => void this.killUntilSettled(tracked);
     cancel.signal.addEventListener('abort', onCancel, { once: true });
     if (req.queryId !== undefined) this.tracked.set(req.queryId, tracked);
@@ -404,7 +408,8 @@ export class ChdbEngine {
   private async killUntilSettled(tracked: Tracked): Promise<void> {
     let settled = false;
     void tracked.settled.then(() => (settled = true));
-    const kill = `KILL QUERY WHERE endsWith(query, ${quoteStringLiteral(tracked.marker)}) ASYNC`;
+    const marker = quoteStringLiteral(tracked.marker);
+    const kill = `KILL QUERY WHERE endsWith(query, ${marker}) OR Settings['log_comment'] = ${marker} ASYNC`;
     while (!settled) {
       await this.control.chdb.queryAsync(kill).catch(() => undefined);
       await Promise.race([tracked.settled, delay(KILL_RETRY_MS)]);

@@ -87,6 +87,23 @@ describe('cancelling statements in the embedded server', () => {
     expect(await running()).toBe(0);
   });
 
+  it('finds a statement with {name:Type} parameters too (chdb lists it reformatted, without comments)', async () => {
+    const abort = new AbortController();
+    const query = 'SELECT sleepEachRow(1) FROM numbers({rows:UInt64}) SETTINGS max_block_size = 1';
+    const abandoned = failure(client.query({ query, format: 'TabSeparated', query_params: { rows: 30 }, abort_signal: abort.signal }));
+    await waitFor('the long statement running', runningIs(1));
+    abort.abort();
+    await abandoned;
+    await waitFor('the abandoned statement gone from system.processes', runningIs(0), { timeoutMs: 10_000 });
+
+    const queryId = `param-${randomUUID()}`;
+    const killed = failure(client.query({ query, format: 'TabSeparated', query_params: { rows: 30 }, query_id: queryId }));
+    await waitFor('the long statement running', runningIs(1));
+    await client.command({ query: `KILL QUERY WHERE query_id = '${queryId}' SYNC` });
+    expect(await killed).toMatchObject({ code: '394' });
+    expect(await running()).toBe(0);
+  });
+
   it('a statement that times out leaves system.processes', async () => {
     const timedOut = await failure(ch.query(LONG, { settings: { max_execution_time: 1 } }));
     expect(timedOut).toMatchObject({ code: 159, type: 'TIMEOUT_EXCEEDED' });
