@@ -15,6 +15,20 @@ export default defineConfig({
           poolOptions: { forks: { singleFork: true } },
         },
       },
+      {
+        // The safety-of-change matrix (test/matrix/README.md): WEIR_MATRIX=full for every cell
+        // (npm run matrix), the CI subset otherwise. It needs no Kubernetes, so no globalSetup;
+        // it runs after the other projects so that its processes do not share the cores with them.
+        test: {
+          name: 'matrix',
+          include: ['test/matrix/**/*.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 180_000,
+          pool: 'forks',
+          poolOptions: { forks: { singleFork: true } },
+          sequence: { groupOrder: 1 },
+        },
+      },
     ],
   },
 });

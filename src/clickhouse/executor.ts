@@ -11,13 +11,16 @@ import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableR
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import type { ClickHouse } from './connection.js';
 import { DEFAULT_FENCE_TIMING, withFence, type FenceReport, type FenceTiming } from './fence.js';
+import { WeirError } from '../runtime/errors.js';
 import { faultPoint } from '../runtime/fault.js';
 import { deduplicationOff } from './dedup.js';
 import { ensureSystemTables } from './system-tables.js';
 
 /** A migration that must not go on: the plan was wrong for the data (e.g. rows that would not convert). */
-export class MigrationRefusedError extends Error {
-  readonly retriable = false;
+export class MigrationRefusedError extends WeirError {
+  constructor(message: string) {
+    super(message, { retriable: false, reason: 'MigrationRefused' });
+  }
 }
 
 export interface ExecutionHooks {
@@ -212,6 +215,7 @@ export class Executor {
       const { result, report } = await withFence(this.ch, step.sources, async () => {
         await this.ch.command(`CREATE MATERIALIZED VIEW ${nextView} TO ${tmp} AS ${embedSql(step.query)}`, inDb);
         const blocks = await Promise.all(step.sources.map((s) => this.maxBlock(s)));
+        faultPoint('ViewCreated');
         return this.record({ ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
       }, this.timing);
       this.fenceReports.push(report);
@@ -219,10 +223,12 @@ export class Executor {
     }
     if (m.state === 'ViewCreated') {
       await this.stageBackfill(step, tmpRef, JSON.parse(m.detail) as string[]);
+      faultPoint('Staged');
       m = await this.record({ ...m, state: 'Staged' });
     }
     if (m.state === 'Staged') {
       await this.moveStaged(tmpRef);
+      faultPoint('Backfilled');
       m = await this.record({ ...m, state: 'Backfilled' });
     }
     if (m.state === 'Backfilled') {
@@ -231,6 +237,7 @@ export class Executor {
         await assertHeld();
         if ((await this.markerVersion(step.target.database, step.target.table)) !== backfilled.to_version) {
           await this.ch.command(`EXCHANGE TABLES ${target} AND ${tmp}`);
+          faultPoint('Exchanged');
         }
         await this.ch.command(`ALTER TABLE ${view} MODIFY QUERY ${embedSql(step.query)}`, inDb);
         await this.ch.command(`DROP VIEW IF EXISTS ${nextView}`);
@@ -241,7 +248,9 @@ export class Executor {
       m = result;
     }
     if (m.state === 'Swapped') {
+      faultPoint('Swapped');
       if (await this.exists(tmpRef.database, tmpRef.table)) await this.retain(step.target.database, step.target.table, tmpRef.table, m.from_version, 1);
+      faultPoint('Retained');
       await this.record({ ...m, state: 'Done' });
     }
   }
@@ -271,8 +280,14 @@ export class Executor {
         const orderBy = step.actions.find((a) => a.startsWith('MODIFY ORDER BY'));
         const together = orderBy ? [...step.actions.filter((a) => a.startsWith('ADD COLUMN')), orderBy] : [];
         if (together.length > 0) await this.ch.command(`ALTER TABLE ${table} ${together.join(', ')}`, sync);
-        for (const a of step.actions.filter((x) => !together.includes(x))) await this.ch.command(`ALTER TABLE ${table} ${a}`, sync);
-        return this.ch.command(`ALTER TABLE ${table} MODIFY COMMENT ${quoteString(marker)}`, sync);
+        if (together.length > 0) faultPoint('AlterApplied');
+        for (const a of step.actions.filter((x) => !together.includes(x))) {
+          await this.ch.command(`ALTER TABLE ${table} ${a}`, sync);
+          faultPoint('AlterApplied');
+        }
+        faultPoint('Altered');
+        await this.ch.command(`ALTER TABLE ${table} MODIFY COMMENT ${quoteString(marker)}`, sync);
+        return faultPoint('MarkerMoved');
       }
       case 'CopyAndSwap':
         return this.copyAndSwap(step);
@@ -420,8 +435,10 @@ export class Executor {
             .map((c) => (liveCols.has(c.name) ? `CAST(${quoteIdentifier(c.name)} AS ${c.type})` : `defaultValueOfTypeName(${quoteString(c.type)})`))
             .join(', ');
           await this.ch.command(`INSERT INTO ${retained} (${cols}) SELECT ${select} FROM ${live} WHERE _block_number > ${swapBlock}`, { settings: await deduplicationOff(this.ch) });
+          faultPoint('DeltaCopied');
           await assertHeld();
           await this.ch.command(`EXCHANGE TABLES ${live} AND ${retained}`);
+          faultPoint('Exchanged');
         },
         this.timing,
       );
@@ -431,6 +448,7 @@ export class Executor {
     if (await this.exists(database, step.retainedTable)) {
       const from = versionTableName(table, step.fromVersion);
       await this.ch.command(`RENAME TABLE ${retained} TO ${qualified(database, from)}`);
+      faultPoint('Retained');
       await this.dropBeyond(database, table, step.keepPreviousVersions);
     }
   }

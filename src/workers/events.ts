@@ -8,12 +8,14 @@ import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, resourceName } from '../api/names.js';
 import type { ClickHouse, Settings } from '../clickhouse/connection.js';
 import { deduplicatedBy, deduplicationOff } from '../clickhouse/dedup.js';
+import { ClickHouseError, ErrorCode, isMissingDependency } from '../clickhouse/errors.js';
 import { FenceParticipant } from '../clickhouse/fence.js';
 import { databaseOf, tableOf } from '../controllers/datasource.js';
 import { quarantineTableName } from '../plan/sql.js';
+import { isRetriable } from '../runtime/errors.js';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage } from '../runtime/log.js';
-import { decodersFor, readBody, splitLines, type BodyLine } from './events-body.js';
+import { BodyError, decodersFor, readBody, splitLines, type BodyLine } from './events-body.js';
 import { compileRowMapper, MAPPED_ROW_SETTINGS, type MappedRow, type RowMapper } from './rows.js';
 
 
@@ -58,8 +60,7 @@ export async function isolateRefused<T>(
     await insert(items, await dedupSettings(token));
     return { inserted: items.length, refused: [] };
   } catch (e) {
-    const retriable = (e as { retriable?: boolean }).retriable === true;
-    if (retriable || !refusesRows(e)) throw e;
+    if (isRetriable(e) || !refusesRows(e)) throw e;
     if (items.length === 1) return { inserted: 0, refused: [{ item: items[0] as T, error: errorMessage(e).split('\n')[0] ?? 'refused by ClickHouse' }] };
     const mid = Math.ceil(items.length / 2);
     const a = await isolateRefused(items.slice(0, mid), insert, dedupSettings, token === undefined ? undefined : `${token}/0`);
@@ -90,12 +91,18 @@ export async function insertOrIsolate(
  * quarantined; the latter must be retried or reported, never blamed on the data.
  */
 function refusesRows(e: unknown): boolean {
-  const code = (e as { code?: unknown }).code;
-  return typeof code === 'number' && !TABLE_PROBLEMS.has(code);
+  return e instanceof ClickHouseError && !isMissingDependency(e) && !REFUSES_THE_WRITER.has(e.code);
 }
 
-// UNKNOWN_TABLE, UNKNOWN_DATABASE, READONLY, TABLE_IS_READ_ONLY, ACCESS_DENIED, NOT_ENOUGH_PRIVILEGES, TABLE_IS_DROPPED, UNKNOWN_USER, AUTHENTICATION_FAILED
-const TABLE_PROBLEMS = new Set([60, 81, 164, 242, 497, 192, 218, 516, 291]);
+/** The table cannot be written, or not by this user: nothing about the rows. */
+const REFUSES_THE_WRITER = new Set<number>([
+  ErrorCode.READONLY,
+  ErrorCode.TABLE_IS_READ_ONLY,
+  ErrorCode.ACCESS_DENIED,
+  ErrorCode.DATABASE_ACCESS_DENIED,
+  ErrorCode.UNKNOWN_USER,
+  ErrorCode.AUTHENTICATION_FAILED,
+]);
 
 export class EventsApi {
   private readonly targets = new Map<string, Target>();
@@ -133,6 +140,11 @@ export class EventsApi {
     return { successful_rows: inserted, quarantined_rows: quarantined.length };
   }
 
+  /** The longest a batch waited at a migration fence, over every DataSource written (benchmarks, the safety matrix). */
+  longestFencePauseMs(): number {
+    return Math.max(0, ...[...this.targets.values()].map((t) => t.fence.longestPauseMs));
+  }
+
   /** Stop being a writer the migration executor waits for. */
   async close(): Promise<void> {
     for (const t of this.targets.values()) await t.fence.leave().catch(() => undefined);
@@ -140,12 +152,12 @@ export class EventsApi {
 
   private target(name: string): Target {
     const ds = this.dataSource(resourceName(name));
-    if (!ds) throw Object.assign(new Error(`no DataSource named ${name}`), { status: 404 });
+    if (!ds) throw new BodyError(404, `no DataSource named ${name}`);
     const specKey = JSON.stringify(ds.spec.columns);
     const cached = this.targets.get(ds.metadata.name);
     if (cached && cached.specKey === specKey) return cached;
     const mapper = compileRowMapper(ds.spec.columns);
-    if (mapper.columns.length === 0) throw Object.assign(new Error(unfedMessage(ds.metadata.name)), { status: 400 });
+    if (mapper.columns.length === 0) throw new BodyError(400, unfedMessage(ds.metadata.name));
     const database = databaseOf(ds);
     const table = tableOf(ds);
     const target: Target = {
@@ -180,7 +192,7 @@ export class EventsApi {
       const body = await readBody(req, codings, MAX_BODY_BYTES);
       reply(200, await this.ingest(name, splitLines(body)));
     } catch (e) {
-      const status = (e as { status?: number }).status ?? ((e as { retriable?: boolean }).retriable ? 503 : 500);
+      const status = (e as { status?: number }).status ?? (isRetriable(e) ? 503 : 500);
       if (status >= 500) this.log.error('events ingest failed', { datasource: name, error: errorMessage(e) });
       // A body refused unread or half read is not worth reading on: the connection closes.
       if (!req.complete) res.setHeader('connection', 'close');

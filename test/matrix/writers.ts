@@ -1,0 +1,227 @@
+// The two weir-managed writers a matrix cell drives: the events API (EventsApi, in this process,
+// the class `weir dev` serves) and the Kafka ingester (`weir ingest`, its own process). Both
+// write page views with unique ids (session_id) and a few malformed inputs, and both say how
+// many rows have been acknowledged, which is what a reader must see afterwards.
+import type { Admin, Kafka, Producer } from 'kafkajs';
+import type { DataSource } from '../../src/api/datasource.js';
+import { groupIdOf } from '../../src/api/names.js';
+import type { ClickHouse } from '../../src/clickhouse/connection.js';
+import { createLogger } from '../../src/runtime/log.js';
+import { EventsApi } from '../../src/workers/events.js';
+import { joined, startIngester, writeConfig, type Ingester } from '../fixtures/ingest.js';
+import { waitFor } from '../env/wait.js';
+
+export interface MatrixWriter {
+  /** Valid rows acknowledged so far: a read that starts now must see all of them. */
+  acked(): Promise<number>;
+  /** The exact raw text of every malformed input sent: the quarantine must hold exactly these. */
+  readonly malformed: string[];
+  /** Write `rows` valid rows and `bad` malformed ones, and wait until all are acknowledged. */
+  seed(rows: number, bad: number): Promise<void>;
+  /** Keep writing until stop(). */
+  start(): void;
+  /** Stop writing and wait until everything sent is acknowledged. */
+  stop(): Promise<void>;
+  /** The DataSource as the writer's deployment now knows it (the events API maps rows by it). */
+  useSpec(ds: DataSource): void;
+  /** The longest a batch waited at a migration fence, in ms. */
+  longestPauseMs(): Promise<number>;
+  /** Failed attempts that were retried (ClickHouse down, a fence that could not be read, …). */
+  readonly retries: number;
+  close(): Promise<void>;
+}
+
+const DAY_MS = 86_400_000;
+const log = createLogger({ level: 'error' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Page view number n of a cell, as the example's events carry it (jsonPaths $.payload.*). */
+export function pageView(prefix: string, n: number, epoch: number): Record<string, unknown> {
+  // Unique timestamps, all within four weeks: no two rows share an engine key (Replacing/Summing
+  // engines would fold them) and the example's TTL expires none.
+  const ts = new Date(epoch - (n % 28) * DAY_MS - Math.floor(n / 28)).toISOString().replace('T', ' ').replace('Z', '');
+  return { timestamp: ts, session_id: `${prefix}-${n}`, tenant_id: `t${n % 3}`, payload: { pathname: `/page/${n % 17}`, country: 'de', duration_ms: n % 5000, referrer: 'r' } };
+}
+
+/** Malformed input k of a cell: text that is not JSON, and a row ClickHouse refuses (a timestamp that is no time). */
+export function malformedInput(prefix: string, k: number): string {
+  return k % 2 === 0 ? `{not json ${prefix}-bad-${k}` : JSON.stringify({ timestamp: `no time ${k}`, session_id: `${prefix}-bad-${k}`, tenant_id: 't0', payload: { pathname: '/bad' } });
+}
+
+/** The events API, in process: POST /v0/events's ingest(), retried while it fails (as a client would). */
+export class EventsWriter implements MatrixWriter {
+  readonly malformed: string[] = [];
+  retries = 0;
+  private readonly api: EventsApi;
+  private spec: DataSource;
+  private n = 0;
+  private ackedRows = 0;
+  private running: Promise<void> | undefined;
+  private stopRequested = false;
+  private readonly epoch = Date.now();
+
+  constructor(
+    ch: ClickHouse,
+    ds: DataSource,
+    private readonly prefix: string,
+  ) {
+    this.spec = ds;
+    this.api = new EventsApi(ch, () => this.spec, log);
+  }
+
+  acked = async (): Promise<number> => this.ackedRows;
+
+  useSpec(ds: DataSource): void {
+    this.spec = ds;
+  }
+
+  async seed(rows: number, bad: number): Promise<void> {
+    for (let done = 0; done < rows; done += 500) await this.batch(Math.min(500, rows - done), 0);
+    await this.batch(0, bad);
+  }
+
+  start(): void {
+    this.running = (async () => {
+      let sent = 0;
+      while (!this.stopRequested) {
+        // One malformed line early in the live phase, the rest valid.
+        await this.batch(100, sent === 2 ? 1 : 0);
+        sent++;
+        await sleep(10);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    await this.running;
+  }
+
+  longestPauseMs = async (): Promise<number> => this.api.longestFencePauseMs();
+
+  async close(): Promise<void> {
+    await this.api.close();
+  }
+
+  /** One request: `rows` valid lines and `bad` malformed ones, sent until it is acknowledged. */
+  private async batch(rows: number, bad: number): Promise<void> {
+    const lines = Array.from({ length: rows }, (_, i) => JSON.stringify(pageView(this.prefix, this.n + i, this.epoch)));
+    const badLines = Array.from({ length: bad }, (_, i) => malformedInput(this.prefix, this.malformed.length + i));
+    for (;;) {
+      try {
+        const r = await this.api.ingest(this.spec.metadata.name, [...lines, ...badLines].map((text) => ({ text })));
+        if (r.successful_rows !== rows || r.quarantined_rows !== bad) throw new Error(`events API took ${r.successful_rows}/${rows} rows and quarantined ${r.quarantined_rows}/${bad}`);
+        break;
+      } catch (e) {
+        if (!isRetriable(e)) throw e;
+        this.retries++;
+        await sleep(100);
+      }
+    }
+    this.n += rows;
+    this.ackedRows += rows;
+    this.malformed.push(...badLines);
+  }
+}
+
+/** A failure a client of the events API retries: ClickHouse unreachable (503) or an error inside it (500). */
+const isRetriable = (e: unknown): boolean => !/events API took/.test(e instanceof Error ? e.message : String(e));
+
+/** `weir ingest` consuming a topic of its own; acknowledged = the offset it committed after ClickHouse took the rows. */
+export class KafkaWriter implements MatrixWriter {
+  readonly malformed: string[] = [];
+  retries = 0;
+  private readonly producer: Producer;
+  private ingester: Ingester | undefined;
+  /** validBefore[o]: valid messages among offsets 0..o-1. */
+  private readonly validBefore: number[] = [0];
+  private running: Promise<void> | undefined;
+  private stopRequested = false;
+  private n = 0;
+  private readonly epoch = Date.now();
+  private readonly groupId: string;
+
+  constructor(
+    kafka: Kafka,
+    private readonly admin: Admin,
+    private readonly ds: DataSource,
+    private readonly topic: string,
+    private readonly clickhouseUrl: string,
+    private readonly prefix: string,
+  ) {
+    this.producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+    this.groupId = groupIdOf(ds);
+  }
+
+  async open(): Promise<void> {
+    await this.admin.createTopics({ topics: [{ topic: this.topic, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true });
+    await this.producer.connect();
+    this.ingester = await startIngester(writeConfig(this.ds), this.clickhouseUrl);
+    await joined(this.ingester);
+  }
+
+  async acked(): Promise<number> {
+    const [t] = await this.admin.fetchOffsets({ groupId: this.groupId, topics: [this.topic] });
+    const offset = Number(t?.partitions[0]?.offset ?? -1);
+    return offset < 0 ? 0 : (this.validBefore[Math.min(offset, this.validBefore.length - 1)] ?? 0);
+  }
+
+  useSpec(): void {
+    // The ingester's DataSource keeps its columns in every row that uses it (rows 4–8).
+  }
+
+  async seed(rows: number, bad: number): Promise<void> {
+    for (let done = 0; done < rows; done += 500) await this.send(Math.min(500, rows - done), 0);
+    await this.send(0, bad);
+    await this.drained();
+  }
+
+  start(): void {
+    this.running = (async () => {
+      let sent = 0;
+      while (!this.stopRequested) {
+        await this.send(100, sent === 2 ? 1 : 0);
+        sent++;
+        await sleep(20);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    await this.running;
+    await this.drained();
+  }
+
+  async longestPauseMs(): Promise<number> {
+    return Math.round(((await this.ingester?.metric('weir_ingest_longest_fence_pause_seconds')) ?? 0) * 1000);
+  }
+
+  async close(): Promise<void> {
+    await this.ingester?.kill('SIGTERM');
+    await this.producer.disconnect().catch(() => undefined);
+    await this.admin.deleteTopics({ topics: [this.topic] }).catch(() => undefined);
+  }
+
+  private async send(rows: number, bad: number): Promise<void> {
+    const valid = Array.from({ length: rows }, (_, i) => JSON.stringify(pageView(this.prefix, this.n + i, this.epoch)));
+    const badValues = Array.from({ length: bad }, (_, i) => malformedInput(this.prefix, this.malformed.length + i));
+    const values = [...valid, ...badValues];
+    await this.producer.send({ topic: this.topic, messages: values.map((value) => ({ value })) });
+    this.n += rows;
+    this.malformed.push(...badValues);
+    let v = this.validBefore[this.validBefore.length - 1] ?? 0;
+    for (let i = 0; i < values.length; i++) this.validBefore.push(i < rows ? ++v : v);
+  }
+
+  /** Everything sent has been committed by the ingester. */
+  private async drained(): Promise<void> {
+    const total = this.validBefore[this.validBefore.length - 1] ?? 0;
+    await waitFor(`weir ingest to commit all ${this.validBefore.length - 1} messages of ${this.topic}`, async () => ((await this.acked()) === total && (await this.committed()) === this.validBefore.length - 1) || undefined, { timeoutMs: 90_000, intervalMs: 100 });
+  }
+
+  private async committed(): Promise<number> {
+    const [t] = await this.admin.fetchOffsets({ groupId: this.groupId, topics: [this.topic] });
+    return Number(t?.partitions[0]?.offset ?? -1);
+  }
+}
