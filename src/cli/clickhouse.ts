@@ -12,6 +12,7 @@ export interface ClickHouseFlags {
   allowHost?: string[];
   allowOrigin?: string[];
   allowRemoteFunctions?: boolean;
+  maxServerMemory?: number;
 }
 
 /**
@@ -40,6 +41,7 @@ export async function runClickHouseCommand(flags: ClickHouseFlags): Promise<void
     allowHosts: flags.allowHost ?? [],
     allowOrigins: flags.allowOrigin ?? [],
     allowRemoteFunctions: flags.allowRemoteFunctions === true,
+    ...(flags.maxServerMemory !== undefined ? { maxServerMemoryBytes: flags.maxServerMemory } : {}),
   });
   log.info('clickhouse listening', {
     url: server.url,

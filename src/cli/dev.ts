@@ -36,6 +36,7 @@ export interface DevFlags {
   allowHost?: string[];
   allowOrigin?: string[];
   allowRemoteFunctions?: boolean;
+  maxServerMemory?: number;
 }
 
 /** How long requests in flight at SIGTERM/SIGINT may take to finish before their connections are cut. */
@@ -144,7 +145,7 @@ async function compileEndpoints(ch: ClickHouse, resources: ProjectResource[], de
 function describeApplyFailure(e: unknown): string {
   if (!(e instanceof ApplyFailedError)) return `not applied: ${errorMessage(e)}`;
   return [
-    `${e.applied.length > 0 ? 'save partly applied' : 'not applied'}: ${e.resource}: ${e.reason}`,
+    `${e.applied.length > 0 ? 'save partly applied' : 'not applied'}: ${e.resource}: ${e.problem}`,
     ...(e.applied.length > 0 ? [`  applied: ${e.applied.join('; ')}`] : []),
     `  not applied: ${e.notApplied.join('; ')}`,
   ].join('\n');
@@ -170,6 +171,7 @@ async function startDev(flags: DevFlags): Promise<void> {
       allowHosts: flags.allowHost ?? [],
       allowOrigins: flags.allowOrigin ?? [],
       allowRemoteFunctions: flags.allowRemoteFunctions === true,
+      ...(flags.maxServerMemory !== undefined ? { maxServerMemoryBytes: flags.maxServerMemory } : {}),
     });
   } catch (e) {
     throw new DevStartError(listenProblem(e, ' (the embedded ClickHouse)', '--clickhouse-port'));

@@ -41,7 +41,8 @@ const localAccessOptions = (command: Command): Command =>
   command
     .option('--allow-host <host>', "also answer requests for this Host name (repeatable; '*': any), besides localhost and IP addresses", collect)
     .option('--allow-origin <origin>', "serve ClickHouse requests that browsers send from this web origin, e.g. http://localhost:3000 (repeatable; '*': any)", collect)
-    .option('--allow-remote-functions', 'let SQL use url(), s3(), remote(), mysql() and the other table functions and engines that reach other servers');
+    .option('--allow-remote-functions', 'let SQL use url(), s3(), remote(), mysql() and the other table functions and engines that reach other servers')
+    .addOption(new Option('--max-server-memory <bytes>', 'memory all ClickHouse statements together may use (default: a quarter of the RAM; the process peaks at about four times it)').argParser(Number));
 
 projectCommand('plan', 'Print what weir would change in ClickHouse for the resources in a folder, changing nothing. Exit 0: up to date, 2: changes pending, 1: error.')
   .action(async (o: ProjectFlags) => {

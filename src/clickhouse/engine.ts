@@ -21,6 +21,7 @@
 //   reaches instead.
 
 import { randomUUID } from 'node:crypto';
+import { totalmem } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -292,7 +293,17 @@ export interface EngineOptions {
   userFilesDir?: string;
   /** Allow url(), s3(), remote() and the other table functions and engines that reach other servers. */
   allowRemoteFunctions?: boolean;
+  /** The most memory all statements together may use (ClickHouse's max_server_memory_usage); defaults to a quarter of the RAM. */
+  maxServerMemoryBytes?: number;
 }
+
+/**
+ * A quarter of the machine: chdb sets no limit of its own, so one runaway statement (an endless SELECT)
+ * would grow the process until the kernel kills it, and the data project with it. The process peaks at
+ * about four times the limit (a result is buffered and copied whole before it is sent), so a quarter
+ * keeps that peak inside the RAM.
+ */
+export const defaultServerMemoryBytes = (): number => Math.floor(totalmem() / 4);
 
 const defaultConcurrency = (): number => Math.max(1, Number(process.env.UV_THREADPOOL_SIZE ?? 4) - 1);
 
@@ -326,7 +337,7 @@ export class ChdbEngine {
     mkdirSync(opts.dataDir, { recursive: true });
     const userFilesDir = opts.userFilesDir ?? join(opts.dataDir, 'user_files');
     mkdirSync(userFilesDir, { recursive: true });
-    const connectionArgs = [`--user_files_path=${userFilesDir}`];
+    const connectionArgs = [`--user_files_path=${userFilesDir}`, `--max_server_memory_usage=${opts.maxServerMemoryBytes ?? defaultServerMemoryBytes()}`];
     const pool = new SessionPool(opts.dataDir, opts.maxConcurrentQueries ?? defaultConcurrency(), connectionArgs);
     const control = await EngineSession.open(opts.dataDir, false, connectionArgs);
     const probe = async (sql: string): Promise<string[]> => (await control.chdb.queryAsync(sql, { format: 'TabSeparated' })).text().trim().split('\n');

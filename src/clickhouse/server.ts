@@ -41,6 +41,8 @@ export interface ClickHouseServerOptions {
   allowOrigins?: readonly string[];
   /** url(), s3(), remote(), mysql() and the like; off by default. */
   allowRemoteFunctions?: boolean;
+  /** Memory all statements together may use; defaults to a quarter of the RAM (see engine.ts). */
+  maxServerMemoryBytes?: number;
 }
 
 export interface ClickHouseServer {
@@ -285,6 +287,7 @@ export async function startClickHouseServer(opts: ClickHouseServerOptions): Prom
     dataDir: opts.dataDir,
     ...(opts.maxConcurrentQueries !== undefined ? { maxConcurrentQueries: opts.maxConcurrentQueries } : {}),
     allowRemoteFunctions: opts.allowRemoteFunctions ?? false,
+    ...(opts.maxServerMemoryBytes !== undefined ? { maxServerMemoryBytes: opts.maxServerMemoryBytes } : {}),
   });
   const credentials =
     opts.user !== undefined || opts.password !== undefined ? { user: opts.user ?? 'default', password: opts.password ?? '' } : undefined;
