@@ -10,7 +10,7 @@ import { createLogger, type Logger } from '../runtime/log.js';
 import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableRef } from './catalog.js';
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import type { ClickHouse } from './connection.js';
-import { DEFAULT_FENCE_TIMING, withFence, type FenceReport, type FenceTiming } from './fence.js';
+import { DEFAULT_FENCE_TIMING, FenceTimeoutError, withFence, type FenceReport, type FenceTiming } from './fence.js';
 import { WeirError } from '../runtime/errors.js';
 import { faultPoint } from '../runtime/fault.js';
 import { deduplicationOff } from './dedup.js';
@@ -55,6 +55,9 @@ interface MigrationRow {
 /** Backfills are the long part of a migration; measured in bench/copy-and-swap.ts. */
 const BACKFILL_SETTINGS = { max_insert_threads: 2 };
 
+/** Attempts of a step whose fence timed out (writers slow to pause, a critical section too long). */
+const FENCE_ATTEMPTS = 3;
+
 
 export class Executor {
   private readonly timing: FenceTiming;
@@ -72,9 +75,24 @@ export class Executor {
   async run(steps: Step[]): Promise<void> {
     for (const step of steps) {
       this.log.info('step started', { step: describeAnyStep(step) });
-      if (isPipeStep(step)) await this.runPipeStep(step);
-      else await this.runStep(step);
+      await this.runWithFenceRetries(step);
       this.opts.hooks?.onProgress?.(step, 'Done');
+    }
+  }
+
+  /**
+   * A fence that timed out changed nothing irreversible and every step resumes from its
+   * ledger, so the step is simply run again a few times, as the error message promises.
+   */
+  private async runWithFenceRetries(step: Step): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (isPipeStep(step)) return await this.runPipeStep(step);
+        return await this.runStep(step);
+      } catch (e) {
+        if (!(e instanceof FenceTimeoutError) || attempt >= FENCE_ATTEMPTS) throw e;
+        this.log.warn('fence timed out; running the step again', { step: describeAnyStep(step), attempt, error: e.message });
+      }
     }
   }
 
@@ -425,10 +443,15 @@ export class Executor {
       if (swapBlock === undefined) throw new MigrationRefusedError(`no record of when v${step.fromVersion} went live; roll forward instead`);
       const retainedShape = decodeMarker(await this.comment(database, step.retainedTable))?.shape;
       if (!retainedShape) throw new MigrationRefusedError(`${database}.${step.retainedTable} has no weir marker`);
+      const m = await this.swapBackRecord(step);
       const { report } = await withFence(
         this.ch,
         await this.fencedTables({ database, table }),
         async (assertHeld) => {
+          // Rows an interrupted attempt already copied into the retained version are dropped first, or they would count twice.
+          if ((await this.count(retained, `_block_number > ${m.next_block}`)) > 0) {
+            await this.ch.command(`DELETE FROM ${retained} WHERE _block_number > ${m.next_block}`, { settings: { mutations_sync: 2, lightweight_deletes_sync: 2 } });
+          }
           const cols = retainedShape.columns.map((c) => quoteIdentifier(c.name)).join(', ');
           const liveCols = new Set((await this.ch.query<{ name: string }>(`DESCRIBE TABLE ${live}`)).map((c) => c.name));
           const select = retainedShape.columns
@@ -437,13 +460,19 @@ export class Executor {
           await this.ch.command(`INSERT INTO ${retained} (${cols}) SELECT ${select} FROM ${live} WHERE _block_number > ${swapBlock}`, { settings: await deduplicationOff(this.ch) });
           faultPoint('DeltaCopied');
           await assertHeld();
+          // The block at which this version goes live again: what a later rollback copies after.
+          const exchanging = await this.record({ ...m, state: 'Exchanging', swap_block: String(await this.maxBlock({ database, table: step.retainedTable })) });
           await this.ch.command(`EXCHANGE TABLES ${live} AND ${retained}`);
           faultPoint('Exchanged');
+          await this.record({ ...exchanging, state: 'Done' });
         },
         this.timing,
       );
       this.fenceReports.push(report);
     }
+    // Interrupted right after the exchange: its ledger row already holds the swap block.
+    const open = await this.activeMigration(database, table);
+    if (open?.kind === 'SwapBack' && open.state === 'Exchanging') await this.record({ ...open, state: 'Done' });
     // The version rolled back from now sits under the retained name: keep it as its own version.
     if (await this.exists(database, step.retainedTable)) {
       const from = versionTableName(table, step.fromVersion);
@@ -451,6 +480,21 @@ export class Executor {
       faultPoint('Retained');
       await this.dropBeyond(database, table, step.keepPreviousVersions);
     }
+  }
+
+  /**
+   * The ledger row of a rollback, made before its first attempt: it keeps the retained
+   * version's highest block then, so a resumed attempt knows which rows it copied before.
+   */
+  private async swapBackRecord(step: Extract<MigrationStep, { kind: 'SwapBack' }>): Promise<MigrationRow> {
+    const m = await this.activeMigration(step.database, step.table);
+    if (m && m.kind === 'SwapBack' && m.to_version === step.toVersion) return m;
+    const block = await this.maxBlock({ database: step.database, table: step.retainedTable });
+    return this.record({
+      id: `mig-${randomBytes(6).toString('hex')}`, database: step.database, table: step.table, kind: 'SwapBack',
+      from_version: step.fromVersion, to_version: step.toVersion, state: 'Started',
+      source_block: '0', next_block: block, verify_block: '0', swap_block: '0', detail: `roll back to ${step.retainedTable}`, seq: 0,
+    });
   }
 
   // ---- helpers -------------------------------------------------------------------------

@@ -247,7 +247,7 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
     plan.refusals.push('an interrupted migration must finish before the next change is planned; apply again after it');
     return plan;
   }
-  if (live.marker.specHash === specHash) return plan;
+  if (live.marker.specHash === specHash) return planUnfinishedRollback(plan, catalog, database, table, live, specHash, keep);
 
   const diff = diffShape(live.marker.shape, shape, ds.spec.migration?.allowDestructive === true);
   plan.refusals.push(...diff.refusals);
@@ -284,6 +284,20 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
     oneToOne: forwardQuery === undefined,
     keepPreviousVersions: keep,
   });
+  return plan;
+}
+
+/**
+ * A rollback interrupted right after its exchange leaves the version rolled back from under the
+ * retained name (its marker says another version): finish it by putting that version away.
+ */
+function planUnfinishedRollback(plan: DataSourcePlan, catalog: Catalog, database: string, table: string, live: ObservedTable, specHash: string, keep: number): DataSourcePlan {
+  const prefix = `${table}__v`;
+  const misnamed = catalog.tables.find(
+    (t) => t.database === database && t.name.startsWith(prefix) && /^\d+$/.test(t.name.slice(prefix.length)) && t.marker && t.marker.version !== Number(t.name.slice(prefix.length)) && t.marker.version !== live.marker?.version,
+  );
+  if (!misnamed?.marker || !live.marker) return plan;
+  plan.steps.push({ kind: 'SwapBack', database, table, fromVersion: misnamed.marker.version, toVersion: live.marker.version, retainedTable: misnamed.name, specHash, keepPreviousVersions: keep });
   return plan;
 }
 
