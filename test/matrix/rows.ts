@@ -224,7 +224,7 @@ export const ROWS: MatrixRow[] = [
     outcome: 'applied',
     faultPoints: COPY_AND_SWAP,
     clickhouseKillAt: 'Backfilled',
-    check: async ({ ch, db }) => expectMatch('engine', (await tableInfo(ch, db)).engine_full, /^SummingMergeTree\(duration_ms\)/),
+    check: async ({ ch, db }) => expectMatch('engine', (await tableInfo(ch, db)).engine_full, /^SummingMergeTree\(\(?duration_ms\)?\)/),
   },
   {
     id: '7-pipe-recompute',

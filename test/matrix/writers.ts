@@ -37,10 +37,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Page view number n of a cell, as the example's events carry it (jsonPaths $.payload.*). */
 export function pageView(prefix: string, n: number, epoch: number): Record<string, unknown> {
+  // duration_ms is never 0: SummingMergeTree deletes rows whose summed columns are all 0.
   // Unique timestamps, all within four weeks: no two rows share an engine key (Replacing/Summing
   // engines would fold them) and the example's TTL expires none.
   const ts = new Date(epoch - (n % 28) * DAY_MS - Math.floor(n / 28)).toISOString().replace('T', ' ').replace('Z', '');
-  return { timestamp: ts, session_id: `${prefix}-${n}`, tenant_id: `t${n % 3}`, payload: { pathname: `/page/${n % 17}`, country: 'de', duration_ms: n % 5000, referrer: 'r' } };
+  return { timestamp: ts, session_id: `${prefix}-${n}`, tenant_id: `t${n % 3}`, payload: { pathname: `/page/${n % 17}`, country: 'de', duration_ms: 1 + (n % 5000), referrer: 'r' } };
 }
 
 /** Malformed input k of a cell: text that is not JSON, and a row ClickHouse refuses (a timestamp that is no time). */
