@@ -8,6 +8,7 @@ import { composeQuery } from '../plan/pipe-plan.js';
 import { describeAnyStep, isPipeStep, planProject, type ProjectPlan, type Step } from '../plan/project-plan.js';
 import { findPlaceholders } from '../plan/sql-scan.js';
 import { embedSql } from '../plan/sql.js';
+import { isRetriable, WeirError } from '../runtime/errors.js';
 import { errorMessage, type Logger } from '../runtime/log.js';
 import { observeCatalog, type Catalog } from './catalog.js';
 import type { ClickHouse } from './connection.js';
@@ -27,26 +28,32 @@ export async function observeProject(ch: ClickHouse, resources: ProjectResource[
   return observeCatalog(ch, databasesOf(resources));
 }
 
-export class PlanRefusedError extends Error {
-  readonly retriable = false;
+/** The project's plan cannot be run as it is (a cycle, a refusal): fix the resources. */
+export class PlanRefusedError extends WeirError {
+  constructor(message: string) {
+    super(message, { retriable: false, reason: 'PlanRefused' });
+  }
 }
 
 /**
- * An apply that stopped at one resource's step: the resource, why (for a Pipe, the node whose
- * SQL does not compile), and which steps of the save were applied before it and which were not.
+ * An apply that stopped at one resource's step: the resource, the problem (for a Pipe, the node
+ * whose SQL does not compile), and which steps of the save were applied before it and which were
+ * not. Retriable when the step's own failure is.
  */
-export class ApplyFailedError extends Error {
-  readonly retriable: boolean;
-
+export class ApplyFailedError extends WeirError {
   constructor(
     readonly resource: string,
-    readonly reason: string,
+    readonly problem: string,
     readonly applied: string[],
     readonly notApplied: string[],
     cause: unknown,
   ) {
-    super(`${resource}: ${reason}\napplied: ${applied.join('; ') || 'nothing'}\nnot applied: ${notApplied.join('; ')}`, { cause });
-    this.retriable = toClickHouseError(cause).retriable;
+    super(`${resource}: ${problem}\napplied: ${applied.join('; ') || 'nothing'}\nnot applied: ${notApplied.join('; ')}`, {
+      // A fence that timed out says so itself; a raw client error needs reading.
+      retriable: isRetriable(cause) || toClickHouseError(cause).retriable,
+      reason: 'ApplyFailed',
+      cause,
+    });
   }
 }
 

@@ -1,4 +1,5 @@
 // ClickHouse errors as weir sees them: a numeric code, the code's name, and whether trying again can help.
+import { WeirError } from '../runtime/errors.js';
 
 /** The ClickHouse error codes weir refers to by name (numbers from ClickHouse's ErrorCodes.cpp). */
 export const ErrorCode = {
@@ -47,6 +48,7 @@ export const ErrorCode = {
   SOCKET_TIMEOUT: 209,
   NETWORK_ERROR: 210,
   QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING: 216,
+  TABLE_IS_DROPPED: 218,
   UNEXPECTED_AST_STRUCTURE: 223,
   QUERY_IS_TOO_LARGE: 229,
   ABORTED: 236,
@@ -55,6 +57,7 @@ export const ErrorCode = {
   TOO_MANY_PARTS: 252,
   CANNOT_DECOMPRESS: 271,
   ALL_CONNECTION_TRIES_FAILED: 279,
+  DATABASE_ACCESS_DENIED: 291,
   VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE: 321,
   UNKNOWN_DATABASE_ENGINE: 336,
   INTO_OUTFILE_NOT_ALLOWED: 358,
@@ -111,19 +114,36 @@ export interface ClickHouseErrorInit {
   cause?: unknown;
 }
 
-/** An error from ClickHouse, or from reaching it. `retriable` is what runtime/backoff's isRetriable reads. */
-export class ClickHouseError extends Error {
-  override name = 'ClickHouseError';
+/**
+ * An error from ClickHouse, or from reaching it. `retriable` is what retry() reads; `reason` is
+ * the code's name (the same as `type`).
+ */
+export class ClickHouseError extends WeirError {
   readonly code: number;
   readonly type: string;
-  readonly retriable: boolean;
 
   constructor(message: string, init: ClickHouseErrorInit) {
-    super(message, init.cause === undefined ? undefined : { cause: init.cause });
+    const type = init.type ?? errorCodeName(init.code) ?? 'UNKNOWN_EXCEPTION';
+    super(message, { retriable: init.retriable ?? isRetriableErrorType(type), reason: type, cause: init.cause });
     this.code = init.code;
-    this.type = init.type ?? errorCodeName(init.code) ?? 'UNKNOWN_EXCEPTION';
-    this.retriable = init.retriable ?? isRetriableErrorType(this.type);
+    this.type = type;
   }
+}
+
+/** The table, view or database a statement names is not there: not created yet, or mid-swap. */
+const MISSING_DEPENDENCY = new Set<number>([ErrorCode.UNKNOWN_TABLE, ErrorCode.UNKNOWN_DATABASE, ErrorCode.TABLE_IS_DROPPED]);
+
+/**
+ * Whether ClickHouse refused because a table or database it was told to use does not exist (yet):
+ * the operator may not have created it, or a migration is swapping it. Looks through the causes of
+ * wrapping errors (an ApplyFailedError, a RetriesExhaustedError).
+ */
+export function isMissingDependency(e: unknown): boolean {
+  for (let cause = e, depth = 0; cause !== undefined && depth < 8; depth++) {
+    if (cause instanceof ClickHouseError) return MISSING_DEPENDENCY.has(cause.code);
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return false;
 }
 
 // `Code: 60. DB::Exception: ` (and the pre-21.x `Code: 60, e.displayText() = DB::Exception: `).

@@ -10,6 +10,7 @@
 // stop writers for longer than the fence TTL.
 import { randomBytes } from 'node:crypto';
 import { sleep } from '../runtime/backoff.js';
+import { WeirError } from '../runtime/errors.js';
 import type { TableRef } from './catalog.js';
 import type { ClickHouse } from './connection.js';
 import { ensureSystemTables } from './system-tables.js';
@@ -26,8 +27,11 @@ export interface FenceTiming {
 
 export const DEFAULT_FENCE_TIMING: FenceTiming = { livenessMs: 5_000, fenceTtlMs: 30_000, ackTimeoutMs: 10_000, pollMs: 20 };
 
-export class FenceTimeoutError extends Error {
-  readonly retriable = true;
+/** Writers did not pause in time, or the fence was held too long: the migration tries again later. */
+export class FenceTimeoutError extends WeirError {
+  constructor(message: string) {
+    super(message, { retriable: true, reason: 'FenceTimeout' });
+  }
 }
 
 const tupleParams = (tables: TableRef[]) => ({ dbs: tables.map((t) => t.database), tbls: tables.map((t) => t.table) });

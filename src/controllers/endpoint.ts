@@ -8,6 +8,7 @@ import type { ReconcileContext, ReconcileDecision } from './types.js';
 import { clickhouseName } from '../api/names.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from '../operator/workloads.js';
+import { isRetriable } from '../runtime/errors.js';
 import { errorMessage } from '../runtime/log.js';
 import { compileEndpoint, type CompiledEndpoint } from '../workers/serve/compile.js';
 import { describeEndpointQuery } from '../workers/serve/served.js';
@@ -94,7 +95,7 @@ async function queryProblem(ch: ClickHouse, compiled: CompiledEndpoint): Promise
     await describeEndpointQuery(ch, compiled);
     return undefined;
   } catch (e) {
-    if ((e as { retriable?: boolean }).retriable) throw e;
+    if (isRetriable(e)) throw e;
     return errorMessage(e).split('\n')[0];
   }
 }

@@ -8,7 +8,7 @@ import { errorMessage, resourceFields } from '../runtime/log.js';
 import type { OperatorMetrics } from '../runtime/metrics.js';
 import { EventRecorder, mergePatch } from './events.js';
 import { ResilientInformer } from './informer.js';
-import { isConflict, isNotFound, kubeErrorMessage } from './kube-errors.js';
+import { isConflict, isNotFound, KubeConflictError, kubeErrorMessage } from './kube-errors.js';
 import { WorkQueue } from './workqueue.js';
 
 export const FINALIZER = 'weir.dev/cleanup';
@@ -194,7 +194,7 @@ export class Controller<R extends AnyResource> {
       );
     } catch (e) {
       if (isNotFound(e)) return;
-      if (isConflict(e)) throw Object.assign(new Error(`conflict updating ${this.kind} ${namespace}/${name}; will retry`), { retriable: true });
+      if (isConflict(e)) throw new KubeConflictError(`conflict updating ${this.kind} ${namespace}/${name}; will retry`, e);
       throw new Error(`patching ${this.kind} ${namespace}/${name}: ${kubeErrorMessage(e)}`);
     }
   }

@@ -1,3 +1,5 @@
+import { WeirError } from '../runtime/errors.js';
+
 // Status codes from @kubernetes/client-node errors (ApiException carries `code`).
 const statusOf = (e: unknown): number | undefined =>
   typeof e === 'object' && e !== null ? ((e as { code?: number }).code ?? (e as { statusCode?: number }).statusCode) : undefined;
@@ -20,4 +22,11 @@ export function kubeErrorMessage(e: unknown): string {
   }
   if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
   return e instanceof Error ? e.message : String(e);
+}
+
+/** The object changed since it was read (409): reconciling again, from a fresh read, resolves it. */
+export class KubeConflictError extends WeirError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { retriable: true, reason: 'Conflict', cause });
+  }
 }

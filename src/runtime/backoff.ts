@@ -1,4 +1,9 @@
-// The one backoff and retry helper for reconciles, ingestion and HTTP calls.
+// The one backoff and retry helper for reconciles, ingestion and HTTP calls (kafkajs's shape:
+// exponential backoff with jitter, a bail for errors no retry can fix, a distinct error when
+// the retries run out, fast settings swapped in by tests through the options).
+import { isRetriable, RetriesExhaustedError } from './errors.js';
+
+export { isRetriable, RetriesExhaustedError } from './errors.js';
 
 export interface BackoffPolicy {
   initialMs: number;
@@ -30,27 +35,52 @@ export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
-/** Errors say whether trying again can help (kafkajs and clickhouse-js do the same). */
-export const isRetriable = (e: unknown): boolean =>
-  typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
+/** Stops retry() at once: it rejects with `error` as given, whatever `retriable` says of it. */
+export type Bail = (error: unknown) => never;
 
 export interface RetryOptions {
   policy?: BackoffPolicy;
-  /** Retries after the first attempt; Infinity retries until `signal` aborts. */
+  /** Retries after the first attempt (default 5); Infinity retries until `signal` aborts. */
   retries?: number;
+  /** Which errors are worth another attempt (default: isRetriable, the error's own flag). */
   retriable?: (e: unknown) => boolean;
+  /** Called before each wait, with the error, the attempt that failed (0-based) and the delay. */
   onRetry?: (e: unknown, attempt: number, delayMs: number) => void;
+  /** Aborting stops the waiting and the retrying: retry() rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** The jitter's randomness, 0..1 (default Math.random): tests pin it. */
+  random?: () => number;
 }
 
-export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
-  const { policy = DEFAULT_BACKOFF, retries = 5, retriable = isRetriable, onRetry, signal } = opts;
+/** Thrown through `fn` by bail(); retry() unwraps it. */
+class Bailed {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * Run `fn` until it resolves. A failure is retried after backoffDelay() when `retriable` says so
+ * and the budget allows; otherwise retry() rejects with the error itself (not retriable, or
+ * bailed), with RetriesExhaustedError (the budget ran out; the last error is its cause), or with
+ * the signal's reason (aborted).
+ */
+export async function retry<T>(fn: (attempt: number, bail: Bail) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
+  const { policy = DEFAULT_BACKOFF, retries = 5, retriable = isRetriable, onRetry, signal, random = Math.random } = opts;
+  let bailed: Bailed | undefined;
+  const bail: Bail = (error) => {
+    bailed = new Bailed(error);
+    throw bailed;
+  };
   for (let attempt = 0; ; attempt++) {
+    if (signal?.aborted) throw signal.reason;
     try {
-      return await fn(attempt);
+      return await fn(attempt, bail);
     } catch (e) {
-      if (attempt >= retries || !retriable(e) || signal?.aborted) throw e;
-      const delay = backoffDelay(attempt, policy);
+      // A bail wins even when fn caught it and threw something else.
+      if (bailed) throw bailed.error;
+      if (signal?.aborted) throw signal.reason;
+      if (!retriable(e)) throw e;
+      if (attempt >= retries) throw new RetriesExhaustedError(attempt + 1, e);
+      const delay = backoffDelay(attempt, policy, random);
       onRetry?.(e, attempt, delay);
       await sleep(delay, signal);
     }

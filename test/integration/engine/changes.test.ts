@@ -100,7 +100,7 @@ describe('type changes', () => {
     const error = await applyProject(server.ch, [toInt], { log }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApplyFailedError);
     expect((error as ApplyFailedError).cause).toBeInstanceOf(MigrationRefusedError);
-    expect((error as ApplyFailedError).reason).toMatch(/^2 row\(s\) of .*events have a amount that does not convert from String to UInt32 \(e\.g\. "(n\/a|12\.5)", "(n\/a|12\.5)"\); handle them with spec\.migration\.forwardQuery/);
+    expect((error as ApplyFailedError).problem).toMatch(/^2 row\(s\) of .*events have a amount that does not convert from String to UInt32 \(e\.g\. "(n\/a|12\.5)", "(n\/a|12\.5)"\); handle them with spec\.migration\.forwardQuery/);
     expect(await describeTable(db)).toEqual(['ts DateTime', 'user String', 'amount String']);
     expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__')`)).toBe(0);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events`)).toBe(1002);

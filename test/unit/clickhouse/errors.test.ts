@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ClickHouseError, ErrorCode, errorCodeName, isRetriableErrorType, parseClickHouseError, toClickHouseError } from '../../../src/clickhouse/errors.js';
+import { ApplyFailedError, PlanRefusedError } from '../../../src/clickhouse/apply.js';
+import { ClickHouseError, ErrorCode, errorCodeName, isMissingDependency, isRetriableErrorType, parseClickHouseError, toClickHouseError } from '../../../src/clickhouse/errors.js';
+import { MigrationRefusedError } from '../../../src/clickhouse/executor.js';
+import { FenceTimeoutError } from '../../../src/clickhouse/fence.js';
+import { KubeConflictError } from '../../../src/operator/kube-errors.js';
 import { isRetriable } from '../../../src/runtime/backoff.js';
+import { RetriesExhaustedError, WeirError } from '../../../src/runtime/errors.js';
 
 describe('parseClickHouseError', () => {
   it('reads code, type and message from ClickHouse exception text', () => {
@@ -144,5 +149,88 @@ describe('toClickHouseError', () => {
     expect(odd.code).toBe(ErrorCode.UNKNOWN_EXCEPTION);
     expect(odd.message).toBe('something odd');
     expect(odd.retriable).toBe(false);
+  });
+});
+
+describe('isMissingDependency', () => {
+  it.each([
+    ['UNKNOWN_TABLE', ErrorCode.UNKNOWN_TABLE],
+    ['UNKNOWN_DATABASE', ErrorCode.UNKNOWN_DATABASE],
+    ['TABLE_IS_DROPPED', ErrorCode.TABLE_IS_DROPPED],
+  ])('%s: a table or database that is not there (yet)', (type, code) => {
+    const e = new ClickHouseError('x', { code });
+    expect(e.type).toBe(type);
+    expect(isMissingDependency(e)).toBe(true);
+  });
+
+  it.each([
+    ['UNKNOWN_IDENTIFIER', ErrorCode.UNKNOWN_IDENTIFIER],
+    ['SYNTAX_ERROR', ErrorCode.SYNTAX_ERROR],
+    ['ACCESS_DENIED', ErrorCode.ACCESS_DENIED],
+    ['TABLE_ALREADY_EXISTS', ErrorCode.TABLE_ALREADY_EXISTS],
+    ['NETWORK_ERROR', ErrorCode.NETWORK_ERROR],
+  ])('%s is something else', (_type, code) => {
+    expect(isMissingDependency(new ClickHouseError('x', { code }))).toBe(false);
+  });
+
+  it('reads ClickHouse text through toClickHouseError', () => {
+    const e = toClickHouseError(new Error('Code: 81. DB::Exception: Database nope does not exist. (UNKNOWN_DATABASE) (version 26.7.2.1)'));
+    expect(isMissingDependency(e)).toBe(true);
+  });
+
+  it('looks through the causes of errors that wrap one', () => {
+    const missing = new ClickHouseError('Table db.t does not exist.', { code: ErrorCode.UNKNOWN_TABLE });
+    expect(isMissingDependency(new RetriesExhaustedError(3, missing))).toBe(true);
+    expect(isMissingDependency(new Error('applying', { cause: new Error('step', { cause: missing }) }))).toBe(true);
+    expect(isMissingDependency(new RetriesExhaustedError(3, new ClickHouseError('x', { code: ErrorCode.TOO_MANY_PARTS })))).toBe(false);
+  });
+
+  it('is false for things that only look like ClickHouse errors, and for non-errors', () => {
+    expect(isMissingDependency(Object.assign(new Error('x'), { code: 60 }))).toBe(false);
+    expect(isMissingDependency({ code: ErrorCode.UNKNOWN_TABLE })).toBe(false);
+    expect(isMissingDependency(undefined)).toBe(false);
+    expect(isMissingDependency('UNKNOWN_TABLE')).toBe(false);
+  });
+
+  it('ends on a cycle of causes', () => {
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    Object.assign(a, { cause: b });
+    expect(isMissingDependency(a)).toBe(false);
+  });
+});
+
+describe('one error base', () => {
+  it('ClickHouseError is a WeirError whose reason is its type', () => {
+    const e = new ClickHouseError('Too many parts', { code: ErrorCode.TOO_MANY_PARTS });
+    expect(e).toBeInstanceOf(WeirError);
+    expect(e.name).toBe('ClickHouseError');
+    expect(e.reason).toBe('TOO_MANY_PARTS');
+    expect(e.retriable).toBe(true);
+  });
+
+  it.each([
+    ['PlanRefusedError', () => new PlanRefusedError('cycle'), 'PlanRefused', false],
+    ['MigrationRefusedError', () => new MigrationRefusedError('rows do not convert'), 'MigrationRefused', false],
+    ['FenceTimeoutError', () => new FenceTimeoutError('writers did not pause'), 'FenceTimeout', true],
+    ['KubeConflictError', () => new KubeConflictError('conflict'), 'Conflict', true],
+    ['RetriesExhaustedError', () => new RetriesExhaustedError(2, new Error('busy')), 'RetriesExhausted', false],
+  ])('%s is a WeirError with its reason and retriable flag', (name, make, reason, retriable) => {
+    const e = make();
+    expect(e).toBeInstanceOf(WeirError);
+    expect(e.name).toBe(name);
+    expect(e.reason).toBe(reason);
+    expect(e.retriable).toBe(retriable);
+  });
+
+  it('ApplyFailedError is retriable exactly when the failure it wraps is', () => {
+    const busy = new ApplyFailedError('DataSource ns/t', 'too many parts', [], ['create t'], new ClickHouseError('x', { code: ErrorCode.TOO_MANY_PARTS }));
+    expect(busy).toBeInstanceOf(WeirError);
+    expect(busy.reason).toBe('ApplyFailed');
+    expect(busy.problem).toBe('too many parts');
+    expect(busy.retriable).toBe(true);
+    expect(new ApplyFailedError('DataSource ns/t', 'fence', [], [], new FenceTimeoutError('writers did not pause')).retriable).toBe(true);
+    expect(new ApplyFailedError('DataSource ns/t', 'refused', [], [], new MigrationRefusedError('no')).retriable).toBe(false);
+    expect(new ApplyFailedError('DataSource ns/t', 'syntax', [], [], new ClickHouseError('x', { code: ErrorCode.SYNTAX_ERROR })).retriable).toBe(false);
   });
 });
