@@ -1,5 +1,5 @@
 import { makeInformer, type KubeConfig, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
-import { backoffDelay } from '../runtime/backoff.js';
+import { retry, sleep, type BackoffPolicy } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage } from '../runtime/log.js';
 
@@ -12,21 +12,36 @@ export interface WatchOptions<T extends KubernetesObject> {
   onDelete: (obj: T) => void;
   /** Restart the watch (re-list) when no event arrived for this long: JS watches can go quiet. */
   idleRestartMs?: number;
+  /** Backoff between restarts of a watch that keeps failing (default 500 ms doubling to 30 s). */
+  backoff?: BackoffPolicy;
+  /** A restarted watch is healthy again once it delivers an event, or stays up this long (default 10 s). */
+  healthyAfterMs?: number;
 }
 
+const WATCH_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.2 };
+
+// node-fetch's error when the informer's own stop() aborts the watch request; client-node reports it as a watch error.
+const isOwnAbort = (e: unknown): boolean => typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'AbortError';
+
 /**
- * An informer that keeps itself alive: it restarts after errors with bounded backoff and
- * re-lists when the watch has been idle too long, since a silently dead watch would leave
- * the operator reconciling nothing.
+ * An informer that keeps itself alive: after an error it restarts with retry() (bounded backoff
+ * with jitter) until the new watch holds, and it re-lists when the watch has been idle too long,
+ * since a silently dead watch would leave the operator reconciling nothing.
  */
 export class ResilientInformer<T extends KubernetesObject> {
   private readonly informer;
-  private failures = 0;
   private lastEventAt = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private readonly stopping = new AbortController();
   private synced = false;
+  /** The restart in progress: one retry() until a new watch holds. */
+  private restarting: Promise<void> | undefined;
+  /** The informer's start() of the restart attempt in progress. */
+  private starting: Promise<void> | undefined;
+  /** Fails the restart attempt in progress: its watch failed before it held. */
+  private failAttempt: ((e: unknown) => void) | undefined;
+  /** Ends the restart attempt in progress early: its watch delivered an event. */
+  private attemptHeld: (() => void) | undefined;
 
   constructor(
     kc: KubeConfig,
@@ -36,19 +51,20 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.informer = makeInformer<T>(kc, opts.path, opts.list, opts.labelSelector);
     const seen = (obj: T) => {
       this.lastEventAt = Date.now();
-      this.failures = 0;
+      this.attemptHeld?.();
       opts.onChange(obj);
     };
     this.informer.on('add', seen);
     this.informer.on('update', seen);
     this.informer.on('delete', (obj) => {
       this.lastEventAt = Date.now();
+      this.attemptHeld?.();
       opts.onDelete(obj);
     });
     this.informer.on('connect', () => {
       this.lastEventAt = Date.now();
     });
-    this.informer.on('error', (e) => this.scheduleRestart(e));
+    this.informer.on('error', (e) => this.watchFailed(e));
   }
 
   get hasSynced(): boolean {
@@ -68,7 +84,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.synced = true;
     const idle = this.opts.idleRestartMs ?? 5 * 60_000;
     this.idleTimer = setInterval(() => {
-      if (!this.stopped && Date.now() - this.lastEventAt > idle) {
+      if (!this.stopping.signal.aborted && !this.restarting && Date.now() - this.lastEventAt > idle) {
         this.log.info('restarting idle watch', { path: this.opts.path });
         this.restart();
       }
@@ -77,27 +93,58 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.stopping.abort();
     clearInterval(this.idleTimer);
-    clearTimeout(this.restartTimer);
+    this.failAttempt?.(this.stopping.signal.reason);
+    // A restart in flight ends before the informer stops for good, so it cannot start it again.
+    await this.restarting;
+    await this.starting?.catch(() => undefined);
     await this.informer.stop();
   }
 
-  private scheduleRestart(e: unknown): void {
-    if (this.stopped || this.restartTimer) return;
-    const delay = backoffDelay(this.failures++, { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.2 });
-    this.log.warn('watch failed; restarting', { path: this.opts.path, error: errorMessage(e), retryInMs: delay });
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      this.restart();
-    }, delay);
+  private watchFailed(e: unknown): void {
+    if (this.stopping.signal.aborted || isOwnAbort(e)) return;
+    if (this.failAttempt) return this.failAttempt(e);
+    this.log.warn('watch failed; restarting', { path: this.opts.path, error: errorMessage(e) });
+    this.restart();
   }
 
+  /** Restart the watch until one holds; a watch that fails again while restarting backs off. */
   private restart(): void {
+    if (this.stopping.signal.aborted || this.restarting) return;
+    this.restarting = retry(() => this.restartOnce(), {
+      policy: this.opts.backoff ?? WATCH_BACKOFF,
+      retries: Infinity,
+      // Whatever failed (the API server down, a 403, a 500), the next attempt may pass.
+      retriable: () => true,
+      signal: this.stopping.signal,
+      onRetry: (e, attempt, delayMs) =>
+        this.log.warn('watch failed again; restarting', { path: this.opts.path, error: errorMessage(e), attempt: attempt + 1, retryInMs: delayMs }),
+    })
+      .catch(() => undefined) // only stop() ends it without a watch that holds
+      .finally(() => {
+        this.restarting = undefined;
+      });
+  }
+
+  /**
+   * One restart: stop the informer and start it again (a new watch from the last resourceVersion,
+   * a re-list after 410). Resolves once the watch holds: it delivered an event, or did not fail
+   * for healthyAfterMs. Rejects with the watch's error when it fails first.
+   */
+  private async restartOnce(): Promise<void> {
     this.lastEventAt = Date.now();
-    void this.informer
-      .stop()
-      .then(() => this.informer.start())
-      .catch((e: unknown) => this.scheduleRestart(e));
+    await this.informer.stop();
+    if (this.stopping.signal.aborted) return;
+    const failed = new Promise<never>((_, reject) => (this.failAttempt = reject));
+    const held = new Promise<void>((resolve) => (this.attemptHeld = resolve));
+    try {
+      this.starting = this.informer.start();
+      await Promise.race([this.starting, failed]);
+      await Promise.race([failed, held, sleep(this.opts.healthyAfterMs ?? 10_000, this.stopping.signal)]);
+    } finally {
+      this.failAttempt = undefined;
+      this.attemptHeld = undefined;
+    }
   }
 }

@@ -23,11 +23,12 @@ import type { DataSource } from '../../api/datasource.js';
 import { groupIdOf } from '../../api/names.js';
 import type { ClickHouse } from '../../clickhouse/connection.js';
 import { deduplicatedBy } from '../../clickhouse/dedup.js';
+import { isMissingDependency } from '../../clickhouse/errors.js';
 import { DEFAULT_FENCE_TIMING, FenceParticipant, type FenceTiming } from '../../clickhouse/fence.js';
 import { ensureSystemTables } from '../../clickhouse/system-tables.js';
 import { databaseOf, tableOf } from '../../controllers/datasource.js';
 import { quoteIdentifier, quarantineTableName } from '../../plan/sql.js';
-import { backoffDelay, isRetriable, sleep, type BackoffPolicy } from '../../runtime/backoff.js';
+import { backoffDelay, isRetriable, retry, sleep, type BackoffPolicy } from '../../runtime/backoff.js';
 import { faultPoint } from '../../runtime/fault.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
 import { isolateRefused } from '../events.js';
@@ -50,6 +51,11 @@ export interface IngestWorkerOptions {
   fenceTiming?: FenceTiming;
   /** Retry policy for inserts ClickHouse refuses (default: 200 ms doubling to 10 s, forever). */
   retryPolicy?: BackoffPolicy;
+  /**
+   * Pause before a partition whose batch could not be written is read again from its committed
+   * offset, growing while it keeps failing (default: 5 s doubling to 60 s).
+   */
+  restartPolicy?: BackoffPolicy;
   /**
    * How long the group waits for a worker that stopped heartbeating before its partitions move
    * (default 30 s; the broker bounds it by group.min/max.session.timeout.ms).
@@ -89,6 +95,7 @@ interface PartitionState {
 }
 
 const RETRY: BackoffPolicy = { initialMs: 200, maxMs: 10_000, factor: 2, jitter: 0.2 };
+const RESTART: BackoffPolicy = { initialMs: 5_000, maxMs: 60_000, factor: 2, jitter: 0.2 };
 /** The partition moved to another worker (a rebalance) while its batch was being written. */
 class PartitionLost extends Error {}
 
@@ -105,6 +112,8 @@ export class IngestWorker {
   private readonly states = new Map<string, PartitionState>();
   /** Every partition's last flush, across generations: a new owner waits for the old one's. */
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Restarts in a row of each partition whose batch could not be written; a written batch clears it. */
+  private readonly restarts = new Map<string, number>();
   private generation = 0;
   private rebalancing = false;
   private joined = false;
@@ -335,14 +344,17 @@ export class IngestWorker {
   /**
    * A batch that could not be written (ClickHouse refused it for a reason retrying cannot fix):
    * forget the partition's buffered state and read it again from the committed offset, after a
-   * pause, so the ledger replays the batch. The error is logged; nothing is skipped.
+   * pause that grows while it keeps failing, so the ledger replays the batch. The error is logged;
+   * nothing is skipped.
    */
   private restartPartition(state: PartitionState, e: unknown): void {
     if (e instanceof PartitionLost) return;
     const key = `${state.topic}/${state.partition}`;
     this.opts.log.error('batch not written; the partition restarts from its committed offset', { topic: state.topic, partition: state.partition, error: errorMessage(e) });
     if (this.states.get(key) === state) this.states.delete(key);
-    void sleep(5_000).then(() => {
+    const failures = this.restarts.get(key) ?? 0;
+    this.restarts.set(key, failures + 1);
+    void sleep(backoffDelay(failures, this.opts.restartPolicy ?? RESTART)).then(() => {
       if (!this.stopping && !this.states.has(key)) this.consumer.seek({ topic: state.topic, partition: state.partition, offset: state.committed });
     });
   }
@@ -361,7 +373,7 @@ export class IngestWorker {
       // so a paused writer never leaves a range the executor would have to wait for.
       await this.untilClickHouse(async () => {
         current();
-        const waited = await this.withHeartbeat(this.fence.beforeBatch());
+        const waited = await this.fence.beforeBatch();
         this.opts.metrics.fenceWait.inc(waited / 1000);
         this.opts.metrics.longestFencePause.set(this.fence.longestPauseMs / 1000);
       }, 'passing the migration fence');
@@ -412,6 +424,7 @@ export class IngestWorker {
         current();
         await this.commit(range);
         state.committed = commitOffsetAfter(range);
+        this.restarts.delete(`${state.topic}/${state.partition}`);
         state.rows += inserted;
         state.quarantined += quarantine.length;
         const m = this.opts.metrics;
@@ -483,26 +496,33 @@ export class IngestWorker {
 
   /**
    * Run a ClickHouse call until it succeeds. Failures that retrying can fix (ClickHouse down,
-   * slow, the table not there yet) pause the partition with backoff; others are thrown.
+   * slow, the table not there yet) pause the partition with backoff, heartbeating; others are thrown.
    */
-  private async untilClickHouse<T>(call: () => Promise<T>, doing: string): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const result = await call();
-        if (!this.clickhouseUp) this.opts.log.info('ClickHouse takes inserts again', { after: doing });
-        this.clickhouseUp = true;
-        this.opts.metrics.clickhouseUp.set(1);
-        return result;
-      } catch (e) {
-        if (e instanceof PartitionLost || !worthRetrying(e)) throw e;
-        this.opts.metrics.retries.inc();
-        if (this.clickhouseUp) this.opts.log.warn('ClickHouse refused; pausing this partition and retrying', { doing, error: errorMessage(e).split('\n')[0] });
-        this.clickhouseUp = false;
-        this.lastProblem = errorMessage(e).split('\n')[0] ?? '';
-        this.opts.metrics.clickhouseUp.set(0);
-        await this.withHeartbeat(sleep(backoffDelay(attempt, this.opts.retryPolicy ?? RETRY)));
-      }
-    }
+  private untilClickHouse<T>(call: () => Promise<T>, doing: string): Promise<T> {
+    const attempt = async () => {
+      const result = await call();
+      if (!this.clickhouseUp) this.opts.log.info('ClickHouse takes inserts again', { after: doing });
+      this.clickhouseUp = true;
+      this.opts.metrics.clickhouseUp.set(1);
+      return result;
+    };
+    return this.withHeartbeat(
+      retry(attempt, {
+        policy: this.opts.retryPolicy ?? RETRY,
+        retries: Infinity,
+        retriable: (e) => !(e instanceof PartitionLost) && worthRetrying(e),
+        onRetry: (e) => this.clickHouseRefused(e, doing),
+      }),
+    );
+  }
+
+  private clickHouseRefused(e: unknown, doing: string): void {
+    const problem = errorMessage(e).split('\n')[0] ?? '';
+    this.opts.metrics.retries.inc();
+    if (this.clickhouseUp) this.opts.log.warn('ClickHouse refused; pausing this partition and retrying', { doing, error: problem });
+    this.clickhouseUp = false;
+    this.lastProblem = problem;
+    this.opts.metrics.clickhouseUp.set(0);
   }
 
   /** Keep the group session alive while waiting (a fence, a retry) longer than a heartbeat interval. */
@@ -516,6 +536,5 @@ export class IngestWorker {
   }
 }
 
-// UNKNOWN_TABLE, UNKNOWN_DATABASE: the operator has not created the table yet (or is mid-swap).
-const WAIT_FOR_TABLE = new Set([60, 81]);
-const worthRetrying = (e: unknown): boolean => isRetriable(e) || WAIT_FOR_TABLE.has((e as { code?: unknown }).code as number);
+// A table or database not there: the operator has not created it yet, or is mid-swap.
+const worthRetrying = (e: unknown): boolean => isRetriable(e) || isMissingDependency(e);

@@ -7,7 +7,7 @@
 // while the new one is checked; a new version that does not compile is not served.
 import type { ClickHouse } from '../../clickhouse/connection.js';
 import { toClickHouseError } from '../../clickhouse/errors.js';
-import { backoffDelay, type BackoffPolicy } from '../../runtime/backoff.js';
+import { retry, type BackoffPolicy } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/log.js';
 import { embedSql } from '../../plan/sql.js';
 import type { CompiledEndpoint } from './compile.js';
@@ -21,8 +21,8 @@ const MAX_REASON = 300;
 interface Check {
   endpoint: CompiledEndpoint;
   state: EndpointState;
-  attempt: number;
-  timer?: NodeJS.Timeout;
+  /** Aborted when the version is no longer configured, or the server stops: its retries end. */
+  abort: AbortController;
 }
 
 const keyOf = (ep: CompiledEndpoint) => `${ep.name}@${ep.version}`;
@@ -69,7 +69,7 @@ export class ServedEndpoints {
     const keys = new Set(endpoints.map(keyOf));
     for (const [key, check] of this.checks) {
       if (!keys.has(key)) {
-        clearTimeout(check.timer);
+        check.abort.abort();
         this.checks.delete(key);
       }
     }
@@ -77,7 +77,7 @@ export class ServedEndpoints {
     for (const name of this.lastReady.keys()) if (!names.has(name)) this.lastReady.delete(name);
     for (const ep of endpoints) {
       if (this.checks.has(keyOf(ep))) continue;
-      const check: Check = { endpoint: ep, state: { kind: 'checking' }, attempt: 0 };
+      const check: Check = { endpoint: ep, state: { kind: 'checking' }, abort: new AbortController() };
       this.checks.set(keyOf(ep), check);
       void this.runCheck(check);
     }
@@ -112,7 +112,7 @@ export class ServedEndpoints {
   /** Waits for nothing; stops the checks still scheduled. */
   stop(): void {
     this.stopped = true;
-    for (const check of this.checks.values()) clearTimeout(check.timer);
+    for (const check of this.checks.values()) check.abort.abort();
   }
 
   private rebuildRoutes(): void {
@@ -125,39 +125,51 @@ export class ServedEndpoints {
     this.routes = routes;
   }
 
+  /** Check the version until its query compiles, with backoff; stops when the version is dropped. */
   private async runCheck(check: Check): Promise<void> {
     const ep = check.endpoint;
-    let next: EndpointState;
     try {
-      await describeEndpointQuery(this.ch, ep);
-      next = { kind: 'ready' };
-    } catch (e) {
-      const problem = compileProblem(e);
-      // ClickHouse unreachable says nothing about the query: it is still being checked.
-      next = problem.retriable ? { kind: 'checking', detail: problem.reason } : { kind: 'failed', reason: problem.reason };
+      await retry(() => describeEndpointQuery(this.ch, ep), {
+        policy: this.backoff,
+        retries: Infinity,
+        // Every failure is checked again: the table or column the query reads may just not exist yet.
+        retriable: () => true,
+        signal: check.abort.signal,
+        onRetry: (e, attempt, delayMs) => this.checkFailed(check, e, attempt, delayMs),
+      });
+    } catch {
+      return; // aborted: this version is no longer configured, or the server stops
     }
-    if (this.stopped || this.checks.get(keyOf(ep)) !== check) return;
+    if (!this.isCurrent(check)) return;
+    check.state = { kind: 'ready' };
+    this.lastReady.set(ep.name, ep);
+    this.log.info('endpoint query compiles; serving it', { endpoint: ep.name, namespace: ep.namespace, version: ep.version });
+    this.rebuildRoutes();
+  }
+
+  private isCurrent(check: Check): boolean {
+    return !this.stopped && this.checks.get(keyOf(check.endpoint)) === check;
+  }
+
+  /** A check that failed: its state says why (ClickHouse unreachable says nothing about the query), logged once per reason. */
+  private checkFailed(check: Check, e: unknown, attempt: number, delayMs: number): void {
+    if (!this.isCurrent(check)) return;
+    const ep = check.endpoint;
+    const problem = compileProblem(e);
+    const next: EndpointState = problem.retriable ? { kind: 'checking', detail: problem.reason } : { kind: 'failed', reason: problem.reason };
     const before = check.state;
     check.state = next;
-    if (next.kind === 'ready') {
-      this.lastReady.set(ep.name, ep);
-      this.log.info('endpoint query compiles; serving it', { endpoint: ep.name, namespace: ep.namespace, version: ep.version });
-    } else {
-      const delay = backoffDelay(check.attempt++, this.backoff);
-      if (next.kind === 'failed' && (before.kind !== 'failed' || before.reason !== next.reason)) {
-        this.log.error('endpoint query does not compile against ClickHouse; the endpoint answers 503 and the server is not ready until it does', {
-          endpoint: ep.name,
-          namespace: ep.namespace,
-          resource: ep.resource,
-          version: ep.version,
-          reason: next.reason,
-          retryInMs: delay,
-        });
-      } else if (next.kind === 'checking' && check.attempt === 1) {
-        this.log.warn('endpoint query not checked yet: ClickHouse did not answer; trying again', { endpoint: ep.name, reason: next.detail, retryInMs: delay });
-      }
-      check.timer = setTimeout(() => void this.runCheck(check), delay);
-      check.timer.unref();
+    if (next.kind === 'failed' && (before.kind !== 'failed' || before.reason !== next.reason)) {
+      this.log.error('endpoint query does not compile against ClickHouse; the endpoint answers 503 and the server is not ready until it does', {
+        endpoint: ep.name,
+        namespace: ep.namespace,
+        resource: ep.resource,
+        version: ep.version,
+        reason: next.reason,
+        retryInMs: delayMs,
+      });
+    } else if (next.kind === 'checking' && attempt === 0) {
+      this.log.warn('endpoint query not checked yet: ClickHouse did not answer; trying again', { endpoint: ep.name, reason: next.detail, retryInMs: delayMs });
     }
     this.rebuildRoutes();
   }
