@@ -6,7 +6,8 @@ import { NEXT_TABLE_SUFFIX, versionTableName, type MigrationStep } from '../plan
 import { VIEW_MARKER_PREFIX, viewMarker, type PipeStep } from '../plan/pipe-plan.js';
 import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js';
 import { createQuarantineSql, createTableSql, embedSql, qualified, quarantineComment, quarantineTableName, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
-import { createLogger, type Logger } from '../runtime/log.js';
+import { retry } from '../runtime/backoff.js';
+import { createLogger, errorMessage, type Logger } from '../runtime/log.js';
 import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableRef } from './catalog.js';
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import type { ClickHouse } from './connection.js';
@@ -82,18 +83,16 @@ export class Executor {
 
   /**
    * A fence that timed out changed nothing irreversible and every step resumes from its
-   * ledger, so the step is simply run again a few times, as the error message promises.
+   * ledger, so the step is simply run again a few times (with backoff), as the error message
+   * promises; past them, a RetriesExhaustedError has the last timeout as its cause.
    */
-  private async runWithFenceRetries(step: Step): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (isPipeStep(step)) return await this.runPipeStep(step);
-        return await this.runStep(step);
-      } catch (e) {
-        if (!(e instanceof FenceTimeoutError) || attempt >= FENCE_ATTEMPTS) throw e;
-        this.log.warn('fence timed out; running the step again', { step: describeAnyStep(step), attempt, error: e.message });
-      }
-    }
+  private runWithFenceRetries(step: Step): Promise<void> {
+    return retry(() => (isPipeStep(step) ? this.runPipeStep(step) : this.runStep(step)), {
+      retries: FENCE_ATTEMPTS - 1,
+      retriable: (e) => e instanceof FenceTimeoutError,
+      onRetry: (e, attempt, delayMs) =>
+        this.log.warn('fence timed out; running the step again', { step: describeAnyStep(step), attempt: attempt + 1, error: errorMessage(e), retryInMs: delayMs }),
+    });
   }
 
   // ---- materialized views --------------------------------------------------------------
