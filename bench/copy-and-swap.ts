@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { API_VERSION } from '../src/api/common.js';
 import type { DataSource } from '../src/api/datasource.js';
-import { applyProject } from '../src/clickhouse/apply.js';
+import { applyProject } from '../src/execute/apply.js';
 import type { TableRef } from '../src/clickhouse/catalog.js';
 import { connectClickHouse, type ClickHouse } from '../src/clickhouse/connection.js';
 import { startClickHouseServer } from '../src/clickhouse/server.js';

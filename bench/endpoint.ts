@@ -18,7 +18,7 @@ import { createClient } from '@clickhouse/client';
 import { parseAllDocuments } from 'yaml';
 import type { Endpoint } from '../src/api/endpoint.js';
 import type { Pipe } from '../src/api/pipe.js';
-import { applyProject } from '../src/clickhouse/apply.js';
+import { applyProject } from '../src/execute/apply.js';
 import { connectClickHouse } from '../src/clickhouse/connection.js';
 import type { ProjectResource } from '../src/plan/graph.js';
 import { sleep } from '../src/runtime/backoff.js';

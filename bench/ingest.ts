@@ -11,7 +11,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { API_VERSION } from '../src/api/common.js';
 import type { DataSource } from '../src/api/datasource.js';
-import { applyProject } from '../src/clickhouse/apply.js';
+import { applyProject } from '../src/execute/apply.js';
 import type { ClickHouse } from '../src/clickhouse/connection.js';
 import { deduplicationOff } from '../src/clickhouse/dedup.js';
 import { MAPPED_ROW_SETTINGS } from '../src/workers/rows.js';

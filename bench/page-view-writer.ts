@@ -2,7 +2,7 @@
 // and waits out fences at every batch boundary, as weir's ingesters do.
 import type { TableRef } from '../src/clickhouse/catalog.js';
 import type { ClickHouse } from '../src/clickhouse/connection.js';
-import { FenceParticipant, type FenceTiming } from '../src/clickhouse/fence.js';
+import { FenceParticipant, type FenceTiming } from '../src/execute/fence.js';
 import { sleep } from '../src/runtime/backoff.js';
 
 export interface PageViewWriterOptions {

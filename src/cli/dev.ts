@@ -12,7 +12,7 @@ import { loadResources } from '../api/load.js';
 import { clickhouseName, resourceName } from '../api/names.js';
 import type { Pipe } from '../api/pipe.js';
 import { formatValidationError } from '../api/validate.js';
-import { ApplyFailedError, applyProject } from '../clickhouse/apply.js';
+import { ApplyFailedError, applyProject } from '../execute/apply.js';
 import { connectClickHouse, type ClickHouse } from '../clickhouse/connection.js';
 import { toClickHouseError } from '../clickhouse/errors.js';
 import { startClickHouseServer } from '../clickhouse/server.js';

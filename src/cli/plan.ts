@@ -1,11 +1,11 @@
 import { loadResources } from '../api/load.js';
 import { formatValidationError } from '../api/validate.js';
-import { applyProject, observeProject } from '../clickhouse/apply.js';
+import { applyProject, observeProject } from '../execute/apply.js';
 import { emptyCatalog } from '../clickhouse/catalog.js';
 import { connectClickHouse, type ClickHouse } from '../clickhouse/connection.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { describeAnyStep, pendingChanges, planProject, type ProjectPlan, type Step } from '../plan/project-plan.js';
-import { DEFAULT_FENCE_TIMING } from '../clickhouse/fence.js';
+import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
 import { createLogger, errorMessage } from '../runtime/log.js';
 
 /** Exit codes, as `terraform plan -detailed-exitcode`: 0 nothing to do, 1 error, 2 changes pending. */

@@ -3,7 +3,7 @@ import type { Pipe } from '../api/pipe.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { databaseOf, tableOf } from '../api/names.js';
 import { findTable, observeCatalog, type Catalog } from '../clickhouse/catalog.js';
-import { MigrationRefusedError, Executor } from '../clickhouse/executor.js';
+import { MigrationRefusedError, Executor } from '../execute/executor.js';
 import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
 import { workerName } from '../operator/workloads.js';
 import { quarantineTableName } from '../plan/sql.js';

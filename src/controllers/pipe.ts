@@ -1,7 +1,7 @@
 import type { Pipe, PipeStatus } from '../api/pipe.js';
 import { clickhouseName, resourceName } from '../api/names.js';
 import { observeCatalog } from '../clickhouse/catalog.js';
-import { Executor } from '../clickhouse/executor.js';
+import { Executor } from '../execute/executor.js';
 import { dependencies } from '../plan/graph.js';
 import { composeQuery, describePipeStep, planPipe } from '../plan/pipe-plan.js';
 import { pipeSqlProblems } from '../plan/project-checks.js';

@@ -2,7 +2,7 @@ import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
-import type { FenceTiming } from '../clickhouse/fence.js';
+import type { FenceTiming } from '../execute/fence.js';
 import type { Logger } from '../runtime/log.js';
 import type { Workloads } from './ingestion.js';
 

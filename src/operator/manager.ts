@@ -9,7 +9,7 @@ import { finalizeDataSource, reconcileDataSource } from '../controllers/datasour
 import { finalizeEndpoint, reconcileEndpoint } from '../controllers/endpoint.js';
 import { finalizePipe, reconcilePipe } from '../controllers/pipe.js';
 import { connectClickHouse } from '../clickhouse/connection.js';
-import { DEFAULT_FENCE_TIMING } from '../clickhouse/fence.js';
+import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
 import type { ReconcileContext } from '../controllers/types.js';
 import { startHealthServer, type HealthServer } from '../runtime/health-server.js';
 import type { Logger } from '../runtime/log.js';

@@ -6,7 +6,7 @@ import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, databaseOf, resourceName, tableOf } from '../api/names.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ValidationError } from '../api/validate.js';
-import { SYSTEM_DATABASE } from '../clickhouse/system-tables.js';
+import { SYSTEM_DATABASE } from '../execute/system-tables.js';
 import { resourceKey, type ProjectResource } from './graph.js';
 import { embeddingProblem, pipeSqlProblem, quarantineTableName } from './sql.js';
 

@@ -9,7 +9,7 @@ import { clickhouseName, resourceName } from '../api/names.js';
 import type { ClickHouse, Settings } from '../clickhouse/connection.js';
 import { deduplicatedBy, deduplicationOff } from '../clickhouse/dedup.js';
 import { ClickHouseError, ErrorCode, isMissingDependency } from '../clickhouse/errors.js';
-import { FenceParticipant } from '../clickhouse/fence.js';
+import { FenceParticipant } from '../execute/fence.js';
 import { databaseOf, tableOf } from '../controllers/datasource.js';
 import { quarantineTableName } from '../plan/sql.js';
 import { isRetriable } from '../runtime/errors.js';

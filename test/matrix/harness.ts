@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Kafka, Admin } from 'kafkajs';
 import type { Endpoint } from '../../src/api/endpoint.js';
 import type { Pipe } from '../../src/api/pipe.js';
-import { applyProject } from '../../src/clickhouse/apply.js';
+import { applyProject } from '../../src/execute/apply.js';
 import type { ClickHouse } from '../../src/clickhouse/connection.js';
 import type { ProjectResource } from '../../src/plan/graph.js';
 import { quarantineTableName } from '../../src/plan/sql.js';

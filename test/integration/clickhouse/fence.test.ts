@@ -2,7 +2,7 @@
 // an idle writer is acknowledged by its heartbeat timer, one with a batch in flight is not, and
 // a batch that starts during a fence waits for its release.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FenceParticipant, FenceTimeoutError, withFence, type FenceTiming } from '../../../src/clickhouse/fence.js';
+import { FenceParticipant, FenceTimeoutError, withFence, type FenceTiming } from '../../../src/execute/fence.js';
 import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 
 const TIMING: FenceTiming = { livenessMs: 1000, fenceTtlMs: 4000, ackTimeoutMs: 1500, pollMs: 10 };

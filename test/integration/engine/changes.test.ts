@@ -2,8 +2,8 @@
 // writes must be SQL ClickHouse accepts, and a refused plan must change nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
-import { ApplyFailedError, applyProject, PlanRefusedError } from '../../../src/clickhouse/apply.js';
-import { MigrationRefusedError } from '../../../src/clickhouse/executor.js';
+import { ApplyFailedError, applyProject, PlanRefusedError } from '../../../src/execute/apply.js';
+import { MigrationRefusedError } from '../../../src/execute/executor.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { column, dataSource, inNamespace, materializedInto, node, pipe, withColumns, withEngine, withNodes, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';

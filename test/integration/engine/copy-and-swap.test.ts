@@ -3,7 +3,7 @@
 // key of page_views changed in between, first in-process, then with `weir apply` SIGKILLed
 // at each step of the protocol in turn and run again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyProject } from '../../../src/clickhouse/apply.js';
+import { applyProject } from '../../../src/execute/apply.js';
 import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
 import type { Endpoint } from '../../../src/api/endpoint.js';
 import type { Pipe } from '../../../src/api/pipe.js';
-import { applyProject, PlanRefusedError } from '../../../src/clickhouse/apply.js';
+import { applyProject, PlanRefusedError } from '../../../src/execute/apply.js';
 import { reconcilePipe } from '../../../src/controllers/pipe.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';

@@ -4,8 +4,8 @@
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApplyFailedError, applyProject } from '../../../src/clickhouse/apply.js';
-import { FenceParticipant, FenceTimeoutError, type FenceTiming } from '../../../src/clickhouse/fence.js';
+import { ApplyFailedError, applyProject } from '../../../src/execute/apply.js';
+import { FenceParticipant, FenceTimeoutError, type FenceTiming } from '../../../src/execute/fence.js';
 import { RetriesExhaustedError } from '../../../src/runtime/errors.js';
 import { column, dataSource, inNamespace, uniqueNamespace, withColumns, withSortingKey } from '../../fixtures/builders.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';

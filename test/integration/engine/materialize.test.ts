@@ -2,7 +2,7 @@
 // them: the target ends up equal to a recomputation from the source, exactly, also when
 // `weir apply` is SIGKILLed in the middle of the backfill and run again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyProject } from '../../../src/clickhouse/apply.js';
+import { applyProject } from '../../../src/execute/apply.js';
 import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import type { Pipe } from '../../../src/api/pipe.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';

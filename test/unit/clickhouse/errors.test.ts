@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ApplyFailedError, PlanRefusedError } from '../../../src/clickhouse/apply.js';
+import { ApplyFailedError, PlanRefusedError } from '../../../src/execute/apply.js';
 import { ClickHouseError, ErrorCode, errorCodeName, isMissingDependency, isRetriableErrorType, parseClickHouseError, toClickHouseError } from '../../../src/clickhouse/errors.js';
-import { MigrationRefusedError } from '../../../src/clickhouse/executor.js';
-import { FenceTimeoutError } from '../../../src/clickhouse/fence.js';
+import { MigrationRefusedError } from '../../../src/execute/executor.js';
+import { FenceTimeoutError } from '../../../src/execute/fence.js';
 import { KubeConflictError } from '../../../src/operator/kube-errors.js';
 import { isRetriable } from '../../../src/runtime/backoff.js';
 import { RetriesExhaustedError, WeirError } from '../../../src/runtime/errors.js';

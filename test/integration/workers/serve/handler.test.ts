@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import winston from 'winston';
 import type { Endpoint } from '../../../../src/api/endpoint.js';
 import type { Pipe } from '../../../../src/api/pipe.js';
-import { applyProject } from '../../../../src/clickhouse/apply.js';
+import { applyProject } from '../../../../src/execute/apply.js';
 import type { ProjectResource } from '../../../../src/plan/graph.js';
 import { createLogger } from '../../../../src/runtime/log.js';
 import { compileEndpoint, type CompiledEndpoint } from '../../../../src/workers/serve/compile.js';

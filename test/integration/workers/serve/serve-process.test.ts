@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../../../src/api/endpoint.js';
 import type { Pipe } from '../../../../src/api/pipe.js';
-import { applyProject } from '../../../../src/clickhouse/apply.js';
+import { applyProject } from '../../../../src/execute/apply.js';
 import type { ProjectResource } from '../../../../src/plan/graph.js';
 import { createLogger } from '../../../../src/runtime/log.js';
 import type { CompiledEndpoint } from '../../../../src/workers/serve/compile.js';

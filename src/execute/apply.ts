@@ -10,9 +10,9 @@ import { findPlaceholders } from '../plan/sql-scan.js';
 import { embedSql } from '../plan/sql.js';
 import { isRetriable, WeirError } from '../runtime/errors.js';
 import { errorMessage, type Logger } from '../runtime/log.js';
-import { observeCatalog, type Catalog } from './catalog.js';
-import type { ClickHouse } from './connection.js';
-import { ErrorCode, toClickHouseError } from './errors.js';
+import { observeCatalog, type Catalog } from '../clickhouse/catalog.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
+import { ErrorCode, toClickHouseError } from '../clickhouse/errors.js';
 import { Executor, type ExecutionHooks } from './executor.js';
 import type { FenceTiming } from './fence.js';
 

@@ -1,6 +1,6 @@
 // weir's own tables in ClickHouse: where migrations keep their progress and where writers
 // and the migration executor meet at a fence. They live in the `weir` database.
-import type { ClickHouse } from './connection.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
 
 export const SYSTEM_DATABASE = 'weir';
 

@@ -8,13 +8,13 @@ import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js'
 import { createQuarantineSql, createTableSql, embedSql, qualified, quarantineComment, quarantineTableName, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
 import { retry } from '../runtime/backoff.js';
 import { createLogger, errorMessage, type Logger } from '../runtime/log.js';
-import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableRef } from './catalog.js';
+import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableRef } from '../clickhouse/catalog.js';
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
-import type { ClickHouse } from './connection.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
 import { DEFAULT_FENCE_TIMING, FenceTimeoutError, withFence, type FenceReport, type FenceTiming } from './fence.js';
 import { WeirError } from '../runtime/errors.js';
 import { faultPoint } from '../runtime/fault.js';
-import { deduplicationOff } from './dedup.js';
+import { deduplicationOff } from '../clickhouse/dedup.js';
 import { ensureSystemTables } from './system-tables.js';
 
 /** A migration that must not go on: the plan was wrong for the data (e.g. rows that would not convert). */
