@@ -381,16 +381,15 @@ export class Executor {
     // Verified but not swapped: the critical section is redone from the backfill point.
     if (m.state === 'Backfilled' || m.state === 'Verified') {
       const current: MigrationRow = m;
+      // Rows a previous, interrupted attempt copied after the backfill are dropped first, before
+      // the fence: only the executor writes the next version, and the DELETE is too slow to hold writers for.
+      await this.dropRowsAfter(next, current.next_block);
       const fenced = await this.fencedTables({ database, table });
       const { result, report } = await withFence(
         this.ch,
         fenced,
         async (assertHeld) => {
           progress('Fenced', { writersOf: fenced.map((t) => `${t.database}.${t.table}`) });
-          // Rows a previous, interrupted attempt copied after the backfill are dropped first.
-          if ((await this.count(next, `_block_number > ${current.next_block}`)) > 0) {
-            await this.ch.command(`DELETE FROM ${next} WHERE _block_number > ${current.next_block}`, { settings: { mutations_sync: 2, lightweight_deletes_sync: 2 } });
-          }
           await this.ch.command(`INSERT INTO ${next} (${mapping.columns}) ${mapping.select(`_block_number > ${current.source_block}`)}`, { settings: await deduplicationOff(this.ch) });
           faultPoint('DeltaCopied');
           const [liveRows, nextRows, verifyBlock, swapBlock] = await Promise.all([this.count(live), this.count(next), this.maxBlock({ database, table }), this.maxBlock({ database, table: nextName })]);
@@ -443,14 +442,13 @@ export class Executor {
       const retainedShape = decodeMarker(await this.comment(database, step.retainedTable))?.shape;
       if (!retainedShape) throw new MigrationRefusedError(`${database}.${step.retainedTable} has no weir marker`);
       const m = await this.swapBackRecord(step);
+      // Rows an interrupted attempt already copied into the retained version would count twice:
+      // dropped before the fence (nobody else writes the retained version).
+      await this.dropRowsAfter(retained, m.next_block);
       const { report } = await withFence(
         this.ch,
         await this.fencedTables({ database, table }),
         async (assertHeld) => {
-          // Rows an interrupted attempt already copied into the retained version are dropped first, or they would count twice.
-          if ((await this.count(retained, `_block_number > ${m.next_block}`)) > 0) {
-            await this.ch.command(`DELETE FROM ${retained} WHERE _block_number > ${m.next_block}`, { settings: { mutations_sync: 2, lightweight_deletes_sync: 2 } });
-          }
           const cols = retainedShape.columns.map((c) => quoteIdentifier(c.name)).join(', ');
           const liveCols = new Set((await this.ch.query<{ name: string }>(`DESCRIBE TABLE ${live}`)).map((c) => c.name));
           const select = retainedShape.columns
@@ -479,6 +477,12 @@ export class Executor {
       faultPoint('Retained');
       await this.dropBeyond(database, table, step.keepPreviousVersions);
     }
+  }
+
+  /** Delete the rows of `table` past `block` (an interrupted attempt's copy), if there are any. */
+  private async dropRowsAfter(table: string, block: string): Promise<void> {
+    if ((await this.count(table, `_block_number > ${block}`)) === 0) return;
+    await this.ch.command(`DELETE FROM ${table} WHERE _block_number > ${block}`, { settings: { mutations_sync: 2, lightweight_deletes_sync: 2 } });
   }
 
   /**
