@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { API_VERSION } from '../src/api/common.js';
 import type { DataSource } from '../src/api/datasource.js';
 import { applyProject } from '../src/execute/apply.js';
-import type { TableRef } from '../src/clickhouse/catalog.js';
+import type { TableRef } from '../src/plan/catalog.js';
 import { connectClickHouse, type ClickHouse } from '../src/clickhouse/connection.js';
 import { startClickHouseServer } from '../src/clickhouse/server.js';
 import { keyTuple, qualified, quoteIdentifier, tableShape } from '../src/plan/sql.js';

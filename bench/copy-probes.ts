@@ -3,7 +3,7 @@
 // migration copied) into a fresh table with the new key; variants run interleaved, in rounds,
 // with merges settled before each, and the median is reported.
 import { availableParallelism } from 'node:os';
-import type { TableRef } from '../src/clickhouse/catalog.js';
+import type { TableRef } from '../src/plan/catalog.js';
 import type { ClickHouse } from '../src/clickhouse/connection.js';
 import { createTableSql, keyTuple, qualified, quoteIdentifier, type TableShape } from '../src/plan/sql.js';
 import { PageViewWriter, type PageViewWriterOptions } from './page-view-writer.js';

@@ -1,6 +1,6 @@
 // A weir-managed writer for benchmarks: inserts page views in batches, back to back (or paced),
 // and waits out fences at every batch boundary, as weir's ingesters do.
-import type { TableRef } from '../src/clickhouse/catalog.js';
+import type { TableRef } from '../src/plan/catalog.js';
 import type { ClickHouse } from '../src/clickhouse/connection.js';
 import { FenceParticipant, type FenceTiming } from '../src/execute/fence.js';
 import { sleep } from '../src/runtime/backoff.js';

@@ -6,6 +6,9 @@
 /** The ClickHouse identifier of a resource (table, view, endpoint path). */
 export const clickhouseName = (resourceName: string): string => resourceName.replace(/-/g, '_');
 
+/** weir's own ClickHouse database (migrations, fences, ingest ledgers, request log): no DataSource may use it. */
+export const SYSTEM_DATABASE = 'weir';
+
 /** The Kubernetes resource name a reference points to. */
 export const resourceName = (reference: string): string => reference.replace(/_/g, '-');
 

@@ -1,7 +1,7 @@
 import { loadResources } from '../api/load.js';
 import { formatValidationError } from '../api/validate.js';
 import { applyProject, observeProject } from '../execute/apply.js';
-import { emptyCatalog } from '../clickhouse/catalog.js';
+import { emptyCatalog } from '../plan/catalog.js';
 import { connectClickHouse, type ClickHouse } from '../clickhouse/connection.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { describeAnyStep, pendingChanges, planProject, type ProjectPlan, type Step } from '../plan/project-plan.js';

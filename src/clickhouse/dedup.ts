@@ -7,10 +7,8 @@
 //
 // The flip side: a block identical to a recent one is dropped by default. weir's own copies
 // (migrations, backfills) and the events API therefore insert with deduplication off.
+// The window is set with the table's settings, by the planner (plan/sql.ts DEDUPLICATION_WINDOW).
 import type { ClickHouse, Settings } from './connection.js';
-
-/** Insert blocks each weir table remembers for deduplication. */
-export const DEDUPLICATION_WINDOW = 10_000;
 
 const flavours = new WeakMap<ClickHouse, Promise<boolean>>();
 

@@ -28,7 +28,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Session, drainPending, type ChdbResult, type RawInsertFormat } from 'chdb';
 import { ClickHouseError, ErrorCode, parseClickHouseError } from './errors.js';
 import { PARAM_PREFIX, bindParameters } from './query-params.js';
-import { analyzeStatement, quoteIdentifier, quoteStringLiteral, tokenize, type StatementInfo, type Token } from './sql-text.js';
+import { analyzeStatement, quoteIdentifier, quoteStringLiteral, tokenize, type StatementInfo, type Token } from '../plan/sql-text.js';
 import { checkSetting, confineStatement, stringLiteralValue, type TableAccessPolicy } from './table-access.js';
 
 export interface QuerySummary {

@@ -9,7 +9,7 @@
 // placeholder the request provides a value for is renamed into a reserved prefix and set right before the statement;
 // a placeholder it does not provide keeps its name, which no request ever sets, and fails as UNKNOWN_QUERY_PARAMETER.
 
-import { quoteStringLiteral, type StatementInfo } from './sql-text.js';
+import { quoteStringLiteral, type StatementInfo } from '../plan/sql-text.js';
 
 export const PARAM_PREFIX = '__http_';
 

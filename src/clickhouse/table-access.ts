@@ -13,7 +13,7 @@
 
 import { isAbsolute, join, normalize } from 'node:path';
 import { ClickHouseError, ErrorCode } from './errors.js';
-import { analyzeStatement, quoteStringLiteral, tokenize, type StatementInfo, type Token } from './sql-text.js';
+import { analyzeStatement, quoteStringLiteral, tokenize, type StatementInfo, type Token } from '../plan/sql-text.js';
 
 export interface TableAccessPolicy {
   /** Absolute path of user_files: the only place file() reads and writes. */

@@ -2,7 +2,8 @@ import type { DataSource, DataSourceStatus, TableVersionRecord } from '../api/da
 import type { Pipe } from '../api/pipe.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { databaseOf, tableOf } from '../api/names.js';
-import { findTable, observeCatalog, type Catalog } from '../clickhouse/catalog.js';
+import { observeCatalog } from '../clickhouse/catalog.js';
+import { findTable, type Catalog } from '../plan/catalog.js';
 import { MigrationRefusedError, Executor } from '../execute/executor.js';
 import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
 import { workerName } from '../operator/workloads.js';

@@ -8,7 +8,8 @@ import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js'
 import { createQuarantineSql, createTableSql, embedSql, qualified, quarantineComment, quarantineTableName, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
 import { retry } from '../runtime/backoff.js';
 import { createLogger, errorMessage, type Logger } from '../runtime/log.js';
-import { decodeMarker, encodeMarker, observeCatalog, upstreamTables, type TableRef } from '../clickhouse/catalog.js';
+import { observeCatalog } from '../clickhouse/catalog.js';
+import { decodeMarker, encodeMarker, upstreamTables, type TableRef } from '../plan/catalog.js';
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { DEFAULT_FENCE_TIMING, FenceTimeoutError, withFence, type FenceReport, type FenceTiming } from './fence.js';

@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { sleep } from '../runtime/backoff.js';
 import { WeirError } from '../runtime/errors.js';
-import type { TableRef } from '../clickhouse/catalog.js';
+import type { TableRef } from '../plan/catalog.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { ensureSystemTables } from './system-tables.js';
 

@@ -1,8 +1,7 @@
 // weir's own tables in ClickHouse: where migrations keep their progress and where writers
 // and the migration executor meet at a fence. They live in the `weir` database.
+import { SYSTEM_DATABASE } from '../api/names.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
-
-export const SYSTEM_DATABASE = 'weir';
 
 const TABLES = [
   `CREATE TABLE IF NOT EXISTS weir.fences (

@@ -1,7 +1,7 @@
-// observe: read what exists in ClickHouse into one value the planner can compare against.
-import type { TableShape } from '../plan/sql.js';
-import { findTableReferences } from '../plan/sql-scan.js';
-import type { ClickHouse } from './connection.js';
+// The catalog model: what exists in ClickHouse, as one value the planner compares against, and
+// the marker weir writes into each table's COMMENT. Pure; clickhouse/catalog.ts reads it from a server.
+import type { TableShape } from './sql.js';
+import { findTableReferences } from './sql-scan.js';
 
 /** What weir writes into a table's COMMENT: the table describes its own version and shape. */
 export interface TableMarker {
@@ -63,47 +63,6 @@ export const emptyCatalog = (): Catalog => ({ databases: [], tables: [], views: 
 
 export const findTable = (c: Catalog, database: string, name: string): ObservedTable | undefined =>
   c.tables.find((t) => t.database === database && t.name === name);
-
-/** Read the catalog of the given databases (system tables only; no data is read). */
-export async function observeCatalog(ch: ClickHouse, databases: string[]): Promise<Catalog> {
-  if (databases.length === 0) return emptyCatalog();
-  const params = { dbs: databases };
-  const [dbs, tables, columns] = await Promise.all([
-    ch.query<{ name: string }>('SELECT name FROM system.databases WHERE name IN {dbs:Array(String)}', { params }),
-    ch.query<{ database: string; name: string; engine: string; comment: string; total_rows: string | null; as_select: string; create_table_query: string }>(
-      'SELECT database, name, engine, comment, total_rows, as_select, create_table_query FROM system.tables WHERE database IN {dbs:Array(String)} AND NOT is_temporary',
-      { params },
-    ),
-    ch.query<{ database: string; table: string; name: string; type: string }>(
-      'SELECT database, table, name, type FROM system.columns WHERE database IN {dbs:Array(String)} ORDER BY database, table, position',
-      { params },
-    ),
-  ]);
-  const columnsOf = new Map<string, ObservedColumn[]>();
-  for (const c of columns) {
-    const key = `${c.database}.${c.table}`;
-    columnsOf.set(key, [...(columnsOf.get(key) ?? []), { name: c.name, type: c.type }]);
-  }
-  const catalog: Catalog = { databases: dbs.map((d) => d.name), tables: [], views: [] };
-  for (const t of tables) {
-    if (t.engine === 'MaterializedView' || t.engine === 'View') {
-      const to = /\bTO\s+((?:`[^`]+`|[\w]+)\.(?:`[^`]+`|[\w]+))/.exec(t.create_table_query)?.[1]?.replace(/`/g, '');
-      catalog.views.push({ database: t.database, name: t.name, target: to, query: t.as_select, comment: t.comment });
-      continue;
-    }
-    const marker = decodeMarker(t.comment);
-    catalog.tables.push({
-      database: t.database,
-      name: t.name,
-      engine: t.engine,
-      columns: columnsOf.get(`${t.database}.${t.name}`) ?? [],
-      comment: t.comment,
-      ...(marker ? { marker } : {}),
-      totalRows: Number(t.total_rows ?? 0),
-    });
-  }
-  return catalog;
-}
 
 /** Tables whose inserts reach `t` through materialized views (transitively): their writers are fenced with t's. */
 export function upstreamTables(catalog: Catalog, t: TableRef): TableRef[] {

@@ -2,7 +2,7 @@
 // refusals that say why nothing will be done. Pure: no I/O, no clock.
 import type { Column, DataSource } from '../api/datasource.js';
 import { databaseOf, tableOf } from '../api/names.js';
-import { findTable, type Catalog, type ObservedTable } from '../clickhouse/catalog.js';
+import { findTable, type Catalog, type ObservedTable } from './catalog.js';
 import { stableHash } from '../runtime/hash.js';
 import type { ProjectResource } from './graph.js';
 import { VIEW_MARKER_PREFIX } from './pipe-plan.js';

@@ -3,7 +3,7 @@
 import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, databaseOf, resourceName, tableOf } from '../api/names.js';
 import type { Pipe, PipeNode } from '../api/pipe.js';
-import { findTable, type Catalog, type TableRef } from '../clickhouse/catalog.js';
+import { findTable, type Catalog, type TableRef } from './catalog.js';
 import { stableHash } from '../runtime/hash.js';
 import type { ProjectResource } from './graph.js';
 import { materializeTarget, nameRefusals, pipeSqlProblems } from './project-checks.js';

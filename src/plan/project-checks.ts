@@ -3,10 +3,9 @@
 // weir's own statements. Pure: `weir validate` reports them with file names, and the planners
 // (weir plan, weir apply, weir dev, the operator) refuse with the same messages.
 import type { DataSource } from '../api/datasource.js';
-import { clickhouseName, databaseOf, resourceName, tableOf } from '../api/names.js';
+import { clickhouseName, databaseOf, resourceName, SYSTEM_DATABASE, tableOf } from '../api/names.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ValidationError } from '../api/validate.js';
-import { SYSTEM_DATABASE } from '../execute/system-tables.js';
 import { resourceKey, type ProjectResource } from './graph.js';
 import { embeddingProblem, pipeSqlProblem, quarantineTableName } from './sql.js';
 

@@ -4,7 +4,7 @@
 // as in `weir validate`, so every path refuses them with the same message.
 import type { DataSource } from '../api/datasource.js';
 import type { Pipe } from '../api/pipe.js';
-import type { Catalog } from '../clickhouse/catalog.js';
+import type { Catalog } from './catalog.js';
 import { describeStep, planDataSource, type MigrationStep } from './datasource-plan.js';
 import { applyOrder, resourceKey, type ProjectResource } from './graph.js';
 import { describePipeStep, planPipe, type PipeStep } from './pipe-plan.js';

@@ -3,12 +3,17 @@
 // and are passed as written.
 import type { Column, DataSourceSpec, Engine, SkippingIndex } from '../api/datasource.js';
 import { IDENTIFIER } from '../api/schema-dsl.js';
-import { DEDUPLICATION_WINDOW } from '../clickhouse/dedup.js';
-import { analyzeStatement, tokenize, type Token } from '../clickhouse/sql-text.js';
+import { analyzeStatement, quoteIdentifier, quoteStringLiteral, tokenize, type Token } from './sql-text.js';
 
-export const quoteIdentifier = (name: string): string => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
+// One quoting rule for SQL weir writes and SQL it reads (sql-text.ts).
+export { quoteIdentifier };
+export const quoteString = quoteStringLiteral;
 
-export const quoteString = (value: string): string => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+/**
+ * Insert blocks each weir table remembers for deduplication (non_replicated_deduplication_window):
+ * ingesters replay a batch with the same token after a crash (clickhouse/dedup.ts says more).
+ */
+export const DEDUPLICATION_WINDOW = 10_000;
 
 export const qualified = (database: string, table: string): string => `${quoteIdentifier(database)}.${quoteIdentifier(table)}`;
 

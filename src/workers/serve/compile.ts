@@ -4,7 +4,7 @@
 import { FORMATS, type Endpoint, type Format } from '../../api/endpoint.js';
 import { clickhouseName, resourceName } from '../../api/names.js';
 import type { Pipe } from '../../api/pipe.js';
-import { analyzeStatement } from '../../clickhouse/sql-text.js';
+import { analyzeStatement } from '../../plan/sql-text.js';
 import { compileParams, endpointNodes } from '../../controllers/endpoint.js';
 import { composeQuery } from '../../plan/pipe-plan.js';
 import { pipeSqlProblem } from '../../plan/sql.js';

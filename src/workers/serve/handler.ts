@@ -23,7 +23,7 @@ import { FORMATS, type Format } from '../../api/endpoint.js';
 import { clickhouseName } from '../../api/names.js';
 import { paramText, type ClickHouse, type OutputFormat, type Settings } from '../../clickhouse/connection.js';
 import { ClickHouseError, ErrorCode, toClickHouseError } from '../../clickhouse/errors.js';
-import { quoteStringLiteral } from '../../clickhouse/sql-text.js';
+import { quoteStringLiteral } from '../../plan/sql-text.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
 import { TOKEN_PARAM, type CompiledEndpoint } from './compile.js';
 import { ALL_ENDPOINTS, UNKNOWN_ENDPOINT, type EndpointMetrics } from './metrics.js';

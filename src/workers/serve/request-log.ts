@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ClickHouse } from '../../clickhouse/connection.js';
 import { toClickHouseError } from '../../clickhouse/errors.js';
-import { SYSTEM_DATABASE } from '../../execute/system-tables.js';
+import { SYSTEM_DATABASE } from '../../api/names.js';
 import type { Logger } from '../../runtime/log.js';
 import type { RequestRecord } from './handler.js';
 

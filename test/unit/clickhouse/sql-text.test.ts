@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { bindParameters } from '../../../src/clickhouse/query-params.js';
-import { analyzeStatement, quoteIdentifier, quoteStringLiteral } from '../../../src/clickhouse/sql-text.js';
+import { analyzeStatement, quoteIdentifier, quoteStringLiteral } from '../../../src/plan/sql-text.js';
 
 describe('analyzeStatement', () => {
   it('finds the kind and a trailing FORMAT', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { killTarget } from '../../../src/clickhouse/engine.js';
-import { analyzeStatement } from '../../../src/clickhouse/sql-text.js';
+import { analyzeStatement } from '../../../src/plan/sql-text.js';
 import { checkSetting, confineStatement, stringLiteralValue, userFilePath, type TableAccessPolicy } from '../../../src/clickhouse/table-access.js';
 
 // The names chdb 26.7 reports in system.table_functions and system.table_engines/database_engines (a subset).

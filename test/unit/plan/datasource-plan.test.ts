@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
-import { emptyCatalog } from '../../../src/clickhouse/catalog.js';
+import { emptyCatalog } from '../../../src/plan/catalog.js';
 import { describeStep, planDataSource, type MigrationStep } from '../../../src/plan/datasource-plan.js';
 import { column, dataSource, inNamespace, materializedInto, pipe, withColumns, withEngine, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { catalogOf, tableFor } from '../../fixtures/catalog.js';

@@ -3,7 +3,7 @@
 // comment or ';' must not reach into that; one ending in FORMAT or SETTINGS is refused.
 import { describe, expect, it } from 'vitest';
 import type { ClickHouse } from '../../../src/clickhouse/connection.js';
-import { tokenize } from '../../../src/clickhouse/sql-text.js';
+import { tokenize } from '../../../src/plan/sql-text.js';
 import { compileEndpoint, type CompiledEndpoint } from '../../../src/workers/serve/compile.js';
 import { describeEndpointQuery } from '../../../src/workers/serve/served.js';
 import { endpoint, node, pipe, withNodes } from '../../fixtures/builders.js';

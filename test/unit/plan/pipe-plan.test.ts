@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Catalog } from '../../../src/clickhouse/catalog.js';
-import { tokenize } from '../../../src/clickhouse/sql-text.js';
+import type { Catalog } from '../../../src/plan/catalog.js';
+import { tokenize } from '../../../src/plan/sql-text.js';
 import { composeQuery, planPipe, viewMarker, type PipeStep } from '../../../src/plan/pipe-plan.js';
 import { planProject } from '../../../src/plan/project-plan.js';
 import { embedSql } from '../../../src/plan/sql.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/api/datasource.js';
-import { tokenize } from '../../../src/clickhouse/sql-text.js';
+import { tokenize } from '../../../src/plan/sql-text.js';
 import {
   createQuarantineSql,
   createTableSql,
