@@ -23,7 +23,7 @@ import { connectClickHouse } from '../src/clickhouse/connection.js';
 import type { ProjectResource } from '../src/plan/graph.js';
 import { sleep } from '../src/runtime/backoff.js';
 import { createLogger } from '../src/runtime/log.js';
-import { compileEndpoint } from '../src/workers/serve/compile.js';
+import { compileEndpoint } from '../src/plan/endpoint/compile.js';
 import { querySettings } from '../src/workers/serve/handler.js';
 
 const WEIR = join(process.cwd(), 'dist/cli/main.js');

@@ -21,9 +21,9 @@ import { describeAnyStep, pendingChanges } from '../plan/project-plan.js';
 import { localGuardPolicy, machineNames, refuseLocalRequest } from '../runtime/local-guard.js';
 import { createLogger, errorMessage } from '../runtime/log.js';
 import { EventsApi } from '../workers/events.js';
-import { compileEndpoint, type CompiledEndpoint } from '../workers/serve/compile.js';
+import { compileEndpoint, type CompiledEndpoint } from '../plan/endpoint/compile.js';
 import { createEndpointHandler } from '../workers/serve/handler.js';
-import { describeEndpointQuery } from '../workers/serve/served.js';
+import { describeEndpointQuery } from '../clickhouse/describe.js';
 import { watchProject } from './folder-watch.js';
 
 export interface DevFlags {

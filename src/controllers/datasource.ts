@@ -15,9 +15,6 @@ import { INGESTION_READY, reconcileIngestion } from './ingestion.js';
 import { healthStatus } from './status.js';
 import type { EventRecord, ReconcileContext, ReconcileDecision } from './types.js';
 
-// Where a DataSource lives in ClickHouse is computed in one place (api/names.ts).
-export { databaseOf, tableOf };
-
 /** The annotation that approves a pending plan (migration.approval: Manual): its value is the plan hash. */
 export const APPROVE_ANNOTATION = 'weir.dev/approve-plan';
 

@@ -1,6 +1,5 @@
 import type { Endpoint, EndpointStatus } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
-import { collectParameters } from '../plan/sql-scan.js';
 import { stableHash } from '../runtime/hash.js';
 import type { Health } from './conditions.js';
 import { healthStatus } from './status.js';
@@ -10,53 +9,8 @@ import type { ClickHouse } from '../clickhouse/connection.js';
 import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from '../operator/workloads.js';
 import { isRetriable } from '../runtime/errors.js';
 import { errorMessage } from '../runtime/log.js';
-import { compileEndpoint, type CompiledEndpoint } from '../workers/serve/compile.js';
-import { describeEndpointQuery } from '../workers/serve/served.js';
-
-export type CompiledParam = NonNullable<EndpointStatus['params']>[number];
-
-/** The nodes an endpoint runs: its node and every node before it (later ones cannot be read). */
-export function endpointNodes(ep: Endpoint, pipe: Pipe): Pipe['spec']['nodes'] | undefined {
-  const nodeName = ep.spec.node ?? pipe.spec.nodes[pipe.spec.nodes.length - 1]?.name;
-  const index = pipe.spec.nodes.findIndex((n) => n.name === nodeName);
-  return index < 0 ? undefined : pipe.spec.nodes.slice(0, index + 1);
-}
-
-/** Parameters from the SQL placeholders, with defaults and requiredness from spec.params. */
-export function compileParams(ep: Endpoint, pipe: Pipe): { params: CompiledParam[] } | { problem: Health } {
-  const nodes = endpointNodes(ep, pipe);
-  if (!nodes) {
-    return {
-      problem: {
-        state: 'Stalled',
-        reason: 'UnknownNode',
-        message: `spec.node ${ep.spec.node ?? ''} is not a node of Pipe ${pipe.metadata.name} (nodes: ${pipe.spec.nodes.map((n) => n.name).join(', ')}).`,
-      },
-    };
-  }
-  const { params, conflicts } = collectParameters(nodes.map((n) => n.sql));
-  if (conflicts.length > 0) return { problem: { state: 'Stalled', reason: 'ConflictingParameterTypes', message: conflicts.join('; ') } };
-  const declared = new Map((ep.spec.params ?? []).map((p) => [p.name, p]));
-  const unused = [...declared.keys()].filter((name) => !params.some((p) => p.name === name));
-  if (unused.length > 0) {
-    return {
-      problem: {
-        state: 'Stalled',
-        reason: 'UnknownParameter',
-        message: `spec.params declares ${unused.join(', ')}, which the SQL of Pipe ${pipe.metadata.name} does not use (placeholders: ${params.map((p) => p.name).join(', ') || 'none'}).`,
-      },
-    };
-  }
-  return {
-    params: params.map((p) => {
-      const spec = declared.get(p.name);
-      // ClickHouse refuses a query whose placeholder has no value, so no default means required.
-      const compiled: CompiledParam = { name: p.name, type: p.type, required: spec?.default === undefined };
-      if (spec?.default !== undefined) compiled.default = String(spec.default);
-      return compiled;
-    }),
-  };
-}
+import { describeEndpointQuery } from '../clickhouse/describe.js';
+import { compileEndpoint, compileParams, type CompiledEndpoint, type CompiledParam } from '../plan/endpoint/compile.js';
 
 /** The port `weir serve` listens on in query pods; the Service maps port 80 to it. */
 export const SERVE_PORT = 8000;
@@ -114,7 +68,7 @@ export async function reconcileEndpoint(ep: Endpoint, ctx: ReconcileContext): Pr
   } else {
     const checked = compileParams(ep, pipe);
     const compiled = 'problem' in checked ? undefined : compileEndpoint(ep, pipe, clickhouseName(ns));
-    if ('problem' in checked) health = checked.problem;
+    if ('problem' in checked) health = { state: 'Stalled', ...checked.problem };
     else if (!compiled || 'problem' in compiled) {
       health = { state: 'Stalled', reason: 'InvalidEndpoint', message: compiled?.problem ?? 'the endpoint does not compile' };
     } else {

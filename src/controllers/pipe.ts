@@ -1,5 +1,5 @@
 import type { Pipe, PipeStatus } from '../api/pipe.js';
-import { clickhouseName, resourceName } from '../api/names.js';
+import { clickhouseName, databaseOf, resourceName } from '../api/names.js';
 import { observeCatalog } from '../clickhouse/catalog.js';
 import { Executor } from '../execute/executor.js';
 import { dependencies } from '../plan/graph.js';
@@ -10,7 +10,6 @@ import { findPlaceholders } from '../plan/sql-scan.js';
 import { stableHash } from '../runtime/hash.js';
 import { errorMessage } from '../runtime/log.js';
 import type { Health } from './conditions.js';
-import { databaseOf } from './datasource.js';
 import { healthStatus } from './status.js';
 import type { ReconcileContext, ReconcileDecision } from './types.js';
 

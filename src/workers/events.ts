@@ -5,12 +5,11 @@
 // writer.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DataSource } from '../api/datasource.js';
-import { clickhouseName, resourceName } from '../api/names.js';
+import { clickhouseName, databaseOf, resourceName, tableOf } from '../api/names.js';
 import type { ClickHouse, Settings } from '../clickhouse/connection.js';
 import { deduplicatedBy, deduplicationOff } from '../clickhouse/dedup.js';
 import { ClickHouseError, ErrorCode, isMissingDependency } from '../clickhouse/errors.js';
 import { FenceParticipant } from '../execute/fence.js';
-import { databaseOf, tableOf } from '../controllers/datasource.js';
 import { quarantineTableName } from '../plan/sql.js';
 import { isRetriable } from '../runtime/errors.js';
 import type { Logger } from '../runtime/log.js';

@@ -20,13 +20,12 @@
 import { hostname } from 'node:os';
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import type { DataSource } from '../../api/datasource.js';
-import { groupIdOf } from '../../api/names.js';
+import { databaseOf, groupIdOf, tableOf } from '../../api/names.js';
 import type { ClickHouse } from '../../clickhouse/connection.js';
 import { deduplicatedBy } from '../../clickhouse/dedup.js';
 import { isMissingDependency } from '../../clickhouse/errors.js';
 import { DEFAULT_FENCE_TIMING, FenceParticipant, type FenceTiming } from '../../execute/fence.js';
 import { ensureSystemTables } from '../../execute/system-tables.js';
-import { databaseOf, tableOf } from '../../controllers/datasource.js';
 import { quoteIdentifier, quarantineTableName } from '../../plan/sql.js';
 import { backoffDelay, isRetriable, retry, sleep, type BackoffPolicy } from '../../runtime/backoff.js';
 import { faultPoint } from '../../runtime/fault.js';

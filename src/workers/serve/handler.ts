@@ -25,10 +25,10 @@ import { paramText, type ClickHouse, type OutputFormat, type Settings } from '..
 import { ClickHouseError, ErrorCode, toClickHouseError } from '../../clickhouse/errors.js';
 import { quoteStringLiteral } from '../../plan/sql-text.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
-import { TOKEN_PARAM, type CompiledEndpoint } from './compile.js';
+import { TOKEN_PARAM, type CompiledEndpoint } from '../../plan/endpoint/compile.js';
 import { ALL_ENDPOINTS, UNKNOWN_ENDPOINT, type EndpointMetrics } from './metrics.js';
-import { describeValues, openApiDocument, PATH_PREFIX, type OutputColumn } from './openapi.js';
-import { gatherParams, oversizedParams, shown, validateParams, type BoundValue, type GivenValue } from './params.js';
+import { describeValues, openApiDocument, PATH_PREFIX, type OutputColumn } from '../../plan/endpoint/openapi.js';
+import { gatherParams, oversizedParams, shown, validateParams, type BoundValue, type GivenValue } from '../../plan/endpoint/params.js';
 
 /** What the handler asks of ClickHouse: results as ClickHouse formats them, DESCRIBE rows for OpenAPI, and KILL QUERY. */
 export type EndpointClickHouse = Pick<ClickHouse, 'query' | 'queryFormatted' | 'command'>;

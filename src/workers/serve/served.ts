@@ -6,12 +6,11 @@
 // table may just not exist yet). After a config change, an endpoint keeps its previous version
 // while the new one is checked; a new version that does not compile is not served.
 import type { ClickHouse } from '../../clickhouse/connection.js';
+import { describeEndpointQuery } from '../../clickhouse/describe.js';
 import { toClickHouseError } from '../../clickhouse/errors.js';
+import type { CompiledEndpoint } from '../../plan/endpoint/compile.js';
 import { retry, type BackoffPolicy } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/log.js';
-import { embedSql } from '../../plan/sql.js';
-import type { CompiledEndpoint } from './compile.js';
-import { describeValues } from './openapi.js';
 
 export type EndpointState = { kind: 'checking'; detail?: string } | { kind: 'ready' } | { kind: 'failed'; reason: string };
 
@@ -33,20 +32,6 @@ function compileProblem(e: unknown): { retriable: boolean; reason: string } {
   const first = error.message.split('\n')[0] ?? '';
   const text = first.length > MAX_REASON ? `${first.slice(0, MAX_REASON)}…` : first;
   return { retriable: error.retriable, reason: `${error.type || `code ${error.code}`}: ${text}` };
-}
-
-/**
- * Compile an endpoint's query against ClickHouse without reading data: DESCRIBE with every
- * placeholder bound to a harmless value. Throws ClickHouse's error when it does not compile.
- * The endpoint server gates readiness on it, and the operator gates rollouts on it.
- */
-export async function describeEndpointQuery(ch: Pick<ClickHouse, 'query'>, ep: CompiledEndpoint): Promise<void> {
-  await ch.query(`DESCRIBE TABLE (${embedSql(ep.sql)})`, {
-    params: describeValues(ep),
-    database: ep.database,
-    settings: { readonly: 2, max_execution_time: Math.min(ep.limits.maxExecutionTimeMs, 10_000) / 1000 },
-    signal: AbortSignal.timeout(30_000),
-  });
 }
 
 export class ServedEndpoints {

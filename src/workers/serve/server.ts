@@ -12,7 +12,7 @@ import type { ClickHouse } from '../../clickhouse/connection.js';
 import { sleep } from '../../runtime/backoff.js';
 import { startHealthServer, type HealthServer } from '../../runtime/health-server.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
-import { TOKEN_PARAM, type CompiledEndpoint } from './compile.js';
+import { TOKEN_PARAM, type CompiledEndpoint } from '../../plan/endpoint/compile.js';
 import { createEndpointHandler, type Failure } from './handler.js';
 import { EndpointMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';

@@ -4,8 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import { tokenize } from '../../../src/plan/sql-text.js';
-import { compileEndpoint, type CompiledEndpoint } from '../../../src/workers/serve/compile.js';
-import { describeEndpointQuery } from '../../../src/workers/serve/served.js';
+import { compileEndpoint, type CompiledEndpoint } from '../../../src/plan/endpoint/compile.js';
+import { describeEndpointQuery } from '../../../src/clickhouse/describe.js';
 import { endpoint, node, pipe, withNodes } from '../../fixtures/builders.js';
 
 const SQL = 'SELECT pathname, count() AS views FROM page_views WHERE tenant_id = {tenant:String} GROUP BY pathname';

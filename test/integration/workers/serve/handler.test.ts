@@ -13,7 +13,7 @@ import type { Pipe } from '../../../../src/api/pipe.js';
 import { applyProject } from '../../../../src/execute/apply.js';
 import type { ProjectResource } from '../../../../src/plan/graph.js';
 import { createLogger } from '../../../../src/runtime/log.js';
-import { compileEndpoint, type CompiledEndpoint } from '../../../../src/workers/serve/compile.js';
+import { compileEndpoint, type CompiledEndpoint } from '../../../../src/plan/endpoint/compile.js';
 import { createEndpointHandler } from '../../../../src/workers/serve/handler.js';
 import { EndpointMetrics } from '../../../../src/workers/serve/metrics.js';
 import { endpoint, inNamespace, node, pipe, uniqueNamespace, withNodes, withParams, withSpec } from '../../../fixtures/builders.js';

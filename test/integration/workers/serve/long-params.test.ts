@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpoint, inNamespace, node, pipe, uniqueNamespace, withNodes, withParams } from '../../../fixtures/builders.js';
 import { startTestClickHouse, type TestClickHouse } from '../../../fixtures/clickhouse.js';
 import { compiled, readyz, startServe, type ServeProcess } from '../../../fixtures/serve.js';
-import { MAX_PARAM_BYTES } from '../../../../src/workers/serve/params.js';
+import { MAX_PARAM_BYTES } from '../../../../src/plan/endpoint/params.js';
 
 let server: TestClickHouse;
 let serve: ServeProcess;

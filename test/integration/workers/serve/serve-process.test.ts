@@ -7,7 +7,7 @@ import type { Pipe } from '../../../../src/api/pipe.js';
 import { applyProject } from '../../../../src/execute/apply.js';
 import type { ProjectResource } from '../../../../src/plan/graph.js';
 import { createLogger } from '../../../../src/runtime/log.js';
-import type { CompiledEndpoint } from '../../../../src/workers/serve/compile.js';
+import type { CompiledEndpoint } from '../../../../src/plan/endpoint/compile.js';
 import { REQUEST_LOG_TABLE } from '../../../../src/workers/serve/request-log.js';
 import { waitFor } from '../../../env/wait.js';
 import { endpoint, inNamespace, node, pipe, uniqueNamespace, withNodes, withParams, withSpec } from '../../../fixtures/builders.js';

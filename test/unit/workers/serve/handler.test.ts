@@ -8,10 +8,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import winston from 'winston';
 import type { FormattedResult, OutputFormat, QueryOptions } from '../../../../src/clickhouse/connection.js';
 import { ClickHouseError, ErrorCode } from '../../../../src/clickhouse/errors.js';
-import type { CompiledEndpoint, EndpointParameter } from '../../../../src/workers/serve/compile.js';
+import type { CompiledEndpoint, EndpointParameter } from '../../../../src/plan/endpoint/compile.js';
 import { createEndpointHandler, endpointQueryId, killStatement, queryFailure, querySettings, redactValues, type EndpointClickHouse } from '../../../../src/workers/serve/handler.js';
 import { EndpointMetrics } from '../../../../src/workers/serve/metrics.js';
-import type { GivenValue } from '../../../../src/workers/serve/params.js';
+import type { GivenValue } from '../../../../src/plan/endpoint/params.js';
 import { waitFor } from '../../../env/wait.js';
 
 const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({ name, type, required: extra.default === undefined, ...extra });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { EndpointParameter } from '../../../../src/workers/serve/compile.js';
-import { parseParamType } from '../../../../src/workers/serve/param-types.js';
+import type { EndpointParameter } from '../../../../src/plan/endpoint/compile.js';
+import { parseParamType } from '../../../../src/plan/endpoint/param-types.js';
 import { paramText } from '../../../../src/clickhouse/connection.js';
-import { gatherParams, MAX_PARAM_BYTES, oversizedParams, validateParams, type BoundValue, type GivenValue } from '../../../../src/workers/serve/params.js';
+import { gatherParams, MAX_PARAM_BYTES, oversizedParams, validateParams, type BoundValue, type GivenValue } from '../../../../src/plan/endpoint/params.js';
 
 const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({ name, type, required: extra.default === undefined, ...extra });
 

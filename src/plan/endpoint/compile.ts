@@ -1,72 +1,68 @@
 // An Endpoint and its Pipe compiled into what the endpoint server runs: one SQL text (the
 // nodes up to the endpoint's node, as CTEs), its typed parameters with their bounds, the
 // formats and the limits. Pure: no I/O; ClickHouse stays the judge of whether the SQL runs.
-import { FORMATS, type Endpoint, type Format } from '../../api/endpoint.js';
+import { FORMATS, type Endpoint, type EndpointStatus, type Format } from '../../api/endpoint.js';
 import { clickhouseName, resourceName } from '../../api/names.js';
 import type { Pipe } from '../../api/pipe.js';
-import { analyzeStatement } from '../../plan/sql-text.js';
-import { compileParams, endpointNodes } from '../../controllers/endpoint.js';
-import { composeQuery } from '../../plan/pipe-plan.js';
-import { pipeSqlProblem } from '../../plan/sql.js';
 import { stableHash } from '../../runtime/hash.js';
+import { composeQuery } from '../pipe-plan.js';
+import { collectParameters } from '../sql-scan.js';
+import { analyzeStatement } from '../sql-text.js';
+import { pipeSqlProblem } from '../sql.js';
 import { isNumeric, nonNull, parseParamType } from './param-types.js';
 import { checkParam } from './params.js';
+import { DEFAULT_LIMITS, TOKEN_PARAM, type CompiledEndpoint, type EndpointLimits, type EndpointParameter } from './compiled.js';
 
-export interface EndpointParameter {
-  name: string;
-  /** The ClickHouse type from the SQL placeholder. */
-  type: string;
-  required: boolean;
-  /** Used when a request leaves the parameter out; written as in a query string. */
-  default?: string;
-  min?: number;
-  max?: number;
-  enum?: string[];
-  description?: string;
+// What compiling yields is declared in compiled.ts (params.ts and openapi.ts read it too); importers of compile.ts find it here.
+export * from './compiled.js';
+
+export type CompiledParam = NonNullable<EndpointStatus['params']>[number];
+
+/** Why an Endpoint's parameters do not compile: the condition reason the operator reports, and the message. */
+export interface ParamsProblem {
+  reason: 'UnknownNode' | 'ConflictingParameterTypes' | 'UnknownParameter';
+  message: string;
 }
 
-export interface EndpointLimits {
-  /** Passed as max_execution_time; past it the client gets 408. */
-  maxExecutionTimeMs: number;
-  /** Passed as max_result_rows with result_overflow_mode='throw'. */
-  maxResultRows: number;
-  /** Passed as max_result_bytes when set. */
-  maxResultBytes?: number;
-  /** Requests per second one server process admits (token bucket); past it, 429. */
-  requestsPerSecond?: number;
+/** The nodes an endpoint runs: its node and every node before it (later ones cannot be read). */
+export function endpointNodes(ep: Endpoint, pipe: Pipe): Pipe['spec']['nodes'] | undefined {
+  const nodeName = ep.spec.node ?? pipe.spec.nodes[pipe.spec.nodes.length - 1]?.name;
+  const index = pipe.spec.nodes.findIndex((n) => n.name === nodeName);
+  return index < 0 ? undefined : pipe.spec.nodes.slice(0, index + 1);
 }
 
-/** Bearer tokens: `weir serve` reads the allowed ones from the Secret's mounted directory. */
-export interface EndpointAuth {
-  /** Name of the Secret (Endpoint spec.auth.tokensSecretRef.name); every value in it is an allowed token. */
-  tokensSecret: string;
-}
-
-/** The query-string name a token may come in when the Authorization header cannot carry it. */
-export const TOKEN_PARAM = 'token';
-
-export const DEFAULT_LIMITS = { maxExecutionTimeMs: 10_000, maxResultRows: 100_000 } as const;
-
-export interface CompiledEndpoint {
-  /** ClickHouse-style name, the path segment: Endpoint top-pages is /v0/pipes/top_pages.json. */
-  name: string;
-  /** The Endpoint resource. */
-  namespace: string;
-  resource: string;
-  pipe: string;
-  node: string;
-  description?: string;
-  /** The composed query, with {name:Type} placeholders; never has values spliced in. */
-  sql: string;
-  params: EndpointParameter[];
-  formats: Format[];
-  limits: EndpointLimits;
-  /** Set when requests need a bearer token. */
-  auth?: EndpointAuth;
-  /** Where unqualified table names resolve. */
-  database: string;
-  /** Changes whenever anything above changes (OpenAPI info.version, caches). */
-  version: string;
+/** Parameters from the SQL placeholders, with defaults and requiredness from spec.params. */
+export function compileParams(ep: Endpoint, pipe: Pipe): { params: CompiledParam[] } | { problem: ParamsProblem } {
+  const nodes = endpointNodes(ep, pipe);
+  if (!nodes) {
+    return {
+      problem: {
+        reason: 'UnknownNode',
+        message: `spec.node ${ep.spec.node ?? ''} is not a node of Pipe ${pipe.metadata.name} (nodes: ${pipe.spec.nodes.map((n) => n.name).join(', ')}).`,
+      },
+    };
+  }
+  const { params, conflicts } = collectParameters(nodes.map((n) => n.sql));
+  if (conflicts.length > 0) return { problem: { reason: 'ConflictingParameterTypes', message: conflicts.join('; ') } };
+  const declared = new Map((ep.spec.params ?? []).map((p) => [p.name, p]));
+  const unused = [...declared.keys()].filter((name) => !params.some((p) => p.name === name));
+  if (unused.length > 0) {
+    return {
+      problem: {
+        reason: 'UnknownParameter',
+        message: `spec.params declares ${unused.join(', ')}, which the SQL of Pipe ${pipe.metadata.name} does not use (placeholders: ${params.map((p) => p.name).join(', ') || 'none'}).`,
+      },
+    };
+  }
+  return {
+    params: params.map((p) => {
+      const spec = declared.get(p.name);
+      // ClickHouse refuses a query whose placeholder has no value, so no default means required.
+      const compiled: CompiledParam = { name: p.name, type: p.type, required: spec?.default === undefined };
+      if (spec?.default !== undefined) compiled.default = String(spec.default);
+      return compiled;
+    }),
+  };
 }
 
 /** The query weir serves for `endpoint`, or why it cannot be served (with the field to fix). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { CompiledEndpoint, EndpointParameter } from '../../../../src/workers/serve/compile.js';
-import { columnSchema, describeValues, openApiDocument, parameterSchema } from '../../../../src/workers/serve/openapi.js';
+import type { CompiledEndpoint, EndpointParameter } from '../../../../src/plan/endpoint/compile.js';
+import { columnSchema, describeValues, openApiDocument, parameterSchema } from '../../../../src/plan/endpoint/openapi.js';
 
 const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({ name, type, required: extra.default === undefined, ...extra });
 

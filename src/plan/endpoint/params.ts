@@ -17,8 +17,8 @@
 // - Size: each value may be at most MAX_PARAM_BYTES as sent to ClickHouse (ClickHouse's own default for a
 //   form field, http_max_field_value_size); a longer one is a 400 naming it. Long values travel in the body
 //   of the request to ClickHouse, never in its URL.
-import { isIPv4, isIPv6 } from 'node:net';
-import type { CompiledEndpoint, EndpointParameter } from './compile.js';
+import type { CompiledEndpoint, EndpointParameter } from './compiled.js';
+import { isIPv4Text, isIPv6Text } from './ip-text.js';
 import { parseParamType, type ParamType } from './param-types.js';
 
 /** A value as sent to ClickHouse: text for a scalar (the client escapes it), JS values inside arrays. */
@@ -315,9 +315,9 @@ function parseScalar(type: ParamType, input: unknown): Scalar {
       if (!UUID.test(raw)) return { ok: false, hint: 'write xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx' };
       return { ok: true, text: raw.toLowerCase(), element: raw.toLowerCase() };
     case 'ipv4':
-      return isIPv4(raw) ? { ok: true, text: raw, element: raw } : { ok: false };
+      return isIPv4Text(raw) ? { ok: true, text: raw, element: raw } : { ok: false };
     case 'ipv6':
-      return isIPv6(raw) ? { ok: true, text: raw, element: raw } : { ok: false };
+      return isIPv6Text(raw) ? { ok: true, text: raw, element: raw } : { ok: false };
     case 'enum':
       if (!type.values.includes(raw)) return { ok: false, hint: `one of ${type.values.join(', ')}` };
       return { ok: true, text: raw, element: raw };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../../../src/api/endpoint.js';
 import type { Pipe } from '../../../../src/api/pipe.js';
-import { compileEndpoint, DEFAULT_LIMITS, type CompiledEndpoint } from '../../../../src/workers/serve/compile.js';
+import { compileEndpoint, DEFAULT_LIMITS, type CompiledEndpoint } from '../../../../src/plan/endpoint/compile.js';
 import { endpoint, node, pipe, withNodes, withParams, withSpec } from '../../../fixtures/builders.js';
 
 const topPagesPipe = pipe(

@@ -4,7 +4,7 @@
 // ClickHouse described them.
 import type { Format } from '../../api/endpoint.js';
 import { stableHash } from '../../runtime/hash.js';
-import type { CompiledEndpoint, EndpointParameter } from './compile.js';
+import type { CompiledEndpoint, EndpointParameter } from './compiled.js';
 import { parseParamType, splitType, type ParamType } from './param-types.js';
 import { checkParam, type BoundElement, type BoundValue } from './params.js';
 
