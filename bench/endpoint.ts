@@ -166,11 +166,11 @@ async function main(): Promise<void> {
     // 2. The example project, and page views over the last 29 days (inside the 180-day TTL).
     const namespace = `bench-${randomBytes(3).toString('hex')}`;
     const database = namespace.replace(/-/g, '_');
-    const resources = ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml'].flatMap((f) =>
+    const resources: ProjectResource[] = ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml'].flatMap((f) =>
       parseAllDocuments(readFileSync(join(EXAMPLE, f), 'utf8'))
         .map((d) => d.toJS() as ProjectResource)
         .filter(Boolean)
-        .map((o) => ({ ...o, metadata: { ...o.metadata, namespace } }) as ProjectResource),
+        .map((o) => ({ ...o, metadata: { ...o.metadata, namespace } })),
     );
     await applyProject(ch, resources, { log: createLogger({ level: 'warn' }) });
     const filled = performance.now();
@@ -223,7 +223,7 @@ async function main(): Promise<void> {
         query: compiled.sql,
         format: 'JSON',
         query_params: { tenant: tenant(i), date_from: '2020-01-01', date_to: '2100-01-01', limit: 10 },
-        clickhouse_settings: settings as never,
+        clickhouse_settings: settings,
         http_headers: { 'X-ClickHouse-Database': database },
       });
       const body = await rs.text();

@@ -126,15 +126,18 @@ export function misplacedWeirKind(doc: unknown): { resource: string; message: st
   if (typeof doc !== 'object' || doc === null || isWeirDocument(doc)) return undefined;
   const { kind, apiVersion } = doc as { kind?: unknown; apiVersion?: unknown };
   if (!KIND_NAMES.includes(kind as KindName)) return undefined;
-  const given = apiVersion === undefined ? 'no apiVersion' : `apiVersion ${String(apiVersion)}`;
+  const given = apiVersion === undefined ? 'no apiVersion' : `apiVersion ${shown(apiVersion)}`;
   return { resource: describeResource(doc), message: `has ${given}, so weir ignores it; weir's ${String(kind)} is apiVersion ${API_VERSION}` };
 }
 
 export const describeResource = (doc: unknown): string => {
   const d = (doc ?? {}) as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
   const ns = typeof d.metadata?.namespace === 'string' ? `${d.metadata.namespace}/` : '';
-  return `${String(d.kind ?? '<no kind>')} ${ns}${String(d.metadata?.name ?? '<no name>')}`;
+  return `${shown(d.kind ?? '<no kind>')} ${ns}${shown(d.metadata?.name ?? '<no name>')}`;
 };
+
+/** A value of a document as the user wrote it, for a message: a string as it is, anything else as JSON. */
+const shown = (v: unknown): string => (typeof v === 'string' ? v : typeof v === 'bigint' ? v.toString() : (JSON.stringify(v) ?? typeof v));
 
 /**
  * Validate one weir document the way the API server would (schema, defaults, CEL rules),

@@ -82,7 +82,7 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 60 * 60_000;
 export const DEFAULT_SETTINGS: Settings = { output_format_json_quote_64bit_integers: 1 };
 
 // The client types settings by name; weir passes them through as given.
-const asClientSettings = (settings: Settings | undefined): ClickHouseSettings | undefined => settings as ClickHouseSettings | undefined;
+const asClientSettings = (settings: Settings | undefined): ClickHouseSettings | undefined => settings;
 
 /** The first keyword of a statement: enough to tell log lines apart without logging SQL. */
 /** The lines as request body chunks of about 1 MiB (one string per line would be a chunk each). */

@@ -148,7 +148,8 @@ class ClickHouseHttpHandler {
     res.once('close', () => {
       if (!res.writableFinished) clientGone.abort();
     });
-    this.serve(req, res, clientGone.signal)
+    // Fire and forget: node's request callback returns nothing, and the chain answers its own failures.
+    void this.serve(req, res, clientGone.signal)
       .catch((e: unknown) => this.sendException(res, engineError(e)))
       .then((outcome) => {
         this.logger?.debug('clickhouse http request', {

@@ -234,10 +234,9 @@ export async function withFence<T>(
       await sleep(timing.pollMs);
     }
     const waitedMs = Date.now() - raisedAt;
-    const assertHeld = async () => {
-      // Irreversible steps need the fence to outlive them: fail (and retry) rather than race an expiry.
-      if (Date.now() - raisedAt > timing.fenceTtlMs / 2) throw new FenceTimeoutError('fence held too long; retrying the critical section');
-    };
+    // Irreversible steps need the fence to outlive them: fail (and retry) rather than race an expiry.
+    const assertHeld = (): Promise<void> =>
+      Date.now() - raisedAt > timing.fenceTtlMs / 2 ? Promise.reject(new FenceTimeoutError('fence held too long; retrying the critical section')) : Promise.resolve();
     const result = await critical(assertHeld);
     return { result, report: { fenceId, writers, waitedMs, heldMs: Date.now() - raisedAt } };
   } finally {

@@ -178,7 +178,7 @@ export class Controller<R extends AnyResource> {
         { group: GROUP, version: VERSION, namespace, plural: this.plural, name, body: { status: { ...cleared, ...decision.status } } },
         mergePatch(),
       );
-      log.info('status updated', { phase: (decision.status as CommonStatus).phase, generation: obj.metadata.generation });
+      log.info('status updated', { phase: decision.status.phase, generation: obj.metadata.generation });
     }
     for (const event of decision.events) await this.deps.events.record(involved, event);
     return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;

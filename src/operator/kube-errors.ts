@@ -20,7 +20,7 @@ export function kubeErrorMessage(e: unknown): string {
       return body;
     }
   }
-  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+  if (body && typeof body === 'object' && 'message' in body) return String(body.message);
   return e instanceof Error ? e.message : String(e);
 }
 

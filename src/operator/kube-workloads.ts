@@ -101,7 +101,7 @@ export class KubeWorkloads implements Workloads {
     if (mechanism !== 'plain' && mechanism !== 'scram-sha-256' && mechanism !== 'scram-sha-512') {
       throw new Error(`Secret ${namespace}/${name}: mechanism must be plain, scram-sha-256 or scram-sha-512`);
     }
-    return { mechanism, username: get('username'), password: get('password') } as SASLOptions;
+    return { mechanism, username: get('username'), password: get('password') };
   }
 
   private async ssa(obj: KubernetesObject): Promise<void> {

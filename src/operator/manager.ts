@@ -74,10 +74,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     ...(opts.fenceTtlMs ? { fenceTiming: { ...DEFAULT_FENCE_TIMING, fenceTtlMs: opts.fenceTtlMs } } : {}),
     ...(clickhouse ? { clickhouse } : {}),
     lookup: {
-      dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns) as DataSource | undefined,
-      dataSourcesIn: (ns) => dataSources.informer.list().filter((d) => d.metadata?.namespace === ns) as DataSource[],
-      pipe: (ns, name) => pipes.informer.get(resourceName(name), ns) as Pipe | undefined,
-      endpoint: (ns, name) => endpoints.informer.get(resourceName(name), ns) as Endpoint | undefined,
+      dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns),
+      dataSourcesIn: (ns) => dataSources.informer.list().filter((d) => d.metadata?.namespace === ns),
+      pipe: (ns, name) => pipes.informer.get(resourceName(name), ns),
+      endpoint: (ns, name) => endpoints.informer.get(resourceName(name), ns),
     },
   });
   const deps = { kc, log, metrics, events, context, resyncMs: opts.resyncMs, namespace: opts.namespace };

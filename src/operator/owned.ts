@@ -47,7 +47,7 @@ export function watchOwnedObjects(
         list: () =>
           (namespace
             ? apps.listNamespacedDeployment({ namespace, labelSelector: selector })
-            : apps.listDeploymentForAllNamespaces({ labelSelector: selector })) as never,
+            : apps.listDeploymentForAllNamespaces({ labelSelector: selector })),
         onChange: touched,
         onDelete: touched,
       },
@@ -61,7 +61,7 @@ export function watchOwnedObjects(
         list: () =>
           (namespace
             ? core.listNamespacedService({ namespace, labelSelector: selector })
-            : core.listServiceForAllNamespaces({ labelSelector: selector })) as never,
+            : core.listServiceForAllNamespaces({ labelSelector: selector })),
         onChange: touched,
         onDelete: touched,
       },

@@ -49,8 +49,9 @@ export function engineClause(engine: Engine): string {
       return `CollapsingMergeTree(${id(engine.signColumn ?? 'sign')})`;
     case 'VersionedCollapsingMergeTree':
       return `VersionedCollapsingMergeTree(${id(engine.signColumn ?? 'sign')}, ${id(engine.versionColumn ?? 'version')})`;
-    default:
-      return `${engine.type}`;
+    case 'MergeTree':
+    case 'AggregatingMergeTree':
+      return engine.type;
   }
 }
 

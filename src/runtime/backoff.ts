@@ -68,6 +68,7 @@ export async function retry<T>(fn: (attempt: number, bail: Bail) => Promise<T>, 
   let bailed: Bailed | undefined;
   const bail: Bail = (error) => {
     bailed = new Bailed(error);
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a marker, never seen outside: retry() unwraps it
     throw bailed;
   };
   for (let attempt = 0; ; attempt++) {

@@ -119,7 +119,7 @@ export class IngestWorker {
   private stopping = false;
   private clickhouseUp = true;
   private lastProblem = '';
-  private heartbeat: () => Promise<void> = async () => undefined;
+  private heartbeat: () => Promise<void> = () => Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private crashed: Error | undefined;
   private stopHeartbeats: () => void = () => undefined;
@@ -219,6 +219,7 @@ export class IngestWorker {
     this.opts.log.info('stopped', { writer: this.writerId });
   }
 
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- kafkajs passes closures, typed as methods
   private async eachBatch({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     this.heartbeat = heartbeat;
     if (this.stopping || batch.messages.length === 0) return;

@@ -83,7 +83,9 @@ function string(expected: string): Convert {
         return String(v);
       case 'object':
         return jsonText(expected, v);
-      default:
+      case 'undefined':
+      case 'function':
+      case 'symbol':
         return new Failure(expected, v);
     }
   };

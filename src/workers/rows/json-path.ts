@@ -28,7 +28,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 /** A getter for `segments`; names that objects inherit (constructor, __proto__, toString) only match own keys. */
 export function compileJsonPath(path: string): JsonPathGetter {
   const steps = parseJsonPath(path).map((s): JsonPathGetter => {
-    if (typeof s === 'number') return (v) => (Array.isArray(v) ? v[s] : undefined);
+    if (typeof s === 'number') return (v) => (Array.isArray(v) ? (v as unknown[])[s] : undefined);
     if (s in Object.prototype) return (v) => (isObject(v) && Object.hasOwn(v, s) ? v[s] : undefined);
     return (v) => (isObject(v) ? v[s] : undefined);
   });

@@ -277,7 +277,7 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
 
   const sendJson = (res: ServerResponse, state: RequestState, status: number, body: unknown, headers: Record<string, string> = {}): void => {
     state.status = status;
-    if (status >= 400 && typeof body === 'object' && body !== null && 'error' in body) state.error = String((body as { error: unknown }).error);
+    if (status >= 400 && typeof body === 'object' && body !== null && 'error' in body) state.error = String(body.error);
     if (res.destroyed) return;
     const text = `${JSON.stringify(body)}\n`;
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers }).end(text);

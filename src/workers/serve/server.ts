@@ -81,7 +81,7 @@ export function parseServeConfig(text: string, source: string): CompiledEndpoint
     need(ep.auth === undefined || (typeof ep.auth?.tokensSecret === 'string' && ep.auth.tokensSecret !== '' && !ep.auth.tokensSecret.includes('/')), 'auth.tokensSecret', 'a Secret name');
     need(!ep.auth || !(ep.params ?? []).some((p) => p.name === TOKEN_PARAM), 'params', `no parameter named ${TOKEN_PARAM} when auth is set`);
   });
-  return endpoints as CompiledEndpoint[];
+  return endpoints;
 }
 
 const UNAUTHORIZED = (name: string): Failure => ({

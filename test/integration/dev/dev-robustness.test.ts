@@ -122,7 +122,7 @@ async function savesOfBothKinds(dev: Dev, file: string): Promise<void> {
 
 const postEvents = async (base: string, body: string) => {
   const res = await fetch(`${base}/v0/events?name=page_views`, { method: 'POST', body });
-  return { status: res.status, body: (await res.json()) as unknown };
+  return { status: res.status, body: (await res.json()) };
 };
 
 describe('weir dev with bad files, saves and SQL that does not compile', () => {

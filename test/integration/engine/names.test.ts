@@ -5,7 +5,6 @@
 // controllers alike), and the executor refuses a name taken after it planned, creating nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
-import type { Endpoint } from '../../../src/api/endpoint.js';
 import type { Pipe } from '../../../src/api/pipe.js';
 import { applyProject, PlanRefusedError } from '../../../src/execute/apply.js';
 import { observeCatalog } from '../../../src/clickhouse/catalog.js';
@@ -51,7 +50,7 @@ function context(ns: string, resources: ProjectResource[]): ReconcileContext {
       },
       dataSourcesIn: (n) => resources.filter((r): r is DataSource => r.kind === 'DataSource' && r.metadata.namespace === n),
       pipe: find('Pipe'),
-      endpoint: (n, name) => find('Endpoint')(n, name) as Endpoint | undefined,
+      endpoint: (n, name) => find('Endpoint')(n, name),
     },
     log,
   };

@@ -97,7 +97,7 @@ function configMapInformer(config: KubeConfig, ns: string, log: winston.Logger, 
     config,
     {
       path: `/api/v1/namespaces/${ns}/configmaps`,
-      list: () => api.listNamespacedConfigMap({ namespace: ns }) as never,
+      list: () => api.listNamespacedConfigMap({ namespace: ns }),
       onChange: (cm) => seen.push(cm.metadata?.name ?? ''),
       onDelete: () => undefined,
       // Fast retry settings, as kafkajs's tests swap in: the outage spans several attempts quickly.

@@ -166,7 +166,8 @@ beforeAll(async () => {
   endpoints.set('failing', compiled(endpoint('failing', 'failing', inNamespace(ns)), failingPipe));
 
   const handler = createEndpointHandler({ clickhouse: server.ch, endpoints: () => endpoints, log: serveLog, metrics: new EndpointMetrics(registry) });
-  http = createServer(handler);
+  // The handler answers its own failures: node's request callback returns nothing.
+  http = createServer((req, res) => void handler(req, res));
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
 });

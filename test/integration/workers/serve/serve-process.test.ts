@@ -136,7 +136,7 @@ describe('weir serve, a real process', () => {
     const limited = answers.find((r) => r.status === 429);
     expect(Number(limited?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(await errorOf(limited as Response)).toBe('limited takes at most 2 requests per second per server (limits.requestsPerSecond); slow down');
-    await Promise.all(answers.filter((r) => !r.bodyUsed).map((r) => r.body?.cancel()));
+    for (const r of answers) if (!r.bodyUsed) await r.body?.cancel();
   });
 
   it('answers 408 when a query runs past limits.maxExecutionTimeMs', async () => {
