@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
-import { loadResources } from '../api/load.js';
+import { loadResources } from './load.js';
 import { clickhouseName, resourceName } from '../api/names.js';
 import type { Pipe } from '../api/pipe.js';
 import { formatValidationError } from '../api/validate.js';

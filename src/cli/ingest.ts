@@ -4,7 +4,7 @@
 // (the Secret named by spec.ingestion.kafka.credentialsSecretRef).
 import type { SASLOptions } from 'kafkajs';
 import type { DataSource } from '../api/datasource.js';
-import { loadResources } from '../api/load.js';
+import { loadResources } from './load.js';
 import { connectClickHouse } from '../clickhouse/connection.js';
 import { createLogger, errorMessage } from '../runtime/log.js';
 import { OperatorMetrics } from '../runtime/metrics.js';

@@ -1,4 +1,4 @@
-import { loadResources } from '../api/load.js';
+import { loadResources } from './load.js';
 import { formatValidationError } from '../api/validate.js';
 import { applyProject, observeProject } from '../execute/apply.js';
 import { emptyCatalog } from '../plan/catalog.js';

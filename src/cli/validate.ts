@@ -1,4 +1,4 @@
-import { loadResources } from '../api/load.js';
+import { loadResources } from './load.js';
 import { formatValidationError } from '../api/validate.js';
 
 /** `weir validate`: every error with file, resource and field path; 0 when all is valid. Warnings do not fail it. */

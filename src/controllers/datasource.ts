@@ -6,7 +6,7 @@ import { observeCatalog } from '../clickhouse/catalog.js';
 import { findTable, type Catalog } from '../plan/catalog.js';
 import { MigrationRefusedError, Executor } from '../execute/executor.js';
 import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
-import { workerName } from '../operator/workloads.js';
+import { workerName } from './workloads.js';
 import { quarantineTableName } from '../plan/sql.js';
 import { stableHash } from '../runtime/hash.js';
 import { errorMessage } from '../runtime/log.js';

@@ -1,12 +1,11 @@
 import type { Endpoint, EndpointStatus } from '../api/endpoint.js';
-import type { Pipe } from '../api/pipe.js';
 import { stableHash } from '../runtime/hash.js';
 import type { Health } from './conditions.js';
 import { healthStatus } from './status.js';
 import type { ReconcileContext, ReconcileDecision } from './types.js';
 import { clickhouseName } from '../api/names.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
-import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from '../operator/workloads.js';
+import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from './workloads.js';
 import { isRetriable } from '../runtime/errors.js';
 import { errorMessage } from '../runtime/log.js';
 import { describeEndpointQuery } from '../clickhouse/describe.js';

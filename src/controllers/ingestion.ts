@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import type { DataSource, DataSourceStatus } from '../api/datasource.js';
 import { groupIdOf } from '../api/names.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
-import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from '../operator/workloads.js';
+import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from './workloads.js';
 import type { ConditionInput } from './conditions.js';
 
 export const INGESTION_READY = 'IngestionReady';

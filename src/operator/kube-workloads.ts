@@ -6,7 +6,7 @@ import type { DataSource } from '../api/datasource.js';
 import type { Workloads } from '../controllers/ingestion.js';
 import { errorMessage, type Logger } from '../runtime/log.js';
 import { isNotFound, kubeErrorMessage } from './kube-errors.js';
-import type { WorkerObjects, WorkerSettings } from './workloads.js';
+import type { WorkerObjects, WorkerSettings } from '../controllers/workloads.js';
 
 export const FIELD_MANAGER = 'weir';
 const keyOf = (obj: KubernetesObject): string => `${obj.kind}/${obj.metadata?.namespace}/${obj.metadata?.name}`;

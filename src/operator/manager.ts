@@ -19,7 +19,7 @@ import { EventRecorder } from './events.js';
 import { DEFAULT_LEADER_TIMING, LeaderElector } from './leader.js';
 import { KubeWorkloads } from './kube-workloads.js';
 import { watchOwnedObjects } from './owned.js';
-import type { WorkerSettings } from './workloads.js';
+import type { WorkerSettings } from '../controllers/workloads.js';
 
 export interface OperatorOptions {
   kubeconfig?: string;

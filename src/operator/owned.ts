@@ -1,19 +1,8 @@
 import { AppsV1Api, CoreV1Api, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { KindName } from '../api/kinds.js';
+import { MANAGED_BY, OWNER_LABELS } from '../controllers/workloads.js';
 import type { Logger } from '../runtime/log.js';
 import { ResilientInformer } from './informer.js';
-
-/** Labels on every object weir creates, pointing back at the resource that owns it. */
-export const OWNER_LABELS = {
-  managedBy: 'app.kubernetes.io/managed-by',
-  kind: 'weir.dev/owner-kind',
-  name: 'weir.dev/owner-name',
-} as const;
-export const MANAGED_BY = 'weir';
-
-export function ownerLabels(kind: KindName, name: string): Record<string, string> {
-  return { [OWNER_LABELS.managedBy]: MANAGED_BY, [OWNER_LABELS.kind]: kind, [OWNER_LABELS.name]: name };
-}
 
 /**
  * Watches the Deployments and Services weir owns, so that a change to one (scaled by hand,

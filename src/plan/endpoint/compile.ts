@@ -1,7 +1,7 @@
 // An Endpoint and its Pipe compiled into what the endpoint server runs: one SQL text (the
 // nodes up to the endpoint's node, as CTEs), its typed parameters with their bounds, the
 // formats and the limits. Pure: no I/O; ClickHouse stays the judge of whether the SQL runs.
-import { FORMATS, type Endpoint, type EndpointStatus, type Format } from '../../api/endpoint.js';
+import { FORMATS, type Endpoint, type EndpointStatus } from '../../api/endpoint.js';
 import { clickhouseName, resourceName } from '../../api/names.js';
 import type { Pipe } from '../../api/pipe.js';
 import { stableHash } from '../../runtime/hash.js';

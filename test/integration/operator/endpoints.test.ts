@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION, type Condition } from '../../../src/api/common.js';
 import type { Endpoint } from '../../../src/api/endpoint.js';
 import { mergePatch } from '../../../src/operator/events.js';
-import { CONFIG_HASH_ANNOTATION } from '../../../src/operator/workloads.js';
+import { CONFIG_HASH_ANNOTATION } from '../../../src/controllers/workloads.js';
 import { waitFor } from '../../env/wait.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION, type Condition } from '../../../src/api/common.js';
 import type { DataSource } from '../../../src/api/datasource.js';
 import { mergePatch } from '../../../src/operator/events.js';
-import { CONFIG_HASH_ANNOTATION } from '../../../src/operator/workloads.js';
+import { CONFIG_HASH_ANNOTATION } from '../../../src/controllers/workloads.js';
 import { waitFor } from '../../env/wait.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { createTopic, EventProducer, ingestedProject, kafkaClient } from '../../fixtures/ingest.js';

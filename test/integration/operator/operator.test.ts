@@ -8,7 +8,7 @@ import type { Endpoint } from '../../../src/api/endpoint.js';
 import type { Pipe } from '../../../src/api/pipe.js';
 import { mergePatch } from '../../../src/operator/events.js';
 import { FINALIZER } from '../../../src/operator/controller.js';
-import { ownerLabels } from '../../../src/operator/owned.js';
+import { ownerLabels } from '../../../src/controllers/workloads.js';
 import { dataSource, endpoint, inNamespace, materializedInto, pipe, withParams } from '../../fixtures/builders.js';
 import { createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';
 import { startWeir, type WeirProcess } from '../../fixtures/processes.js';

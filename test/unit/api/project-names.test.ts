@@ -4,7 +4,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadResources } from '../../../src/api/load.js';
+import { loadResources } from '../../../src/cli/load.js';
 import { formatValidationError } from '../../../src/api/validate.js';
 
 const exampleCopy = () => {

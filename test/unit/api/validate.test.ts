@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadResources } from '../../../src/api/load.js';
+import { loadResources } from '../../../src/cli/load.js';
 import { formatValidationError, validateResource } from '../../../src/api/validate.js';
 import { dataSourceRules } from '../../../src/api/datasource.js';
 import { endpointParamRules } from '../../../src/api/endpoint.js';

@@ -8,7 +8,18 @@ import type { Autoscaling, Resources } from '../api/common.js';
 import { API_VERSION } from '../api/common.js';
 import type { KindName } from '../api/kinds.js';
 import { stableHash } from '../runtime/hash.js';
-import { ownerLabels } from './owned.js';
+
+/** Labels on every object weir creates, pointing back at the resource that owns it. */
+export const OWNER_LABELS = {
+  managedBy: 'app.kubernetes.io/managed-by',
+  kind: 'weir.dev/owner-kind',
+  name: 'weir.dev/owner-name',
+} as const;
+export const MANAGED_BY = 'weir';
+
+export function ownerLabels(kind: KindName, name: string): Record<string, string> {
+  return { [OWNER_LABELS.managedBy]: MANAGED_BY, [OWNER_LABELS.kind]: kind, [OWNER_LABELS.name]: name };
+}
 
 /** How the operator runs workers: its own image, and the ClickHouse they talk to. */
 export interface WorkerSettings {

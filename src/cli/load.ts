@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statS
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { projectProblems } from '../plan/project-checks.js';
-import { isWeirDocument, misplacedWeirKind, validateResource, type ValidationError, type WeirObject } from './validate.js';
+import { isWeirDocument, misplacedWeirKind, validateResource, type ValidationError, type WeirObject } from '../api/validate.js';
 
 export interface LoadedResource {
   file: string;

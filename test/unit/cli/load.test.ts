@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, symlinkSync, truncateSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadResources, MAX_FILE_BYTES } from '../../../src/api/load.js';
+import { loadResources, MAX_FILE_BYTES } from '../../../src/cli/load.js';
 import { formatValidationError } from '../../../src/api/validate.js';
 
 const PIPE = 'apiVersion: weir.dev/v1alpha1\nkind: Pipe\nmetadata: {name: p}\nspec: {nodes: [{name: n, sql: SELECT 1}]}\n';

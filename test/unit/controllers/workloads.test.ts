@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
 import { ingestionObjects, ingestionReplicas } from '../../../src/controllers/ingestion.js';
-import { CONFIG_HASH_ANNOTATION, clickhouseEnv, workerObjects, type WorkerSettings } from '../../../src/operator/workloads.js';
+import { CONFIG_HASH_ANNOTATION, clickhouseEnv, workerObjects, type WorkerSettings } from '../../../src/controllers/workloads.js';
 import { dataSource, withSpec } from '../../fixtures/builders.js';
 
 const settings: WorkerSettings = { image: 'weir:1', clickhouseUrl: 'http://ch:8123' };
