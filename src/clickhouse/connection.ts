@@ -2,7 +2,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { createClient, ClickHouseLogLevel, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
+import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickhouse/client';
 // The client's own parameter encoding, which query() uses for its multipart bodies; exec() has no multipart mode.
 import { buildMultipartBody, formatQueryParams, serializeQueryParamsForUrl } from '@clickhouse/client/dist/common/index.js';
 import type { Logger } from '../runtime/log.js';
@@ -81,9 +81,6 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 60 * 60_000;
 
 export const DEFAULT_SETTINGS: Settings = { output_format_json_quote_64bit_integers: 1 };
 
-// The client types settings by name; weir passes them through as given.
-const asClientSettings = (settings: Settings | undefined): ClickHouseSettings | undefined => settings;
-
 /** The first keyword of a statement: enough to tell log lines apart without logging SQL. */
 /** The lines as request body chunks of about 1 MiB (one string per line would be a chunk each). */
 function* linesBody(lines: readonly string[]): Generator<string> {
@@ -142,7 +139,7 @@ class HttpClickHouse implements ClickHouse {
         query: sql,
         format: 'JSONEachRow',
         ...(opts.params ? { query_params: opts.params } : {}),
-        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.settings ? { clickhouse_settings: opts.settings } : {}),
         ...(opts.queryId ? { query_id: opts.queryId } : {}),
         ...(opts.signal ? { abort_signal: opts.signal } : {}),
         ...(opts.database ? { http_headers: { 'X-ClickHouse-Database': opts.database } } : {}),
@@ -159,7 +156,7 @@ class HttpClickHouse implements ClickHouse {
       const result = await this.client.exec({
         query: request.body,
         ...(request.params ? { query_params: request.params } : {}),
-        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.settings ? { clickhouse_settings: opts.settings } : {}),
         ...(opts.queryId ? { query_id: opts.queryId } : {}),
         ...(opts.signal ? { abort_signal: opts.signal } : {}),
         ...(Object.keys(headers).length > 0 ? { http_headers: headers } : {}),
@@ -173,7 +170,7 @@ class HttpClickHouse implements ClickHouse {
       await this.client.command({
         query: sql,
         ...(opts.params ? { query_params: opts.params } : {}),
-        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.settings ? { clickhouse_settings: opts.settings } : {}),
         ...(opts.queryId ? { query_id: opts.queryId } : {}),
         ...(opts.signal ? { abort_signal: opts.signal } : {}),
         ...(opts.database ? { http_headers: { 'X-ClickHouse-Database': opts.database } } : {}),
@@ -187,7 +184,7 @@ class HttpClickHouse implements ClickHouse {
         table,
         values: rows,
         format: 'JSONEachRow',
-        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.settings ? { clickhouse_settings: opts.settings } : {}),
         ...(opts.queryId ? { query_id: opts.queryId } : {}),
         ...(opts.signal ? { abort_signal: opts.signal } : {}),
       });
@@ -199,7 +196,7 @@ class HttpClickHouse implements ClickHouse {
       const result = await this.client.exec({
         query: `INSERT INTO ${table} FORMAT JSONEachRow`,
         values: Readable.from(linesBody(lines)),
-        ...(opts.settings ? { clickhouse_settings: asClientSettings(opts.settings) } : {}),
+        ...(opts.settings ? { clickhouse_settings: opts.settings } : {}),
         ...(opts.queryId ? { query_id: opts.queryId } : {}),
         ...(opts.signal ? { abort_signal: opts.signal } : {}),
       });
@@ -242,7 +239,7 @@ export function connectClickHouse(opts: ConnectOptions): ClickHouse {
     ...(opts.database !== undefined ? { database: opts.database } : {}),
     // Backfills of large tables run for minutes; the client's 30 s default would abort them.
     request_timeout: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
-    clickhouse_settings: asClientSettings({ ...DEFAULT_SETTINGS, ...opts.settings }),
+    clickhouse_settings: { ...DEFAULT_SETTINGS, ...opts.settings },
     application: 'weir',
     // Long parameter values (big IN lists) go in a multipart body instead of an over-long URL.
     use_multipart_params_auto: true,

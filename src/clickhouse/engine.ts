@@ -64,7 +64,7 @@ export interface EngineRequest {
 export interface EngineResult {
   body: Uint8Array;
   /** The format of `body`; undefined for statements that return no rows (INSERT, DDL). */
-  outputFormat?: string;
+  outputFormat?: string | undefined;
   summary: QuerySummary;
 }
 

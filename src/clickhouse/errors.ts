@@ -108,7 +108,7 @@ export const isRetriableErrorType = (type: string): boolean => RETRIABLE_TYPES.h
 export interface ClickHouseErrorInit {
   code: number;
   /** The code's name, e.g. UNKNOWN_TABLE; looked up from `code` when left out. */
-  type?: string;
+  type?: string | undefined;
   /** Decided from `type` when left out. */
   retriable?: boolean;
   cause?: unknown;

@@ -61,9 +61,11 @@ export async function reconcileDataSource(ds: DataSource, ctx: ReconcileContext)
   const status: DataSourceStatus = { ...decision.status };
   if (outcome.ingestion) status.ingestion = outcome.ingestion;
   else delete status.ingestion;
-  status.conditions = outcome.condition
+  // Without conditions before, and none to set, there stay none.
+  const conditions = outcome.condition
     ? setCondition(status.conditions, outcome.condition, ds.metadata.generation ?? 0, ctx.now)
     : status.conditions?.filter((c) => c.type !== INGESTION_READY);
+  if (conditions) status.conditions = conditions;
   const requeues = [decision.requeueAfterMs, outcome.requeueAfterMs].filter((n): n is number => n !== undefined);
   return { ...decision, status, ...(requeues.length > 0 ? { requeueAfterMs: Math.min(...requeues) } : {}) };
 }

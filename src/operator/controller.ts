@@ -30,10 +30,10 @@ export interface ControllerDeps {
   events: EventRecorder;
   context: () => ReconcileContext;
   /** Periodic full resync: every cached object is reconciled again. */
-  resyncMs?: number;
+  resyncMs?: number | undefined;
   concurrency?: number;
   /** Watch one namespace only; default all namespaces. */
-  namespace?: string;
+  namespace?: string | undefined;
 }
 
 const keyOf = (obj: KubernetesObject): string => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;

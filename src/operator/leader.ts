@@ -1,4 +1,4 @@
-import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage } from '../runtime/log.js';
 import { isNotFound, isConflict } from './kube-errors.js';
@@ -79,7 +79,8 @@ export class LeaderElector {
     try {
       const lease = await this.api.readNamespacedLease({ name: this.opts.leaseName, namespace: this.opts.namespace });
       if (lease.spec?.holderIdentity !== this.opts.identity) return;
-      lease.spec = { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: new V1MicroTime(this.now()) };
+      const { holderIdentity: _released, ...held } = lease.spec;
+      lease.spec = { ...held, leaseDurationSeconds: 1, renewTime: new V1MicroTime(this.now()) };
       await this.api.replaceNamespacedLease({ name: this.opts.leaseName, namespace: this.opts.namespace, body: lease });
       this.log.info('released leader lease', { lease: this.opts.leaseName });
     } catch (e) {
@@ -94,7 +95,7 @@ export class LeaderElector {
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, leaseName: name, identity } = this.opts;
     const now = this.now();
-    const spec = (prev?: V1Lease['spec']): V1Lease['spec'] => ({
+    const spec = (prev?: V1Lease['spec']): V1LeaseSpec => ({
       holderIdentity: identity,
       leaseDurationSeconds: Math.ceil(this.opts.leaseDurationMs / 1000),
       acquireTime: prev?.holderIdentity === identity && prev.acquireTime ? prev.acquireTime : new V1MicroTime(now),

@@ -21,8 +21,9 @@ import { KubeWorkloads } from './kube-workloads.js';
 import { watchOwnedObjects } from './owned.js';
 import type { WorkerSettings } from '../controllers/workloads.js';
 
+// Fields a caller fills from optional flags take undefined for "not given".
 export interface OperatorOptions {
-  kubeconfig?: string;
+  kubeconfig?: string | undefined;
   /** ClickHouse the operator converges (HTTP URL); without it resources stay Reconciling. */
   clickhouse?: { url: string; username?: string; password?: string };
   /** How to run ingestion and endpoint workers; without it weir creates no Deployments. */
@@ -30,16 +31,16 @@ export interface OperatorOptions {
   /** Longest a migration fence holds writers if the operator dies holding it (default 30 s). */
   fenceTtlMs?: number;
   /** Watch one namespace only; default all. */
-  namespace?: string;
+  namespace?: string | undefined;
   metricsPort: number;
-  metricsHost?: string;
+  metricsHost?: string | undefined;
   leaderElection: boolean;
   leaseNamespace: string;
-  leaseName?: string;
-  leaseDurationMs?: number;
-  renewDeadlineMs?: number;
-  retryPeriodMs?: number;
-  resyncMs?: number;
+  leaseName?: string | undefined;
+  leaseDurationMs?: number | undefined;
+  renewDeadlineMs?: number | undefined;
+  retryPeriodMs?: number | undefined;
+  resyncMs?: number | undefined;
   log: Logger;
 }
 

@@ -40,7 +40,8 @@ export interface ObservedTable {
   engine: string;
   columns: ObservedColumn[];
   comment: string;
-  marker?: TableMarker;
+  /** Decoded from `comment`; undefined when the comment holds no marker. */
+  marker?: TableMarker | undefined;
   totalRows: number;
 }
 
@@ -48,7 +49,7 @@ export interface ObservedView {
   database: string;
   name: string;
   /** database.table the view writes to (TO …), if any. */
-  target?: string;
+  target?: string | undefined;
   query: string;
   comment: string;
 }

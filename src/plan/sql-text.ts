@@ -36,7 +36,7 @@ export interface StatementInfo {
   /** The first keyword, upper-cased: SELECT, INSERT, CREATE, ... ('' when there is no statement at all). */
   kind: string;
   /** The format of a trailing `FORMAT <name>` clause of a query that returns rows. */
-  outputFormat?: string;
+  outputFormat?: string | undefined;
   insert?: InsertClause;
   placeholders: Placeholder[];
   /** Offset of a second statement after ';', which ClickHouse's HTTP interface refuses. */

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
 export interface HealthServerOptions {
-  host?: string;
+  host?: string | undefined;
   port: number;
   registry: Registry;
   /** Liveness: the process is not wedged. */

@@ -31,7 +31,7 @@ export interface StartOptions {
   /** Apply every CustomResourceDefinition in `*.yaml`/`*.yml` files of this directory (skipped if missing). */
   crdDir?: string;
   /** Keep etcd.log and kube-apiserver.log here (survives stop()); default: the cluster's temp dir. */
-  logDir?: string;
+  logDir?: string | undefined;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

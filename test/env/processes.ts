@@ -29,7 +29,7 @@ export interface Proc {
   exited: Promise<void>;
   /** Set when the process is gone, e.g. "exited with code 1". */
   exitReason?: string;
-  exitCode?: number | null;
+  exitCode?: number | null | undefined;
 }
 
 export function startProcess(name: string, bin: string, args: string[], logFile: string, cwd?: string): Proc {

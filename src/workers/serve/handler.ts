@@ -232,9 +232,9 @@ interface RequestState {
   namespace?: string;
   format?: Format;
   status: number;
-  resultRows?: number;
-  rowsRead?: number;
-  bytesRead?: number;
+  resultRows?: number | undefined;
+  rowsRead?: number | undefined;
+  bytesRead?: number | undefined;
   /** The error text sent, and what to take out of it before it is recorded. */
   error?: string;
   given?: ReadonlyMap<string, GivenValue>;
