@@ -18,11 +18,29 @@ interface Placed {
   spec: { database?: string };
 }
 
-/** The ClickHouse database of a DataSource: spec.database, or its namespace's name. Computed here only. */
-export const databaseOf = (ds: Placed): string => ds.spec.database ?? clickhouseName(ds.metadata.namespace ?? 'default');
+/** The ClickHouse database of a namespace: its name, as a ClickHouse name. */
+export const namespaceDatabase = (namespace: string | undefined): string => clickhouseName(namespace ?? 'default');
+
+/** The ClickHouse database of a DataSource: spec.database, or its namespace's. Computed here only. */
+export const databaseOf = (ds: Placed): string => ds.spec.database ?? namespaceDatabase(ds.metadata.namespace);
 
 /** The ClickHouse table of a DataSource: its resource name. */
 export const tableOf = (ds: Placed): string => clickhouseName(ds.metadata.name);
+
+/** `database.table` of a DataSource, as status and messages show it. */
+export const qualifiedTableOf = (ds: Placed): string => `${databaseOf(ds)}.${tableOf(ds)}`;
+
+/**
+ * Where the unqualified table names of a Pipe's SQL resolve, for its checks, its materialized
+ * view and the Endpoints that serve it alike: the database of the DataSource it materializes into
+ * (`target`, where the view is created); else the one database its namespace's DataSources share;
+ * else its namespace's.
+ */
+export function queryDatabaseOf(pipe: { metadata: { namespace?: string } }, target: Placed | undefined, namespaceDataSources: readonly Placed[]): string {
+  if (target) return databaseOf(target);
+  const shared = [...new Set(namespaceDataSources.map(databaseOf))];
+  return shared.length === 1 && shared[0] !== undefined ? shared[0] : namespaceDatabase(pipe.metadata.namespace);
+}
 
 /** The Kafka consumer group of a DataSource: spec.ingestion.kafka.groupId, or weir.<namespace>.<name>. */
 export const groupIdOf = (ds: { metadata: { name: string; namespace?: string }; spec: { ingestion?: { kafka: { groupId?: string } } } }): string =>

@@ -18,6 +18,7 @@ import { toClickHouseError } from '../clickhouse/errors.js';
 import { startClickHouseServer } from '../clickhouse/server.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { describeAnyStep, pendingChanges } from '../plan/project-plan.js';
+import { queryDatabaseIn } from '../plan/project-checks.js';
 import { localGuardPolicy, machineNames, refuseLocalRequest } from '../runtime/local-guard.js';
 import { createLogger, errorMessage } from '../runtime/log.js';
 import { EventsApi } from '../workers/events.js';
@@ -118,8 +119,7 @@ async function compileEndpoints(ch: ClickHouse, resources: ProjectResource[], de
     const ns = ep.metadata.namespace ?? defaultNamespace;
     const what = `Endpoint ${ns}/${ep.metadata.name}`;
     const pipe = pipes.find((p) => p.metadata.name === resourceName(ep.spec.pipe) && (p.metadata.namespace ?? defaultNamespace) === ns);
-    // Unqualified names in Pipe SQL are tables of the namespace's database.
-    const c = pipe ? compileEndpoint(ep, pipe, clickhouseName(ns)) : { problem: `Pipe ${ep.spec.pipe} does not exist` };
+    const c = pipe ? compileEndpoint(ep, pipe, queryDatabaseIn(pipe, resources)) : { problem: `Pipe ${ep.spec.pipe} does not exist` };
     if ('problem' in c) {
       out.unserved.set(clickhouseName(ep.metadata.name), `${what}: ${c.problem}`);
       continue;

@@ -1,7 +1,7 @@
 import type { DataSource, DataSourceStatus, TableVersionRecord } from '../api/datasource.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ProjectResource } from '../plan/graph.js';
-import { databaseOf, tableOf } from '../api/names.js';
+import { databaseOf, qualifiedTableOf, tableOf } from '../api/names.js';
 import { observeCatalog } from '../clickhouse/catalog.js';
 import { findTable, type Catalog } from '../plan/catalog.js';
 import { MigrationRefusedError, Executor } from '../execute/executor.js';
@@ -24,7 +24,7 @@ const needsApproval = (ds: DataSource, steps: MigrationStep[]) =>
 function decide(ds: DataSource, ctx: ReconcileContext, health: Health, phase: string, extra: Partial<DataSourceStatus>, requeueAfterMs?: number): ReconcileDecision<DataSourceStatus> {
   const { status, events } = healthStatus(ds.status, ds.metadata.generation ?? 0, health, phase, ctx.now);
   const database = databaseOf(ds);
-  const next: DataSourceStatus = { ...ds.status, ...status, database, table: `${database}.${tableOf(ds)}`, ...extra };
+  const next: DataSourceStatus = { ...ds.status, ...status, database, table: qualifiedTableOf(ds), ...extra };
   if (!('pendingPlan' in extra)) delete next.pendingPlan;
   if (!('migration' in extra)) delete next.migration;
   return { status: next, events, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
@@ -80,7 +80,7 @@ async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<Re
     return decide(ds, ctx, {
       state: 'Reconciling',
       reason: 'NoClickHouseConnection',
-      message: `Spec is valid; table ${databaseOf(ds)}.${tableOf(ds)} is not converged because the operator has no ClickHouse connection (--clickhouse-url).`,
+      message: `Spec is valid; table ${qualifiedTableOf(ds)} is not converged because the operator has no ClickHouse connection (--clickhouse-url).`,
     }, 'Pending', { specHash: stableHash(ds.spec) });
   }
   const database = databaseOf(ds);

@@ -3,13 +3,13 @@ import { stableHash } from '../runtime/hash.js';
 import type { Health } from './conditions.js';
 import { healthStatus } from './status.js';
 import type { ReconcileContext, ReconcileDecision } from './types.js';
-import { clickhouseName } from '../api/names.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from './workloads.js';
 import { isRetriable } from '../runtime/errors.js';
 import { errorMessage } from '../runtime/log.js';
 import { describeEndpointQuery } from '../clickhouse/describe.js';
 import { compileEndpoint, compileParams, type CompiledEndpoint, type CompiledParam } from '../plan/endpoint/compile.js';
+import { queryDatabaseIn } from '../plan/project-checks.js';
 
 /** The port `weir serve` listens on in query pods; the Service maps port 80 to it. */
 export const SERVE_PORT = 8000;
@@ -66,7 +66,7 @@ export async function reconcileEndpoint(ep: Endpoint, ctx: ReconcileContext): Pr
     health = { state: 'Reconciling', reason: 'WaitingForPipe', message: `spec.pipe names Pipe ${ns}/${ep.spec.pipe}, which does not exist (yet); create it or fix the name.` };
   } else {
     const checked = compileParams(ep, pipe);
-    const compiled = 'problem' in checked ? undefined : compileEndpoint(ep, pipe, clickhouseName(ns));
+    const compiled = 'problem' in checked ? undefined : compileEndpoint(ep, pipe, queryDatabaseIn(pipe, ctx.lookup.dataSourcesIn(ns)));
     if ('problem' in checked) health = { state: 'Stalled', ...checked.problem };
     else if (!compiled || 'problem' in compiled) {
       health = { state: 'Stalled', reason: 'InvalidEndpoint', message: compiled?.problem ?? 'the endpoint does not compile' };

@@ -1,10 +1,10 @@
 import type { Pipe, PipeStatus } from '../api/pipe.js';
-import { clickhouseName, databaseOf, resourceName } from '../api/names.js';
+import { clickhouseName } from '../api/names.js';
 import { observeCatalog } from '../clickhouse/catalog.js';
 import { Executor } from '../execute/executor.js';
 import { dependencies } from '../plan/graph.js';
 import { composeQuery, describePipeStep, planPipe } from '../plan/pipe-plan.js';
-import { pipeSqlProblems } from '../plan/project-checks.js';
+import { pipeSqlProblems, queryDatabaseIn } from '../plan/project-checks.js';
 import { embedSql } from '../plan/sql.js';
 import { findPlaceholders } from '../plan/sql-scan.js';
 import { stableHash } from '../runtime/hash.js';
@@ -58,9 +58,7 @@ export async function reconcilePipe(pipe: Pipe, ctx: ReconcileContext): Promise<
   if (missing.length > 0) {
     return decide(pipe, ctx, { state: 'Reconciling', reason: 'WaitingForDataSource', message: `Waiting for ${missing.join(', ')} to be created.` }, { reads }, 2000);
   }
-  const database = clickhouseName(ns);
-  const target = pipe.spec.materialize ? ctx.lookup.dataSource(ns, resourceName(pipe.spec.materialize.into)) : undefined;
-  const queryDb = target ? databaseOf(target) : dataSources[0] ? databaseOf(dataSources[0]) : database;
+  const queryDb = queryDatabaseIn(pipe, dataSources);
   for (const node of pipe.spec.nodes) {
     const query = composeQuery(pipe.spec.nodes, node.name);
     // Nodes with {name:Type} placeholders compile with their Endpoint, which has the values.
@@ -97,7 +95,6 @@ export async function finalizePipe(pipe: Pipe, ctx: ReconcileContext): Promise<v
   const ch = ctx.clickhouse;
   const m = pipe.spec.materialize;
   if (!ch || !m) return;
-  const target = ctx.lookup.dataSource(pipe.metadata.namespace ?? 'default', resourceName(m.into));
-  const database = target ? databaseOf(target) : clickhouseName(pipe.metadata.namespace ?? 'default');
+  const database = queryDatabaseIn(pipe, ctx.lookup.dataSourcesIn(pipe.metadata.namespace ?? 'default'));
   await ch.command(`DROP VIEW IF EXISTS \`${database}\`.\`${clickhouseName(pipe.metadata.name)}\``);
 }

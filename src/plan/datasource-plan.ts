@@ -1,7 +1,7 @@
 // plan for one DataSource: desired spec + observed catalog → ordered, printable steps, or
 // refusals that say why nothing will be done. Pure: no I/O, no clock.
 import type { Column, DataSource } from '../api/datasource.js';
-import { databaseOf, tableOf } from '../api/names.js';
+import { databaseOf, qualifiedTableOf, tableOf } from '../api/names.js';
 import { findTable, type Catalog, type ObservedTable } from './catalog.js';
 import { stableHash } from '../runtime/hash.js';
 import type { ProjectResource } from './graph.js';
@@ -209,7 +209,7 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
   const shape = tableShape(ds.spec);
   const specHash = shapeHash(shape);
   const keep = ds.spec.migration?.keepPreviousVersions ?? 1;
-  const plan: DataSourcePlan = { table: `${database}.${table}`, steps: [], refusals: [] };
+  const plan: DataSourcePlan = { table: qualifiedTableOf(ds), steps: [], refusals: [] };
 
   // A clash with a known resource says more than what the catalog shows of it.
   const names = nameRefusals(ds, project);

@@ -1,7 +1,7 @@
 // plan for one Pipe: a materialized Pipe is a ClickHouse materialized view TO its target
 // DataSource's table; a plain Pipe has nothing to create (Endpoints run its SQL).
 import type { DataSource } from '../api/datasource.js';
-import { clickhouseName, databaseOf, resourceName, tableOf } from '../api/names.js';
+import { clickhouseName, databaseOf, qualifiedTableOf, resourceName, tableOf } from '../api/names.js';
 import type { Pipe, PipeNode } from '../api/pipe.js';
 import { findTable, type Catalog, type TableRef } from './catalog.js';
 import { stableHash } from '../runtime/hash.js';
@@ -61,7 +61,7 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
   plan.view = `${database}.${view}`;
   // A clash with a known resource says more than what the catalog shows of it.
   const names = nameRefusals(pipe, [...project, ...dataSources]);
-  plan.refusals.push(...(names.length > 0 ? names : viewNameTaken(catalog, database, view, `${database}.${tableOf(target)}`)));
+  plan.refusals.push(...(names.length > 0 ? names : viewNameTaken(catalog, database, view, qualifiedTableOf(target))));
   if (plan.refusals.length > 0) return plan;
   const query = composeQuery(pipe.spec.nodes, m.node);
   const nodeNames = new Set(pipe.spec.nodes.map((n) => n.name));
@@ -70,20 +70,20 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
     if (nodeNames.has(ref)) continue;
     const [db, table] = ref.includes('.') ? (ref.split('.') as [string, string]) : [undefined, ref];
     const ds = dataSources.find((d) => d.metadata.name === resourceName(table) && (db === undefined || databaseOf(d) === db));
-    if (ds && !sources.some((s) => s.database === databaseOf(ds) && s.table === clickhouseName(ds.metadata.name))) {
-      sources.push({ database: databaseOf(ds), table: clickhouseName(ds.metadata.name) });
+    if (ds && !sources.some((s) => s.database === databaseOf(ds) && s.table === tableOf(ds))) {
+      sources.push({ database: databaseOf(ds), table: tableOf(ds) });
     }
   }
   const specHash = stableHash({ query, target: m.into, backfill: m.backfill ?? 'Full' });
   const existing = catalog.views.find((v) => v.database === database && v.name === view);
   if (!existing) {
-    plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: clickhouseName(target.metadata.name) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
+    plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: tableOf(target) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
     return plan;
   }
   if (existing.comment === viewMarker(specHash)) return plan;
   if (existing.comment === viewMarker(specHash, true)) {
     // Created, but its backfill was interrupted: the executor resumes it from its recorded state.
-    plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: clickhouseName(target.metadata.name) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
+    plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: tableOf(target) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
     return plan;
   }
   if (!existing.comment.startsWith(VIEW_MARKER_PREFIX)) {
@@ -91,14 +91,14 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
   } else if ((m.backfill ?? 'Full') === 'None') {
     plan.steps.push({ kind: 'ModifyViewQuery', database, view, query, specHash });
   } else {
-    const targetTable = findTable(catalog, database, clickhouseName(target.metadata.name));
-    if (!targetTable?.marker) plan.refusals.push(`target table ${database}.${clickhouseName(target.metadata.name)} has no weir marker; cannot recompute it`);
+    const targetTable = findTable(catalog, database, tableOf(target));
+    if (!targetTable?.marker) plan.refusals.push(`target table ${qualifiedTableOf(target)} has no weir marker; cannot recompute it`);
     else {
       plan.steps.push({
         kind: 'RecomputeView',
         database,
         view,
-        target: { database, table: clickhouseName(target.metadata.name) },
+        target: { database, table: tableOf(target) },
         query,
         sources,
         specHash,

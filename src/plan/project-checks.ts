@@ -3,7 +3,7 @@
 // weir's own statements. Pure: `weir validate` reports them with file names, and the planners
 // (weir plan, weir apply, weir dev, the operator) refuse with the same messages.
 import type { DataSource } from '../api/datasource.js';
-import { clickhouseName, databaseOf, resourceName, SYSTEM_DATABASE, tableOf } from '../api/names.js';
+import { clickhouseName, databaseOf, queryDatabaseOf, resourceName, SYSTEM_DATABASE, tableOf } from '../api/names.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ValidationError } from '../api/validate.js';
 import { resourceKey, type ProjectResource } from './graph.js';
@@ -43,6 +43,13 @@ export function materializeTarget(pipe: Pipe, resources: readonly ProjectResourc
   if (into === undefined) return undefined;
   const ns = pipe.metadata.namespace ?? 'default';
   return resources.find((r): r is DataSource => r.kind === 'DataSource' && r.metadata.name === resourceName(into) && (r.metadata.namespace ?? 'default') === ns);
+}
+
+/** Where the unqualified table names of `pipe`'s SQL resolve (api/names.ts queryDatabaseOf), among `resources`. */
+export function queryDatabaseIn(pipe: Pipe, resources: readonly ProjectResource[]): string {
+  const ns = pipe.metadata.namespace ?? 'default';
+  const namespaceDataSources = resources.filter((r): r is DataSource => r.kind === 'DataSource' && (r.metadata.namespace ?? 'default') === ns);
+  return queryDatabaseOf(pipe, materializeTarget(pipe, resources), namespaceDataSources);
 }
 
 /**
