@@ -1,5 +1,5 @@
 // What weir must know about SQL before asking ClickHouse: its {name:Type} placeholders and
-// the tables it reads. Built on the one SQL lexer (src/clickhouse/sql-text.ts), so strings,
+// the tables it reads. Built on the one SQL lexer (sql-text.ts), so strings,
 // quoted names and comments never count. ClickHouse remains the judge of whether it compiles.
 import { tokenize, type Token } from './sql-text.js';
 

@@ -15,7 +15,7 @@
 // its partition (kafkajs does not fetch a partition whose eachBatch has not returned), so
 // nothing piles up in memory; readiness and weir_ingest_clickhouse_up say so.
 //
-// Migrations: before each insert the worker passes the DataSource's fence (clickhouse/fence.ts),
+// Migrations: before each insert the worker passes the DataSource's fence (execute/fence.ts),
 // so the executor can hold every worker at a batch boundary while it swaps tables.
 import { hostname } from 'node:os';
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
