@@ -6,7 +6,8 @@
 // as well: that is why it is on every weir table rather than only on ingested ones.
 //
 // The flip side: a block identical to a recent one is dropped by default. weir's own copies
-// (migrations, backfills) and the events API therefore insert with deduplication off.
+// (migrations, backfills) and the events API without an Idempotency-Key therefore insert with
+// deduplication off; with one, the events API sends a token (workers/events-idempotency.ts).
 // The window is set with the table's settings, by the planner (plan/sql.ts DEDUPLICATION_WINDOW).
 import type { ClickHouse, Settings } from './connection.js';
 

@@ -2,7 +2,8 @@
 // compressed (events-body.ts reads it). Every line is mapped through the columns' jsonPaths;
 // lines that do not map, are not UTF-8, or that ClickHouse refuses, go to the DataSource's
 // quarantine table with the reason. Inserts honour the migration fence like every weir-managed
-// writer.
+// writer. A request with an idempotency key is deduplicated (events-idempotency.ts): a retry of
+// it inserts nothing again; one without a key inserts with deduplication off.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, databaseOf, resourceName, tableOf } from '../api/names.js';
@@ -15,6 +16,7 @@ import { isRetriable } from '../runtime/errors.js';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage } from '../runtime/log.js';
 import { BodyError, decodersFor, readBody, splitLines, type BodyLine } from './events-body.js';
+import { eventsDedupToken, idempotencyKeyOf, quarantineDedupToken } from './events-idempotency.js';
 import { compileRowMapper, MAPPED_ROW_SETTINGS, type MappedRow, type RowMapper } from './rows.js';
 
 
@@ -112,9 +114,14 @@ export class EventsApi {
     private readonly log: Logger,
   ) {}
 
-  /** Ingest NDJSON lines into a DataSource. */
-  async ingest(name: string, lines: BodyLine[]): Promise<IngestResult> {
+  /**
+   * Ingest NDJSON lines into a DataSource. With an idempotency key, the rows and the quarantine
+   * entries are inserted under tokens made of the key and the lines, so calling this again with
+   * the same key and lines inserts nothing more and answers the same counts.
+   */
+  async ingest(name: string, lines: BodyLine[], idempotencyKey?: string): Promise<IngestResult> {
     const target = this.target(name);
+    const token = idempotencyKey === undefined ? undefined : eventsDedupToken(target.database, target.table, idempotencyKey, lines);
     const good: { row: MappedRow; raw: string }[] = [];
     const bad: QuarantinedLine[] = [];
     for (const line of lines) {
@@ -127,13 +134,13 @@ export class EventsApi {
       else bad.push({ raw: line.text, error: r.error });
     }
     await target.fence.beforeBatch();
-    const { inserted, refused } = await insertOrIsolate(this.ch, `${target.database}.${target.table}`, good);
+    const { inserted, refused } = await insertOrIsolate(this.ch, `${target.database}.${target.table}`, good, token);
     const quarantined = [...bad, ...refused];
     if (quarantined.length > 0) {
       await this.ch.insert(
         `${target.database}.${quarantineTableName(target.table)}`,
         quarantined.map((q) => ({ source: 'http', raw: q.raw, error: q.error })),
-        { settings: await deduplicationOff(this.ch) },
+        { settings: token === undefined ? await deduplicationOff(this.ch) : await deduplicatedBy(this.ch, quarantineDedupToken(token)) },
       );
     }
     return { successful_rows: inserted, quarantined_rows: quarantined.length };
@@ -188,8 +195,9 @@ export class EventsApi {
       // Everything that refuses the request is checked before its body is read.
       this.target(name);
       const codings = decodersFor(req.headers['content-encoding']);
+      const key = idempotencyKeyOf(req.headersDistinct['idempotency-key'], url.searchParams);
       const body = await readBody(req, codings, MAX_BODY_BYTES);
-      reply(200, await this.ingest(name, splitLines(body)));
+      reply(200, await this.ingest(name, splitLines(body), key));
     } catch (e) {
       const status = (e as { status?: number }).status ?? (isRetriable(e) ? 503 : 500);
       if (status >= 500) this.log.error('events ingest failed', { datasource: name, error: errorMessage(e) });
