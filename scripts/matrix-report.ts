@@ -11,7 +11,9 @@ const results: CellResult[] = readFileSync(resultsFile, 'utf8')
   .split('\n')
   .filter(Boolean)
   .map((l) => JSON.parse(l) as CellResult);
+// A cell run again (a partial rerun appended to the same file) counts by its last result only.
 const byCell = new Map(results.map((r) => [`${r.row}|${r.condition}`, r]));
+const latest = [...byCell.values()];
 
 /** ✓ with the writer pause and fence held, ✗ with the reason, — for a cell that cannot run, ? for one not run. */
 function cell(r: CellResult | undefined): string {
@@ -56,12 +58,12 @@ for (const row of ROWS) {
   lines.push('');
 }
 
-const ran = results.filter((r) => !r.notApplicable);
+const ran = latest.filter((r) => !r.notApplicable);
 const failed = ran.filter((r) => !r.ok);
 lines.push(
   '## Summary',
   '',
-  `${ran.length} cells ran, ${ran.length - failed.length} ✓, ${failed.length} ✗; ${results.length - ran.length} cannot run by design (—).`,
+  `${ran.length} cells ran, ${ran.length - failed.length} ✓, ${failed.length} ✗; ${latest.length - ran.length} cannot run by design (—).`,
   `Longest writer pause in any cell: ${Math.max(0, ...ran.map((r) => r.longestPauseMs ?? 0))} ms; longest fence held: ${Math.max(0, ...ran.map((r) => r.fenceHeldMs ?? 0))} ms.`,
   `Time: ${Math.round(ran.reduce((s, r) => s + r.durationMs, 0) / 1000)} s of cells.`,
   '',

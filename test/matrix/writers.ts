@@ -2,6 +2,7 @@
 // the class `weir dev` serves) and the Kafka ingester (`weir ingest`, its own process). Both
 // write page views with unique ids (session_id) and a few malformed inputs, and both say how
 // many rows have been acknowledged, which is what a reader must see afterwards.
+import { randomUUID } from 'node:crypto';
 import type { Admin, Kafka, Producer } from 'kafkajs';
 import type { DataSource } from '../../src/api/datasource.js';
 import { groupIdOf } from '../../src/api/names.js';
@@ -49,7 +50,10 @@ export function malformedInput(prefix: string, k: number): string {
   return k % 2 === 0 ? `{not json ${prefix}-bad-${k}` : JSON.stringify({ timestamp: `no time ${k}`, session_id: `${prefix}-bad-${k}`, tenant_id: 't0', payload: { pathname: '/bad' } });
 }
 
-/** The events API, in process: POST /v0/events's ingest(), retried while it fails (as a client would). */
+/**
+ * The events API, in process: POST /v0/events's ingest(), retried while it fails (as a client
+ * would), under one idempotency key per batch so a retry after a lost answer inserts nothing twice.
+ */
 export class EventsWriter implements MatrixWriter {
   readonly malformed: string[] = [];
   retries = 0;
@@ -104,13 +108,14 @@ export class EventsWriter implements MatrixWriter {
     await this.api.close();
   }
 
-  /** One request: `rows` valid lines and `bad` malformed ones, sent until it is acknowledged. */
+  /** One request: `rows` valid lines and `bad` malformed ones, sent with the same key until it is acknowledged. */
   private async batch(rows: number, bad: number): Promise<void> {
     const lines = Array.from({ length: rows }, (_, i) => JSON.stringify(pageView(this.prefix, this.n + i, this.epoch)));
     const badLines = Array.from({ length: bad }, (_, i) => malformedInput(this.prefix, this.malformed.length + i));
+    const key = randomUUID();
     for (;;) {
       try {
-        const r = await this.api.ingest(this.spec.metadata.name, [...lines, ...badLines].map((text) => ({ text })));
+        const r = await this.api.ingest(this.spec.metadata.name, [...lines, ...badLines].map((text) => ({ text })), key);
         if (r.successful_rows !== rows || r.quarantined_rows !== bad) throw new Error(`events API took ${r.successful_rows}/${rows} rows and quarantined ${r.quarantined_rows}/${bad}`);
         break;
       } catch (e) {
