@@ -3,10 +3,12 @@
 // a batch that starts during a fence waits for its release.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FenceParticipant, FenceTimeoutError, withFence, type FenceTiming } from '../../../src/execute/fence.js';
-import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
+import { waitFor } from '../../env/wait.js';
+import { uniqueDatabase } from '../../fixtures/builders.js';
+import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 
 const TIMING: FenceTiming = { livenessMs: 1000, fenceTtlMs: 4000, ackTimeoutMs: 1500, pollMs: 10 };
-const table = { database: 'fencing', table: 'events' };
+const table = { database: uniqueDatabase('fencing'), table: 'events' };
 
 let server: TestClickHouse;
 beforeAll(async () => {
@@ -50,15 +52,17 @@ describe('fence', () => {
     let batchPassedAt = 0;
     let releasedAt = 0;
     let batchStartedAt = 0;
+    let batch: Promise<unknown> = Promise.resolve();
+    // The writer's acknowledgements: one from keepAlive before the critical section, one from the batch when it saw the fence.
+    const acks = () => count(server.ch, `SELECT count() AS n FROM weir.fence_acks WHERE writer_id = '${writer.writerId}'`);
     await withFence(server.ch, [t], async () => {
       batchStartedAt = Date.now();
-      const batch = writer.beforeBatch().then(() => (batchPassedAt = Date.now()));
-      await new Promise((r) => setTimeout(r, 300));
+      batch = writer.beforeBatch().then(() => (batchPassedAt = Date.now()));
+      await waitFor('the batch waiting at the fence', async () => ((await acks()) === 2 ? true : undefined));
       expect(batchPassedAt).toBe(0);
       releasedAt = Date.now();
-      void batch;
     }, TIMING);
-    await new Promise((r) => setTimeout(r, 500));
+    await batch;
     expect(batchPassedAt).toBeGreaterThanOrEqual(releasedAt);
     // The pause is counted from when the writer saw the fence, so it lies within the batch's wait (not a timing bound).
     expect(writer.longestPauseMs).toBeGreaterThan(0);

@@ -9,6 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClickHouse, type ClickHouse } from '../../../src/clickhouse/connection.js';
 import { ClickHouseError } from '../../../src/clickhouse/errors.js';
 import { startClickHouseServer, type ClickHouseServer } from '../../../src/clickhouse/server.js';
+import { waitFor } from '../../env/wait.js';
+
+/** Wait until `n` statements whose text contains `text` run on the server behind `ch`. */
+const runningStatements = (ch: ClickHouse, text: string, n: number) =>
+  waitFor(`${n} statements with ${text} running`, async () => {
+    const [row] = await ch.query<{ n: string }>("SELECT count() AS n FROM system.processes WHERE position(query, {text:String}) > 0 AND query NOT LIKE '%system.processes%'", { params: { text } });
+    return Number(row?.n) === n ? true : undefined;
+  }, { intervalMs: 20 });
 
 const execFileAsync = promisify(execFile);
 
@@ -271,7 +279,7 @@ describe('embedded ClickHouse server', () => {
     const started = Date.now();
     // Parameterised, to show bound queries run in parallel too (chdb's own queryBind would run them in turn).
     const slow = [1, 2].map((i) => ch.query<{ s: number }>('SELECT sleep(2) AS s, {i:UInt8} AS i', { params: { i } }));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await runningStatements(ch, 'sleep(2)', 2);
     for (let i = 0; i < 5; i++) {
       const t = Date.now();
       expect(await ch.ping()).toBe(true);
@@ -289,7 +297,7 @@ describe('embedded ClickHouse server', () => {
     const other = await startClickHouseServer({ dataDir, port: 0 });
     const c = connectClickHouse({ url: other.url });
     const running = c.query<{ s: number }>('SELECT sleep(1) AS s');
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await runningStatements(c, 'sleep(1)', 1);
     await other.stop();
     expect(await running).toEqual([{ s: 0 }]);
     expect(await c.ping()).toBe(false);

@@ -10,19 +10,20 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GROUP, VERSION, type Condition } from '../../../src/api/common.js';
+import type { Condition } from '../../../src/api/common.js';
 import type { DataSource } from '../../../src/api/datasource.js';
 import type { Endpoint } from '../../../src/api/endpoint.js';
+import { groupIdOf } from '../../../src/api/names.js';
 import { mergePatch } from '../../../src/operator/events.js';
 import { waitFor } from '../../env/wait.js';
 import { count, rollupMismatches } from '../../fixtures/clickhouse.js';
-import { createTopic, kafkaClient, startClickHouseProcess, type ClickHouseProcess } from '../../fixtures/ingest.js';
+import { caughtUp, createTopic, kafkaClient, startClickHouseProcess, type ClickHouseProcess } from '../../fixtures/ingest.js';
 import { startKafka, type TestKafka } from '../../fixtures/kafka.js';
-import { createNamespace, getResource, kubectl, testKubeConfig } from '../../fixtures/kube.js';
-import { runPod, type Pod } from '../../fixtures/kubelet.js';
+import { apps, condition, createNamespace, getResource, kubectl, patchResource, testKubeConfig } from '../../fixtures/kube.js';
+import { Kubelet, podReady, running } from '../../fixtures/kubelet.js';
 import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
 
 const EXAMPLE = join(process.cwd(), 'manifests/examples/web-analytics');
@@ -36,30 +37,19 @@ let db: string;
 let kafka: TestKafka;
 let clickhouse: ClickHouseProcess;
 const operators: WeirProcess[] = [];
-const pods = new Map<string, Pod[]>();
+let kubelet: Kubelet;
 
-const apps = () => kc.makeApiClient(AppsV1Api);
-const condition = (o: { status?: { conditions?: Condition[] } }, type: string) => o.status?.conditions?.find((c) => c.type === type);
-const alive = (p: { child: { exitCode: number | null; signalCode: NodeJS.Signals | null } }) => p.child.exitCode === null && p.child.signalCode === null;
-const ready = async (pod: Pod) => (await fetch(`http://127.0.0.1:${pod.metricsPort}/readyz`).catch(() => undefined))?.status === 200;
 const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
-
-/** Start a pod of a Deployment (as the kubelet would) and keep it in the pod list. */
-async function startPod(deployment: string): Promise<Pod> {
-  const pod = await runPod(kc, ns, deployment);
-  pods.set(deployment, [...(pods.get(deployment) ?? []), pod]);
-  return pod;
-}
 
 /** The kubelet and the Deployment controller's part: ready pods counted into the Deployment status. */
 function reportReadiness(): () => Promise<void> {
-  let running = true;
+  let reporting = true;
   const loop = (async () => {
-    while (running) {
-      for (const [name, list] of pods) {
-        const live = list.filter(alive);
-        const readyCount = (await Promise.all(live.map(ready))).filter(Boolean).length;
-        await apps()
+    while (reporting) {
+      for (const name of new Set(kubelet.pods().map((p) => p.deployment.metadata?.name ?? ''))) {
+        const live = kubelet.pods(name).filter(running);
+        const readyCount = (await Promise.all(live.map(podReady))).filter(Boolean).length;
+        await apps(kc)
           .patchNamespacedDeploymentStatus({ name, namespace: ns, body: { status: { replicas: live.length, readyReplicas: readyCount, updatedReplicas: live.length } } }, mergePatch())
           .catch(() => undefined);
       }
@@ -67,7 +57,7 @@ function reportReadiness(): () => Promise<void> {
     }
   })();
   return async () => {
-    running = false;
+    reporting = false;
     await loop;
   };
 }
@@ -130,7 +120,7 @@ class EndpointClient {
     this.loop = (async () => {
       while (!this.stopped) {
         const serving = [];
-        for (const p of (pods.get('top-pages-serve') ?? []).filter(alive)) if (await ready(p)) serving.push(p);
+        for (const p of kubelet.pods('top-pages-serve').filter(running)) if (await podReady(p)) serving.push(p);
         const pod = serving[i++ % Math.max(1, serving.length)];
         if (!pod) {
           await new Promise((r) => setTimeout(r, 50));
@@ -156,6 +146,7 @@ beforeAll(async () => {
   kc = testKubeConfig();
   ns = await createNamespace(kc, 'web');
   db = ns.replace(/-/g, '_');
+  kubelet = new Kubelet(kc, ns);
   [kafka, clickhouse] = await Promise.all([startKafka(), startClickHouseProcess()]);
   const admin = kafkaClient(kafka.bootstrap).admin();
   await admin.connect();
@@ -174,7 +165,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const list of pods.values()) await Promise.all(list.map((p) => p.kill('SIGKILL')));
+  await kubelet?.killAll();
   await Promise.all(operators.map((o) => o.kill('SIGKILL')));
   await clickhouse?.stop();
   await kafka?.stop();
@@ -212,14 +203,14 @@ describe('the example project end to end', () => {
     );
 
     // 2. The workers, from what the operator wrote.
-    const ingest = await waitFor('ingest Deployment', () => apps().readNamespacedDeployment({ name: 'page-views-ingest', namespace: ns }), { timeoutMs: 60_000 });
-    const serve = await waitFor('serve Deployment', () => apps().readNamespacedDeployment({ name: 'top-pages-serve', namespace: ns }), { timeoutMs: 60_000 });
+    const ingest = await waitFor('ingest Deployment', () => apps(kc).readNamespacedDeployment({ name: 'page-views-ingest', namespace: ns }), { timeoutMs: 60_000 });
+    const serve = await waitFor('serve Deployment', () => apps(kc).readNamespacedDeployment({ name: 'top-pages-serve', namespace: ns }), { timeoutMs: 60_000 });
     expect(ingest.spec?.replicas).toBe(2);
     expect(serve.spec?.replicas).toBe(2);
-    for (let i = 0; i < 2; i++) await startPod('page-views-ingest');
-    for (let i = 0; i < 2; i++) await startPod('top-pages-serve');
+    for (let i = 0; i < 2; i++) await kubelet.startPod('page-views-ingest');
+    for (let i = 0; i < 2; i++) await kubelet.startPod('top-pages-serve');
     const stopReporting = reportReadiness();
-    await waitFor('every pod ready', async () => ((await Promise.all([...pods.values()].flat().map(ready))).every(Boolean) ? true : undefined), { timeoutMs: 60_000 });
+    await waitFor('every pod ready', async () => ((await Promise.all(kubelet.pods().map(podReady))).every(Boolean) ? true : undefined), { timeoutMs: 60_000 });
 
     // 3. Events and endpoint calls, continuously.
     const events = new PageViews('page_views');
@@ -230,26 +221,24 @@ describe('the example project end to end', () => {
 
     // 4. The sorting key changes; mid-migration the leader and an ingester are SIGKILLed.
     const patchedAt = Date.now();
-    await kc.makeApiClient(CustomObjectsApi).patchNamespacedCustomObject(
-      { group: GROUP, version: VERSION, namespace: ns, plural: 'datasources', name: 'page-views', body: { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } } },
-      mergePatch(),
-    );
+    await patchResource(kc, 'DataSource', ns, 'page-views', { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } });
     await waitFor('the migration under way', async () => ((await getResource<DataSource>(kc, 'DataSource', ns, 'page-views')).status?.migration ? true : undefined), { timeoutMs: 30_000, intervalMs: 20 });
     const holder = (await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: 'weir-operator', namespace: ns })).spec?.holderIdentity;
     const leader = operators.find((o) => o.logs.some((l) => l.message === 'operator started' && l.identity === holder));
     expect(leader).toBeDefined();
     await leader?.kill('SIGKILL');
-    const killedIngester = (pods.get('page-views-ingest') ?? [])[0];
+    const killedIngester = kubelet.pods('page-views-ingest')[0];
     await killedIngester?.kill('SIGKILL');
-    await startPod('page-views-ingest'); // the kubelet restarts it
+    await kubelet.startPod('page-views-ingest'); // the kubelet restarts it
     const migrated = await waitFor('page-views at version 2 and Ready', async () => {
       const o = await getResource<DataSource>(kc, 'DataSource', ns, 'page-views');
       return o.status?.version === 2 && condition(o, 'Ready')?.status === 'True' && !o.status.migration ? o : undefined;
     }, { timeoutMs: 120_000, intervalMs: 250 });
     const migratedAt = Date.now();
 
-    // 5. Stop the load and count.
-    await new Promise((r) => setTimeout(r, 2000));
+    // 5. Load goes on into the new version for a while; then stop it and count.
+    const atMigration = await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`);
+    await waitFor('2,000 rows ingested after the migration', async () => ((await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`)) >= atMigration + 2000 ? true : undefined), { timeoutMs: 60_000 });
     await events.stop();
     await client.stop();
     const expected = PREFILL + events.valid;
@@ -257,7 +246,10 @@ describe('the example project end to end', () => {
       const [rows, bad] = await Promise.all([count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`), count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views_quarantine`)]);
       return rows >= expected && bad >= events.malformed ? true : undefined;
     }, { timeoutMs: 90_000, intervalMs: 500 });
-    await new Promise((r) => setTimeout(r, 1500));
+    const admin = kafkaClient(kafka.bootstrap).admin();
+    await admin.connect();
+    await caughtUp(admin, groupIdOf(migrated), 'page_views'); // nothing is inserted after this, so anything doubled has landed
+    await admin.disconnect();
     const rows = await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`);
     const sessions = await count(clickhouse.ch, `SELECT uniqExact(session_id) AS n FROM ${db}.page_views`);
     const quarantined = await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views_quarantine`);
@@ -306,7 +298,7 @@ describe('the example project end to end', () => {
     expect(Number(/"writers":(\d+)/.exec(swapped?.message ?? '')?.[1] ?? 0)).toBeGreaterThanOrEqual(1);
     console.log('migration events:', recorded.filter((e) => e.reason?.startsWith('Migration')).map((e) => `${e.reason}: ${e.message}`).join(' | '));
     const fenceHeld = Number(/"fenceHeldMs":(\d+)/.exec(swapped?.message ?? '')?.[1] ?? NaN);
-    const pauses = await Promise.all((pods.get('page-views-ingest') ?? []).filter(alive).map(async (p) => {
+    const pauses = await Promise.all(kubelet.pods('page-views-ingest').filter(running).map(async (p) => {
       const text = await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text();
       const line = text.split('\n').find((l) => l.startsWith('weir_ingest_longest_fence_pause_seconds '));
       return Number(line?.split(' ')[1] ?? 0) * 1000;

@@ -59,7 +59,8 @@ function project(prefix: string) {
   return { ns, database, events, perTenant };
 }
 
-const condition = (status: { conditions?: { type: string; status: string; reason: string }[] }) =>
+/** The conditions that hold, as type:reason. */
+const trueConditions = (status: { conditions?: { type: string; status: string; reason: string }[] }) =>
   status.conditions?.filter((c) => c.status === 'True').map((c) => `${c.type}:${c.reason}`);
 
 describe('unqualified table names in a Pipe', () => {
@@ -71,9 +72,9 @@ describe('unqualified table names in a Pipe', () => {
     await applyProject(server.ch, [events, perTenant, rollup], { log });
     const ctx = context(resources);
 
-    expect(condition((await reconcilePipe(rollup, ctx)).status)).toEqual(['Ready:UpToDate']);
+    expect(trueConditions((await reconcilePipe(rollup, ctx)).status)).toEqual(['Ready:UpToDate']);
     // The Endpoint's query compiles (in the target's database); only the query pods are missing here.
-    expect(condition((await reconcileEndpoint(served, ctx)).status)).toEqual(['Reconciling:QueryServerUnavailable']);
+    expect(trueConditions((await reconcileEndpoint(served, ctx)).status)).toEqual(['Reconciling:QueryServerUnavailable']);
   });
 
   it('of a plain Pipe resolve in the database its namespace\'s DataSources share, for the Pipe and its Endpoint alike', async () => {
@@ -83,8 +84,8 @@ describe('unqualified table names in a Pipe', () => {
     await applyProject(server.ch, [events], { log });
     const ctx = context([events, byTenant, served]);
 
-    expect(condition((await reconcilePipe(byTenant, ctx)).status)).toEqual(['Ready:UpToDate']);
-    expect(condition((await reconcileEndpoint(served, ctx)).status)).toEqual(['Reconciling:QueryServerUnavailable']);
+    expect(trueConditions((await reconcilePipe(byTenant, ctx)).status)).toEqual(['Ready:UpToDate']);
+    expect(trueConditions((await reconcileEndpoint(served, ctx)).status)).toEqual(['Reconciling:QueryServerUnavailable']);
   });
 
   it('of a plain Pipe resolve in the namespace\'s database when its DataSources are in several: the same verdict for the Pipe and its Endpoint', async () => {
@@ -97,10 +98,10 @@ describe('unqualified table names in a Pipe', () => {
     await applyProject(server.ch, [events, local], { log });
     const ctx = context([events, local, fromLocal, fromElsewhere, onLocal, onElsewhere]);
 
-    expect(condition((await reconcilePipe(fromLocal, ctx)).status)).toEqual(['Ready:UpToDate']);
-    expect(condition((await reconcileEndpoint(onLocal, ctx)).status)).toEqual(['Reconciling:QueryServerUnavailable']);
+    expect(trueConditions((await reconcilePipe(fromLocal, ctx)).status)).toEqual(['Ready:UpToDate']);
+    expect(trueConditions((await reconcileEndpoint(onLocal, ctx)).status)).toEqual(['Reconciling:QueryServerUnavailable']);
     // events is not in the namespace's database: qualify it (database.table) to read it here.
-    expect(condition((await reconcilePipe(fromElsewhere, ctx)).status)).toEqual(['Stalled:SqlDoesNotCompile']);
-    expect(condition((await reconcileEndpoint(onElsewhere, ctx)).status)).toEqual(['Stalled:SqlDoesNotCompile']);
+    expect(trueConditions((await reconcilePipe(fromElsewhere, ctx)).status)).toEqual(['Stalled:SqlDoesNotCompile']);
+    expect(trueConditions((await reconcileEndpoint(onElsewhere, ctx)).status)).toEqual(['Stalled:SqlDoesNotCompile']);
   });
 });

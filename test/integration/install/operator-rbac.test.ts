@@ -7,13 +7,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
+import { AutoscalingV2Api, CoreV1Api, CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION, type Condition } from '../../../src/api/common.js';
 import { mergePatch } from '../../../src/operator/events.js';
 import { waitFor } from '../../env/wait.js';
 import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
-import { createNamespace, createResource, exampleResources, kubectl, testKubeConfig } from '../../fixtures/kube.js';
+import { apps, condition, createNamespace, createResource, exampleResources, kubectl, patchResource, testKubeConfig } from '../../fixtures/kube.js';
 import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
 import { argocdHealth, granted, recordingProxy, renderChart, tokenKubeconfig, toYaml, type K8sObject, type RecordingProxy } from './helpers.js';
 
@@ -34,7 +34,6 @@ const seen: Resource[] = [];
 
 const custom = () => kc.makeApiClient(CustomObjectsApi);
 const plural = (kind: string) => `${kind.toLowerCase()}s`;
-const condition = (o: Resource | undefined, type: string) => o?.status?.conditions?.find((c) => c.type === type);
 const latest = (kind: string, name: string) => seen.filter((o) => o.kind === kind && o.metadata.name === name).at(-1);
 const seenWhere = (what: string, kind: string, name: string, ok: (o: Resource) => boolean, timeoutMs = 60_000) =>
   waitFor(what, () => seen.find((o) => o.kind === kind && o.metadata.name === name && ok(o)), { timeoutMs }).catch((e: Error) => {
@@ -42,8 +41,6 @@ const seenWhere = (what: string, kind: string, name: string, ok: (o: Resource) =
   });
 const reason = (type: string, r: string) => (o: Resource) => condition(o, type)?.status === 'True' && condition(o, type)?.reason === r;
 const current = (o: Resource) => o.status?.observedGeneration === o.metadata.generation;
-const patch = (kind: string, name: string, body: object) =>
-  custom().patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: plural(kind), name, body }, mergePatch());
 
 /** Record every version of `kind` in the namespace; a watch refused or ended (a fresh API server answers 429 at first) starts again. */
 async function record(kind: string, resourceVersion?: string): Promise<void> {
@@ -118,12 +115,12 @@ describe('the example project under the chart RBAC', () => {
     }
     // The endpoint's query Deployment exists; once its pods are ready (the kubelet's part here) the Endpoint is Ready.
     await seenWhere('the Endpoint rolling out', 'Endpoint', 'top-pages', (o) => current(o) && condition(o, 'Ready')?.reason === 'RollingOut');
-    const apps = kc.makeApiClient(AppsV1Api);
-    const serve = await apps.readNamespacedDeployment({ name: 'top-pages-serve', namespace: ns });
+    const deployments = apps(kc);
+    const serve = await deployments.readNamespacedDeployment({ name: 'top-pages-serve', namespace: ns });
     expect(serve.spec?.template.spec?.containers[0]?.args?.[0]).toBe('serve');
-    await apps.patchNamespacedDeploymentStatus({ name: 'top-pages-serve', namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
+    await deployments.patchNamespacedDeploymentStatus({ name: 'top-pages-serve', namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
     await seenWhere('the Endpoint Ready', 'Endpoint', 'top-pages', (o) => condition(o, 'Ready')?.status === 'True');
-    const ingest = await apps.readNamespacedDeployment({ name: 'page-views-ingest', namespace: ns });
+    const ingest = await deployments.readNamespacedDeployment({ name: 'page-views-ingest', namespace: ns });
     expect(ingest.spec?.template.spec?.containers[0]?.args?.[0]).toBe('ingest');
     expect(ingest.spec?.template.spec?.containers[0]?.image).toBe('ghcr.io/weir-dev/weir:0.1.0'); // --worker-image from the chart
   });
@@ -141,21 +138,20 @@ describe('the example project under the chart RBAC', () => {
     await createResource(kc, clicks as never);
     const autoscaling = kc.makeApiClient(AutoscalingV2Api);
     await waitFor('the HPA', () => autoscaling.readNamespacedHorizontalPodAutoscaler({ name: 'clicks-ingest', namespace: ns }));
-    await patch('DataSource', 'clicks', { spec: { ingestion: { autoscaling: null } } });
+    await patchResource(kc, 'DataSource', ns, 'clicks', { spec: { ingestion: { autoscaling: null } } });
     await waitFor('the HPA gone', () => autoscaling.readNamespacedHorizontalPodAutoscaler({ name: 'clicks-ingest', namespace: ns }).then(() => undefined, () => true));
     await custom().deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'datasources', name: 'clicks' });
-    const apps = kc.makeApiClient(AppsV1Api);
-    await waitFor('the ingestion Deployment gone', () => apps.readNamespacedDeployment({ name: 'clicks-ingest', namespace: ns }).then(() => undefined, () => true));
+    await waitFor('the ingestion Deployment gone', () => apps(kc).readNamespacedDeployment({ name: 'clicks-ingest', namespace: ns }).then(() => undefined, () => true));
   });
 
   it('reports a copy-and-swap migration as it runs, and a refused change as Stalled', async () => {
     const db = ns.replace(/-/g, '_');
     await server.ch.command(`INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', '/p' FROM numbers(50000)`);
-    await patch('DataSource', 'page-views', { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } });
+    await patchResource(kc, 'DataSource', ns, 'page-views', { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } });
     await seenWhere('phase Migrating', 'DataSource', 'page-views', (o) => o.status?.phase === 'Migrating');
     await seenWhere('version 2, Ready', 'DataSource', 'page-views', (o) => current(o) && o.status?.version === 2 && condition(o, 'Ready')?.status === 'True');
     const columns = (exampleResources(ns)[0] as unknown as Resource).spec.columns as { name: string }[];
-    await patch('DataSource', 'page-views', { spec: { columns: columns.filter((c) => c.name !== 'duration_ms') } });
+    await patchResource(kc, 'DataSource', ns, 'page-views', { spec: { columns: columns.filter((c) => c.name !== 'duration_ms') } });
     const refused = await seenWhere('the dropped column refused', 'DataSource', 'page-views', reason('Stalled', 'PlanRefused'));
     expect(condition(refused, 'Stalled')?.message).toMatch(/duration_ms/);
   });

@@ -3,16 +3,16 @@
 // a rollout of a changed Endpoint under a looping client that loses no request. Pods are started
 // from what the operator wrote (test/fixtures/kubelet.ts); a small balancer stands in for the
 // Service, sending traffic only to pods whose /readyz says so, as kube-proxy does.
-import { AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, PolicyV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { AutoscalingV2Api, CoreV1Api, CustomObjectsApi, PolicyV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GROUP, VERSION, type Condition } from '../../../src/api/common.js';
+import { GROUP, VERSION } from '../../../src/api/common.js';
 import type { Endpoint } from '../../../src/api/endpoint.js';
 import { mergePatch } from '../../../src/operator/events.js';
 import { CONFIG_HASH_ANNOTATION } from '../../../src/controllers/workloads.js';
 import { waitFor } from '../../env/wait.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
-import { createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';
-import { runPod, type Pod } from '../../fixtures/kubelet.js';
+import { apps, condition, createNamespace, createResource, exampleResources, getResource, patchResource, testKubeConfig } from '../../fixtures/kube.js';
+import { Kubelet, podReady, running, type Pod } from '../../fixtures/kubelet.js';
 import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
 
 const DEPLOYMENT = 'top-pages-serve';
@@ -23,30 +23,21 @@ let ns: string;
 let db: string;
 let server: TestClickHouse;
 let operator: WeirProcess;
-const pods: Pod[] = [];
+let kubelet: Kubelet;
 
-const apps = () => kc.makeApiClient(AppsV1Api);
-const patch = (plural: string, name: string, body: object) =>
-  kc.makeApiClient(CustomObjectsApi).patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural, name, body }, mergePatch());
-const condition = (o: { status?: { conditions?: Condition[] } }, type: string) => o.status?.conditions?.find((c) => c.type === type);
 const endpointWhere = (what: string, ok: (ep: Endpoint) => boolean) =>
   waitFor(what, async () => {
     const ep = await getResource<Endpoint>(kc, 'Endpoint', ns, 'top-pages');
     return ok(ep) ? ep : undefined;
   }, { timeoutMs: 60_000 });
-const deployment = () => apps().readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns });
-const podReady = async (pod: Pod) => (await fetch(`http://127.0.0.1:${pod.metricsPort}/readyz`).catch(() => undefined))?.status === 200;
-const startPod = async () => {
-  const pod = await runPod(kc, ns, DEPLOYMENT);
-  pods.push(pod);
-  await waitFor(`pod ${pod.name} ready`, async () => ((await podReady(pod)) ? true : undefined), { timeoutMs: 30_000 });
-  return pod;
-};
+const deployment = () => apps(kc).readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns });
+const startPod = () => kubelet.startPod(DEPLOYMENT, { ready: true });
 const call = (pod: Pod, query = 'tenant=t1') => fetch(`http://127.0.0.1:${pod.httpPort}/v0/pipes/top_pages.json?${query}`, { headers: { authorization: `Bearer ${TOKEN}` } });
 
 beforeAll(async () => {
   kc = testKubeConfig();
   ns = await createNamespace(kc, 'endpoints');
+  kubelet = new Kubelet(kc, ns);
   db = ns.replace(/-/g, '_');
   server = await startTestClickHouse();
   operator = startWeir(['operator', '--namespace', ns, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--lease-namespace', ns, '--clickhouse-url', server.url, '--resync', '2000', '--worker-image', 'weir:test']);
@@ -56,7 +47,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all(pods.map((p) => p.kill('SIGKILL')));
+  await kubelet?.killAll();
   await operator?.kill('SIGTERM');
   await server?.stop();
 });
@@ -94,21 +85,21 @@ describe('query Deployments', () => {
     const body = (await res.json()) as { data: { pathname: string; views: string }[] };
     expect(body.data.map((r) => [r.pathname, Number(r.views)]).sort()).toEqual([['/p0', 100], ['/p1', 100], ['/p2', 100]]);
     expect((await fetch(`http://127.0.0.1:${a.httpPort}/v0/pipes/top_pages.json?tenant=t1`)).status).toBe(401);
-    await apps().patchNamespacedDeploymentStatus({ name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
+    await apps(kc).patchNamespacedDeploymentStatus({ name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
     const ep = await endpointWhere('Ready', (o) => condition(o, 'Ready')?.status === 'True');
     expect(condition(ep, 'Ready')).toMatchObject({ reason: 'Serving' });
     expect(ep.status?.replicasSummary).toBe('2/2');
   });
 
   it('rolls a changed Endpoint out under a looping client without one failed request', async () => {
-    const old = pods.find((p) => p.child.exitCode === null && p.child.signalCode === null) ?? (await startPod());
+    const old = kubelet.pods().find(running) ?? (await startPod());
     const before = (await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     // A balancer over the pods whose /readyz is 200, refreshed every 100 ms (kube-proxy's role).
     let serving: Pod[] = [old];
     let balancing = true;
     const refresher = (async () => {
       while (balancing) {
-        const live = pods.filter((p) => p.child.exitCode === null && p.child.signalCode === null);
+        const live = kubelet.pods().filter(running);
         const ready = await Promise.all(live.map(async (p) => ((await podReady(p)) ? p : undefined)));
         serving = ready.filter((p): p is Pod => p !== undefined);
         await new Promise((r) => setTimeout(r, 100));
@@ -125,14 +116,16 @@ describe('query Deployments', () => {
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }
     })();
-    await patch('endpoints', 'top-pages', { spec: { limits: { maxExecutionTimeMs: 3000 } } });
+    await patchResource(kc, 'Endpoint', ns, 'top-pages', { spec: { limits: { maxExecutionTimeMs: 3000 } } });
     await waitFor('a new pod template', async () => ((await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== before ? true : undefined), { timeoutMs: 30_000 });
     const fresh = await startPod(); // the surge pod, of the new version
     expect(JSON.parse((await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: DEPLOYMENT, namespace: ns })).data?.['endpoints.json'] ?? '{}').endpoints[0].limits.maxExecutionTimeMs).toBe(3000);
     await waitFor('the new pod in rotation', () => (serving.includes(fresh) ? true : undefined));
     await old.kill('SIGTERM'); // unready at once, still answering for --shutdown-delay, then gone
     expect(await old.exited).toBe(0);
-    await new Promise((r) => setTimeout(r, 500));
+    const answered = () => [...statuses.values()].reduce((a, b) => a + b, 0);
+    const atExit = answered();
+    await waitFor('20 more answers from the new pod alone', () => (!serving.includes(old) && answered() >= atExit + 20 ? true : undefined));
     looping = false;
     balancing = false;
     await Promise.all([client, refresher]);
@@ -143,7 +136,7 @@ describe('query Deployments', () => {
 
   it('keeps the running version when a change breaks the query, with Ready=False and the reason', async () => {
     const before = (await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
-    await patch('pipes', 'top-pages', {
+    await patchResource(kc, 'Pipe', ns, 'top-pages', {
       spec: {
         nodes: [
           { name: 'scoped', sql: 'SELECT day, pathname, countMerge(views) AS views, uniqMerge(visitors) AS visitors FROM page_views_daily WHERE tenant_id = {tenant:String} AND day BETWEEN {date_from:Date} AND {date_to:Date} GROUP BY day, pathname' },
@@ -159,12 +152,12 @@ describe('query Deployments', () => {
   });
 
   it('hands the count to an HPA with autoscaling, and removes everything with the Endpoint', async () => {
-    await patch('endpoints', 'top-pages', { spec: { autoscaling: { minReplicas: 2, maxReplicas: 6 } } });
-    await patch('pipes', 'top-pages', { spec: { nodes: exampleResources(ns).find((o) => o.kind === 'Pipe' && o.metadata.name === 'top-pages')?.['spec' as never]?.['nodes' as never] } });
+    await patchResource(kc, 'Endpoint', ns, 'top-pages', { spec: { autoscaling: { minReplicas: 2, maxReplicas: 6 } } });
+    await patchResource(kc, 'Pipe', ns, 'top-pages', { spec: { nodes: exampleResources(ns).find((o) => o.kind === 'Pipe' && o.metadata.name === 'top-pages')?.['spec' as never]?.['nodes' as never] } });
     const hpa = await waitFor('the HPA', () => kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns }), { timeoutMs: 60_000 });
     expect(hpa.spec).toMatchObject({ minReplicas: 2, maxReplicas: 6, scaleTargetRef: { name: DEPLOYMENT } });
     await kc.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'endpoints', name: 'top-pages' });
-    await waitFor('the Deployment gone', async () => ((await apps().listNamespacedDeployment({ namespace: ns, labelSelector: 'weir.dev/owner-kind=Endpoint' })).items.length === 0 ? true : undefined), { timeoutMs: 30_000 });
+    await waitFor('the Deployment gone', async () => ((await apps(kc).listNamespacedDeployment({ namespace: ns, labelSelector: 'weir.dev/owner-kind=Endpoint' })).items.length === 0 ? true : undefined), { timeoutMs: 30_000 });
     expect((await kc.makeApiClient(CoreV1Api).listNamespacedService({ namespace: ns })).items).toEqual([]);
     expect((await kc.makeApiClient(PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: ns })).items).toEqual([]);
     expect((await kc.makeApiClient(AutoscalingV2Api).listNamespacedHorizontalPodAutoscaler({ namespace: ns })).items).toEqual([]);

@@ -2,9 +2,8 @@
 // ConfigMap and HPA with the right specs, replicas capped at the topic's partitions, a spec
 // change rolling the pods, status fed by a worker launched from what the operator wrote, and
 // everything removed with spec.ingestion.
-import { AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { type AppsV1Api, AutoscalingV2Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GROUP, VERSION, type Condition } from '../../../src/api/common.js';
 import type { DataSource } from '../../../src/api/datasource.js';
 import { mergePatch } from '../../../src/operator/events.js';
 import { CONFIG_HASH_ANNOTATION } from '../../../src/controllers/workloads.js';
@@ -12,11 +11,13 @@ import { waitFor } from '../../env/wait.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { createTopic, EventProducer, ingestedProject, kafkaClient } from '../../fixtures/ingest.js';
 import { startKafka, type TestKafka } from '../../fixtures/kafka.js';
-import { createNamespace, createResource, getResource, testKubeConfig } from '../../fixtures/kube.js';
-import { runPod, type Pod } from '../../fixtures/kubelet.js';
+import { uniqueName } from '../../fixtures/builders.js';
+import { apps, condition, createNamespace, createResource, getResource, patchResource, testKubeConfig } from '../../fixtures/kube.js';
+import { Kubelet } from '../../fixtures/kubelet.js';
 import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
 
 const NAME = 'clicks';
+const TOPIC = uniqueName('clicks');
 const DEPLOYMENT = `${NAME}-ingest`;
 
 let kc: KubeConfig;
@@ -24,12 +25,9 @@ let ns: string;
 let server: TestClickHouse;
 let kafka: TestKafka;
 let operator: WeirProcess;
-const pods: Pod[] = [];
+let kubelet: Kubelet;
 
-const apps = () => kc.makeApiClient(AppsV1Api);
-const patchSpec = (body: object) =>
-  kc.makeApiClient(CustomObjectsApi).patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'datasources', name: NAME, body }, mergePatch());
-const condition = (ds: DataSource, type: string): Condition | undefined => ds.status?.conditions?.find((c) => c.type === type);
+const patchSpec = (body: object) => patchResource(kc, 'DataSource', ns, NAME, body);
 const dataSourceWhere = (what: string, ok: (ds: DataSource) => boolean) =>
   waitFor(what, async () => {
     const ds = await getResource<DataSource>(kc, 'DataSource', ns, NAME);
@@ -37,13 +35,14 @@ const dataSourceWhere = (what: string, ok: (ds: DataSource) => boolean) =>
   }, { timeoutMs: 60_000 });
 const deploymentWhere = (what: string, ok: (d: Awaited<ReturnType<AppsV1Api['readNamespacedDeployment']>>) => boolean) =>
   waitFor(what, async () => {
-    const d = await apps().readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns });
+    const d = await apps(kc).readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns });
     return ok(d) ? d : undefined;
   }, { timeoutMs: 60_000 });
 
 beforeAll(async () => {
   kc = testKubeConfig();
   ns = await createNamespace(kc, 'ingestion');
+  kubelet = new Kubelet(kc, ns);
   [server, kafka] = await Promise.all([startTestClickHouse(), startKafka()]);
   operator = startWeir([
     'operator', '--namespace', ns, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--lease-namespace', ns,
@@ -53,7 +52,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all(pods.map((p) => p.kill('SIGKILL')));
+  await kubelet?.killAll();
   await operator?.kill('SIGTERM');
   await server?.stop();
   await kafka?.stop();
@@ -63,9 +62,9 @@ describe('ingestion Deployments', () => {
   it('creates the Deployment and ConfigMap from the spec, with replicas capped at the partition count', async () => {
     const admin = kafkaClient(kafka.bootstrap).admin();
     await admin.connect();
-    await createTopic(admin, 'clicks', 2);
+    await createTopic(admin, TOPIC, 2);
     await admin.disconnect();
-    const { ds } = ingestedProject(NAME, ns, kafka.bootstrap, 'clicks');
+    const { ds } = ingestedProject(NAME, ns, kafka.bootstrap, TOPIC);
     ds.spec.ingestion = { ...ds.spec.ingestion!, replicas: 3, resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } } };
     await createResource(kc, ds);
     const d = await deploymentWhere('the ingestion Deployment', () => true);
@@ -87,24 +86,23 @@ describe('ingestion Deployments', () => {
     expect(pod?.terminationGracePeriodSeconds).toBe(60);
     expect(d.spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION]).toMatch(/^[0-9a-f]{16}$/);
     const cm = await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: DEPLOYMENT, namespace: ns });
-    expect(cm.data?.['datasource.yaml']).toContain(`topic: clicks`);
+    expect(cm.data?.['datasource.yaml']).toContain(`topic: ${TOPIC}`);
     const status = await dataSourceWhere('IngestionReady=False while no pod is ready', (o) => condition(o, 'IngestionReady')?.status === 'False');
-    expect(condition(status, 'IngestionReady')).toMatchObject({ reason: 'NoReplicaReady', message: expect.stringMatching(/0\/2 ingestion pods ready; replicas capped at 2: topic clicks has 2 partitions/) });
+    expect(condition(status, 'IngestionReady')).toMatchObject({ reason: 'NoReplicaReady', message: expect.stringContaining(`0/2 ingestion pods ready; replicas capped at 2: topic ${TOPIC} has 2 partitions`) });
     expect(status.status?.ingestion).toMatchObject({ replicas: 2, readyReplicas: 0 });
   });
 
   it('reports rows, lag and ready replicas from a worker started exactly as the Deployment says', async () => {
-    const worker = await runPod(kc, ns, DEPLOYMENT);
-    pods.push(worker);
+    const worker = await kubelet.startPod(DEPLOYMENT);
     await worker.waitForLog('joined the group', (l) => l.message === 'joined consumer group', 60_000);
-    const producer = new EventProducer(kafkaClient(kafka.bootstrap), 'clicks');
+    const producer = new EventProducer(kafkaClient(kafka.bootstrap), TOPIC);
     await producer.connect();
     await producer.send(500, 100);
     await producer.disconnect();
     const table = `${ns.replace(/-/g, '_')}.${NAME}`;
     await waitFor('495 rows', async () => ((await count(server.ch, `SELECT count() AS n FROM ${table}`)) === 495 ? true : undefined), { timeoutMs: 60_000 });
     // The kubelet's part: the pod is ready (the test API server runs no controller-manager).
-    await apps().patchNamespacedDeploymentStatus({ name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
+    await apps(kc).patchNamespacedDeploymentStatus({ name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
     const ds = await dataSourceWhere('status with rows and lag', (o) => o.status?.ingestion?.rowsIngested === 495 && condition(o, 'IngestionReady')?.status === 'True');
     expect(ds.status?.ingestion).toEqual({ replicas: 2, readyReplicas: 2, lag: 0, rowsIngested: 495, quarantinedRows: 5 });
     expect(condition(ds, 'IngestionReady')).toMatchObject({ reason: 'ReplicasCappedAtPartitions' });
@@ -112,7 +110,7 @@ describe('ingestion Deployments', () => {
   });
 
   it('rolls the pods when the spec changes, and hands the count to an HPA with autoscaling', async () => {
-    const before = (await apps().readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns })).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
+    const before = (await apps(kc).readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns })).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     await patchSpec({ spec: { ingestion: { batch: { maxRows: 1000 } } } });
     const rolled = await deploymentWhere('a new config hash', (d) => d.spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== before);
     expect(rolled.spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION]).toMatch(/^[0-9a-f]{16}$/);
@@ -139,7 +137,7 @@ describe('ingestion Deployments', () => {
   it('removes the Deployment, ConfigMap and IngestionReady when spec.ingestion goes', async () => {
     await patchSpec({ spec: { ingestion: null } });
     await waitFor('the Deployment gone', async () => {
-      const list = await apps().listNamespacedDeployment({ namespace: ns });
+      const list = await apps(kc).listNamespacedDeployment({ namespace: ns });
       return list.items.length === 0 ? true : undefined;
     }, { timeoutMs: 60_000 });
     const cms = await kc.makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: ns, labelSelector: 'app.kubernetes.io/managed-by=weir' });

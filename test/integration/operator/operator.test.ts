@@ -1,6 +1,6 @@
 // The operator process against the real API server: status, idempotence, finalizers,
 // events, metrics, and graceful shutdown.
-import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
 import type { DataSource } from '../../../src/api/datasource.js';
@@ -10,7 +10,7 @@ import { mergePatch } from '../../../src/operator/events.js';
 import { FINALIZER } from '../../../src/operator/controller.js';
 import { ownerLabels } from '../../../src/controllers/workloads.js';
 import { dataSource, endpoint, inNamespace, materializedInto, pipe, withParams } from '../../fixtures/builders.js';
-import { createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';
+import { apps, condition, createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';
 import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
 import { waitFor } from '../../env/wait.js';
 
@@ -18,9 +18,6 @@ let kc: KubeConfig;
 let ns: string;
 let operator: WeirProcess;
 let metricsPort: number;
-
-const condition = (obj: { status?: { conditions?: { type: string; status: string; reason: string; message: string }[] } }, type: string) =>
-  obj.status?.conditions?.find((c) => c.type === type);
 
 async function statusOf<T extends { metadata: { generation?: number }; status?: { observedGeneration?: number } }>(
   kind: 'DataSource' | 'Pipe' | 'Endpoint',
@@ -158,16 +155,16 @@ describe('weir operator', () => {
   });
 
   it('reconciles the owner when a Deployment it owns changes, and puts back what weir decides', async () => {
-    const apps = kc.makeApiClient(AppsV1Api);
+    const deployments = apps(kc);
     const name = 'page-views-ingest';
-    const created = await waitFor('the ingestion Deployment', () => apps.readNamespacedDeployment({ name, namespace: ns }));
+    const created = await waitFor('the ingestion Deployment', () => deployments.readNamespacedDeployment({ name, namespace: ns }));
     expect(created.metadata?.labels).toMatchObject(ownerLabels('DataSource', 'page-views'));
     // Scaled by hand: weir notices through its Deployment watch and applies the spec's count again.
-    await apps.patchNamespacedDeployment({ name, namespace: ns, body: { spec: { replicas: 5 } } }, mergePatch());
+    await deployments.patchNamespacedDeployment({ name, namespace: ns, body: { spec: { replicas: 5 } } }, mergePatch());
     const line = await operator.waitForLog('owned Deployment noticed', (l) => l.message === 'owned object changed' && l.owned === name);
     expect(line).toMatchObject({ kind: 'DataSource', namespace: ns, name: 'page-views' });
     const restored = await waitFor('replicas back to the spec', async () => {
-      const d = await apps.readNamespacedDeployment({ name, namespace: ns });
+      const d = await deployments.readNamespacedDeployment({ name, namespace: ns });
       return d.spec?.replicas === 2 ? d : undefined;
     });
     expect(restored.spec?.replicas).toBe(2); // the example's ingestion.replicas

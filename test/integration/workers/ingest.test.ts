@@ -4,10 +4,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Admin } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clickhouseName, groupIdOf } from '../../../src/api/names.js';
 import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import { waitFor } from '../../env/wait.js';
+import { uniqueNamespace } from '../../fixtures/builders.js';
 import { count, runWeirApply, writeProject } from '../../fixtures/clickhouse.js';
 import {
+  caughtUp,
   createTopic,
   EventProducer,
   ingestedProject,
@@ -21,8 +24,8 @@ import {
 } from '../../fixtures/ingest.js';
 import { startKafka, type TestKafka } from '../../fixtures/kafka.js';
 
-const NAMESPACE = 'ingest';
-const DB = 'ingest';
+const NAMESPACE = uniqueNamespace('ingest');
+const DB = clickhouseName(NAMESPACE);
 
 describe('weir ingest', () => {
   let kafka: TestKafka;
@@ -56,7 +59,7 @@ describe('weir ingest', () => {
     const producer = new EventProducer(kafkaClient(kafka.bootstrap), topic);
     await producer.connect();
     const table = `${DB}.${name.replace(/-/g, '_')}`;
-    return { name, topic, table, producer, config: writeConfig(project.ds) };
+    return { name, topic, table, producer, groupId: groupIdOf(project.ds), config: writeConfig(project.ds) };
   }
 
   const ingester = async (config: string, env: Record<string, string> = {}) => {
@@ -115,7 +118,7 @@ describe('weir ingest', () => {
   });
 
   it('inserts every message exactly once while the worker is SIGKILLed again and again', async () => {
-    const { table, producer, config } = await setUp(3);
+    const { table, topic, groupId, producer, config } = await setUp(3);
     producer.start(150, 30, 97);
     // Crash at each step of a batch once (after the ledger, after the rows, after the quarantine, before the commit)...
     for (const fault of ['IngestLedgerWritten', 'IngestRowsInserted', 'IngestQuarantined']) {
@@ -136,7 +139,7 @@ describe('weir ingest', () => {
     await producer.stop();
     const last = await ingester(config);
     const t = await settled(table, producer);
-    await new Promise((r) => setTimeout(r, 1500)); // anything doubled would land by now
+    await caughtUp(admin, groupId, topic); // nothing is inserted after this, so anything doubled has landed
     const final = await tally(table);
     expect(kills).toBe(4);
     expect(producer.valid.length).toBeGreaterThan(1000);
@@ -200,7 +203,7 @@ describe('weir ingest', () => {
   }, 180_000);
 
   it('loses and doubles nothing when workers join and leave the group', async () => {
-    const { table, producer, config } = await setUp(4);
+    const { table, topic, groupId, producer, config } = await setUp(4);
     producer.start(100, 25, 0);
     const a = await ingester(config);
     await joined(a);
@@ -209,13 +212,15 @@ describe('weir ingest', () => {
     await a.waitForLog('a second rebalance', (l) => l.message === 'joined consumer group' && Number(l.generation) >= 2, 60_000);
     const c = await ingester(config);
     await joined(c);
+    // A worker's generation counts its own joins: c joins again once the group has rebalanced without a.
+    const cJoins = c.logs.filter((l) => l.message === 'joined consumer group').length;
     await a.kill('SIGTERM'); // leaves the group cleanly: its partitions move
     expect(await a.exited).toBe(0);
-    await new Promise((r) => setTimeout(r, 1000));
+    await c.waitForLog('the group rebalanced without a', (l) => l.message === 'joined consumer group' && Number(l.generation) > cJoins, 60_000);
     await b.kill('SIGKILL'); // dies: its partitions move after the session times out
     await producer.stop();
     const t = await settled(table, producer);
-    await new Promise((r) => setTimeout(r, 1500));
+    await caughtUp(admin, groupId, topic); // nothing is inserted after this, so anything doubled has landed
     expect(await tally(table)).toEqual(t);
     expect(t).toEqual({ rows: producer.valid.length, ids: producer.valid.length, quarantined: 0, rollupMismatches: 0 });
     await c.kill('SIGTERM');

@@ -16,7 +16,7 @@ import { createLogger } from '../../../../src/runtime/log.js';
 import { compileEndpoint, type CompiledEndpoint } from '../../../../src/plan/endpoint/compile.js';
 import { createEndpointHandler } from '../../../../src/workers/serve/handler.js';
 import { EndpointMetrics } from '../../../../src/workers/serve/metrics.js';
-import { endpoint, inNamespace, node, pipe, uniqueNamespace, withNodes, withParams, withSpec } from '../../../fixtures/builders.js';
+import { daysAgo, endpoint, inNamespace, node, pipe, uniqueNamespace, withNodes, withParams, withSpec } from '../../../fixtures/builders.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../../fixtures/clickhouse.js';
 import { exampleResources } from '../../../fixtures/kube.js';
 
@@ -46,7 +46,6 @@ const registry = new Registry();
 const endpoints = new Map<string, CompiledEndpoint>();
 
 // Days inside the example's 180-day TTL, so no merge expires the rows under the test.
-const daysAgo = (n: number): string => new Date(Date.now() - n * 86_400_000).toISOString().slice(0, 10);
 const DAY1 = daysAgo(10);
 const DAY2 = daysAgo(9);
 const DAY3 = daysAgo(3);

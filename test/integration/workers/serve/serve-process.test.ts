@@ -10,7 +10,7 @@ import { createLogger } from '../../../../src/runtime/log.js';
 import type { CompiledEndpoint } from '../../../../src/plan/endpoint/compile.js';
 import { REQUEST_LOG_TABLE } from '../../../../src/workers/serve/request-log.js';
 import { waitFor } from '../../../env/wait.js';
-import { endpoint, inNamespace, node, pipe, uniqueNamespace, withNodes, withParams, withSpec } from '../../../fixtures/builders.js';
+import { daysAgo, endpoint, inNamespace, node, pipe, uniqueNamespace, withNodes, withParams, withSpec } from '../../../fixtures/builders.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../../fixtures/clickhouse.js';
 import { exampleResources } from '../../../fixtures/kube.js';
 import { compiled, readyz, removeTokenKey, startServe, tempDir, writeServeConfig, writeTokenSecret, type ServeProcess } from '../../../fixtures/serve.js';
@@ -29,7 +29,6 @@ const endpoints: CompiledEndpoint[] = [];
 /** Every answer from `serve` to a request for one of this file's endpoints: endpoint → status → count. */
 const answered = new Map<string, Map<number, number>>();
 
-const daysAgo = (n: number): string => new Date(Date.now() - n * 86_400_000).toISOString().slice(0, 10);
 /** tenant, path, day, views. acme: /home 8, /pricing 4; globex: /home 7. */
 const VIEWS: [string, string, string, number][] = [
   ['acme', '/home', daysAgo(10), 5],

@@ -322,13 +322,12 @@ describe('time limits and clients that leave', () => {
     ch.respond = hanging;
     const client = new AbortController();
     const pending = fetch(`${base}/v0/pipes/top_pages.json?tenant=gone`, { signal: client.signal }).catch(() => undefined);
-    while (ch.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await waitFor('the query sent to ClickHouse', () => (ch.calls.length > 0 ? true : undefined), { intervalMs: 5 });
     client.abort();
     await pending;
     const signal = ch.calls[0]?.opts.signal;
-    while (!signal?.aborted) await new Promise((r) => setTimeout(r, 5));
-    await new Promise((r) => setTimeout(r, 20));
-    expect(await registry.metrics()).toMatch(/weir_endpoint_requests_total\{endpoint="top_pages",status="499"\} 1/);
+    await waitFor('the query aborted', () => (signal?.aborted ? true : undefined), { intervalMs: 5 });
+    await waitForMetric(/weir_endpoint_requests_total\{endpoint="top_pages",status="499"\} 1/);
     const queryId = ch.calls[0]?.opts.queryId;
     expect(queryId).toMatch(/^weir-ep-top_pages-[0-9a-f-]{36}$/);
     expect(ch.commands.map((c) => c.sql)).toEqual([`KILL QUERY WHERE query_id = '${queryId}' ASYNC`]);
