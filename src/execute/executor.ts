@@ -3,7 +3,7 @@
 // so an executor killed at any point resumes where it was, with nothing lost or doubled.
 import { randomBytes } from 'node:crypto';
 import { NEXT_TABLE_SUFFIX, versionTableName, type MigrationStep } from '../plan/datasource-plan.js';
-import { VIEW_MARKER_PREFIX, viewMarker, type PipeStep } from '../plan/pipe-plan.js';
+import { RECOMPUTE_TABLE_SUFFIX, VIEW_MARKER_PREFIX, viewMarker, type PipeStep } from '../plan/pipe-plan.js';
 import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js';
 import { createQuarantineSql, createTableSql, embedSql, qualified, quarantineComment, quarantineTableName, quoteIdentifier, quoteString, type TableShape } from '../plan/sql.js';
 import { retry } from '../runtime/backoff.js';
@@ -111,6 +111,8 @@ export class Executor {
         return this.createView(step);
       case 'RecomputeView':
         return this.recomputeView(step);
+      case 'FinishRecompute':
+        return this.finishRecompute(step);
     }
   }
 
@@ -210,12 +212,17 @@ export class Executor {
     await ensureSystemTables(this.ch);
     const { database } = step;
     const target = qualified(step.target.database, step.target.table);
-    const tmpRef = { database: step.target.database, table: `${step.target.table}__weir_recompute` };
+    const tmpRef = { database: step.target.database, table: `${step.target.table}${RECOMPUTE_TABLE_SUFFIX}` };
     const tmp = qualified(tmpRef.database, tmpRef.table);
     const view = qualified(database, step.view);
     const nextView = qualified(database, `${step.view}__weir_next`);
     const inDb = { database };
     let m = await this.activeMigration(database, step.view);
+    if (m && m.to_version !== step.targetVersion + 1) {
+      // An earlier recompute's row left open: it swapped (its target is live) or it is superseded.
+      await this.record({ ...m, state: m.state === 'Swapped' ? 'Done' : 'Abandoned' });
+      m = undefined;
+    }
     if (!m) {
       m = await this.record({
         id: `mig-${randomBytes(6).toString('hex')}`, database, table: step.view, kind: 'Recompute',
@@ -267,10 +274,23 @@ export class Executor {
     }
     if (m.state === 'Swapped') {
       faultPoint('Swapped');
-      if (await this.exists(tmpRef.database, tmpRef.table)) await this.retain(step.target.database, step.target.table, tmpRef.table, m.from_version, 1);
+      if (await this.exists(tmpRef.database, tmpRef.table)) await this.retain(step.target.database, step.target.table, tmpRef.table, m.from_version, step.keepPreviousVersions);
       faultPoint('Retained');
       await this.record({ ...m, state: 'Done' });
     }
+  }
+
+  /**
+   * Put away the previous version a recompute killed after its swap left under the recompute
+   * name (the planner saw it), and close the recompute's ledger row. Each part is idempotent.
+   */
+  private async finishRecompute(step: Extract<PipeStep, { kind: 'FinishRecompute' }>): Promise<void> {
+    await ensureSystemTables(this.ch);
+    const { database, table } = step.target;
+    if (await this.exists(database, step.leftover)) await this.retain(database, table, step.leftover, step.version, step.keepPreviousVersions);
+    faultPoint('Retained');
+    const m = await this.activeMigration(step.database, step.view);
+    if (m?.kind === 'Recompute' && m.state === 'Swapped') await this.record({ ...m, state: 'Done' });
   }
 
   private async runStep(step: MigrationStep): Promise<void> {

@@ -13,7 +13,9 @@ import { findTableReferences } from './sql-scan.js';
 export type PipeStep =
   | { kind: 'CreateView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; backfill: 'Full' | 'None'; specHash: string }
   | { kind: 'ModifyViewQuery'; database: string; view: string; query: string; specHash: string }
-  | { kind: 'RecomputeView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; specHash: string; targetVersion: number }
+  | { kind: 'RecomputeView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; specHash: string; targetVersion: number; keepPreviousVersions: number }
+  /** A recompute interrupted after its swap: the previous version still sits under the recompute name. */
+  | { kind: 'FinishRecompute'; database: string; view: string; target: TableRef; leftover: string; version: number; keepPreviousVersions: number }
   | { kind: 'DropView'; database: string; view: string };
 
 export interface PipePlan {
@@ -23,6 +25,8 @@ export interface PipePlan {
 }
 
 export const VIEW_MARKER_PREFIX = 'weir-pipe:';
+/** Where a recompute builds the target's next version, and where the previous one sits right after the swap. */
+export const RECOMPUTE_TABLE_SUFFIX = '__weir_recompute';
 /** The view's COMMENT: its spec hash, and `:backfilling` until its backfill has landed. */
 export const viewMarker = (specHash: string, backfilling = false): string => `${VIEW_MARKER_PREFIX}${specHash}${backfilling ? ':backfilling' : ''}`;
 
@@ -75,6 +79,9 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
     }
   }
   const specHash = stableHash({ query, target: m.into, backfill: m.backfill ?? 'Full' });
+  const keepPreviousVersions = target.spec.migration?.keepPreviousVersions ?? 1;
+  const finish = interruptedRecompute(catalog, database, view, tableOf(target), keepPreviousVersions);
+  if (finish) plan.steps.push(finish);
   const existing = catalog.views.find((v) => v.database === database && v.name === view);
   if (!existing) {
     plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: tableOf(target) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
@@ -103,10 +110,25 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
         sources,
         specHash,
         targetVersion: targetTable.marker.version,
+        keepPreviousVersions,
       });
     }
   }
   return plan;
+}
+
+/**
+ * A recompute killed after its fenced swap but before the previous version was put away: the
+ * Pipe's view already carries its new marker, and the previous version sits under the recompute
+ * name with a lower version than the live target. Finishing it retains that version (or drops
+ * it with keepPreviousVersions: 0) and closes its ledger row. A leftover with a higher version
+ * is a recompute interrupted before its swap, which RecomputeView resumes.
+ */
+function interruptedRecompute(catalog: Catalog, database: string, view: string, table: string, keepPreviousVersions: number): PipeStep | undefined {
+  const live = findTable(catalog, database, table);
+  const leftover = findTable(catalog, database, `${table}${RECOMPUTE_TABLE_SUFFIX}`);
+  if (!live?.marker || !leftover?.marker || leftover.marker.version >= live.marker.version) return undefined;
+  return { kind: 'FinishRecompute', database, view, target: { database, table }, leftover: leftover.name, version: leftover.marker.version, keepPreviousVersions };
 }
 
 /**
@@ -137,6 +159,8 @@ export function describePipeStep(s: PipeStep): string {
       return `change the query of ${s.database}.${s.view} for new rows (backfill: None)`;
     case 'RecomputeView':
       return `recompute ${s.target.database}.${s.target.table} with the new query of ${s.database}.${s.view}: build v${s.targetVersion + 1} from a second view and an exactly-once backfill, then swap it in under a fence`;
+    case 'FinishRecompute':
+      return `finish the interrupted recompute of ${s.target.database}.${s.target.table}: ${s.keepPreviousVersions > 0 ? `keep v${s.version} (left as ${s.leftover}) as ${s.target.table}__v${s.version}` : `drop v${s.version} (left as ${s.leftover}; keepPreviousVersions: 0)`}`;
     case 'DropView':
       return `drop materialized view ${s.database}.${s.view}`;
   }

@@ -23,7 +23,7 @@ export interface ProjectPlan {
   cycle?: string[];
 }
 
-export const isPipeStep = (s: Step): s is PipeStep => ['CreateView', 'ModifyViewQuery', 'RecomputeView', 'DropView'].includes(s.kind);
+export const isPipeStep = (s: Step): s is PipeStep => ['CreateView', 'ModifyViewQuery', 'RecomputeView', 'FinishRecompute', 'DropView'].includes(s.kind);
 export const describeAnyStep = (s: Step): string => (isPipeStep(s) ? describePipeStep(s) : describeStep(s));
 
 export function planProject(resources: ProjectResource[], catalog: Catalog): ProjectPlan {

@@ -67,6 +67,51 @@ const ENDINGS: [string, string][] = [
 const tokensOf = (sql: string) => [...tokenize(sql)].map((t) => t.text);
 const createStep = (plan: { steps: PipeStep[] }) => plan.steps[0] as Extract<PipeStep, { kind: 'CreateView' }>;
 
+describe('planPipe: a recompute interrupted after its swap', () => {
+  const changed = 'SELECT tenant_id, 2 * count() AS n FROM page_views GROUP BY tenant_id';
+  const specHashOf = (p: ReturnType<typeof rollup>, catalog: Catalog) => {
+    const step = planPipe(p, [source, target], withView(catalog, viewMarker('old'))).steps.find((s) => s.kind === 'RecomputeView');
+    return step && 'specHash' in step ? step.specHash : '';
+  };
+  /** After the swap: the target is v2, the previous version (v1) still under the recompute name. */
+  const swapped = catalogOf(tableFor(source), tableFor(target, { version: 2 }), tableFor(target, { name: 'daily__weir_recompute', version: 1 }));
+  const finish = { kind: 'FinishRecompute', database: 'web', view: 'rollup', target: { database: 'web', table: 'daily' }, leftover: 'daily__weir_recompute', version: 1, keepPreviousVersions: 1 };
+
+  it('plans to retain the previous version under its name, though the view already carries the new marker', () => {
+    const hash = specHashOf(rollup(changed), swapped);
+    const plan = planPipe(rollup(changed), [source, target], withView(swapped, viewMarker(hash)));
+    expect(plan).toEqual({ view: 'web.rollup', steps: [finish], refusals: [] });
+  });
+
+  it('keeps as many previous versions as the target DataSource says (0: the leftover is dropped)', () => {
+    const none = dataSource('daily', inNamespace('web'), (d) => {
+      d.spec.migration = { ...d.spec.migration, keepPreviousVersions: 0 };
+    });
+    const hash = specHashOf(rollup(changed), swapped);
+    expect(planPipe(rollup(changed), [source, none], withView(swapped, viewMarker(hash))).steps).toEqual([{ ...finish, keepPreviousVersions: 0 }]);
+  });
+
+  it('finishes the interrupted recompute before recomputing again for a newer query', () => {
+    const newer = 'SELECT tenant_id, 3 * count() AS n FROM page_views GROUP BY tenant_id';
+    const plan = planPipe(rollup(newer), [source, target], withView(swapped, viewMarker(specHashOf(rollup(changed), swapped))));
+    expect(plan.steps.map((s) => s.kind)).toEqual(['FinishRecompute', 'RecomputeView']);
+    expect(plan.steps[1]).toMatchObject({ targetVersion: 2, keepPreviousVersions: 1 });
+  });
+
+  it('plans nothing more once it is finished (the previous version retained as daily__v1)', () => {
+    const finished = catalogOf(tableFor(source), tableFor(target, { version: 2 }), tableFor(target, { name: 'daily__v1', version: 1 }));
+    const hash = specHashOf(rollup(changed), finished);
+    expect(planPipe(rollup(changed), [source, target], withView(finished, viewMarker(hash))).steps).toEqual([]);
+  });
+
+  it('leaves a recompute interrupted before its swap (the leftover is the next version) to RecomputeView', () => {
+    const staged = catalogOf(tableFor(source), tableFor(target, { version: 1 }), tableFor(target, { name: 'daily__weir_recompute', version: 2 }));
+    expect(planPipe(rollup(changed), [source, target], withView(staged, viewMarker('old'))).steps).toEqual([
+      expect.objectContaining({ kind: 'RecomputeView', targetVersion: 1, keepPreviousVersions: 1 }),
+    ]);
+  });
+});
+
 describe('composeQuery and planPipe with what may end a node', () => {
   const catalog = catalogOf(tableFor(source), tableFor(target));
 
