@@ -7,6 +7,7 @@ import { AutoscalingV2Api, CoreV1Api, CustomObjectsApi, PolicyV1Api, type KubeCo
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
 import type { Endpoint } from '../../../src/api/endpoint.js';
+import type { Pipe } from '../../../src/api/pipe.js';
 import { mergePatch } from '../../../src/operator/events.js';
 import { CONFIG_HASH_ANNOTATION } from '../../../src/controllers/workloads.js';
 import { waitFor } from '../../env/wait.js';
@@ -78,6 +79,11 @@ describe('query Deployments', () => {
   });
 
   it('serves from pods started as the Deployment says, and is Ready once they are', async () => {
+    // The rows reach the rollup the endpoint reads only through the Pipe's view: wait for it to exist.
+    await waitFor('the daily-rollup view', async () => {
+      const p = await getResource<Pipe>(kc, 'Pipe', ns, 'daily-rollup');
+      return condition(p, 'Ready')?.status === 'True' ? p : undefined;
+    }, { timeoutMs: 60_000 });
     await server.ch.command(`INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', concat('/p', toString(number % 3)) FROM numbers(300)`);
     const a = await startPod();
     const res = await call(a);
