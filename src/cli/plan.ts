@@ -1,6 +1,6 @@
 import { loadResources } from './load.js';
 import { formatValidationError } from '../api/validate.js';
-import { applyProject, observeProject } from '../execute/apply.js';
+import { applyProject, gatherProject } from '../execute/apply.js';
 import { emptyCatalog } from '../plan/catalog.js';
 import { connectClickHouse, type ClickHouse } from '../clickhouse/connection.js';
 import type { ProjectResource } from '../plan/graph.js';
@@ -63,8 +63,8 @@ export async function runPlan(flags: ProjectFlags): Promise<number> {
   let ch: ClickHouse | undefined;
   try {
     ch = flags.clickhouse ? connect(flags) : undefined;
-    const catalog = ch ? await observeProject(ch, resources) : emptyCatalog();
-    const plan = planProject(resources, catalog);
+    const world = ch ? await gatherProject(ch, resources) : { catalog: emptyCatalog(), preflight: {} };
+    const plan = planProject(resources, world.catalog, world.preflight);
     const refused = printPlan(plan, flags.clickhouse ?? 'an empty ClickHouse; pass --clickhouse URL to compare with a live one');
     if (plan.cycle || refused > 0) return PLAN_EXIT.error;
     return pendingChanges(plan) > 0 ? PLAN_EXIT.changes : PLAN_EXIT.noChanges;

@@ -5,6 +5,7 @@ import { databaseOf, qualifiedTableOf, tableOf } from '../api/names.js';
 import { observeCatalog } from '../clickhouse/catalog.js';
 import { findTable, type Catalog } from '../plan/catalog.js';
 import { MigrationRefusedError, Executor } from '../execute/executor.js';
+import { gatherPreflight } from '../execute/preflight.js';
 import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
 import { workerName } from './workloads.js';
 import { quarantineTableName } from '../plan/sql.js';
@@ -85,9 +86,13 @@ async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<Re
   }
   const database = databaseOf(ds);
   const catalog = await observeCatalog(ch, [database]);
-  const plan = planDataSource(ds, catalog, neighbours(ds, ctx));
+  const preflight = await gatherPreflight(ch, catalog, planDataSource(ds, catalog, neighbours(ds, ctx)).steps);
+  const plan = planDataSource(ds, catalog, neighbours(ds, ctx), preflight);
   if (plan.refusals.length > 0) {
     return decide(ds, ctx, { state: 'Stalled', reason: 'PlanRefused', message: plan.refusals.join('; ') }, 'Failed', observed(ds, catalog));
+  }
+  if (plan.preflightRefusals.length > 0) {
+    return decide(ds, ctx, { state: 'Stalled', reason: 'MigrationRefused', message: plan.preflightRefusals.join('; ') }, 'Failed', observed(ds, catalog));
   }
   if (plan.steps.length === 0) {
     return decide(ds, ctx, { state: 'Ready', reason: 'UpToDate', message: `Table ${plan.table} matches the spec.` }, 'Ready', observed(ds, catalog));

@@ -12,10 +12,13 @@ import { isRetriable, WeirError } from '../runtime/errors.js';
 import { errorMessage, type Logger } from '../runtime/log.js';
 import { observeCatalog } from '../clickhouse/catalog.js';
 import type { Catalog } from '../plan/catalog.js';
+import type { MigrationStep } from '../plan/datasource-plan.js';
+import type { Preflight } from '../plan/preflight.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { ErrorCode, toClickHouseError } from '../clickhouse/errors.js';
 import { Executor, type ExecutionHooks } from './executor.js';
 import type { FenceTiming } from './fence.js';
+import { gatherPreflight } from './preflight.js';
 
 export const databasesOf = (resources: ProjectResource[]): string[] => [
   ...new Set(
@@ -27,6 +30,19 @@ export const databasesOf = (resources: ProjectResource[]): string[] => [
 
 export async function observeProject(ch: ClickHouse, resources: ProjectResource[]): Promise<Catalog> {
   return observeCatalog(ch, databasesOf(resources));
+}
+
+/** What a project's plan is decided on: the catalog, and the preflight facts of the copies a first plan holds. */
+export interface ProjectWorld {
+  catalog: Catalog;
+  preflight: Preflight;
+}
+
+export async function gatherProject(ch: ClickHouse, resources: ProjectResource[]): Promise<ProjectWorld> {
+  const catalog = await observeProject(ch, resources);
+  const draft = planProject(resources, catalog);
+  const steps = draft.resources.flatMap((r) => r.steps).filter((s): s is MigrationStep => !isPipeStep(s));
+  return { catalog, preflight: await gatherPreflight(ch, catalog, steps) };
 }
 
 /** The project's plan cannot be run as it is (a cycle, a refusal): fix the resources. */
@@ -104,8 +120,8 @@ export interface ApplyOptions {
  * plan is refused; a step that fails stops the apply with an ApplyFailedError saying what was applied.
  */
 export async function applyProject(ch: ClickHouse, resources: ProjectResource[], opts: ApplyOptions): Promise<{ plan: ProjectPlan; executor: Executor }> {
-  const catalog = await observeProject(ch, resources);
-  const plan = planProject(resources, catalog);
+  const world = await gatherProject(ch, resources);
+  const plan = planProject(resources, world.catalog, world.preflight);
   if (plan.cycle) throw new PlanRefusedError(`dependency cycle: ${plan.cycle.join(' -> ')}`);
   const refusals = plan.resources.flatMap((r) => r.refusals.map((why) => `${r.key}: ${why}`));
   if (refusals.length > 0) throw new PlanRefusedError(refusals.join('\n'));

@@ -7,13 +7,10 @@ import { stableHash } from '../runtime/hash.js';
 import type { ProjectResource } from './graph.js';
 import { VIEW_MARKER_PREFIX } from './pipe-plan.js';
 import { forwardQueryProblem, nameRefusals } from './project-checks.js';
+import { preflightRefusals, type Preflight, type TypeChange } from './preflight.js';
 import { columnDetails, indexDefinition, keyTuple, quarantineTableName, quoteIdentifier, quoteString, tableShape, type TableShape } from './sql.js';
 
-export interface TypeChange {
-  column: string;
-  from: string;
-  to: string;
-}
+export type { TypeChange } from './preflight.js';
 
 export type MigrationStep =
   | { kind: 'CreateDatabase'; database: string }
@@ -44,6 +41,8 @@ export interface DataSourcePlan {
   steps: MigrationStep[];
   /** Non-empty: the plan must not run; each says what is wrong and what to do. */
   refusals: string[];
+  /** Non-empty: the copy-and-swap would be refused once it ran (MigrationRefused), found by the preflight. */
+  preflightRefusals: string[];
 }
 
 export const shapeHash = (shape: TableShape): string => stableHash(shape);
@@ -203,13 +202,13 @@ const describeView = (comment: string): string => (comment.startsWith(VIEW_MARKE
  * Plan one DataSource against the catalog. `project` is what is known of the other resources
  * (the whole project, or what the operator sees): a name clash with one of them is refused.
  */
-export function planDataSource(ds: DataSource, catalog: Catalog, project: readonly ProjectResource[] = []): DataSourcePlan {
+export function planDataSource(ds: DataSource, catalog: Catalog, project: readonly ProjectResource[] = [], preflight: Preflight = {}): DataSourcePlan {
   const database = databaseOf(ds);
   const table = tableOf(ds);
   const shape = tableShape(ds.spec);
   const specHash = shapeHash(shape);
   const keep = ds.spec.migration?.keepPreviousVersions ?? 1;
-  const plan: DataSourcePlan = { table: qualifiedTableOf(ds), steps: [], refusals: [] };
+  const plan: DataSourcePlan = { table: qualifiedTableOf(ds), steps: [], refusals: [], preflightRefusals: [] };
 
   // A clash with a known resource says more than what the catalog shows of it.
   const names = nameRefusals(ds, project);
@@ -270,7 +269,7 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
     return plan;
   }
   const forwardQuery = ds.spec.migration?.forwardQuery;
-  plan.steps.push({
+  const copy: MigrationStep = {
     kind: 'CopyAndSwap',
     database,
     table,
@@ -283,7 +282,9 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
     typeChanges: diff.typeChanges,
     oneToOne: forwardQuery === undefined,
     keepPreviousVersions: keep,
-  });
+  };
+  plan.steps.push(copy);
+  plan.preflightRefusals.push(...preflightRefusals(copy, preflight[plan.table]));
   return plan;
 }
 

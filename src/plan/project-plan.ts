@@ -5,6 +5,7 @@
 import type { DataSource } from '../api/datasource.js';
 import type { Pipe } from '../api/pipe.js';
 import type { Catalog } from './catalog.js';
+import type { Preflight } from './preflight.js';
 import { describeStep, planDataSource, type MigrationStep } from './datasource-plan.js';
 import { applyOrder, resourceKey, type ProjectResource } from './graph.js';
 import { describePipeStep, planPipe, type PipeStep } from './pipe-plan.js';
@@ -26,7 +27,8 @@ export interface ProjectPlan {
 export const isPipeStep = (s: Step): s is PipeStep => ['CreateView', 'ModifyViewQuery', 'RecomputeView', 'FinishRecompute', 'DropView'].includes(s.kind);
 export const describeAnyStep = (s: Step): string => (isPipeStep(s) ? describePipeStep(s) : describeStep(s));
 
-export function planProject(resources: ProjectResource[], catalog: Catalog): ProjectPlan {
+/** `preflight`: what execute/preflight.ts read for the copies a first plan had (refused here, as the executor would). */
+export function planProject(resources: ProjectResource[], catalog: Catalog, preflight: Preflight = {}): ProjectPlan {
   const ordered = applyOrder(resources);
   if ('cycle' in ordered) return { resources: [], cycle: ordered.cycle };
   const byKey = new Map(resources.map((r) => [resourceKey(r), r]));
@@ -38,9 +40,9 @@ export function planProject(resources: ProjectResource[], catalog: Catalog): Pro
     const r = byKey.get(key);
     if (!r || r.kind === 'Endpoint') continue;
     if (r.kind === 'DataSource') {
-      const p = planDataSource(r as DataSource, planned, resources);
+      const p = planDataSource(r as DataSource, planned, resources, preflight);
       for (const s of p.steps) if (s.kind === 'CreateDatabase') planned.databases.push(s.database);
-      out.resources.push({ key, steps: p.steps, refusals: p.refusals });
+      out.resources.push({ key, steps: p.steps, refusals: [...p.refusals, ...p.preflightRefusals] });
     } else {
       const p = planPipe(r as Pipe, dataSources, planned, resources);
       out.resources.push({ key, steps: p.steps, refusals: p.refusals });

@@ -110,3 +110,52 @@ describe('weir validate, plan and apply on a project whose names clash or whose 
     expect(r.out).toContain(`pipes.yaml: Pipe ${ns}/top-pages: .spec.nodes[1].sql: node ranked ends with FORMAT JSON; remove it: weir picks the output format (an endpoint takes it from its URL)`);
   });
 });
+
+describe('weir plan refuses what the copy-and-swap would refuse, before anything is created', () => {
+  /** The example in a namespace of its own, applied, with three page views. */
+  const applied = async (prefix: string) => {
+    const ns = uniqueNamespace(prefix);
+    const dir = mkdtempSync(join(tmpdir(), 'weir-preflight-'));
+    for (const f of ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml']) {
+      writeFileSync(join(dir, f), readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`));
+    }
+    expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
+    const db = ns.replace(/-/g, '_');
+    await server.ch.command(`INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) VALUES (now(), 's1', 't', '/home'), (now(), 's2', 't', '/about'), (now(), 's3', 't', '42')`);
+    return { dir, db, file: join(dir, 'datasources.yaml') };
+  };
+  const versions = async (db: string) =>
+    (await server.ch.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = '${db}' AND startsWith(name, 'page_views__') ORDER BY name`)).map((r) => r.name);
+
+  it('a type change some rows cannot take: exit 1 with the count and the values, not copy-and-swap', async () => {
+    const { dir, db, file } = await applied('unconv');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('{name: pathname,   type: "String"', '{name: pathname,   type: "UInt32"'));
+    const r = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(r.code, r.out).toBe(1);
+    const refused = r.out.split('\n').filter((l) => l.includes('REFUSED'));
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatch(
+      new RegExp(`^  DataSource/[\\w-]+/page-views: REFUSED: 2 row\\(s\\) of ${db}\\.page_views have a pathname that does not convert from String to UInt32 \\(e\\.g\\. "(/home|/about)", "(/home|/about)"\\); handle them with spec\\.migration\\.forwardQuery\\. Nothing was changed\\.$`),
+    );
+    expect(r.out).toMatch(/\n1 change\(s\) pending, 1 refused\.\n$/);
+    expect(await versions(db)).toEqual([]);
+  });
+
+  it('a change a dependent materialized view cannot follow: exit 1 naming the view', async () => {
+    const { dir, db, file } = await applied('views');
+    writeFileSync(
+      file,
+      readFileSync(file, 'utf8')
+        .replace(/\n {4}- \{name: session_id, [^\n]+/, '')
+        // A new sorting key, so the change is a copy-and-swap.
+        .replace('sortingKey: [tenant_id, timestamp]', 'sortingKey: [timestamp]')
+        .replace('keepPreviousVersions: 1 ', 'keepPreviousVersions: 1\n    allowDestructive: true '),
+    );
+    const r = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(r.code, r.out).toBe(1);
+    const refused = r.out.split('\n').filter((l) => l.includes('REFUSED'));
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatch(new RegExp(`: REFUSED: materialized view ${db}\\.daily_rollup would break on the new version of ${db}\\.page_views: .*session_id.*\\. Change its Pipe together with the table, or keep the columns it reads\\. Nothing was changed\\.$`));
+    expect(await versions(db)).toEqual([]);
+  });
+});

@@ -2,8 +2,10 @@
 // writes must be SQL ClickHouse accepts, and a refused plan must change nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
-import { ApplyFailedError, applyProject, PlanRefusedError } from '../../../src/execute/apply.js';
-import { MigrationRefusedError } from '../../../src/execute/executor.js';
+import { applyProject, PlanRefusedError } from '../../../src/execute/apply.js';
+import { Executor, MigrationRefusedError } from '../../../src/execute/executor.js';
+import { observeCatalog } from '../../../src/clickhouse/catalog.js';
+import { planDataSource } from '../../../src/plan/datasource-plan.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { column, dataSource, inNamespace, materializedInto, node, pipe, withColumns, withEngine, withNodes, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
@@ -97,10 +99,15 @@ describe('type changes', () => {
     const { ns, db } = await fresh();
     await server.ch.command(`INSERT INTO ${db}.events VALUES (now(), 'u1', 'n/a'), (now(), 'u2', '12.5')`);
     const toInt = events(ns, (d) => d.spec.columns[2] && (d.spec.columns[2].type = 'UInt32'));
+    // The preflight finds the rows before the plan runs: the apply is refused as a whole.
     const error = await applyProject(server.ch, [toInt], { log }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ApplyFailedError);
-    expect((error as ApplyFailedError).cause).toBeInstanceOf(MigrationRefusedError);
-    expect((error as ApplyFailedError).problem).toMatch(/^2 row\(s\) of .*events have a amount that does not convert from String to UInt32 \(e\.g\. "(n\/a|12\.5)", "(n\/a|12\.5)"\); handle them with spec\.migration\.forwardQuery/);
+    expect(error).toBeInstanceOf(PlanRefusedError);
+    expect((error as Error).message).toMatch(/^DataSource\/[\w-]+\/events: 2 row\(s\) of .*events have a amount that does not convert from String to UInt32 \(e\.g\. "(n\/a|12\.5)", "(n\/a|12\.5)"\); handle them with spec\.migration\.forwardQuery\. Nothing was changed\.$/);
+    // The executor still refuses on its own when handed the copy (the last line of defence).
+    const steps = planDataSource(toInt, await observeCatalog(server.ch, [db])).steps;
+    const last = await new Executor(server.ch, { log }).run(steps).catch((e: unknown) => e);
+    expect(last).toBeInstanceOf(MigrationRefusedError);
+    expect((last as Error).message).toMatch(/^2 row\(s\) of .*events have a amount that does not convert from String to UInt32/);
     expect(await describeTable(db)).toEqual(['ts DateTime', 'user String', 'amount String']);
     expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__')`)).toBe(0);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events`)).toBe(1002);
@@ -168,9 +175,8 @@ describe('dependent materialized views', () => {
     // Dropping `amount` (allowed destructively) and re-sorting forces a copy the view cannot follow.
     const next = events(ns, withSortingKey('ts'), (d) => d.spec.columns.splice(2, 1), withSpec({ migration: { allowDestructive: true } }));
     const error = await applyProject(server.ch, [next, target, totals], { log }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ApplyFailedError);
-    expect((error as ApplyFailedError).cause).toBeInstanceOf(MigrationRefusedError);
-    expect((error as Error).message).toMatch(/materialized view .*\.totals would break on the new version of .*\.events: .*amount/);
+    expect(error).toBeInstanceOf(PlanRefusedError);
+    expect((error as Error).message).toMatch(/^DataSource\/[\w-]+\/events: materialized view .*\.totals would break on the new version of .*\.events: .*amount.*\. Nothing was changed\.$/);
     expect(await describeTable(db)).toEqual(['ts DateTime', 'user String', 'amount String']);
     expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__')`)).toBe(0);
     // The SummingMergeTree target was backfilled once from the 1000 existing rows.

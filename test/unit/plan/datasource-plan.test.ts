@@ -200,6 +200,7 @@ describe('planDataSource: names taken', () => {
       table: 'web.page_views',
       steps: [],
       refusals: ["web.page_views exists as a materialized Pipe's view, so its table cannot be created; rename the DataSource or drop the view"],
+      preflightRefusals: [],
     });
     expect(planDataSource(pageViews(), { databases: ['web'], tables: [], views: [view('page_views', '')] }).refusals).toEqual([
       'web.page_views exists as a view weir did not create, so its table cannot be created; rename the DataSource or drop the view',
