@@ -58,6 +58,10 @@ for (const row of ROWS) {
   lines.push('');
 }
 
+// What a person learnt about cells (flakes seen in reruns, what a ✗ means to a user) survives a rerun.
+const notes = readFileSync(new URL('../test/matrix/notes.md', import.meta.url), 'utf8').replace(/^<!--.*-->\n/, '');
+lines.push(notes.trim(), '');
+
 const ran = latest.filter((r) => !r.notApplicable);
 const failed = ran.filter((r) => !r.ok);
 lines.push(
