@@ -2,10 +2,22 @@ import type { Condition } from '../api/common.js';
 
 export type ConditionStatus = Condition['status'];
 
+/** Every condition reason weir sets, per kind (docs/api.md, "Condition reasons in use", lists each). */
+export const CONDITION_REASONS = {
+  DataSource: ['NoClickHouseConnection', 'UpToDate', 'AwaitingApproval', 'PlanRefused', 'MigrationRefused'],
+  Pipe: ['WaitingForDataSource', 'InvalidSql', 'NoClickHouseConnection', 'SqlDoesNotCompile', 'PlanRefused', 'UpToDate'],
+  Endpoint: ['WaitingForPipe', 'InvalidEndpoint', 'UnknownNode', 'UnknownParameter', 'ConflictingParameterTypes', 'SqlDoesNotCompile', 'QueryServerUnavailable', 'RollingOut', 'Serving', 'ScaledToZero'],
+  IngestionReady: ['AllReplicasReady', 'ReplicasCappedAtPartitions', 'ScaledToZero', 'NoReplicaReady', 'ReplicasNotAllReady'],
+  /** Reconciling=False and Stalled=False, on every kind. */
+  Idle: ['Idle', 'Progressing'],
+} as const;
+
+export type ConditionReason = (typeof CONDITION_REASONS)[keyof typeof CONDITION_REASONS][number];
+
 export interface ConditionInput {
   type: string;
   status: ConditionStatus;
-  reason: string;
+  reason: ConditionReason;
   message: string;
 }
 
@@ -35,11 +47,11 @@ export const findCondition = (conditions: Condition[] | undefined, type: string)
 
 /** The resource's overall state in kstatus terms; each maps to the three standard conditions. */
 export type Health =
-  | { state: 'Ready'; reason: string; message: string }
+  | { state: 'Ready'; reason: ConditionReason; message: string }
   /** Work is under way or waiting on something expected to resolve (e.g. approval, a dependency). */
-  | { state: 'Reconciling'; reason: string; message: string }
+  | { state: 'Reconciling'; reason: ConditionReason; message: string }
   /** Cannot progress without a change to the spec or the world. */
-  | { state: 'Stalled'; reason: string; message: string };
+  | { state: 'Stalled'; reason: ConditionReason; message: string };
 
 /** Ready, Reconciling and Stalled as kstatus (Flux, Argo CD) expect them: abnormal-true polarity for the last two. */
 export function healthConditions(existing: Condition[] | undefined, health: Health, generation: number, now: Date): Condition[] {

@@ -1,42 +1,21 @@
 import type { DataSource, DataSourceStatus, TableVersionRecord } from '../api/datasource.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ProjectResource } from '../plan/graph.js';
-import { databaseOf, qualifiedTableOf, tableOf } from '../api/names.js';
+import { databaseOf, tableOf } from '../api/names.js';
 import { observeCatalog } from '../clickhouse/catalog.js';
-import { findTable, type Catalog } from '../plan/catalog.js';
 import { MigrationRefusedError, Executor } from '../execute/executor.js';
 import { gatherPreflight } from '../execute/preflight.js';
-import { describeStep, planDataSource, type MigrationStep } from '../plan/datasource-plan.js';
+import { describeStep, planDataSource, type DataSourcePlan } from '../plan/datasource-plan.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
+import { decideTable, observed, statusFor, type TableDecision, type TableWorld } from './datasource-decide.js';
 import { workerName } from './workloads.js';
 import { quarantineTableName } from '../plan/sql.js';
-import { stableHash } from '../runtime/hash.js';
 import { errorMessage } from '../runtime/log.js';
-import { setCondition, type Health } from './conditions.js';
+import { setCondition } from './conditions.js';
 import { INGESTION_READY, reconcileIngestion } from './ingestion.js';
-import { healthStatus } from './status.js';
 import type { EventRecord, ReconcileContext, ReconcileDecision } from './types.js';
 
-/** The annotation that approves a pending plan (migration.approval: Manual): its value is the plan hash. */
-export const APPROVE_ANNOTATION = 'weir.dev/approve-plan';
-
-const needsApproval = (ds: DataSource, steps: MigrationStep[]) =>
-  ds.spec.migration?.approval === 'Manual' && steps.some((s) => s.kind === 'CopyAndSwap' || s.kind === 'SwapBack');
-
-function decide(ds: DataSource, ctx: ReconcileContext, health: Health, phase: string, extra: Partial<DataSourceStatus>, requeueAfterMs?: number): ReconcileDecision<DataSourceStatus> {
-  const { status, events } = healthStatus(ds.status, ds.metadata.generation ?? 0, health, phase, ctx.now);
-  const database = databaseOf(ds);
-  const next: DataSourceStatus = { ...ds.status, ...status, database, table: qualifiedTableOf(ds), ...extra };
-  if (!('pendingPlan' in extra)) delete next.pendingPlan;
-  if (!('migration' in extra)) delete next.migration;
-  return { status: next, events, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
-}
-
-/** The live table's version, spec hash and row count, as status shows them. */
-function observed(ds: DataSource, catalog: Catalog): Partial<DataSourceStatus> {
-  const live = findTable(catalog, databaseOf(ds), tableOf(ds));
-  if (!live?.marker) return {};
-  return { version: live.marker.version, specHash: live.marker.specHash, rows: live.totalRows };
-}
+export { APPROVE_ANNOTATION } from './datasource-decide.js';
 
 function withHistory(ds: DataSource, record: TableVersionRecord): TableVersionRecord[] {
   const history = [...(ds.status?.history ?? []).filter((h) => h.version !== record.version), record];
@@ -71,47 +50,34 @@ export async function reconcileDataSource(ds: DataSource, ctx: ReconcileContext)
   return { ...decision, status, ...(requeues.length > 0 ? { requeueAfterMs: Math.min(...requeues) } : {}) };
 }
 
+/** Read what the table's decision needs: the catalog, and the preflight facts of the copy a first plan holds. */
+export async function gatherTableWorld(ds: DataSource, ctx: ReconcileContext): Promise<TableWorld> {
+  const near = neighbours(ds, ctx);
+  const ch = ctx.clickhouse;
+  if (!ch) return { preflight: {}, neighbours: near };
+  const catalog = await observeCatalog(ch, [databaseOf(ds)]);
+  const preflight = await gatherPreflight(ch, catalog, planDataSource(ds, catalog, near).steps);
+  return { catalog, preflight, neighbours: near };
+}
+
 /**
- * The table: observe the catalog, plan, and execute (or wait for approval, or refuse). Long
- * steps report progress as Events and status while they run.
+ * The table: gather, decide, and execute what was decided (or write the status of waiting for
+ * approval, or of a refusal). Long steps report progress as Events and status while they run.
  */
 async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<ReconcileDecision<DataSourceStatus>> {
+  const world = await gatherTableWorld(ds, ctx);
+  const decided = decideTable(ds, world, ctx.now);
+  if ('decision' in decided) return decided.decision;
   const ch = ctx.clickhouse;
-  if (!ch) {
-    return decide(ds, ctx, {
-      state: 'Reconciling',
-      reason: 'NoClickHouseConnection',
-      message: `Spec is valid; table ${qualifiedTableOf(ds)} is not converged because the operator has no ClickHouse connection (--clickhouse-url).`,
-    }, 'Pending', { specHash: stableHash(ds.spec) });
-  }
-  const database = databaseOf(ds);
-  const catalog = await observeCatalog(ch, [database]);
-  const preflight = await gatherPreflight(ch, catalog, planDataSource(ds, catalog, neighbours(ds, ctx)).steps);
-  const plan = planDataSource(ds, catalog, neighbours(ds, ctx), preflight);
-  if (plan.refusals.length > 0) {
-    return decide(ds, ctx, { state: 'Stalled', reason: 'PlanRefused', message: plan.refusals.join('; ') }, 'Failed', observed(ds, catalog));
-  }
-  if (plan.preflightRefusals.length > 0) {
-    return decide(ds, ctx, { state: 'Stalled', reason: 'MigrationRefused', message: plan.preflightRefusals.join('; ') }, 'Failed', observed(ds, catalog));
-  }
-  if (plan.steps.length === 0) {
-    return decide(ds, ctx, { state: 'Ready', reason: 'UpToDate', message: `Table ${plan.table} matches the spec.` }, 'Ready', observed(ds, catalog));
-  }
-  const steps = plan.steps.map(describeStep);
-  const planHash = stableHash(steps);
-  if (needsApproval(ds, plan.steps) && ds.metadata.annotations?.[APPROVE_ANNOTATION] !== planHash) {
-    return decide(
-      ds,
-      ctx,
-      { state: 'Reconciling', reason: 'AwaitingApproval', message: `A migration is planned; approve it with: kubectl annotate datasource ${ds.metadata.name} ${APPROVE_ANNOTATION}=${planHash} --overwrite` },
-      'AwaitingApproval',
-      { ...observed(ds, catalog), pendingPlan: { hash: planHash, steps } },
-    );
-  }
+  // Only a world with a catalog decides to execute, and only a connection reads one.
+  if (!ch) throw new Error('a plan to execute needs a ClickHouse connection');
+  return executeTable(ds, ctx, ch, decided.plan, decided.execute);
+}
 
-  const migrating = plan.steps.find((s): s is Extract<MigrationStep, { kind: 'CopyAndSwap' | 'SwapBack' }> => s.kind === 'CopyAndSwap' || s.kind === 'SwapBack');
+/** Run the decided steps, reporting progress; a refusal the executor still finds stalls with MigrationRefused. */
+async function executeTable(ds: DataSource, ctx: ReconcileContext, ch: ClickHouse, plan: DataSourcePlan, run: Extract<TableDecision, { execute: unknown }>['execute']): Promise<ReconcileDecision<DataSourceStatus>> {
+  const { steps, migrating, migrationId: id } = run;
   const startedAt = ctx.now.toISOString();
-  const id = `v${migrating?.toVersion ?? 1}-${planHash.slice(0, 8)}`;
   if (migrating) {
     await ctx.report?.({ type: 'Normal', reason: 'MigrationStarted', message: describeStep(migrating) }, { phase: 'Migrating', migration: { id, state: 'Started', startedAt } });
   }
@@ -128,24 +94,24 @@ async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<Re
       },
     },
   });
+  const database = databaseOf(ds);
   try {
     await executor.run(plan.steps);
   } catch (e) {
     await reports;
     if (e instanceof MigrationRefusedError) {
-      return decide(ds, ctx, { state: 'Stalled', reason: 'MigrationRefused', message: errorMessage(e) }, 'Failed', observed(ds, catalog));
+      return statusFor(ds, { health: { state: 'Stalled', reason: 'MigrationRefused', message: errorMessage(e) }, phase: 'Failed', extra: observed(ds, await observeCatalog(ch, [database])) }, ctx.now);
     }
     throw e;
   }
   await reports;
-  const after = await observeCatalog(ch, [database]);
-  const now = observed(ds, after);
+  const now = observed(ds, await observeCatalog(ch, [database]));
   const history = now.version !== undefined
     ? withHistory(ds, { version: now.version, specHash: now.specHash ?? '', appliedAt: ctx.now.toISOString().replace(/\.\d+Z$/, 'Z'), table: plan.table, plan: steps })
     : ds.status?.history;
   const fence = executor.fenceReports.at(-1);
   return {
-    ...decide(ds, ctx, { state: 'Ready', reason: 'UpToDate', message: `Applied: ${steps.join('; ')}` }, 'Ready', { ...now, ...(history ? { history } : {}) }),
+    ...statusFor(ds, { health: { state: 'Ready', reason: 'UpToDate', message: `Applied: ${steps.join('; ')}` }, phase: 'Ready', extra: { ...now, ...(history ? { history } : {}) } }, ctx.now),
     events: [
       { type: 'Normal', reason: migrating ? 'MigrationCompleted' : 'Applied', message: `${steps.join('; ')}${fence ? ` (fence held ${fence.heldMs} ms)` : ''}` },
     ],

@@ -319,6 +319,13 @@ function nextVersion(catalog: Catalog, database: string, table: string, live: Ob
   return Math.max(live.marker?.version ?? 0, ...versions) + 1;
 }
 
+/**
+ * The hash an approval names (weir.dev/approve-plan) and `weir plan` prints: of the steps'
+ * content (shapes, forward query, ALTER actions, versions), not of their description, so a
+ * reworded description approves nothing new and a changed step needs a new approval.
+ */
+export const planHash = (steps: readonly MigrationStep[]): string => stableHash(steps);
+
 /** One line per step, as `weir plan` prints and the operator records. */
 export function describeStep(s: MigrationStep): string {
   const t = `${s.database}${'table' in s ? `.${s.table}` : ''}`;

@@ -28,17 +28,17 @@ function context(resources: (DataSource | Pipe | Endpoint)[], now = t0): Reconci
 
 describe('conditions', () => {
   it('keeps lastTransitionTime while the status holds, and moves it on a flip', () => {
-    const a = setCondition([], { type: 'Ready', status: 'False', reason: 'A', message: 'a' }, 1, t0);
-    const b = setCondition(a, { type: 'Ready', status: 'False', reason: 'B', message: 'b' }, 2, t1);
-    expect(b[0]).toMatchObject({ reason: 'B', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 2 });
-    const c = setCondition(b, { type: 'Ready', status: 'True', reason: 'C', message: 'c' }, 2, t1);
+    const a = setCondition([], { type: 'Ready', status: 'False', reason: 'PlanRefused', message: 'a' }, 1, t0);
+    const b = setCondition(a, { type: 'Ready', status: 'False', reason: 'MigrationRefused', message: 'b' }, 2, t1);
+    expect(b[0]).toMatchObject({ reason: 'MigrationRefused', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 2 });
+    const c = setCondition(b, { type: 'Ready', status: 'True', reason: 'UpToDate', message: 'c' }, 2, t1);
     expect(c[0]?.lastTransitionTime).toBe('2026-01-01T00:05:00Z');
   });
 
   it('maps health to Ready/Reconciling/Stalled with kstatus polarity', () => {
-    const stalled = healthConditions([], { state: 'Stalled', reason: 'Bad', message: 'm' }, 1, t0);
+    const stalled = healthConditions([], { state: 'Stalled', reason: 'PlanRefused', message: 'm' }, 1, t0);
     expect(stalled.map((c) => `${c.type}=${c.status}`)).toEqual(['Ready=False', 'Reconciling=False', 'Stalled=True']);
-    const ready = healthConditions([], { state: 'Ready', reason: 'Ok', message: 'm' }, 1, t0);
+    const ready = healthConditions([], { state: 'Ready', reason: 'UpToDate', message: 'm' }, 1, t0);
     expect(ready.map((c) => `${c.type}=${c.status}`)).toEqual(['Ready=True', 'Reconciling=False', 'Stalled=False']);
   });
 });
