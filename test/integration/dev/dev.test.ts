@@ -1,21 +1,20 @@
 // `weir dev` as a user runs it: the example project from a folder, events over HTTP
 // (malformed ones among them), an endpoint answering with the right numbers, and an edit
 // to the folder running a real copy-and-swap migration.
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClickHouse, type ClickHouse } from '../../../src/clickhouse/connection.js';
+import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import { waitFor } from '../../env/wait.js';
 import { count } from '../../fixtures/clickhouse.js';
-import { WEIR_BIN } from '../../fixtures/processes.js';
+import { startExampleDev, type ExampleDev } from '../../fixtures/dev.js';
 
-let dev: ChildProcess;
-let output = '';
+let dev: ExampleDev;
 let base = '';
 let ch: ClickHouse;
 let project = '';
+const output = () => dev.output();
 
 const post = async (body: string) => {
   const res = await fetch(`${base}/v0/events?name=page_views`, { method: 'POST', body });
@@ -23,28 +22,18 @@ const post = async (body: string) => {
 };
 
 beforeAll(async () => {
-  project = mkdtempSync(join(tmpdir(), 'weir-dev-project-'));
-  cpSync(join(process.cwd(), 'manifests/examples/web-analytics'), project, { recursive: true });
-  const dataDir = mkdtempSync(join(tmpdir(), 'weir-dev-data-'));
-  dev = spawn(process.execPath, [WEIR_BIN, 'dev', '-f', project, '--port', '0', '--clickhouse-port', '0', '--data-dir', dataDir]);
-  dev.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  dev.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  await waitFor('weir dev ready', () => (/endpoints: http/.test(output) ? true : undefined), { timeoutMs: 60_000 });
-  base = /events at POST (http:\/\/[^/]+)/.exec(output)?.[1] ?? '';
-  const chUrl = /ClickHouse \(chDB\) at (http:\/\/\S+),/.exec(output)?.[1] ?? '';
-  ch = connectClickHouse({ url: chUrl });
+  dev = await startExampleDev('weir-dev');
+  ({ base, ch, project } = dev);
 });
 
 afterAll(async () => {
-  await ch?.close();
-  dev?.kill('SIGTERM');
-  await new Promise((r) => dev?.on('exit', r));
+  await dev?.stop();
 });
 
 describe('weir dev on the example', () => {
   it('prints the plan it applied', () => {
-    expect(output).toMatch(/create table web\.page_views/);
-    expect(output).toMatch(/create materialized view web\.daily_rollup/);
+    expect(output()).toMatch(/create table web\.page_views/);
+    expect(output()).toMatch(/create materialized view web\.daily_rollup/);
   });
 
   it('accepts events, quarantines malformed ones with the reason, and the endpoint sums to what was sent', async () => {
@@ -86,7 +75,7 @@ describe('weir dev on the example', () => {
   it('runs a copy-and-swap migration when the sorting key is edited, keeping every row', async () => {
     const file = join(project, 'datasources.yaml');
     writeFileSync(file, readFileSync(file, 'utf8').replace('sortingKey: [tenant_id, timestamp]', 'sortingKey: [tenant_id, pathname, timestamp]'));
-    await waitFor('migration applied', () => (/Completed \{"version":2\}/.test(output) ? true : undefined), { timeoutMs: 60_000 });
+    await waitFor('migration applied', () => (/Completed \{"version":2\}/.test(output()) ? true : undefined), { timeoutMs: 60_000 });
     const [t] = await ch.query<{ sorting_key: string }>("SELECT sorting_key FROM system.tables WHERE database = 'web' AND name = 'page_views'");
     expect(t?.sorting_key).toBe('tenant_id, pathname, timestamp');
     expect(await count(ch, 'SELECT count() AS n FROM web.page_views')).toBe(900);

@@ -2,19 +2,14 @@
 // Content-Encoding decoded, others refused, a gzip bomb refused with memory bounded and nothing
 // inserted, broken gzip a 400, lines that are not UTF-8 quarantined with their exact bytes, and a
 // rollup target (no jsonPath columns) refused. Rows are counted in ClickHouse after each request.
-import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { brotliCompressSync, createGzip, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClickHouse, type ClickHouse } from '../../../src/clickhouse/connection.js';
-import { waitFor } from '../../env/wait.js';
+import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import { count } from '../../fixtures/clickhouse.js';
-import { WEIR_BIN } from '../../fixtures/processes.js';
+import { startExampleDev, type ExampleDev } from '../../fixtures/dev.js';
 
-let dev: ChildProcess;
-let output = '';
+let dev: ExampleDev;
 let base = '';
 let ch: ClickHouse;
 
@@ -51,22 +46,12 @@ async function gzipOfRepeated(piece: Buffer, total: number): Promise<Buffer> {
 const peakRss = (pid: number): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024;
 
 beforeAll(async () => {
-  const project = mkdtempSync(join(tmpdir(), 'weir-events-project-'));
-  cpSync(join(process.cwd(), 'manifests/examples/web-analytics'), project, { recursive: true });
-  const dataDir = mkdtempSync(join(tmpdir(), 'weir-events-data-'));
-  dev = spawn(process.execPath, [WEIR_BIN, 'dev', '-f', project, '--port', '0', '--clickhouse-port', '0', '--data-dir', dataDir]);
-  dev.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  dev.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  await waitFor('weir dev ready', () => (/endpoints: http/.test(output) ? true : undefined), { timeoutMs: 60_000 });
-  base = /events at POST (http:\/\/[^/]+)/.exec(output)?.[1] ?? '';
-  const chUrl = /ClickHouse \(chDB\) at (http:\/\/\S+),/.exec(output)?.[1] ?? '';
-  ch = connectClickHouse({ url: chUrl });
+  dev = await startExampleDev('weir-events');
+  ({ base, ch } = dev);
 });
 
 afterAll(async () => {
-  await ch?.close();
-  dev?.kill('SIGTERM');
-  await new Promise((r) => dev?.on('exit', r));
+  await dev?.stop();
 });
 
 describe('the events API of weir dev, given hostile bodies', () => {
@@ -121,7 +106,7 @@ describe('the events API of weir dev, given hostile bodies', () => {
     // Still healthy: the next batch lands.
     expect(await post(`${event('/after-bomb')}\n`)).toEqual({ status: 200, body: { successful_rows: 1, quarantined_rows: 0 } });
     expect(await counts()).toEqual({ rows: before.rows + 1, quarantined: before.quarantined });
-    expect(peakRss(dev.pid as number)).toBeLessThan(1.5 * 2 ** 30);
+    expect(peakRss(dev.child.pid as number)).toBeLessThan(1.5 * 2 ** 30);
   });
 
   it('answers 413 for a plain body over 64 MiB, inserting nothing', async () => {

@@ -3,20 +3,14 @@
 // the same key, and requests without a key insert again. Each test writes its own tenant and
 // counts it in ClickHouse after every request.
 import { randomUUID } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClickHouse, type ClickHouse } from '../../../src/clickhouse/connection.js';
-import { waitFor } from '../../env/wait.js';
+import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import { count } from '../../fixtures/clickhouse.js';
-import { WEIR_BIN } from '../../fixtures/processes.js';
+import { startExampleDev, type ExampleDev } from '../../fixtures/dev.js';
 
-let dev: ChildProcess;
-let output = '';
+let dev: ExampleDev;
 let base = '';
 let ch: ClickHouse;
 
@@ -52,22 +46,12 @@ const counts = async (tenant: string) => ({
 const ok = (rows: number, quarantined = 0): Answer => ({ status: 200, body: { successful_rows: rows, quarantined_rows: quarantined } });
 
 beforeAll(async () => {
-  const project = mkdtempSync(join(tmpdir(), 'weir-idem-project-'));
-  cpSync(join(process.cwd(), 'manifests/examples/web-analytics'), project, { recursive: true });
-  const dataDir = mkdtempSync(join(tmpdir(), 'weir-idem-data-'));
-  dev = spawn(process.execPath, [WEIR_BIN, 'dev', '-f', project, '--port', '0', '--clickhouse-port', '0', '--data-dir', dataDir]);
-  dev.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  dev.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  await waitFor('weir dev ready', () => (/endpoints: http/.test(output) ? true : undefined), { timeoutMs: 60_000 });
-  base = /events at POST (http:\/\/[^/]+)/.exec(output)?.[1] ?? '';
-  const chUrl = /ClickHouse \(chDB\) at (http:\/\/\S+),/.exec(output)?.[1] ?? '';
-  ch = connectClickHouse({ url: chUrl });
+  dev = await startExampleDev('weir-idem');
+  ({ base, ch } = dev);
 });
 
 afterAll(async () => {
-  await ch?.close();
-  dev?.kill('SIGTERM');
-  await new Promise((r) => dev?.on('exit', r));
+  await dev?.stop();
 });
 
 describe('the events API of weir dev, with Idempotency-Key', () => {
