@@ -138,7 +138,7 @@ export async function applyProject(ch: ClickHouse, resources: ProjectResource[],
     try {
       const resource = byKey.get(r.key);
       const pipeStep = r.steps.find(isPipeStep);
-      if (resource?.kind === 'Pipe' && pipeStep && pipeStep.kind !== 'DropView') await compilePipeNodes(ch, resource as Pipe, pipeStep.database);
+      if (resource?.kind === 'Pipe' && pipeStep) await compilePipeNodes(ch, resource as Pipe, pipeStep.database);
       await executor.run(r.steps);
     } catch (e) {
       const steps = plan.resources.flatMap((x) => x.steps);

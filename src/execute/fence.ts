@@ -162,7 +162,7 @@ export class FenceParticipant {
  * next owner replays them, and ClickHouse drops the blocks that landed by their token. That only
  * works against the table they landed in: a table swapped before the replay would take them twice.
  */
-export async function unreplayedBatches(ch: ClickHouse, tables: TableRef[]): Promise<number> {
+async function unreplayedBatches(ch: ClickHouse, tables: TableRef[]): Promise<number> {
   const rows = await ch.query<{ n: string }>(
     `SELECT count() AS n FROM weir.ingest_batches AS b
      LEFT JOIN (SELECT group_id, topic, partition, argMax(committed_offset, updated_at) AS committed

@@ -15,8 +15,7 @@ export type PipeStep =
   | { kind: 'ModifyViewQuery'; database: string; view: string; query: string; specHash: string }
   | { kind: 'RecomputeView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; specHash: string; targetVersion: number; keepPreviousVersions: number }
   /** A recompute interrupted after its swap: the previous version still sits under the recompute name. */
-  | { kind: 'FinishRecompute'; database: string; view: string; target: TableRef; leftover: string; version: number; keepPreviousVersions: number }
-  | { kind: 'DropView'; database: string; view: string };
+  | { kind: 'FinishRecompute'; database: string; view: string; target: TableRef; leftover: string; version: number; keepPreviousVersions: number };
 
 export interface PipePlan {
   view?: string;
@@ -161,7 +160,5 @@ export function describePipeStep(s: PipeStep): string {
       return `recompute ${s.target.database}.${s.target.table} with the new query of ${s.database}.${s.view}: build v${s.targetVersion + 1} from a second view and an exactly-once backfill, then swap it in under a fence`;
     case 'FinishRecompute':
       return `finish the interrupted recompute of ${s.target.database}.${s.target.table}: ${s.keepPreviousVersions > 0 ? `keep v${s.version} (left as ${s.leftover}) as ${s.target.table}__v${s.version}` : `drop v${s.version} (left as ${s.leftover}; keepPreviousVersions: 0)`}`;
-    case 'DropView':
-      return `drop materialized view ${s.database}.${s.view}`;
   }
 }

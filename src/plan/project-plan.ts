@@ -24,7 +24,7 @@ export interface ProjectPlan {
   cycle?: string[];
 }
 
-export const isPipeStep = (s: Step): s is PipeStep => ['CreateView', 'ModifyViewQuery', 'RecomputeView', 'FinishRecompute', 'DropView'].includes(s.kind);
+export const isPipeStep = (s: Step): s is PipeStep => ['CreateView', 'ModifyViewQuery', 'RecomputeView', 'FinishRecompute'].includes(s.kind);
 export const describeAnyStep = (s: Step): string => (isPipeStep(s) ? describePipeStep(s) : describeStep(s));
 
 /** `preflight`: what execute/preflight.ts read for the copies a first plan had (refused here, as the executor would). */

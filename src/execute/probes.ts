@@ -1,0 +1,72 @@
+// Read-only questions the state machines ask ClickHouse: does a table exist, what does its
+// comment say, how many rows, the highest block, which tables feed it.
+import { observeCatalog } from '../clickhouse/catalog.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
+import { decodeMarker, upstreamTables, type TableRef } from '../plan/catalog.js';
+import { MigrationRefusedError } from './errors.js';
+
+/**
+ * The highest block number in a table, from its parts (milliseconds at any size, where a
+ * scan of _block_number takes seconds on a large table under writes). Rows keep their
+ * block numbers through merges (enable_block_number_column) and new inserts take higher
+ * ones, so `_block_number <= this` is exactly the rows committed before it was read.
+ */
+export async function maxBlock(ch: ClickHouse, t: TableRef): Promise<string> {
+  const [row] = await ch.query<{ b: string | null }>(
+    'SELECT toString(max(max_block_number)) AS b FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active',
+    { params: { db: t.database, t: t.table } },
+  );
+  return row?.b ?? '0';
+}
+
+export async function count(ch: ClickHouse, table: string, where = '1'): Promise<number> {
+  const [row] = await ch.query<{ n: string }>(`SELECT count() AS n FROM ${table} WHERE ${where}`);
+  return Number(row?.n ?? 0);
+}
+
+export async function exists(ch: ClickHouse, database: string, name: string): Promise<boolean> {
+  const rows = await ch.query<{ n: string }>('SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
+    params: { db: database, n: name },
+  });
+  return Number(rows[0]?.n ?? 0) > 0;
+}
+
+/** The engine and comment of a table or view, or undefined when there is none of that name. */
+async function objectAt(ch: ClickHouse, database: string, name: string): Promise<{ engine: string; comment: string } | undefined> {
+  const rows = await ch.query<{ engine: string; comment: string }>('SELECT engine, comment FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
+    params: { db: database, n: name },
+  });
+  return rows[0];
+}
+
+export async function comment(ch: ClickHouse, database: string, name: string): Promise<string> {
+  const rows = await ch.query<{ comment: string }>('SELECT comment FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
+    params: { db: database, n: name },
+  });
+  return rows[0]?.comment ?? '';
+}
+
+export async function markerVersion(ch: ClickHouse, database: string, name: string): Promise<number | undefined> {
+  return decodeMarker(await comment(ch, database, name))?.version;
+}
+
+/** The table and every table feeding it through materialized views: all their writers pause together. */
+export async function fencedTables(ch: ClickHouse, t: TableRef): Promise<TableRef[]> {
+  return [t, ...upstreamTables(await observeCatalog(ch, [t.database]), t)];
+}
+
+export const isView = (engine: string): boolean => engine === 'MaterializedView' || engine === 'View';
+
+/**
+ * CREATE … IF NOT EXISTS (kept so a resumed step is harmless) does nothing when the name is
+ * taken: say so, rather than report created what was not.
+ */
+export async function assertCreated(ch: ClickHouse, database: string, name: string, ours: (o: { engine: string; comment: string }) => boolean, what: string): Promise<void> {
+  const found = await objectAt(ch, database, name);
+  if (found && ours(found)) return;
+  throw new MigrationRefusedError(
+    found
+      ? `${database}.${name} already exists as a ${found.engine} (comment ${JSON.stringify(found.comment.slice(0, 60))}), which is not ${what}: nothing was created; rename the resource or drop that object`
+      : `${database}.${name} is missing right after it was created`,
+  );
+}

@@ -1,0 +1,209 @@
+// Materialized Pipes: a new view over tables that already hold rows (backfilled exactly once),
+// a recompute of the target when the query changed with backfill: Full, and the finish of a
+// recompute interrupted after its swap. Resumable state machines whose progress is kept in
+// weir.migrations under the view's name.
+import { deduplicationOff } from '../clickhouse/dedup.js';
+import { decodeMarker, encodeMarker, type TableRef } from '../plan/catalog.js';
+import { RECOMPUTE_TABLE_SUFFIX, VIEW_MARKER_PREFIX, viewMarker, type PipeStep } from '../plan/pipe-plan.js';
+import { embedSql, qualified, quoteIdentifier, quoteString } from '../plan/sql.js';
+import { faultPoint } from '../runtime/fault.js';
+import { BACKFILL_SETTINGS, type StepContext } from './context.js';
+import { withFence } from './fence.js';
+import { activeMigration, newMigration, record, type MigrationRow } from './ledger.js';
+import { assertCreated, comment, exists, markerVersion, maxBlock } from './probes.js';
+import { ensureSystemTables } from './system-tables.js';
+import { retain } from './versions.js';
+
+type CreateViewStep = Extract<PipeStep, { kind: 'CreateView' }>;
+type RecomputeViewStep = Extract<PipeStep, { kind: 'RecomputeView' }>;
+
+/** backfill: None: the view takes the new query for rows from now on. */
+export async function modifyViewQuery({ ch }: StepContext, step: Extract<PipeStep, { kind: 'ModifyViewQuery' }>): Promise<void> {
+  const view = qualified(step.database, step.view);
+  // Unqualified names in Pipe SQL mean tables of the Pipe's own database.
+  await ch.command(`ALTER TABLE ${view} MODIFY QUERY ${embedSql(step.query)}`, { database: step.database });
+  await ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
+}
+
+/**
+ * A materialized view over tables that already hold rows and keep receiving them: with
+ * the sources' writers fenced, create the view and record each source's block number N;
+ * the view then sees every row after N, and the backfill exactly the rows up to N. The
+ * backfill goes to a staging table (redone from scratch after a crash) and then moves
+ * into the target partition by partition (each move atomic), so it lands exactly once.
+ */
+export async function createView(cx: StepContext, step: CreateViewStep): Promise<void> {
+  const { ch } = cx;
+  await ensureSystemTables(ch);
+  const view = qualified(step.database, step.view);
+  const target = qualified(step.target.database, step.target.table);
+  const key = { database: step.database, table: step.view };
+  const finalComment = `ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`;
+  let m = await activeMigration(ch, key.database, key.table);
+  if (!m) {
+    if (await exists(ch, step.database, step.view)) {
+      await assertOwnView(cx, step.database, step.view);
+      return ch.command(finalComment); // backfilled; only the marker was left
+    }
+    m = await record(ch, newMigration({ ...key, kind: 'Materialize', from_version: 0, to_version: 1 }));
+  }
+  const backfills = step.backfill === 'Full' && step.sources.length > 0;
+  const create = `CREATE MATERIALIZED VIEW IF NOT EXISTS ${view} TO ${target} AS ${embedSql(step.query)} COMMENT ${quoteString(viewMarker(step.specHash, backfills))}`;
+  const inDb = { database: step.database };
+  if (!backfills) {
+    await ch.command(create, inDb);
+    await assertOwnView(cx, step.database, step.view, m);
+    await record(ch, { ...m, state: 'Done' });
+    return;
+  }
+  if (m.state === 'Started') {
+    const started: MigrationRow = m;
+    const { result, report } = await withFence(ch, step.sources, async () => {
+      await ch.command(create, inDb);
+      await assertOwnView(cx, step.database, step.view, started);
+      const blocks = await Promise.all(step.sources.map((s) => maxBlock(ch, s)));
+      faultPoint('ViewCreated');
+      return record(ch, { ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
+    }, cx.timing);
+    cx.fenceReports.push(report);
+    m = result;
+  }
+  if (m.state === 'ViewCreated') {
+    await stageBackfill(cx, step, step.target, JSON.parse(m.detail) as string[]);
+    faultPoint('Staged');
+    m = await record(ch, { ...m, state: 'Staged' });
+  }
+  if (m.state === 'Staged') {
+    await moveStaged(cx, step.target);
+    await ch.command(finalComment);
+    await record(ch, { ...m, state: 'Done' });
+  }
+}
+
+/**
+ * A materialized Pipe whose query changed, with backfill: Full: the target is recomputed
+ * into its next version by a second view with the new query (created under a fence, with
+ * a staged backfill of the rows before it, as for a new view); then, with the sources'
+ * writers fenced, the versions are exchanged under the stable name, the Pipe's view takes
+ * the new query and the second view goes.
+ */
+export async function recomputeView(cx: StepContext, step: RecomputeViewStep): Promise<void> {
+  const { ch } = cx;
+  await ensureSystemTables(ch);
+  const { database } = step;
+  const target = qualified(step.target.database, step.target.table);
+  const tmpRef = { database: step.target.database, table: `${step.target.table}${RECOMPUTE_TABLE_SUFFIX}` };
+  const tmp = qualified(tmpRef.database, tmpRef.table);
+  const view = qualified(database, step.view);
+  const nextView = qualified(database, `${step.view}__weir_next`);
+  const inDb = { database };
+  let m = await activeMigration(ch, database, step.view);
+  if (m && m.to_version !== step.targetVersion + 1) {
+    // An earlier recompute's row left open: it swapped (its target is live) or it is superseded.
+    await record(ch, { ...m, state: m.state === 'Swapped' ? 'Done' : 'Abandoned' });
+    m = undefined;
+  }
+  if (!m) {
+    m = await record(ch, newMigration({ database, table: step.view, kind: 'Recompute', from_version: step.targetVersion, to_version: step.targetVersion + 1 }));
+  }
+  if (m.state === 'Started') {
+    const started: MigrationRow = m;
+    await ch.command(`DROP VIEW IF EXISTS ${nextView}`);
+    await ch.command(`DROP TABLE IF EXISTS ${tmp}`);
+    await ch.command(`CREATE TABLE ${tmp} AS ${target}`);
+    const marker = decodeMarker(await comment(ch, step.target.database, step.target.table));
+    if (marker) await ch.command(`ALTER TABLE ${tmp} MODIFY COMMENT ${quoteString(encodeMarker({ ...marker, version: step.targetVersion + 1 }))}`);
+    const { result, report } = await withFence(ch, step.sources, async () => {
+      await ch.command(`CREATE MATERIALIZED VIEW ${nextView} TO ${tmp} AS ${embedSql(step.query)}`, inDb);
+      const blocks = await Promise.all(step.sources.map((s) => maxBlock(ch, s)));
+      faultPoint('ViewCreated');
+      return record(ch, { ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
+    }, cx.timing);
+    cx.fenceReports.push(report);
+    m = result;
+  }
+  if (m.state === 'ViewCreated') {
+    await stageBackfill(cx, step, tmpRef, JSON.parse(m.detail) as string[]);
+    faultPoint('Staged');
+    m = await record(ch, { ...m, state: 'Staged' });
+  }
+  if (m.state === 'Staged') {
+    await moveStaged(cx, tmpRef);
+    faultPoint('Backfilled');
+    m = await record(ch, { ...m, state: 'Backfilled' });
+  }
+  if (m.state === 'Backfilled') {
+    const backfilled: MigrationRow = m;
+    const { result, report } = await withFence(ch, [...step.sources, step.target], async (assertHeld) => {
+      await assertHeld();
+      if ((await markerVersion(ch, step.target.database, step.target.table)) !== backfilled.to_version) {
+        await ch.command(`EXCHANGE TABLES ${target} AND ${tmp}`);
+        faultPoint('Exchanged');
+      }
+      await ch.command(`ALTER TABLE ${view} MODIFY QUERY ${embedSql(step.query)}`, inDb);
+      await ch.command(`DROP VIEW IF EXISTS ${nextView}`);
+      await ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
+      return record(ch, { ...backfilled, state: 'Swapped' });
+    }, cx.timing);
+    cx.fenceReports.push(report);
+    m = result;
+  }
+  if (m.state === 'Swapped') {
+    faultPoint('Swapped');
+    if (await exists(ch, tmpRef.database, tmpRef.table)) await retain(ch, step.target.database, step.target.table, tmpRef.table, m.from_version, step.keepPreviousVersions);
+    faultPoint('Retained');
+    await record(ch, { ...m, state: 'Done' });
+  }
+}
+
+/**
+ * Put away the previous version a recompute killed after its swap left under the recompute
+ * name (the planner saw it), and close the recompute's ledger row. Each part is idempotent.
+ */
+export async function finishRecompute({ ch }: StepContext, step: Extract<PipeStep, { kind: 'FinishRecompute' }>): Promise<void> {
+  await ensureSystemTables(ch);
+  const { database, table } = step.target;
+  if (await exists(ch, database, step.leftover)) await retain(ch, database, table, step.leftover, step.version, step.keepPreviousVersions);
+  faultPoint('Retained');
+  const m = await activeMigration(ch, step.database, step.view);
+  if (m?.kind === 'Recompute' && m.state === 'Swapped') await record(ch, { ...m, state: 'Done' });
+}
+
+/** Backfill `into` from the view query over the sources' rows up to the recorded blocks, into a fresh staging copy. */
+async function stageBackfill(cx: StepContext, step: CreateViewStep | RecomputeViewStep, into: TableRef, blocks: string[]): Promise<void> {
+  const { ch } = cx;
+  const staging = qualified(into.database, `${into.table}__weir_backfill`);
+  const inDb = { database: step.database };
+  const filters = step.sources.map((s, i) => `${quoteString(`${s.database}.${s.table}`)}: ${quoteString(`_block_number <= ${blocks[i] ?? '0'}`)}`);
+  await ch.command(`DROP TABLE IF EXISTS ${staging}`);
+  await ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
+  const cols = (await ch.query<{ name: string }>(`DESCRIBE TABLE (${embedSql(step.query)})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
+  cx.hooks?.onProgress?.(step, 'Backfilling');
+  await ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${embedSql(step.query)}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, { ...inDb, settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) } });
+}
+
+/** Move a staged backfill into its table a partition at a time (each move atomic), then drop the staging table. */
+async function moveStaged({ ch }: StepContext, into: TableRef): Promise<void> {
+  const stagingName = `${into.table}__weir_backfill`;
+  if (!(await exists(ch, into.database, stagingName))) return;
+  const parts = await ch.query<{ partition_id: string }>(
+    'SELECT DISTINCT partition_id FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active ORDER BY partition_id',
+    { params: { db: into.database, t: stagingName } },
+  );
+  const staging = qualified(into.database, stagingName);
+  for (const p of parts) {
+    await ch.command(`ALTER TABLE ${staging} MOVE PARTITION ID ${quoteString(p.partition_id)} TO TABLE ${qualified(into.database, into.table)}`, { settings: { alter_sync: 2 } });
+    faultPoint('PartitionMoved');
+  }
+  await ch.command(`DROP TABLE IF EXISTS ${staging}`);
+}
+
+/** The view at the Pipe's name is a materialized view weir made; otherwise the migration row is refused and nothing else runs. */
+async function assertOwnView({ ch }: StepContext, database: string, view: string, m?: MigrationRow): Promise<void> {
+  try {
+    await assertCreated(ch, database, view, (o) => o.engine === 'MaterializedView' && o.comment.startsWith(VIEW_MARKER_PREFIX), 'a materialized Pipe\'s view');
+  } catch (e) {
+    if (m) await record(ch, { ...m, state: 'Refused', detail: 'name taken' });
+    throw e;
+  }
+}
