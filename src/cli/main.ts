@@ -45,6 +45,8 @@ const localAccessOptions = (command: Command): Command =>
     .addOption(new Option('--max-server-memory <bytes>', 'memory all ClickHouse statements together may use (default: a quarter of the RAM; the process peaks at about four times it)').argParser(Number));
 
 projectCommand('plan', 'Print what weir would change in ClickHouse for the resources in a folder, changing nothing. Exit 0: up to date, 2: changes pending, 1: error.')
+  .addOption(new Option('-o, --output <format>', 'text, or json for CI').choices(['text', 'json']).default('text'))
+  .option('--sql', 'print the statements each step runs (markers shortened, no values)')
   .action(async (o: ProjectFlags) => {
     const { runPlan } = await import('./plan.js');
     process.exitCode = await runPlan(o);

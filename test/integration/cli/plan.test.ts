@@ -5,6 +5,12 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DataSource } from '../../../src/api/datasource.js';
+import type { Endpoint } from '../../../src/api/endpoint.js';
+import type { Pipe } from '../../../src/api/pipe.js';
+import { loadResources } from '../../../src/cli/load.js';
+import { reconcileDataSource } from '../../../src/controllers/datasource.js';
+import type { ReconcileContext } from '../../../src/controllers/types.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
 import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { WEIR_BIN } from '../../fixtures/processes.js';
@@ -138,6 +144,11 @@ describe('weir plan refuses what the copy-and-swap would refuse, before anything
       new RegExp(`^  DataSource/[\\w-]+/page-views: REFUSED: 2 row\\(s\\) of ${db}\\.page_views have a pathname that does not convert from String to UInt32 \\(e\\.g\\. "(/home|/about)", "(/home|/about)"\\); handle them with spec\\.migration\\.forwardQuery\\. Nothing was changed\\.$`),
     );
     expect(r.out).toMatch(/\n1 change\(s\) pending, 1 refused\.\n$/);
+    const json = await weir('plan', '-f', dir, '--clickhouse', server.url, '-o', 'json');
+    expect(json.code).toBe(1);
+    const doc = JSON.parse(json.out) as { resources: { key: string; refusals: string[] }[]; refused: number };
+    expect(doc.refused).toBe(1);
+    expect(doc.resources.flatMap((x) => x.refusals)).toEqual([refused[0]?.replace(/^.*?: REFUSED: /, '')]);
     expect(await versions(db)).toEqual([]);
   });
 
@@ -157,5 +168,58 @@ describe('weir plan refuses what the copy-and-swap would refuse, before anything
     expect(refused).toHaveLength(1);
     expect(refused[0]).toMatch(new RegExp(`: REFUSED: materialized view ${db}\\.daily_rollup would break on the new version of ${db}\\.page_views: .*session_id.*\\. Change its Pipe together with the table, or keep the columns it reads\\. Nothing was changed\\.$`));
     expect(await versions(db)).toEqual([]);
+  });
+});
+
+describe('weir plan is the operator\'s plan', () => {
+  /** The operator's view of a folder: its resources as the informer cache would hold them. */
+  const operatorContext = (dir: string): ReconcileContext => {
+    const resources = loadResources(dir).resources.map((r) => r.object as unknown as DataSource | Pipe | Endpoint);
+    const find = (kind: string) => (ns: string, name: string) => resources.find((r) => r.kind === kind && r.metadata.namespace === ns && r.metadata.name === name) as never;
+    return {
+      now: new Date(),
+      clickhouse: server.ch,
+      lookup: {
+        dataSource: find('DataSource'),
+        dataSourcesIn: (ns) => resources.filter((r): r is DataSource => r.kind === 'DataSource' && r.metadata.namespace === ns),
+        pipe: find('Pipe'),
+        endpoint: find('Endpoint'),
+      },
+    };
+  };
+
+  it('golden: the same fixture gives weir plan\'s lines and -o json equal to status.pendingPlan.steps, with the same hash', async () => {
+    const ns = uniqueNamespace('golden');
+    const dir = mkdtempSync(join(tmpdir(), 'weir-golden-'));
+    for (const f of ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml']) {
+      writeFileSync(join(dir, f), readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`));
+    }
+    const file = join(dir, 'datasources.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('approval: Automatic', 'approval: Manual'));
+    expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
+    writeFileSync(file, readFileSync(file, 'utf8').replace('sortingKey: [tenant_id, timestamp]', 'sortingKey: [tenant_id, pathname, timestamp]'));
+
+    const ds = loadResources(dir).resources.map((r) => r.object as unknown as DataSource).find((r) => r.kind === 'DataSource' && r.metadata.name === 'page-views');
+    if (!ds) throw new Error('no page-views in the fixture');
+    const pending = (await reconcileDataSource(ds, operatorContext(dir))).status.pendingPlan;
+    expect(pending?.steps).toHaveLength(1);
+    expect(pending?.steps[0]).toMatch(new RegExp(`^migrate ${ns.replace(/-/g, '_')}\\.page_views v1 → v2 by copy-and-swap`));
+
+    const key = `DataSource/${ns}/page-views`;
+    const text = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(text.code, text.out).toBe(2);
+    const lines = text.out.split('\n').filter((l) => l.startsWith(`  ${key}: `)).map((l) => l.slice(`  ${key}: `.length));
+    expect(lines).toEqual([...(pending?.steps ?? []), `plan hash ${pending?.hash ?? ''}`]);
+
+    const json = await weir('plan', '-f', dir, '--clickhouse', server.url, '-o', 'json', '--sql');
+    expect(json.code, json.out).toBe(2);
+    const doc = JSON.parse(json.out) as { resources: { key: string; steps: { kind: string; description: string; sql: string[] }[]; planHash?: string; refusals: string[] }[]; pending: number; refused: number };
+    expect(doc.pending).toBe(1);
+    expect(doc.refused).toBe(0);
+    const mine = doc.resources.find((r) => r.key === key);
+    expect(mine?.steps.map((s) => s.description)).toEqual(pending?.steps);
+    expect(mine?.planHash).toBe(pending?.hash);
+    expect(mine?.steps[0]?.kind).toBe('CopyAndSwap');
+    expect(mine?.steps[0]?.sql.filter((q) => !q.startsWith('--')).map((q) => q.split(/\s/)[0])).toEqual(['CREATE', 'INSERT', 'INSERT', 'EXCHANGE', 'RENAME']);
   });
 });
