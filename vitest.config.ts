@@ -11,8 +11,11 @@ export default defineConfig({
           globalSetup: ['test/env/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
+          // One file at a time, each in a fresh process: a file that times out with the embedded ClickHouse
+          // open (chdb allows one data directory per process) cannot make every later file fail.
           pool: 'forks',
-          poolOptions: { forks: { singleFork: true } },
+          fileParallelism: false,
+          poolOptions: { forks: { singleFork: false, isolate: true } },
         },
       },
       {
