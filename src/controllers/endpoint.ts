@@ -1,15 +1,12 @@
 import type { Endpoint, EndpointStatus } from '../api/endpoint.js';
-import { stableHash } from '../runtime/hash.js';
-import type { Health } from './conditions.js';
-import { healthStatus } from './status.js';
+import { decideEndpoint, rolloutStatus, type EndpointWorld } from './endpoint-decide.js';
 import type { ReconcileContext, ReconcileDecision } from './types.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { CONFIG_DIR, clickhouseEnv, workerName, workerObjects, type WorkerObjects, type WorkerSettings } from './workloads.js';
 import { isRetriable } from '../runtime/errors.js';
 import { errorMessage } from '../runtime/log.js';
 import { describeEndpointQuery } from '../clickhouse/describe.js';
-import { compileEndpoint, compileParams, type CompiledEndpoint, type CompiledParam } from '../plan/endpoint/compile.js';
-import { queryDatabaseIn } from '../plan/project-checks.js';
+import type { CompiledEndpoint } from '../plan/endpoint/compile.js';
 
 /** The port `weir serve` listens on in query pods; the Service maps port 80 to it. */
 export const SERVE_PORT = 8000;
@@ -53,62 +50,32 @@ async function queryProblem(ch: ClickHouse, compiled: CompiledEndpoint): Promise
   }
 }
 
-export async function reconcileEndpoint(ep: Endpoint, ctx: ReconcileContext): Promise<ReconcileDecision<EndpointStatus>> {
-  const generation = ep.metadata.generation ?? 0;
+/** Read what the Endpoint's decision needs: its Pipe, the namespace's DataSources, and whether the composed query compiles. */
+export async function gatherEndpointWorld(ep: Endpoint, ctx: ReconcileContext): Promise<EndpointWorld> {
   const ns = ep.metadata.namespace ?? 'default';
   const pipe = ctx.lookup.pipe(ns, ep.spec.pipe);
-  let health: Health;
-  let params: CompiledParam[] | undefined;
-  const extra: Partial<EndpointStatus> = {};
-  let requeueAfterMs: number | undefined;
-  if (!pipe) {
-    // Reconciling, not Stalled: in a GitOps sync the Pipe may simply not have arrived yet.
-    health = { state: 'Reconciling', reason: 'WaitingForPipe', message: `spec.pipe names Pipe ${ns}/${ep.spec.pipe}, which does not exist (yet); create it or fix the name.` };
-  } else {
-    const checked = compileParams(ep, pipe);
-    const compiled = 'problem' in checked ? undefined : compileEndpoint(ep, pipe, queryDatabaseIn(pipe, ctx.lookup.dataSourcesIn(ns)));
-    if ('problem' in checked) health = { state: 'Stalled', ...checked.problem };
-    else if (!compiled || 'problem' in compiled) {
-      health = { state: 'Stalled', reason: 'InvalidEndpoint', message: compiled?.problem ?? 'the endpoint does not compile' };
-    } else {
-      params = checked.params;
-      const problem = ctx.clickhouse ? await queryProblem(ctx.clickhouse, compiled) : undefined;
-      if (problem) {
-        // The running pods keep serving the last version that compiled: a broken one is never rolled out.
-        health = { state: 'Stalled', reason: 'SqlDoesNotCompile', message: `The endpoint's query does not compile against ClickHouse: ${problem}` };
-      } else if (!ctx.workloads) {
-        health = {
-          state: 'Reconciling',
-          reason: 'QueryServerUnavailable',
-          message: 'Parameters compile; no query Deployment is run because this operator runs no workers (--no-workers).',
-        };
-      } else {
-        const objects = endpointObjects(ep, compiled, ctx.workloads.settings);
-        await ctx.workloads.apply(objects);
-        const name = objects.deployment.metadata?.name ?? '';
-        const deployment = await ctx.workloads.deployment(ns, name);
-        const desired = ep.spec.autoscaling ? (deployment?.replicas ?? ep.spec.autoscaling.minReplicas ?? 1) : (ep.spec.replicas ?? 1);
-        const ready = deployment?.readyReplicas ?? 0;
-        const updated = deployment?.updatedReplicas ?? 0;
-        extra.url = `http://${name}.${ns}.svc/v0/pipes/${compiled.name}.json`;
-        extra.replicas = desired;
-        extra.readyReplicas = ready;
-        extra.replicasSummary = `${ready}/${desired}`;
-        if (desired === 0) health = { state: 'Ready', reason: 'ScaledToZero', message: `Endpoint ${compiled.name} is scaled to 0 replicas; ${extra.url} answers nothing.` };
-        else if (ready >= desired && updated >= desired) health = { state: 'Ready', reason: 'Serving', message: `${ready}/${desired} query pods serve ${extra.url}` };
-        else {
-          health = { state: 'Reconciling', reason: 'RollingOut', message: `${ready}/${desired} query pods ready (${updated} updated to this version); serving ${extra.url} as pods become ready` };
-          requeueAfterMs = 5_000;
-        }
-      }
-    }
-  }
-  const phase = health.state === 'Stalled' ? 'Failed' : health.state === 'Ready' ? 'Ready' : 'Pending';
-  const { status, events } = healthStatus(ep.status, generation, health, phase, ctx.now);
-  const next: EndpointStatus = { ...ep.status, ...status, specHash: stableHash({ spec: ep.spec, pipe: pipe?.spec }), ...extra };
-  if (params) next.params = params;
-  else delete next.params;
-  return { status: next, events, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+  const dataSources = ctx.lookup.dataSourcesIn(ns);
+  const world: EndpointWorld = { ...(pipe ? { pipe } : {}), dataSources, runsWorkers: ctx.workloads !== undefined };
+  // The query is compiled only once the parameters are (a verdict without it is the same).
+  const first = decideEndpoint(ep, world, ctx.now);
+  if (!ctx.clickhouse || !('compiled' in first)) return world;
+  const problem = await queryProblem(ctx.clickhouse, first.compiled);
+  return problem === undefined ? world : { ...world, queryProblem: problem };
+}
+
+/** Endpoint reconcile: gather, decide, apply the query Deployment, and report its rollout. */
+export async function reconcileEndpoint(ep: Endpoint, ctx: ReconcileContext): Promise<ReconcileDecision<EndpointStatus>> {
+  const world = await gatherEndpointWorld(ep, ctx);
+  const decided = decideEndpoint(ep, world, ctx.now);
+  if ('decision' in decided) return decided.decision;
+  // Only a world with workers decides to apply.
+  const workloads = ctx.workloads;
+  if (!workloads) throw new Error('a query Deployment to apply needs workloads');
+  const objects = endpointObjects(ep, decided.compiled, workloads.settings);
+  await workloads.apply(objects);
+  const name = objects.deployment.metadata?.name ?? '';
+  const deployment = await workloads.deployment(ep.metadata.namespace ?? 'default', name);
+  return rolloutStatus(ep, world, decided.compiled, decided.params, { name, ...deployment }, ctx.now);
 }
 
 /** Remove the query Deployment, Service, PDB and HPA (owner references would too, given a garbage collector). */
