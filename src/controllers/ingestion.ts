@@ -86,6 +86,26 @@ export interface IngestionOutcome {
   requeueAfterMs?: number;
 }
 
+/**
+ * IngestionReady, decided from the topic's partition count and the owned Deployment as it is
+ * after the apply. Pure: the reasons' decide-level tests call it with fixtures.
+ */
+export function ingestionCondition(
+  ds: DataSource,
+  partitions: number | undefined,
+  deployment: { replicas: number; readyReplicas: number } | undefined,
+): { desired: number; ready: number; condition: ConditionInput } {
+  const { replicas, capped } = ingestionReplicas(ds, partitions);
+  const desired = ds.spec.ingestion?.autoscaling ? (deployment?.replicas ?? replicas) : replicas;
+  const ready = deployment?.readyReplicas ?? 0;
+  const cap = capped ? `; replicas capped at ${replicas}: topic ${ds.spec.ingestion?.kafka.topic ?? ''} has ${partitions} partitions` : '';
+  const unknown = partitions === undefined ? '; the topic partition count is unknown (Kafka unreachable from the operator), replicas not capped' : '';
+  const counts = `${ready}/${desired} ingestion pods ready${cap}${unknown}`;
+  if (desired === 0) return { desired, ready, condition: { type: INGESTION_READY, status: 'True', reason: 'ScaledToZero', message: `Ingestion is scaled to 0 replicas${cap}` } };
+  if (ready >= desired) return { desired, ready, condition: { type: INGESTION_READY, status: 'True', reason: capped ? 'ReplicasCappedAtPartitions' : 'AllReplicasReady', message: counts } };
+  return { desired, ready, condition: { type: INGESTION_READY, status: 'False', reason: ready > 0 ? 'ReplicasNotAllReady' : 'NoReplicaReady', message: counts } };
+}
+
 /** Converge the ingestion Deployment to the spec and say how it is doing. */
 export async function reconcileIngestion(ds: DataSource, workloads: Workloads, ch: ClickHouse | undefined): Promise<IngestionOutcome> {
   const namespace = ds.metadata.namespace ?? 'default';
@@ -94,22 +114,12 @@ export async function reconcileIngestion(ds: DataSource, workloads: Workloads, c
     return {};
   }
   const partitions = await workloads.partitions(ds);
-  const { replicas, capped } = ingestionReplicas(ds, partitions);
+  const { replicas } = ingestionReplicas(ds, partitions);
   await workloads.apply(ingestionObjects(ds, replicas, workloads.settings, partitions));
   const name = workerName({ kind: 'DataSource', metadata: ds.metadata }, 'ingest');
   const deployment = await workloads.deployment(namespace, name);
   const progress = ch ? await ingestionProgress(ch, ds).catch(() => undefined) : undefined;
-  const desired = ds.spec.ingestion.autoscaling ? (deployment?.replicas ?? replicas) : replicas;
-  const ready = deployment?.readyReplicas ?? 0;
+  const { desired, ready, condition } = ingestionCondition(ds, partitions, deployment);
   const ingestion = { replicas: desired, readyReplicas: ready, ...(progress ?? {}) };
-  const cap = capped ? `; replicas capped at ${replicas}: topic ${ds.spec.ingestion.kafka.topic} has ${partitions} partitions` : '';
-  const unknown = partitions === undefined ? '; the topic partition count is unknown (Kafka unreachable from the operator), replicas not capped' : '';
-  let condition: ConditionInput;
-  if (desired === 0) condition = { type: INGESTION_READY, status: 'True', reason: 'ScaledToZero', message: `Ingestion is scaled to 0 replicas${cap}` };
-  else if (ready >= desired) {
-    condition = { type: INGESTION_READY, status: 'True', reason: capped ? 'ReplicasCappedAtPartitions' : 'AllReplicasReady', message: `${ready}/${desired} ingestion pods ready${cap}${unknown}` };
-  } else {
-    condition = { type: INGESTION_READY, status: 'False', reason: ready > 0 ? 'ReplicasNotAllReady' : 'NoReplicaReady', message: `${ready}/${desired} ingestion pods ready${cap}${unknown}` };
-  }
   return { ingestion, condition, requeueAfterMs: 15_000 };
 }

@@ -45,6 +45,8 @@ describe('decideTable: one verdict per reason', () => {
     expect(reasonOf(r)).toBe('UpToDate');
     expect(r.status).toMatchObject({ phase: 'Ready', version: 1, rows: 0 });
     expect(r.ready).toMatchObject({ status: 'True', message: 'Table shop.events matches the spec.', observedGeneration: 4 });
+    // Idle and Progressing: the reasons of Reconciling and Stalled when they do not hold.
+    expect(r.status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual(['Ready=True:UpToDate', 'Reconciling=False:Idle', 'Stalled=False:Progressing']);
   });
 
   it('PlanRefused: a dropped column without allowDestructive, Stalled with what to do', () => {
@@ -114,7 +116,7 @@ describe('decideTable: execute, events and status over time', () => {
 });
 
 describe('condition reasons', () => {
-  it('every DataSource reason has a decide-level test above', () => {
+  it('every DataSource reason has a decide-level test above (Pipe, Endpoint and IngestionReady: their own decide tests)', () => {
     expect([...tested].sort()).toEqual([...CONDITION_REASONS.DataSource].sort());
   });
 
