@@ -2,6 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    // One test file at a time, each in its own process, on any machine (integration and matrix files start real servers).
+    poolOptions: { forks: { minForks: 1, maxForks: 1 } },
     projects: [
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
       {
@@ -14,7 +16,6 @@ export default defineConfig({
           // One file at a time, each in a fresh process: a file that times out with the embedded ClickHouse
           // open (chdb allows one data directory per process) cannot make every later file fail.
           pool: 'forks',
-          fileParallelism: false,
           poolOptions: { forks: { singleFork: false, isolate: true } },
         },
       },
