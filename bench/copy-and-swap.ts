@@ -211,7 +211,13 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions, run: numbe
   const rowsDuringMigration = writer.written - writtenBefore;
   await writer.stop();
 
-  await verify(ch, database, opts.rows + writer.written, writer.fence.writerId, executor.fenceReports.map((r) => r.writers));
+  await verify(
+    ch,
+    database,
+    opts.rows + writer.written,
+    writer.fence.writerId,
+    executor.fenceReports.map((r) => r.writers),
+  );
   const fence = executor.fenceReports[0];
   const probes = opts.probeRounds > 0 ? await probe(ch, connect(), namespace, opts, run) : [];
   await ch.command(`DROP DATABASE ${quoteIdentifier(database)} SYNC`);
@@ -281,7 +287,20 @@ function resultTable(results: RunResult[]): string {
     n(r.longestPauseMs),
     n(r.rowsDuringMigration),
   ];
-  const header = ['run', 'rows', 'fill s', 'baseline s', 'copy-and-swap s', 'ratio (goal ≤ 1.3)', 'baseline cpu s', 'copy-and-swap cpu s (with writer)', 'fence held ms', 'fence ack wait ms', 'longest writer pause ms (goal ≤ 1000)', 'rows written during migration'];
+  const header = [
+    'run',
+    'rows',
+    'fill s',
+    'baseline s',
+    'copy-and-swap s',
+    'ratio (goal ≤ 1.3)',
+    'baseline cpu s',
+    'copy-and-swap cpu s (with writer)',
+    'fence held ms',
+    'fence ack wait ms',
+    'longest writer pause ms (goal ≤ 1000)',
+    'rows written during migration',
+  ];
   const rows = [header, ...results.map((r, i) => line(String(i + 1), r))];
   if (results.length > 1) {
     const med = (f: (r: RunResult) => number) => median(results.map(f));
@@ -306,7 +325,9 @@ function resultTable(results: RunResult[]): string {
 
 function phaseReport(r: RunResult, run: number): string {
   const total = r.phases.reduce((s, p) => s + p.ms, 0);
-  const lines = [`Run ${run}: where the ${(total / 1000).toFixed(1)} s of copy-and-swap went (executor progress states; statements ≥ ${LISTED_STATEMENT_MS} ms; statements the executor runs in parallel overlap)`];
+  const lines = [
+    `Run ${run}: where the ${(total / 1000).toFixed(1)} s of copy-and-swap went (executor progress states; statements ≥ ${LISTED_STATEMENT_MS} ms; statements the executor runs in parallel overlap)`,
+  ];
   for (const p of r.phases) {
     lines.push(`  ${(p.ms / 1000).toFixed(2).padStart(8)} s  ${((100 * p.ms) / total).toFixed(0).padStart(3)}%  ${p.phase}`);
     const listed = p.statements.filter((s) => s.ms >= LISTED_STATEMENT_MS);

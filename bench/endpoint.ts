@@ -156,9 +156,13 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   try {
     // 1. ClickHouse in its own process.
-    const clickhouse = await startProcess(['clickhouse', '--data-dir', join(work, 'data'), '--port', '0', '--host', '127.0.0.1'], (l) => l.message === 'clickhouse listening', {
-      WEIR_LOG_LEVEL: 'info',
-    });
+    const clickhouse = await startProcess(
+      ['clickhouse', '--data-dir', join(work, 'data'), '--port', '0', '--host', '127.0.0.1'],
+      (l) => l.message === 'clickhouse listening',
+      {
+        WEIR_LOG_LEVEL: 'info',
+      },
+    );
     children.push(clickhouse.child);
     const url = String(clickhouse.line.url);
     const ch = connectClickHouse({ url });
@@ -183,7 +187,9 @@ async function main(): Promise<void> {
     );
     await ch.command(`OPTIMIZE TABLE ${database}.page_views_daily FINAL`);
     const dailyRows = Number((await ch.query<{ n: string }>(`SELECT count() AS n FROM ${database}.page_views_daily`))[0]?.n);
-    log(`filled ${ROWS.toLocaleString('en')} page views (${dailyRows.toLocaleString('en')} rollup rows) in ${((performance.now() - filled) / 1000).toFixed(1)} s`);
+    log(
+      `filled ${ROWS.toLocaleString('en')} page views (${dailyRows.toLocaleString('en')} rollup rows) in ${((performance.now() - filled) / 1000).toFixed(1)} s`,
+    );
 
     // 3. weir serve with the example's top-pages Endpoint as compiled, auth on.
     const endpoint = resources.find((r): r is Endpoint => r.kind === 'Endpoint' && r.metadata.name === 'top-pages');
@@ -215,7 +221,12 @@ async function main(): Promise<void> {
     const idleRss = rssMiB(servePid);
 
     // 4. The two clients, each with a keep-alive pool of CONCURRENCY connections.
-    const direct = createClient({ url, max_open_connections: MAX_CONCURRENCY, request_timeout: 30_000, clickhouse_settings: { output_format_json_quote_64bit_integers: 1 } });
+    const direct = createClient({
+      url,
+      max_open_connections: MAX_CONCURRENCY,
+      request_timeout: 30_000,
+      clickhouse_settings: { output_format_json_quote_64bit_integers: 1 },
+    });
     const settings = querySettings(compiled);
     const tenant = (i: number) => `t${i % TENANTS}`;
     const viaDirect = async (i: number) => {
@@ -278,7 +289,11 @@ async function main(): Promise<void> {
     // The request log flushes every second, off the request path.
     await sleep(1500);
     const logged = Number(
-      (await ch.query<{ n: string }>(`SELECT count() AS n FROM weir.endpoint_requests WHERE namespace = {ns:String}`, { params: { ns: namespace } }).catch(() => [{ n: 'NaN' }]))[0]?.n,
+      (
+        await ch
+          .query<{ n: string }>(`SELECT count() AS n FROM weir.endpoint_requests WHERE namespace = {ns:String}`, { params: { ns: namespace } })
+          .catch(() => [{ n: 'NaN' }])
+      )[0]?.n,
     );
 
     // 6. Figures.
@@ -288,22 +303,37 @@ async function main(): Promise<void> {
       const requests = ps.reduce((n, p) => n + p.requests, 0);
       const seconds = ps.reduce((n, p) => n + p.seconds, 0);
       const cpu = ps.reduce((n, p) => n + (p.serveCpuS ?? 0), 0);
-      return { requests, errors: ps.reduce((n, p) => n + p.errors, 0), rps: requests / seconds, p50: percentile(all, 50), p99: percentile(all, 99), serveCpuPerRequestMs: (cpu / requests) * 1000 };
+      return {
+        requests,
+        errors: ps.reduce((n, p) => n + p.errors, 0),
+        rps: requests / seconds,
+        p50: percentile(all, 50),
+        p99: percentile(all, 99),
+        serveCpuPerRequestMs: (cpu / requests) * 1000,
+      };
     };
-    console.log(`\n${ROUNDS} × ${phaseMs / 1000} s per path and level, alternating; ${ROWS.toLocaleString('en')} page views, ${dailyRows.toLocaleString('en')} rollup rows\n`);
-    console.log('| concurrency | path | requests | errors | req/s | p50 ms | p99 ms | weir/direct req/s | p50 overhead ms | p99 overhead ms | weir serve CPU ms/request |');
+    console.log(
+      `\n${ROUNDS} × ${phaseMs / 1000} s per path and level, alternating; ${ROWS.toLocaleString('en')} page views, ${dailyRows.toLocaleString('en')} rollup rows\n`,
+    );
+    console.log(
+      '| concurrency | path | requests | errors | req/s | p50 ms | p99 ms | weir/direct req/s | p50 overhead ms | p99 overhead ms | weir serve CPU ms/request |',
+    );
     console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of LEVELS) {
       const d = summary('direct', c);
       const w = summary('weir', c);
       const cells = (s: typeof d) => `${s.requests.toLocaleString('en')} | ${s.errors} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)}`;
       console.log(`| ${c} | direct (@clickhouse/client) | ${cells(d)} | | | | |`);
-      console.log(`| ${c} | weir serve | ${cells(w)} | ${(w.rps / d.rps).toFixed(2)} | ${(w.p50 - d.p50).toFixed(2)} | ${(w.p99 - d.p99).toFixed(2)} | ${w.serveCpuPerRequestMs.toFixed(2)} |`);
+      console.log(
+        `| ${c} | weir serve | ${cells(w)} | ${(w.rps / d.rps).toFixed(2)} | ${(w.p50 - d.p50).toFixed(2)} | ${(w.p99 - d.p99).toFixed(2)} | ${w.serveCpuPerRequestMs.toFixed(2)} |`,
+      );
     }
     console.log('\ngoals: weir/direct req/s ≥ 0.8, p50 overhead ≤ 2 ms');
     console.log(`weir serve RSS: idle ${idleRss.toFixed(0)} MiB, peak under load ${loadedRss.toFixed(0)} MiB`);
     console.log(`request log rows for the run: ${logged.toLocaleString('en')} of ${weirRequests.toLocaleString('en')} weir requests`);
-    console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, Node ${process.version}; bench took ${((performance.now() - benchStarted) / 1000).toFixed(0)} s`);
+    console.log(
+      `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, Node ${process.version}; bench took ${((performance.now() - benchStarted) / 1000).toFixed(0)} s`,
+    );
     await direct.close();
     agent.destroy();
     await ch.close();

@@ -80,13 +80,17 @@ function cpuSeconds(pid: number | undefined): number {
 }
 
 /** The Kafka broker's JVM (started by the test fixture). */
-const kafkaPid = () => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).find((pid) => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kafka.Kafka');
-  } catch {
-    return false;
-  }
-});
+const kafkaPid = () =>
+  readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .find((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kafka.Kafka');
+      } catch {
+        return false;
+      }
+    });
 
 /** Peak resident set (VmHWM) of a process, in MiB. */
 const peakRssMiB = (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
@@ -137,7 +141,12 @@ async function main() {
       // The worker, from the first row landing to the last (sustained), polled every 50 ms.
       // WEIR_BENCH_PROFILE=<dir> writes the worker's CPU profile there (node --cpu-prof).
       const profile = process.env.WEIR_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.WEIR_BENCH_PROFILE}`] : [];
-      const worker = await startIngester(writeConfig(ds), clickhouse.url, process.env.WEIR_BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.WEIR_BENCH_NODE_OPTIONS } : {}, profile);
+      const worker = await startIngester(
+        writeConfig(ds),
+        clickhouse.url,
+        process.env.WEIR_BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.WEIR_BENCH_NODE_OPTIONS } : {},
+        profile,
+      );
       const kPid = kafkaPid();
       const cpu0 = { clickhouse: cpuSeconds(chPid), kafka: cpuSeconds(kPid) };
       let first = 0;
@@ -180,9 +189,13 @@ async function main() {
   }
   if (results.length > 1) {
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-    console.log(`median: ratio ${median(results.map((r) => r.ratio)).toFixed(2)}, worker ${Math.round(median(results.map((r) => r.worker))).toLocaleString('en')} rows/s, direct ${Math.round(median(results.map((r) => r.direct))).toLocaleString('en')} rows/s`);
+    console.log(
+      `median: ratio ${median(results.map((r) => r.ratio)).toFixed(2)}, worker ${Math.round(median(results.map((r) => r.worker))).toLocaleString('en')} rows/s, direct ${Math.round(median(results.map((r) => r.direct))).toLocaleString('en')} rows/s`,
+    );
   }
-  console.log(`${ROWS.toLocaleString('en')} rows, ${PARTITIONS} partitions, batch ${BATCH.toLocaleString('en')} rows; ${os.cpus().length} CPUs, Node ${process.version}`);
+  console.log(
+    `${ROWS.toLocaleString('en')} rows, ${PARTITIONS} partitions, batch ${BATCH.toLocaleString('en')} rows; ${os.cpus().length} CPUs, Node ${process.version}`,
+  );
 }
 
 main().catch((e: unknown) => {

@@ -25,7 +25,10 @@ const STATEMENT_CHARS = 120;
 
 /** Bench output only: weir's own logs never carry SQL. */
 function statementLabel(sql: string): string {
-  const folded = sql.replace(/`[^`]+`\.(`[^`]+`)/g, '$1').replace(/\s+/g, ' ').trim();
+  const folded = sql
+    .replace(/`[^`]+`\.(`[^`]+`)/g, '$1')
+    .replace(/\s+/g, ' ')
+    .trim();
   if (folded.length <= STATEMENT_CHARS) return folded;
   // Head and tail: an INSERT … SELECT's WHERE clause is what tells the backfill from the delta copy.
   const half = Math.floor((STATEMENT_CHARS - 3) / 2);

@@ -13,9 +13,13 @@ const dataDir = process.env.WEIR_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'weir-ex
 const example = 'manifests/examples/web-analytics';
 const base = `http://127.0.0.1:${port}`;
 
-const dev = spawn(process.execPath, ['dist/cli/main.js', 'dev', '-f', example, '--port', String(port), '--clickhouse-port', String(chPort), '--data-dir', dataDir], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+const dev = spawn(
+  process.execPath,
+  ['dist/cli/main.js', 'dev', '-f', example, '--port', String(port), '--clickhouse-port', String(chPort), '--data-dir', dataDir],
+  {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
 let ready;
 const readyNow = new Promise((r) => (ready = r));
 dev.stdout.on('data', (d) => {
@@ -27,7 +31,9 @@ dev.on('exit', (code) => {
 });
 await Promise.race([readyNow, new Promise((_, reject) => setTimeout(() => reject(new Error('weir dev did not become ready in 60 s')), 60_000))]);
 
-const gen = spawn(process.execPath, [join(example, 'generate-events.mjs'), '--url', base, '--events', '1000', '--malformed', '8'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const gen = spawn(process.execPath, [join(example, 'generate-events.mjs'), '--url', base, '--events', '1000', '--malformed', '8'], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 let summary = '';
 gen.stdout.on('data', (d) => (summary += d.toString()));
 await new Promise((r) => gen.on('exit', r));

@@ -50,7 +50,14 @@ const lines: string[] = [
 ];
 
 for (const row of ROWS) {
-  lines.push(`## ${row.id}: ${row.title}`, '', `Writer: ${row.writer === 'kafka' ? '`weir ingest` (Kafka)' : 'events API'}. Outcome: ${row.outcome}.`, '', '| condition | result |', '|---|---|');
+  lines.push(
+    `## ${row.id}: ${row.title}`,
+    '',
+    `Writer: ${row.writer === 'kafka' ? '`weir ingest` (Kafka)' : 'events API'}. Outcome: ${row.outcome}.`,
+    '',
+    '| condition | result |',
+    '|---|---|',
+  );
   for (const { condition } of conditionsOf(row)) {
     const r = byCell.get(`${row.id}|${condition.id}`);
     lines.push(`| ${condition.id} | ${cell(r)} |`);

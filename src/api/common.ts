@@ -28,9 +28,13 @@ export const observedGenerationSchema: Schema = int(
 );
 
 export const secretRefSchema = (what: string): Schema =>
-  obj(`Reference to a Secret in the resource's namespace holding ${what}.`, {
-    name: str('Name of the Secret.', { minLength: 1, maxLength: 253 }),
-  }, ['name']);
+  obj(
+    `Reference to a Secret in the resource's namespace holding ${what}.`,
+    {
+      name: str('Name of the Secret.', { minLength: 1, maxLength: 253 }),
+    },
+    ['name'],
+  );
 
 export const resourcesSchema: Schema = obj('CPU and memory for the pods weir runs (Kubernetes ResourceRequirements).', {
   requests: stringMap('Minimum resources, e.g. {cpu: 100m, memory: 128Mi}.'),
@@ -50,9 +54,7 @@ export const autoscalingSchema: Schema = obj(
   },
   ['maxReplicas'],
   {
-    'x-kubernetes-validations': [
-      { rule: 'self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' },
-    ],
+    'x-kubernetes-validations': [{ rule: 'self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' }],
   },
 );
 
@@ -62,9 +64,7 @@ export const deletionPolicySchema: Schema = oneOf(
   { default: 'Retain' },
 );
 
-export const connectionRefSchema: Schema = secretRefSchema(
-  'the ClickHouse connection (keys: url, username, password); default: the operator\'s connection',
-);
+export const connectionRefSchema: Schema = secretRefSchema("the ClickHouse connection (keys: url, username, password); default: the operator's connection");
 
 export interface Condition {
   type: string;

@@ -130,8 +130,7 @@ export const dataSourceRules: CrossFieldRule<DataSourceSpec>[] = [
       message: 'every primaryKey entry that is a plain column name must name a column in spec.columns',
       fieldPath: '.engine.primaryKey',
     },
-    holds: (s) =>
-      (s.engine.primaryKey ?? []).every((k) => !new RegExp(IDENTIFIER).test(k) || s.columns.some((c) => c.name === k)),
+    holds: (s) => (s.engine.primaryKey ?? []).every((k) => !new RegExp(IDENTIFIER).test(k) || s.columns.some((c) => c.name === k)),
   },
   {
     cel: {
@@ -142,23 +141,19 @@ export const dataSourceRules: CrossFieldRule<DataSourceSpec>[] = [
       fieldPath: '.engine.primaryKey',
     },
     holds: (s) =>
-      !s.engine.primaryKey ||
-      (s.engine.primaryKey.length <= s.engine.sortingKey.length &&
-        s.engine.primaryKey.every((k) => s.engine.sortingKey.includes(k))),
+      !s.engine.primaryKey || (s.engine.primaryKey.length <= s.engine.sortingKey.length && s.engine.primaryKey.every((k) => s.engine.sortingKey.includes(k))),
   },
-  ...(['versionColumn', 'isDeletedColumn', 'signColumn'] as const).map(
-    (field): CrossFieldRule<DataSourceSpec> => ({
-      cel: {
-        rule: `!has(self.engine.${field}) || self.columns.exists(c, c.name == self.engine.${field})`,
-        message: `engine.${field} must name a column in spec.columns`,
-        fieldPath: `.engine.${field}`,
-      },
-      holds: (s) => s.engine[field] === undefined || s.columns.some((c) => c.name === s.engine[field]),
-    }),
-  ),
+  ...(['versionColumn', 'isDeletedColumn', 'signColumn'] as const).map((field): CrossFieldRule<DataSourceSpec> => ({
+    cel: {
+      rule: `!has(self.engine.${field}) || self.columns.exists(c, c.name == self.engine.${field})`,
+      message: `engine.${field} must name a column in spec.columns`,
+      fieldPath: `.engine.${field}`,
+    },
+    holds: (s) => s.engine[field] === undefined || s.columns.some((c) => c.name === s.engine[field]),
+  })),
   {
     cel: {
-      rule: "!has(self.engine.sumColumns) || self.engine.sumColumns.all(k, self.columns.exists(c, c.name == k))",
+      rule: '!has(self.engine.sumColumns) || self.engine.sumColumns.all(k, self.columns.exists(c, c.name == k))',
       message: 'every engine.sumColumns entry must name a column in spec.columns',
       fieldPath: '.engine.sumColumns',
     },
@@ -166,13 +161,11 @@ export const dataSourceRules: CrossFieldRule<DataSourceSpec>[] = [
   },
   {
     cel: {
-      rule:
-        "!(self.engine.type in ['CollapsingMergeTree', 'VersionedCollapsingMergeTree']) || has(self.engine.signColumn)",
+      rule: "!(self.engine.type in ['CollapsingMergeTree', 'VersionedCollapsingMergeTree']) || has(self.engine.signColumn)",
       message: 'CollapsingMergeTree and VersionedCollapsingMergeTree need engine.signColumn',
       fieldPath: '.engine.signColumn',
     },
-    holds: (s) =>
-      !['CollapsingMergeTree', 'VersionedCollapsingMergeTree'].includes(s.engine.type) || s.engine.signColumn !== undefined,
+    holds: (s) => !['CollapsingMergeTree', 'VersionedCollapsingMergeTree'].includes(s.engine.type) || s.engine.signColumn !== undefined,
   },
   {
     cel: {
@@ -188,8 +181,7 @@ export const dataSourceRules: CrossFieldRule<DataSourceSpec>[] = [
       message: 'engine.isDeletedColumn is only valid for ReplacingMergeTree with a versionColumn',
       fieldPath: '.engine.isDeletedColumn',
     },
-    holds: (s) =>
-      s.engine.isDeletedColumn === undefined || (s.engine.type === 'ReplacingMergeTree' && s.engine.versionColumn !== undefined),
+    holds: (s) => s.engine.isDeletedColumn === undefined || (s.engine.type === 'ReplacingMergeTree' && s.engine.versionColumn !== undefined),
   },
   {
     cel: {
@@ -201,7 +193,7 @@ export const dataSourceRules: CrossFieldRule<DataSourceSpec>[] = [
   },
   {
     cel: {
-      rule: "!has(self.ingestion) || self.columns.exists(c, has(c.jsonPath))",
+      rule: '!has(self.ingestion) || self.columns.exists(c, has(c.jsonPath))',
       message: 'a DataSource with ingestion needs at least one column with a jsonPath',
       fieldPath: '.ingestion',
     },
@@ -252,10 +244,9 @@ const engineSchema = obj(
       { minItems: 1, maxItems: 32 },
     ),
     ttl: str('TTL expression, e.g. toDateTime(timestamp) + INTERVAL 180 DAY. Applied in place.', { maxLength: EXPR_MAX }),
-    settings: stringMap(
-      'MergeTree settings (SETTINGS name = value), e.g. {index_granularity: "8192"}. Applied in place where ClickHouse allows.',
-      { maxProperties: 64 },
-    ),
+    settings: stringMap('MergeTree settings (SETTINGS name = value), e.g. {index_granularity: "8192"}. Applied in place where ClickHouse allows.', {
+      maxProperties: 64,
+    }),
     versionColumn: str('ReplacingMergeTree / VersionedCollapsingMergeTree version column.', {
       pattern: IDENTIFIER,
       maxLength: NAME_MAX,

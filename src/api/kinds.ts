@@ -91,8 +91,7 @@ export const KINDS: Record<KindName, KindInfo> = {
     plural: 'pipes',
     singular: 'pipe',
     shortNames: ['pipe'],
-    description:
-      'A chain of named SQL nodes over DataSources, optionally materialized into a DataSource through a ClickHouse materialized view.',
+    description: 'A chain of named SQL nodes over DataSources, optionally materialized into a DataSource through a ClickHouse materialized view.',
     specSchema: pipeSpecSchema,
     statusSchema: pipeStatusSchema,
     printerColumns: [
@@ -120,8 +119,7 @@ export const KINDS: Record<KindName, KindInfo> = {
       reasonColumn,
       ageColumn,
     ],
-    checkRules: (spec) =>
-      ((spec as EndpointSpec).params ?? []).flatMap((p, i) => checkAll(endpointParamRules, p, `.spec.params[${i}]`)),
+    checkRules: (spec) => ((spec as EndpointSpec).params ?? []).flatMap((p, i) => checkAll(endpointParamRules, p, `.spec.params[${i}]`)),
   },
 };
 

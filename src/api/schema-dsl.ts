@@ -48,8 +48,7 @@ export const intOrString = (description: string, extra: Extra = {}): Schema => (
   'x-kubernetes-int-or-string': true,
   ...extra,
 });
-export const oneOf = (description: string, values: string[], extra: Extra = {}): Schema =>
-  str(description, { enum: values, ...extra });
+export const oneOf = (description: string, values: string[], extra: Extra = {}): Schema => str(description, { enum: values, ...extra });
 
 export const arr = (description: string, items: Schema, extra: Extra = {}): Schema => ({
   type: 'array',
@@ -62,12 +61,7 @@ export const arr = (description: string, items: Schema, extra: Extra = {}): Sche
 export const namedList = (description: string, items: Schema, extra: Extra = {}): Schema =>
   arr(description, items, { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'], ...extra });
 
-export const obj = (
-  description: string,
-  properties: Record<string, Schema>,
-  required: string[] = [],
-  extra: Extra = {},
-): Schema => ({
+export const obj = (description: string, properties: Record<string, Schema>, required: string[] = [], extra: Extra = {}): Schema => ({
   type: 'object',
   description,
   properties,

@@ -1,5 +1,9 @@
 import { renderCustomResourceDefinitions } from '../api/crd-files.js';
 
 export function runCrds(): void {
-  process.stdout.write(renderCustomResourceDefinitions().map(([, text]) => text).join('---\n'));
+  process.stdout.write(
+    renderCustomResourceDefinitions()
+      .map(([, text]) => text)
+      .join('---\n'),
+  );
 }

@@ -78,7 +78,8 @@ function listenProblem(e: unknown, what: string, flag: string): string {
   const where = `${err.address ?? '?'}:${err.port ?? '?'}`;
   if (err.code === 'EADDRINUSE') return `port ${err.port ?? '?'} is in use on ${err.address ?? '?'}${what}; pass ${flag}`;
   if (err.code === 'EACCES') return `cannot listen on ${where}${what} (permission denied); pass ${flag}`;
-  if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') return `cannot listen on ${err.address ?? err.hostname ?? '?'}${what} (no such address here); pass --host`;
+  if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND')
+    return `cannot listen on ${err.address ?? err.hostname ?? '?'}${what} (no such address here); pass --host`;
   return `cannot listen${what}: ${errorMessage(e)}`;
 }
 
@@ -204,7 +205,8 @@ async function startDev(flags: DevFlags): Promise<void> {
           onProgress: (step, state, detail) => {
             const what = describeAnyStep(step).split(':')[0] ?? step.kind;
             if (state === 'Backfilling') progress.tick(`${what}: backfilling`);
-            else if (state !== 'Done' || !('fromVersion' in step)) progress.line(`${state === 'Done' ? '✓' : '·'} ${what}${state === 'Done' ? '' : `: ${state}`}${detail ? ` ${JSON.stringify(detail)}` : ''}`);
+            else if (state !== 'Done' || !('fromVersion' in step))
+              progress.line(`${state === 'Done' ? '✓' : '·'} ${what}${state === 'Done' ? '' : `: ${state}`}${detail ? ` ${JSON.stringify(detail)}` : ''}`);
           },
         },
       }));

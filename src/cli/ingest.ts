@@ -71,7 +71,13 @@ export async function runIngest(flags: IngestFlags): Promise<void> {
     ...(process.env.POD_NAME ? { writerId: `ingest-${process.env.POD_NAME}` } : {}),
     ...(process.env.WEIR_KAFKA_SESSION_TIMEOUT_MS ? { sessionTimeoutMs: Number(process.env.WEIR_KAFKA_SESSION_TIMEOUT_MS) } : {}),
   });
-  const health = await startHealthServer({ port: flags.metricsPort, host: flags.metricsHost, registry, ready: () => worker.ready(), healthy: () => worker.healthy() });
+  const health = await startHealthServer({
+    port: flags.metricsPort,
+    host: flags.metricsHost,
+    registry,
+    ready: () => worker.ready(),
+    healthy: () => worker.healthy(),
+  });
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -81,10 +87,13 @@ export async function runIngest(flags: IngestFlags): Promise<void> {
       .stop()
       .then(() => clickhouse.close())
       .then(() => health.close())
-      .then(() => process.exit(0), (e: unknown) => {
-        log.error('shutdown failed', { error: errorMessage(e) });
-        process.exit(1);
-      });
+      .then(
+        () => process.exit(0),
+        (e: unknown) => {
+          log.error('shutdown failed', { error: errorMessage(e) });
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

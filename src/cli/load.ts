@@ -115,8 +115,7 @@ function readYamlFile(path: string): { text: string } | { problem: string } {
 
 /** Parse YAML text holding any number of documents; errors carry the file and line. */
 export function parseResources(text: string, file: string, into: LoadResult, defaultNamespace?: string): void {
-  const yamlError = (message: string, line?: number) =>
-    into.errors.push({ file: line ? `${file}:${line}` : file, resource: '<yaml>', path: '', message });
+  const yamlError = (message: string, line?: number) => into.errors.push({ file: line ? `${file}:${line}` : file, resource: '<yaml>', path: '', message });
   let docs: ReturnType<typeof parseAllDocuments>;
   try {
     docs = parseAllDocuments(text);

@@ -40,11 +40,23 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 const localAccessOptions = (command: Command): Command =>
   command
     .option('--allow-host <host>', "also answer requests for this Host name (repeatable; '*': any), besides localhost and IP addresses", collect)
-    .option('--allow-origin <origin>', "serve ClickHouse requests that browsers send from this web origin, e.g. http://localhost:3000 (repeatable; '*': any)", collect)
+    .option(
+      '--allow-origin <origin>',
+      "serve ClickHouse requests that browsers send from this web origin, e.g. http://localhost:3000 (repeatable; '*': any)",
+      collect,
+    )
     .option('--allow-remote-functions', 'let SQL use url(), s3(), remote(), mysql() and the other table functions and engines that reach other servers')
-    .addOption(new Option('--max-server-memory <bytes>', 'memory all ClickHouse statements together may use (default: a quarter of the RAM; the process peaks at about four times it)').argParser(Number));
+    .addOption(
+      new Option(
+        '--max-server-memory <bytes>',
+        'memory all ClickHouse statements together may use (default: a quarter of the RAM; the process peaks at about four times it)',
+      ).argParser(Number),
+    );
 
-projectCommand('plan', 'Print what weir would change in ClickHouse for the resources in a folder, changing nothing. Exit 0: up to date, 2: changes pending, 1: error.')
+projectCommand(
+  'plan',
+  'Print what weir would change in ClickHouse for the resources in a folder, changing nothing. Exit 0: up to date, 2: changes pending, 1: error.',
+)
   .addOption(new Option('-o, --output <format>', 'text, or json for CI').choices(['text', 'json']).default('text'))
   .option('--sql', 'print the statements each step runs (markers shortened, no values)')
   .action(async (o: ProjectFlags) => {
@@ -92,7 +104,11 @@ program
   .addOption(new Option('--resync <ms>', 'reconcile everything again this often').default(300000).argParser(Number))
   .option('--clickhouse-url <url>', 'ClickHouse HTTP URL the operator converges (or WEIR_CLICKHOUSE_URL)', process.env.WEIR_CLICKHOUSE_URL)
   .option('--clickhouse-user <user>', 'ClickHouse user (password from WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_USER)
-  .option('--worker-image <image>', 'image of the ingestion and endpoint pods (this image; `weir ingest|serve` chooses the role)', process.env.WEIR_WORKER_IMAGE ?? 'weir:dev')
+  .option(
+    '--worker-image <image>',
+    'image of the ingestion and endpoint pods (this image; `weir ingest|serve` chooses the role)',
+    process.env.WEIR_WORKER_IMAGE ?? 'weir:dev',
+  )
   .addOption(new Option('--worker-image-pull-policy <policy>', 'imagePullPolicy of worker pods').choices(['Always', 'IfNotPresent', 'Never']))
   .option('--worker-clickhouse-url <url>', 'ClickHouse URL worker pods use (default: --clickhouse-url)', process.env.WEIR_WORKER_CLICKHOUSE_URL)
   .option('--worker-clickhouse-password-secret <name>', 'Secret in each namespace whose `password` key worker pods use for ClickHouse')
@@ -112,7 +128,10 @@ localAccessOptions(
     .option('--user <user>', 'require this user (basic auth or X-ClickHouse-User); with --password alone the user is default')
     // The default is named, not shown: --help must not print the password.
     .addOption(
-      new Option('--password <password>', 'require this password; user default unless --user').default(process.env.WEIR_CLICKHOUSE_PASSWORD, '$WEIR_CLICKHOUSE_PASSWORD'),
+      new Option('--password <password>', 'require this password; user default unless --user').default(
+        process.env.WEIR_CLICKHOUSE_PASSWORD,
+        '$WEIR_CLICKHOUSE_PASSWORD',
+      ),
     ),
 ).action(async (o: Parameters<typeof import('./clickhouse.js').runClickHouseCommand>[0]) => (await import('./clickhouse.js')).runClickHouseCommand(o));
 

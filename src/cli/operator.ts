@@ -40,7 +40,12 @@ export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
     retryPeriodMs: flags.retryPeriod,
     resyncMs: flags.resync,
     ...(flags.clickhouseUrl
-      ? { clickhouse: { url: flags.clickhouseUrl, ...(flags.clickhouseUser ? { username: flags.clickhouseUser, password: process.env.WEIR_CLICKHOUSE_PASSWORD ?? '' } : {}) } }
+      ? {
+          clickhouse: {
+            url: flags.clickhouseUrl,
+            ...(flags.clickhouseUser ? { username: flags.clickhouseUser, password: process.env.WEIR_CLICKHOUSE_PASSWORD ?? '' } : {}),
+          },
+        }
       : {}),
     ...(flags.fenceTtl ? { fenceTtlMs: flags.fenceTtl } : {}),
     ...(flags.workers

@@ -36,8 +36,7 @@ function load(flags: ProjectFlags): ProjectResource[] | undefined {
 const connect = (flags: ProjectFlags): ClickHouse =>
   connectClickHouse({ url: flags.clickhouse ?? 'http://127.0.0.1:8123', ...(flags.user ? { username: flags.user, password: flags.password ?? '' } : {}) });
 
-const stepLabel = (s: Step): string =>
-  `${s.kind} ${s.database}.${'table' in s ? s.table : 'view' in s ? s.view : ''}`.replace(/\.$/, '');
+const stepLabel = (s: Step): string => `${s.kind} ${s.database}.${'table' in s ? s.table : 'view' in s ? s.view : ''}`.replace(/\.$/, '');
 
 /** A DataSource's steps carry the hash its approval names (weir.dev/approve-plan), as the operator's status.pendingPlan.hash. */
 const hashOf = (r: ResourcePlan): string | undefined =>

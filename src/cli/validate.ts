@@ -12,9 +12,11 @@ export function runValidate(path: string, namespace: string): number {
   }
   const counts = result.resources.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.object.kind]: (acc[r.object.kind] ?? 0) + 1 }), {});
   console.log(
-    `valid: ${Object.entries(counts)
-      .map(([k, n]) => `${n} ${k}${n === 1 ? '' : 's'}`)
-      .join(', ') || 'no weir resources'} in ${path}`,
+    `valid: ${
+      Object.entries(counts)
+        .map(([k, n]) => `${n} ${k}${n === 1 ? '' : 's'}`)
+        .join(', ') || 'no weir resources'
+    } in ${path}`,
   );
   return 0;
 }

@@ -111,7 +111,10 @@ export const paramText = (value: unknown): string => formatQueryParams({ value }
  * budget (4 KiB); past it, as query() does, one multipart/form-data body with the statement and every parameter,
  * so that a long value (a 20,000-character string, a 3,000-item array) never meets a server's URL or header limit.
  */
-function execRequest(sql: string, params: Record<string, unknown> | undefined): { body: string; params?: Record<string, unknown>; headers: Record<string, string> } {
+function execRequest(
+  sql: string,
+  params: Record<string, unknown> | undefined,
+): { body: string; params?: Record<string, unknown>; headers: Record<string, string> } {
   if (params === undefined || serializeQueryParamsForUrl(params) !== null) return { body: sql, ...(params ? { params } : {}), headers: {} };
   const boundary = `----weir-${randomUUID()}`;
   const parts: Record<string, string> = { query: sql };

@@ -20,9 +20,7 @@ const flavours = new WeakMap<ClickHouse, Promise<boolean>>();
 function hasDeduplicateInsert(ch: ClickHouse): Promise<boolean> {
   let answer = flavours.get(ch);
   if (!answer) {
-    answer = ch
-      .query<{ n: string }>(`SELECT count() AS n FROM system.settings WHERE name = 'deduplicate_insert'`)
-      .then((rows) => Number(rows[0]?.n ?? 0) > 0);
+    answer = ch.query<{ n: string }>(`SELECT count() AS n FROM system.settings WHERE name = 'deduplicate_insert'`).then((rows) => Number(rows[0]?.n ?? 0) > 0);
     answer.catch(() => flavours.delete(ch));
     flavours.set(ch, answer);
   }

@@ -527,10 +527,9 @@ function rejectUnsupported({ sql, info }: Statement): void {
   }
   if (info.secondStatementAt !== undefined) {
     const at = info.secondStatementAt;
-    throw new ClickHouseError(
-      `Syntax error (Multi-statements are not allowed): failed at position ${at + 1}: ${sql.slice(at, at + 40)}`,
-      { code: ErrorCode.SYNTAX_ERROR },
-    );
+    throw new ClickHouseError(`Syntax error (Multi-statements are not allowed): failed at position ${at + 1}: ${sql.slice(at, at + 40)}`, {
+      code: ErrorCode.SYNTAX_ERROR,
+    });
   }
   if (info.intoOutfile) throw new ClickHouseError('INTO OUTFILE is not allowed', { code: ErrorCode.INTO_OUTFILE_NOT_ALLOWED });
 }

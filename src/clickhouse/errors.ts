@@ -189,8 +189,7 @@ const NETWORK_ERROR_CODES = new Set([
 ]);
 const TIMEOUT_ERROR_CODES = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
-const errorField = (e: unknown, field: string): unknown =>
-  typeof e === 'object' && e !== null ? (e as Record<string, unknown>)[field] : undefined;
+const errorField = (e: unknown, field: string): unknown => (typeof e === 'object' && e !== null ? (e as Record<string, unknown>)[field] : undefined);
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 

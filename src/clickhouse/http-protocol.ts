@@ -115,13 +115,16 @@ function presentedCredentials(headers: IncomingHttpHeaders, params: URLSearchPar
   const inParams = params.has('user') || params.has('password');
 
   if (headerUser !== '' || headerKey !== '') {
-    if (authorization) throw authError('Invalid authentication: it is not allowed to use X-ClickHouse HTTP headers and Authorization HTTP header simultaneously');
-    if (inParams) throw authError('Invalid authentication: it is not allowed to use X-ClickHouse HTTP headers and authentication via parameters simultaneously');
+    if (authorization)
+      throw authError('Invalid authentication: it is not allowed to use X-ClickHouse HTTP headers and Authorization HTTP header simultaneously');
+    if (inParams)
+      throw authError('Invalid authentication: it is not allowed to use X-ClickHouse HTTP headers and authentication via parameters simultaneously');
     if (headerUser === '') throw authError('Got an empty user name from X-ClickHouse HTTP headers');
     return { user: headerUser, password: headerKey };
   }
   if (authorization) {
-    if (inParams) throw authError('Invalid authentication: it is not allowed to use Authorization HTTP header and authentication via parameters simultaneously');
+    if (inParams)
+      throw authError('Invalid authentication: it is not allowed to use Authorization HTTP header and authentication via parameters simultaneously');
     const [scheme = '', encoded = ''] = authorization.split(' ', 2);
     if (scheme.toLowerCase() !== 'basic') throw authError(`Invalid authentication: '${scheme}' HTTP Authorization scheme is not supported`);
     const decoded = Buffer.from(encoded, 'base64').toString('utf8');

@@ -290,8 +290,7 @@ export async function startClickHouseServer(opts: ClickHouseServerOptions): Prom
     allowRemoteFunctions: opts.allowRemoteFunctions ?? false,
     ...(opts.maxServerMemoryBytes !== undefined ? { maxServerMemoryBytes: opts.maxServerMemoryBytes } : {}),
   });
-  const credentials =
-    opts.user !== undefined || opts.password !== undefined ? { user: opts.user ?? 'default', password: opts.password ?? '' } : undefined;
+  const credentials = opts.user !== undefined || opts.password !== undefined ? { user: opts.user ?? 'default', password: opts.password ?? '' } : undefined;
   const guard = localGuardPolicy({
     bindHost: host,
     allowHosts: opts.allowHosts ?? [],

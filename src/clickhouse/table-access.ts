@@ -27,44 +27,42 @@ export interface TableAccessPolicy {
 }
 
 /** Table functions that only read the engine's own tables or generate data. */
-const LOCAL_TABLE_FUNCTIONS = new Set(
-  [
-    'arrowstream',
-    'dictionary',
-    'format',
-    'fuzzjson',
-    'fuzzquery',
-    'generaterandom',
-    'generateseries',
-    'generate_series',
-    'input',
-    'loop',
-    'merge',
-    'mergetreeanalyzeindexes',
-    'mergetreeanalyzeindexesuuid',
-    'mergetreeindex',
-    'mergetreeprojection',
-    'mergetreetextindex',
-    'null',
-    'numbers',
-    'numbers_mt',
-    'primes',
-    'prometheusquery',
-    'prometheusqueryrange',
-    'sqlstandardvalues',
-    'timeseriesdata',
-    'timeseriesmetrics',
-    'timeseriessamples',
-    'timeseriesselector',
-    'timeseriestags',
-    'values',
-    'view',
-    'viewexplain',
-    'viewifpermitted',
-    'zeros',
-    'zeros_mt',
-  ],
-);
+const LOCAL_TABLE_FUNCTIONS = new Set([
+  'arrowstream',
+  'dictionary',
+  'format',
+  'fuzzjson',
+  'fuzzquery',
+  'generaterandom',
+  'generateseries',
+  'generate_series',
+  'input',
+  'loop',
+  'merge',
+  'mergetreeanalyzeindexes',
+  'mergetreeanalyzeindexesuuid',
+  'mergetreeindex',
+  'mergetreeprojection',
+  'mergetreetextindex',
+  'null',
+  'numbers',
+  'numbers_mt',
+  'primes',
+  'prometheusquery',
+  'prometheusqueryrange',
+  'sqlstandardvalues',
+  'timeseriesdata',
+  'timeseriesmetrics',
+  'timeseriessamples',
+  'timeseriesselector',
+  'timeseriestags',
+  'values',
+  'view',
+  'viewexplain',
+  'viewifpermitted',
+  'zeros',
+  'zeros_mt',
+]);
 
 /** Table and database engines that keep their data in the data directory, or hold none. */
 const LOCAL_ENGINES = new Set([
@@ -202,7 +200,13 @@ function callAt(tokens: Token[], i: number, kind = ''): Call | undefined {
     if (depth === 1 && isSymbol(t, ',')) args.push([]);
     else if (!(depth === 1 && isSymbol(t, '('))) args[args.length - 1]?.push(t);
   }
-  return { name: nameToken.text.toLowerCase(), nameToken, args: args.length === 1 && args[0]?.length === 0 ? [] : args, end: j, isEngine: engineNameAt(tokens, i) };
+  return {
+    name: nameToken.text.toLowerCase(),
+    nameToken,
+    args: args.length === 1 && args[0]?.length === 0 ? [] : args,
+    end: j,
+    isEngine: engineNameAt(tokens, i),
+  };
 }
 
 /** Whether tokens[i] is the name in `ENGINE = Name` or `ENGINE Name`. */

@@ -6,7 +6,18 @@ export type ConditionStatus = Condition['status'];
 export const CONDITION_REASONS = {
   DataSource: ['NoClickHouseConnection', 'UpToDate', 'AwaitingApproval', 'PlanRefused', 'MigrationRefused'],
   Pipe: ['WaitingForDataSource', 'InvalidSql', 'NoClickHouseConnection', 'SqlDoesNotCompile', 'PlanRefused', 'UpToDate'],
-  Endpoint: ['WaitingForPipe', 'InvalidEndpoint', 'UnknownNode', 'UnknownParameter', 'ConflictingParameterTypes', 'SqlDoesNotCompile', 'QueryServerUnavailable', 'RollingOut', 'Serving', 'ScaledToZero'],
+  Endpoint: [
+    'WaitingForPipe',
+    'InvalidEndpoint',
+    'UnknownNode',
+    'UnknownParameter',
+    'ConflictingParameterTypes',
+    'SqlDoesNotCompile',
+    'QueryServerUnavailable',
+    'RollingOut',
+    'Serving',
+    'ScaledToZero',
+  ],
   IngestionReady: ['AllReplicasReady', 'ReplicasCappedAtPartitions', 'ScaledToZero', 'NoReplicaReady', 'ReplicasNotAllReady'],
   /** Reconciling=False and Stalled=False, on every kind. */
   Idle: ['Idle', 'Progressing'],
@@ -42,8 +53,7 @@ export function setCondition(existing: Condition[] | undefined, next: ConditionI
   return list;
 }
 
-export const findCondition = (conditions: Condition[] | undefined, type: string): Condition | undefined =>
-  conditions?.find((c) => c.type === type);
+export const findCondition = (conditions: Condition[] | undefined, type: string): Condition | undefined => conditions?.find((c) => c.type === type);
 
 /** The resource's overall state in kstatus terms; each maps to the three standard conditions. */
 export type Health =

@@ -73,7 +73,11 @@ const planRefused: Policy = (ds, world, plan) =>
 /** What the copy-and-swap would refuse once it ran, found by the preflight. */
 const migrationRefused: Policy = (ds, world, plan) =>
   plan.preflightRefusals.length > 0
-    ? { health: { state: 'Stalled', reason: 'MigrationRefused', message: plan.preflightRefusals.join('; ') }, phase: 'Failed', extra: observed(ds, world.catalog) }
+    ? {
+        health: { state: 'Stalled', reason: 'MigrationRefused', message: plan.preflightRefusals.join('; ') },
+        phase: 'Failed',
+        extra: observed(ds, world.catalog),
+      }
     : undefined;
 
 const upToDate: Policy = (ds, world, plan) =>
@@ -119,6 +123,11 @@ export function decideTable(ds: DataSource, world: TableWorld, now: Date): Table
   const migrating = plan.steps.find(isMigration);
   return {
     plan,
-    execute: { steps: plan.steps.map(describeStep), planHash: hash, ...(migrating ? { migrating } : {}), migrationId: `v${migrating?.toVersion ?? 1}-${hash.slice(0, 8)}` },
+    execute: {
+      steps: plan.steps.map(describeStep),
+      planHash: hash,
+      ...(migrating ? { migrating } : {}),
+      migrationId: `v${migrating?.toVersion ?? 1}-${hash.slice(0, 8)}`,
+    },
   };
 }

@@ -75,11 +75,20 @@ async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<Re
 }
 
 /** Run the decided steps, reporting progress; a refusal the executor still finds stalls with MigrationRefused. */
-async function executeTable(ds: DataSource, ctx: ReconcileContext, ch: ClickHouse, plan: DataSourcePlan, run: Extract<TableDecision, { execute: unknown }>['execute']): Promise<ReconcileDecision<DataSourceStatus>> {
+async function executeTable(
+  ds: DataSource,
+  ctx: ReconcileContext,
+  ch: ClickHouse,
+  plan: DataSourcePlan,
+  run: Extract<TableDecision, { execute: unknown }>['execute'],
+): Promise<ReconcileDecision<DataSourceStatus>> {
   const { steps, migrating, migrationId: id } = run;
   const startedAt = ctx.now.toISOString();
   if (migrating) {
-    await ctx.report?.({ type: 'Normal', reason: 'MigrationStarted', message: describeStep(migrating) }, { phase: 'Migrating', migration: { id, state: 'Started', startedAt } });
+    await ctx.report?.(
+      { type: 'Normal', reason: 'MigrationStarted', message: describeStep(migrating) },
+      { phase: 'Migrating', migration: { id, state: 'Started', startedAt } },
+    );
   }
   let reports: Promise<void> = Promise.resolve();
   const executor = new Executor(ch, {
@@ -88,7 +97,11 @@ async function executeTable(ds: DataSource, ctx: ReconcileContext, ch: ClickHous
     hooks: {
       onProgress: (step, state, detail) => {
         if (step.kind !== 'CopyAndSwap' && step.kind !== 'SwapBack') return;
-        const event: EventRecord = { type: 'Normal', reason: `Migration${state}`, message: `${plan.table} v${step.fromVersion} → v${step.toVersion}: ${state}${detail ? ` ${JSON.stringify(detail)}` : ''}` };
+        const event: EventRecord = {
+          type: 'Normal',
+          reason: `Migration${state}`,
+          message: `${plan.table} v${step.fromVersion} → v${step.toVersion}: ${state}${detail ? ` ${JSON.stringify(detail)}` : ''}`,
+        };
         // Chained, so reports land in order and all before the final status is written.
         reports = reports.then(() => ctx.report?.(event, { migration: { id, state, step: state, startedAt } }));
       },
@@ -100,20 +113,47 @@ async function executeTable(ds: DataSource, ctx: ReconcileContext, ch: ClickHous
   } catch (e) {
     await reports;
     if (e instanceof MigrationRefusedError) {
-      return statusFor(ds, { health: { state: 'Stalled', reason: 'MigrationRefused', message: errorMessage(e) }, phase: 'Failed', extra: observed(ds, await observeCatalog(ch, [database])) }, ctx.now);
+      return statusFor(
+        ds,
+        {
+          health: { state: 'Stalled', reason: 'MigrationRefused', message: errorMessage(e) },
+          phase: 'Failed',
+          extra: observed(ds, await observeCatalog(ch, [database])),
+        },
+        ctx.now,
+      );
     }
     throw e;
   }
   await reports;
   const now = observed(ds, await observeCatalog(ch, [database]));
-  const history = now.version !== undefined
-    ? withHistory(ds, { version: now.version, specHash: now.specHash ?? '', appliedAt: ctx.now.toISOString().replace(/\.\d+Z$/, 'Z'), table: plan.table, plan: steps })
-    : ds.status?.history;
+  const history =
+    now.version !== undefined
+      ? withHistory(ds, {
+          version: now.version,
+          specHash: now.specHash ?? '',
+          appliedAt: ctx.now.toISOString().replace(/\.\d+Z$/, 'Z'),
+          table: plan.table,
+          plan: steps,
+        })
+      : ds.status?.history;
   const fence = executor.fenceReports.at(-1);
   return {
-    ...statusFor(ds, { health: { state: 'Ready', reason: 'UpToDate', message: `Applied: ${steps.join('; ')}` }, phase: 'Ready', extra: { ...now, ...(history ? { history } : {}) } }, ctx.now),
+    ...statusFor(
+      ds,
+      {
+        health: { state: 'Ready', reason: 'UpToDate', message: `Applied: ${steps.join('; ')}` },
+        phase: 'Ready',
+        extra: { ...now, ...(history ? { history } : {}) },
+      },
+      ctx.now,
+    ),
     events: [
-      { type: 'Normal', reason: migrating ? 'MigrationCompleted' : 'Applied', message: `${steps.join('; ')}${fence ? ` (fence held ${fence.heldMs} ms)` : ''}` },
+      {
+        type: 'Normal',
+        reason: migrating ? 'MigrationCompleted' : 'Applied',
+        message: `${steps.join('; ')}${fence ? ` (fence held ${fence.heldMs} ms)` : ''}`,
+      },
     ],
   };
 }
@@ -127,7 +167,9 @@ export async function finalizeDataSource(ds: DataSource, ctx: ReconcileContext):
   const database = databaseOf(ds);
   const table = tableOf(ds);
   const catalog = await observeCatalog(ch, [database]);
-  const owned = catalog.tables.filter((t) => t.database === database && (t.name === table || t.name === quarantineTableName(table) || t.name.startsWith(`${table}__`)));
+  const owned = catalog.tables.filter(
+    (t) => t.database === database && (t.name === table || t.name === quarantineTableName(table) || t.name.startsWith(`${table}__`)),
+  );
   for (const t of owned) await ch.command(`DROP TABLE IF EXISTS \`${database}\`.\`${t.name}\``);
   ctx.log?.info('dropped tables (deletionPolicy: Delete)', { tables: owned.map((t) => t.name) });
 }

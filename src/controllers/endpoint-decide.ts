@@ -30,10 +30,16 @@ export interface DeploymentState {
 }
 
 export type EndpointDecision =
-  | { reason: ConditionReason; decision: ReconcileDecision<EndpointStatus> }
-  | { reason?: undefined; compiled: CompiledEndpoint; params: CompiledParam[] };
+  { reason: ConditionReason; decision: ReconcileDecision<EndpointStatus> } | { reason?: undefined; compiled: CompiledEndpoint; params: CompiledParam[] };
 
-export function endpointStatusFor(ep: Endpoint, world: Pick<EndpointWorld, 'pipe'>, health: Health, now: Date, extra: Partial<EndpointStatus> = {}, params?: CompiledParam[]): ReconcileDecision<EndpointStatus> {
+export function endpointStatusFor(
+  ep: Endpoint,
+  world: Pick<EndpointWorld, 'pipe'>,
+  health: Health,
+  now: Date,
+  extra: Partial<EndpointStatus> = {},
+  params?: CompiledParam[],
+): ReconcileDecision<EndpointStatus> {
   const phase = health.state === 'Stalled' ? 'Failed' : health.state === 'Ready' ? 'Ready' : 'Pending';
   const { status, events } = healthStatus(ep.status, ep.metadata.generation ?? 0, health, phase, now);
   const next: EndpointStatus = { ...ep.status, ...status, specHash: stableHash({ spec: ep.spec, pipe: world.pipe?.spec }), ...extra };
@@ -45,23 +51,50 @@ export function endpointStatusFor(ep: Endpoint, world: Pick<EndpointWorld, 'pipe
 /** Before any call: the Pipe exists, the parameters and the query compile, and workers run. */
 export function decideEndpoint(ep: Endpoint, world: EndpointWorld, now: Date): EndpointDecision {
   const ns = ep.metadata.namespace ?? 'default';
-  const verdict = (health: Health, params?: CompiledParam[]): EndpointDecision => ({ reason: health.reason, decision: endpointStatusFor(ep, world, health, now, {}, params) });
+  const verdict = (health: Health, params?: CompiledParam[]): EndpointDecision => ({
+    reason: health.reason,
+    decision: endpointStatusFor(ep, world, health, now, {}, params),
+  });
   // Reconciling, not Stalled: in a GitOps sync the Pipe may simply not have arrived yet.
-  if (!world.pipe) return verdict({ state: 'Reconciling', reason: 'WaitingForPipe', message: `spec.pipe names Pipe ${ns}/${ep.spec.pipe}, which does not exist (yet); create it or fix the name.` });
+  if (!world.pipe)
+    return verdict({
+      state: 'Reconciling',
+      reason: 'WaitingForPipe',
+      message: `spec.pipe names Pipe ${ns}/${ep.spec.pipe}, which does not exist (yet); create it or fix the name.`,
+    });
   const checked = compileParams(ep, world.pipe);
   if ('problem' in checked) return verdict({ state: 'Stalled', ...checked.problem });
   const compiled = compileEndpoint(ep, world.pipe, queryDatabaseIn(world.pipe, [...world.dataSources]));
   if ('problem' in compiled) return verdict({ state: 'Stalled', reason: 'InvalidEndpoint', message: compiled.problem });
   // The running pods keep serving the last version that compiled: a broken one is never rolled out.
-  if (world.queryProblem !== undefined) return verdict({ state: 'Stalled', reason: 'SqlDoesNotCompile', message: `The endpoint's query does not compile against ClickHouse: ${world.queryProblem}` });
+  if (world.queryProblem !== undefined)
+    return verdict({
+      state: 'Stalled',
+      reason: 'SqlDoesNotCompile',
+      message: `The endpoint's query does not compile against ClickHouse: ${world.queryProblem}`,
+    });
   if (!world.runsWorkers) {
-    return verdict({ state: 'Reconciling', reason: 'QueryServerUnavailable', message: 'Parameters compile; no query Deployment is run because this operator runs no workers (--no-workers).' }, checked.params);
+    return verdict(
+      {
+        state: 'Reconciling',
+        reason: 'QueryServerUnavailable',
+        message: 'Parameters compile; no query Deployment is run because this operator runs no workers (--no-workers).',
+      },
+      checked.params,
+    );
   }
   return { compiled, params: checked.params };
 }
 
 /** After the apply: Serving, ScaledToZero or RollingOut from the Deployment's replica counts. */
-export function rolloutStatus(ep: Endpoint, world: Pick<EndpointWorld, 'pipe'>, compiled: CompiledEndpoint, params: CompiledParam[], deployment: DeploymentState, now: Date): ReconcileDecision<EndpointStatus> {
+export function rolloutStatus(
+  ep: Endpoint,
+  world: Pick<EndpointWorld, 'pipe'>,
+  compiled: CompiledEndpoint,
+  params: CompiledParam[],
+  deployment: DeploymentState,
+  now: Date,
+): ReconcileDecision<EndpointStatus> {
   const ns = ep.metadata.namespace ?? 'default';
   const desired = ep.spec.autoscaling ? (deployment.replicas ?? ep.spec.autoscaling.minReplicas ?? 1) : (ep.spec.replicas ?? 1);
   const ready = deployment.readyReplicas ?? 0;
@@ -71,7 +104,12 @@ export function rolloutStatus(ep: Endpoint, world: Pick<EndpointWorld, 'pipe'>, 
   let health: Health;
   if (desired === 0) health = { state: 'Ready', reason: 'ScaledToZero', message: `Endpoint ${compiled.name} is scaled to 0 replicas; ${url} answers nothing.` };
   else if (ready >= desired && updated >= desired) health = { state: 'Ready', reason: 'Serving', message: `${ready}/${desired} query pods serve ${url}` };
-  else health = { state: 'Reconciling', reason: 'RollingOut', message: `${ready}/${desired} query pods ready (${updated} updated to this version); serving ${url} as pods become ready` };
+  else
+    health = {
+      state: 'Reconciling',
+      reason: 'RollingOut',
+      message: `${ready}/${desired} query pods ready (${updated} updated to this version); serving ${url} as pods become ready`,
+    };
   const decision = endpointStatusFor(ep, world, health, now, extra, params);
   return health.reason === 'RollingOut' ? { ...decision, requeueAfterMs: 5_000 } : decision;
 }

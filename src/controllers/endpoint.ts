@@ -22,9 +22,13 @@ export function endpointObjects(ep: Endpoint, compiled: CompiledEndpoint, settin
       component: 'serve',
       config: { [SERVE_CONFIG_FILE]: `${JSON.stringify({ endpoints: [compiled] }, null, 2)}\n` },
       args: [
-        '--config', `${CONFIG_DIR}/${SERVE_CONFIG_FILE}`, '--port', String(SERVE_PORT),
+        '--config',
+        `${CONFIG_DIR}/${SERVE_CONFIG_FILE}`,
+        '--port',
+        String(SERVE_PORT),
         // Kube-proxy and ingresses learn of a terminating pod a moment late: keep answering meanwhile.
-        '--shutdown-delay', '5000',
+        '--shutdown-delay',
+        '5000',
         ...(tokens ? ['--tokens-dir', TOKENS_DIR] : []),
       ],
       env: clickhouseEnv(settings, undefined),

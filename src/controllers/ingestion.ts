@@ -36,9 +36,17 @@ export function ingestionObjects(ds: DataSource, replicas: number, settings: Wor
   if (!ingestion) throw new Error('no spec.ingestion');
   const creds = ingestion.kafka.credentialsSecretRef?.name;
   const autoscaling = ingestion.autoscaling
-    ? { ...ingestion.autoscaling, maxReplicas: partitions !== undefined ? Math.min(ingestion.autoscaling.maxReplicas, partitions) : ingestion.autoscaling.maxReplicas }
+    ? {
+        ...ingestion.autoscaling,
+        maxReplicas: partitions !== undefined ? Math.min(ingestion.autoscaling.maxReplicas, partitions) : ingestion.autoscaling.maxReplicas,
+      }
     : undefined;
-  const resource = { apiVersion: ds.apiVersion, kind: ds.kind, metadata: { name: ds.metadata.name, namespace: ds.metadata.namespace ?? 'default' }, spec: ds.spec };
+  const resource = {
+    apiVersion: ds.apiVersion,
+    kind: ds.kind,
+    metadata: { name: ds.metadata.name, namespace: ds.metadata.namespace ?? 'default' },
+    spec: ds.spec,
+  };
   return workerObjects(
     {
       owner: { kind: 'DataSource', metadata: ds.metadata },
@@ -101,9 +109,19 @@ export function ingestionCondition(
   const cap = capped ? `; replicas capped at ${replicas}: topic ${ds.spec.ingestion?.kafka.topic ?? ''} has ${partitions} partitions` : '';
   const unknown = partitions === undefined ? '; the topic partition count is unknown (Kafka unreachable from the operator), replicas not capped' : '';
   const counts = `${ready}/${desired} ingestion pods ready${cap}${unknown}`;
-  if (desired === 0) return { desired, ready, condition: { type: INGESTION_READY, status: 'True', reason: 'ScaledToZero', message: `Ingestion is scaled to 0 replicas${cap}` } };
-  if (ready >= desired) return { desired, ready, condition: { type: INGESTION_READY, status: 'True', reason: capped ? 'ReplicasCappedAtPartitions' : 'AllReplicasReady', message: counts } };
-  return { desired, ready, condition: { type: INGESTION_READY, status: 'False', reason: ready > 0 ? 'ReplicasNotAllReady' : 'NoReplicaReady', message: counts } };
+  if (desired === 0)
+    return { desired, ready, condition: { type: INGESTION_READY, status: 'True', reason: 'ScaledToZero', message: `Ingestion is scaled to 0 replicas${cap}` } };
+  if (ready >= desired)
+    return {
+      desired,
+      ready,
+      condition: { type: INGESTION_READY, status: 'True', reason: capped ? 'ReplicasCappedAtPartitions' : 'AllReplicasReady', message: counts },
+    };
+  return {
+    desired,
+    ready,
+    condition: { type: INGESTION_READY, status: 'False', reason: ready > 0 ? 'ReplicasNotAllReady' : 'NoReplicaReady', message: counts },
+  };
 }
 
 /** Converge the ingestion Deployment to the spec and say how it is doing. */

@@ -27,8 +27,7 @@ export interface PipeWorld {
 }
 
 export type PipeDecision =
-  | { reason: ConditionReason; decision: ReconcileDecision<PipeStatus>; plan?: PipePlan }
-  | { reason?: undefined; plan: PipePlan; reads: string[] };
+  { reason: ConditionReason; decision: ReconcileDecision<PipeStatus>; plan?: PipePlan } | { reason?: undefined; plan: PipePlan; reads: string[] };
 
 type Policy = (pipe: Pipe, world: PipeWorld, reads: string[]) => Health | undefined;
 
@@ -44,7 +43,11 @@ const intoMissing: Policy = (pipe, world) => {
   const ns = pipe.metadata.namespace ?? 'default';
   const into = pipe.spec.materialize?.into;
   if (into === undefined || world.into) return undefined;
-  return { state: 'Reconciling', reason: 'WaitingForDataSource', message: `spec.materialize.into names DataSource ${ns}/${into}, which does not exist (yet); create it or fix the name.` };
+  return {
+    state: 'Reconciling',
+    reason: 'WaitingForDataSource',
+    message: `spec.materialize.into names DataSource ${ns}/${into}, which does not exist (yet); create it or fix the name.`,
+  };
 };
 
 // SQL weir cannot splice into its own statements is refused before anything runs.
@@ -54,14 +57,24 @@ const invalidSql: Policy = (pipe) => {
 };
 
 const noConnection: Policy = (_pipe, world) =>
-  world.connected ? undefined : { state: 'Reconciling', reason: 'NoClickHouseConnection', message: 'References resolve; the SQL is not compiled because the operator has no ClickHouse connection.' };
+  world.connected
+    ? undefined
+    : {
+        state: 'Reconciling',
+        reason: 'NoClickHouseConnection',
+        message: 'References resolve; the SQL is not compiled because the operator has no ClickHouse connection.',
+      };
 
 // Read tables must exist before the SQL can compile against them.
 const readsMissing: Policy = (_pipe, world) =>
-  world.missingReads.length > 0 ? { state: 'Reconciling', reason: 'WaitingForDataSource', message: `Waiting for ${world.missingReads.join(', ')} to be created.` } : undefined;
+  world.missingReads.length > 0
+    ? { state: 'Reconciling', reason: 'WaitingForDataSource', message: `Waiting for ${world.missingReads.join(', ')} to be created.` }
+    : undefined;
 
 const doesNotCompile: Policy = (_pipe, world) =>
-  world.compileProblem ? { state: 'Stalled', reason: 'SqlDoesNotCompile', message: `node ${world.compileProblem.node}: ${world.compileProblem.message}` } : undefined;
+  world.compileProblem
+    ? { state: 'Stalled', reason: 'SqlDoesNotCompile', message: `node ${world.compileProblem.node}: ${world.compileProblem.message}` }
+    : undefined;
 
 const POLICIES: readonly Policy[] = [intoMissing, invalidSql, noConnection, readsMissing, doesNotCompile];
 
@@ -83,7 +96,12 @@ export function decidePipe(pipe: Pipe, world: PipeWorld, now: Date): PipeDecisio
     return { reason: health.reason, decision: policy === readsMissing ? { ...decision, requeueAfterMs: 2000 } : decision };
   }
   const plan = planPipe(pipe, [...world.dataSources], world.catalog ?? { databases: [], tables: [], views: [] });
-  if (plan.refusals.length > 0) return { reason: 'PlanRefused', plan, decision: pipeStatusFor(pipe, { state: 'Stalled', reason: 'PlanRefused', message: plan.refusals.join('; ') }, now, { reads }) };
+  if (plan.refusals.length > 0)
+    return {
+      reason: 'PlanRefused',
+      plan,
+      decision: pipeStatusFor(pipe, { state: 'Stalled', reason: 'PlanRefused', message: plan.refusals.join('; ') }, now, { reads }),
+    };
   if (plan.steps.length === 0) return { reason: 'UpToDate', plan, decision: upToDate(pipe, plan, reads, now) };
   return { plan, reads };
 }

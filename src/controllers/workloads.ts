@@ -159,7 +159,12 @@ export function workerObjects(spec: WorkerSpec, settings: WorkerSettings): Worke
         scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
         minReplicas: Math.min(spec.autoscaling.minReplicas ?? 1, spec.autoscaling.maxReplicas),
         maxReplicas: spec.autoscaling.maxReplicas,
-        metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: spec.autoscaling.targetCPUUtilizationPercentage ?? 70 } } }],
+        metrics: [
+          {
+            type: 'Resource',
+            resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: spec.autoscaling.targetCPUUtilizationPercentage ?? 70 } },
+          },
+        ],
       },
     };
   }
@@ -168,7 +173,13 @@ export function workerObjects(spec: WorkerSpec, settings: WorkerSettings): Worke
       apiVersion: 'v1',
       kind: 'Service',
       metadata,
-      spec: { selector, ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'metrics', port: METRICS_PORT, targetPort: 'metrics' }] },
+      spec: {
+        selector,
+        ports: [
+          { name: 'http', port: 80, targetPort: 'http' },
+          { name: 'metrics', port: METRICS_PORT, targetPort: 'metrics' },
+        ],
+      },
     };
     const most = spec.autoscaling ? spec.autoscaling.maxReplicas : spec.replicas;
     if (most > 1) {

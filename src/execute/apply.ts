@@ -21,11 +21,7 @@ import type { FenceTiming } from './fence.js';
 import { gatherPreflight } from './preflight.js';
 
 export const databasesOf = (resources: ProjectResource[]): string[] => [
-  ...new Set(
-    resources
-      .filter((r): r is DataSource => r.kind === 'DataSource')
-      .map(databaseOf),
-  ),
+  ...new Set(resources.filter((r): r is DataSource => r.kind === 'DataSource').map(databaseOf)),
 ];
 
 export async function observeProject(ch: ClickHouse, resources: ProjectResource[]): Promise<Catalog> {
@@ -143,8 +139,17 @@ export async function applyProject(ch: ClickHouse, resources: ProjectResource[],
     } catch (e) {
       const steps = plan.resources.flatMap((x) => x.steps);
       const reason = e instanceof NodeDoesNotCompile ? e.message : errorMessage(e);
-      const notApplied = plan.resources.slice(i).flatMap((x) => x.steps).filter((s) => !done.has(s));
-      throw new ApplyFailedError(r.key.replace('/', ' '), reason, steps.filter((s) => done.has(s)).map(describeAnyStep), notApplied.map(describeAnyStep), e instanceof NodeDoesNotCompile ? e.cause : e);
+      const notApplied = plan.resources
+        .slice(i)
+        .flatMap((x) => x.steps)
+        .filter((s) => !done.has(s));
+      throw new ApplyFailedError(
+        r.key.replace('/', ' '),
+        reason,
+        steps.filter((s) => done.has(s)).map(describeAnyStep),
+        notApplied.map(describeAnyStep),
+        e instanceof NodeDoesNotCompile ? e.cause : e,
+      );
     }
   }
   return { plan, executor };

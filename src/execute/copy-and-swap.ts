@@ -63,7 +63,9 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     await ch.command(`TRUNCATE TABLE ${next}`);
     progress('Backfilling', { upToBlock: n });
     // The insert side is single-threaded by default: two threads nearly halve a large backfill.
-    await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(`_block_number <= ${n}`)}`, { settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) } });
+    await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(`_block_number <= ${n}`)}`, {
+      settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) },
+    });
     faultPoint('Backfilled');
     const b = await maxBlock(ch, { database, table: nextName });
     m = await record(ch, { ...m, state: 'Backfilled', source_block: String(n), next_block: String(b) });
@@ -82,11 +84,20 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
       fenced,
       async (assertHeld) => {
         progress('Fenced', { writersOf: fenced.map((t) => `${t.database}.${t.table}`) });
-        await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(`_block_number > ${current.source_block}`)}`, { settings: await deduplicationOff(ch) });
+        await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(`_block_number > ${current.source_block}`)}`, {
+          settings: await deduplicationOff(ch),
+        });
         faultPoint('DeltaCopied');
-        const [liveRows, nextRows, verifyBlock, swapBlock] = await Promise.all([count(ch, live), count(ch, next), maxBlock(ch, { database, table }), maxBlock(ch, { database, table: nextName })]);
+        const [liveRows, nextRows, verifyBlock, swapBlock] = await Promise.all([
+          count(ch, live),
+          count(ch, next),
+          maxBlock(ch, { database, table }),
+          maxBlock(ch, { database, table: nextName }),
+        ]);
         if (step.oneToOne && liveRows !== nextRows) {
-          throw new MigrationRefusedError(`verification failed: ${database}.${table} has ${liveRows} rows but the new version has ${nextRows}; nothing was swapped`);
+          throw new MigrationRefusedError(
+            `verification failed: ${database}.${table} has ${liveRows} rows but the new version has ${nextRows}; nothing was swapped`,
+          );
         }
         const verified = await record(ch, { ...current, state: 'Verified', verify_block: String(verifyBlock), swap_block: String(swapBlock) });
         progress('Verified', { rows: nextRows });
@@ -110,7 +121,9 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
       const gap = await count(ch, next, `_block_number > ${m.verify_block}`);
       if (gap > 0) {
         const reverse = await mapping(cx, next, step);
-        await ch.command(`INSERT INTO ${live} (${reverse.columns}) ${reverse.select(`_block_number > ${m.verify_block}`)}`, { settings: await deduplicationOff(ch) });
+        await ch.command(`INSERT INTO ${live} (${reverse.columns}) ${reverse.select(`_block_number > ${m.verify_block}`)}`, {
+          settings: await deduplicationOff(ch),
+        });
         cx.log.warn('rows written by writers weir does not fence arrived during the swap; copied them over', { table: `${database}.${table}`, rows: gap });
       }
       faultPoint('GapChecked');
@@ -142,9 +155,7 @@ async function checkConvertible({ ch }: StepContext, live: string, step: CopyAnd
   for (const change of step.typeChanges) {
     const col = quoteIdentifier(change.column);
     const bad = `isNotNull(${col}) AND isNull(accurateCastOrNull(${col}, ${quoteString(change.to)}))`;
-    const [row] = await ch.query<{ n: string; samples: string[] }>(
-      `SELECT count() AS n, groupArray(5)(toString(${col})) AS samples FROM ${live} WHERE ${bad}`,
-    );
+    const [row] = await ch.query<{ n: string; samples: string[] }>(`SELECT count() AS n, groupArray(5)(toString(${col})) AS samples FROM ${live} WHERE ${bad}`);
     const n = Number(row?.n ?? 0);
     if (n > 0) {
       await ch.command(`DROP TABLE IF EXISTS ${qualified(step.database, `${step.table}${NEXT_TABLE_SUFFIX}`)}`);

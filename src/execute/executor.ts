@@ -60,7 +60,12 @@ export class Executor {
       retries: FENCE_ATTEMPTS - 1,
       retriable: (e) => e instanceof FenceTimeoutError,
       onRetry: (e, attempt, delayMs) =>
-        this.cx.log.warn('fence timed out; running the step again', { step: describeAnyStep(step), attempt: attempt + 1, error: errorMessage(e), retryInMs: delayMs }),
+        this.cx.log.warn('fence timed out; running the step again', {
+          step: describeAnyStep(step),
+          attempt: attempt + 1,
+          error: errorMessage(e),
+          retryInMs: delayMs,
+        }),
     });
   }
 }

@@ -90,13 +90,20 @@ export class FenceParticipant {
     let fences = await this.activeFences();
     if (fences.length === 0) return 0;
     const started = Date.now();
-    await this.ch.insert('weir.fence_acks', fences.map((fence_id) => ({ fence_id, writer_id: this.writerId })));
+    await this.ch.insert(
+      'weir.fence_acks',
+      fences.map((fence_id) => ({ fence_id, writer_id: this.writerId })),
+    );
     while (fences.length > 0) {
       await sleep(this.timing.pollMs);
       if (Date.now() - this.lastHeartbeat > this.timing.livenessMs / 3) await this.heartbeat();
       const still = await this.activeFences();
       const fresh = still.filter((f) => !fences.includes(f));
-      if (fresh.length > 0) await this.ch.insert('weir.fence_acks', fresh.map((fence_id) => ({ fence_id, writer_id: this.writerId })));
+      if (fresh.length > 0)
+        await this.ch.insert(
+          'weir.fence_acks',
+          fresh.map((fence_id) => ({ fence_id, writer_id: this.writerId })),
+        );
       fences = still;
     }
     const paused = Date.now() - started;
@@ -118,18 +125,24 @@ export class FenceParticipant {
       if (this.openBatches > 0) return;
       const fences = (await this.activeFences()).filter((f) => !acked.has(f));
       if (fences.length === 0 || this.openBatches > 0) return;
-      await this.ch.insert('weir.fence_acks', fences.map((fence_id) => ({ fence_id, writer_id: this.writerId })));
+      await this.ch.insert(
+        'weir.fence_acks',
+        fences.map((fence_id) => ({ fence_id, writer_id: this.writerId })),
+      );
       for (const f of fences) acked.add(f);
     };
-    const timer = setInterval(() => {
-      if (inFlight || this.lastHeartbeat === 0) return;
-      inFlight = true;
-      tick()
-        .catch(() => undefined)
-        .finally(() => {
-          inFlight = false;
-        });
-    }, Math.max(50, Math.floor(this.timing.livenessMs / 4)));
+    const timer = setInterval(
+      () => {
+        if (inFlight || this.lastHeartbeat === 0) return;
+        inFlight = true;
+        tick()
+          .catch(() => undefined)
+          .finally(() => {
+            inFlight = false;
+          });
+      },
+      Math.max(50, Math.floor(this.timing.livenessMs / 4)),
+    );
     timer.unref();
     return () => clearInterval(timer);
   }
@@ -179,7 +192,9 @@ async function unreplayedBatches(ch: ClickHouse, tables: TableRef[]): Promise<nu
 async function assertReplaysDone(ch: ClickHouse, tables: TableRef[]): Promise<void> {
   const pending = await unreplayedBatches(ch, tables);
   if (pending > 0) {
-    throw new FenceTimeoutError(`${pending} Kafka batch(es) of an ingester that stopped are not yet replayed; the swap waits for the partition's next owner to replay them`);
+    throw new FenceTimeoutError(
+      `${pending} Kafka batch(es) of an ingester that stopped are not yet replayed; the swap waits for the partition's next owner to replay them`,
+    );
   }
 }
 
@@ -236,7 +251,9 @@ export async function withFence<T>(
     const waitedMs = Date.now() - raisedAt;
     // Irreversible steps need the fence to outlive them: fail (and retry) rather than race an expiry.
     const assertHeld = (): Promise<void> =>
-      Date.now() - raisedAt > timing.fenceTtlMs / 2 ? Promise.reject(new FenceTimeoutError('fence held too long; retrying the critical section')) : Promise.resolve();
+      Date.now() - raisedAt > timing.fenceTtlMs / 2
+        ? Promise.reject(new FenceTimeoutError('fence held too long; retrying the critical section'))
+        : Promise.resolve();
     const result = await critical(assertHeld);
     return { result, report: { fenceId, writers, waitedMs, heldMs: Date.now() - raisedAt } };
   } finally {

@@ -16,7 +16,13 @@ export async function createTable({ ch }: StepContext, step: Extract<MigrationSt
 export async function createQuarantine({ ch }: StepContext, step: Extract<MigrationStep, { kind: 'CreateQuarantine' }>): Promise<void> {
   await ch.command(createQuarantineSql(step.database, step.table).replace(/^CREATE TABLE/, 'CREATE TABLE IF NOT EXISTS'));
   const comment = quarantineComment(step.database, step.table);
-  return assertCreated(ch, step.database, quarantineTableName(step.table), (o) => !isView(o.engine) && o.comment === comment, 'this DataSource\'s quarantine table');
+  return assertCreated(
+    ch,
+    step.database,
+    quarantineTableName(step.table),
+    (o) => !isView(o.engine) && o.comment === comment,
+    "this DataSource's quarantine table",
+  );
 }
 
 export async function alterTable({ ch }: StepContext, step: Extract<MigrationStep, { kind: 'AlterTable' }>): Promise<void> {

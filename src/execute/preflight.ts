@@ -5,7 +5,15 @@ import type { ClickHouse } from '../clickhouse/connection.js';
 import { isMissingDependency, toClickHouseError } from '../clickhouse/errors.js';
 import type { Catalog } from '../plan/catalog.js';
 import type { MigrationStep } from '../plan/datasource-plan.js';
-import { checkedTypeChanges, dependentViews, unconvertibleSql, viewAgainstNextShapeSql, type CopyStep, type Preflight, type TablePreflight } from '../plan/preflight.js';
+import {
+  checkedTypeChanges,
+  dependentViews,
+  unconvertibleSql,
+  viewAgainstNextShapeSql,
+  type CopyStep,
+  type Preflight,
+  type TablePreflight,
+} from '../plan/preflight.js';
 
 /** The open migration of a table in weir.migrations, if any (none before weir's tables exist). */
 export async function activeMigrationState(ch: ClickHouse, database: string, table: string): Promise<string | undefined> {

@@ -33,9 +33,12 @@ export async function exists(ch: ClickHouse, database: string, name: string): Pr
 
 /** The engine and comment of a table or view, or undefined when there is none of that name. */
 async function objectAt(ch: ClickHouse, database: string, name: string): Promise<{ engine: string; comment: string } | undefined> {
-  const rows = await ch.query<{ engine: string; comment: string }>('SELECT engine, comment FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
-    params: { db: database, n: name },
-  });
+  const rows = await ch.query<{ engine: string; comment: string }>(
+    'SELECT engine, comment FROM system.tables WHERE database = {db:String} AND name = {n:String}',
+    {
+      params: { db: database, n: name },
+    },
+  );
   return rows[0];
 }
 
@@ -61,7 +64,13 @@ export const isView = (engine: string): boolean => engine === 'MaterializedView'
  * CREATE … IF NOT EXISTS (kept so a resumed step is harmless) does nothing when the name is
  * taken: say so, rather than report created what was not.
  */
-export async function assertCreated(ch: ClickHouse, database: string, name: string, ours: (o: { engine: string; comment: string }) => boolean, what: string): Promise<void> {
+export async function assertCreated(
+  ch: ClickHouse,
+  database: string,
+  name: string,
+  ours: (o: { engine: string; comment: string }) => boolean,
+  what: string,
+): Promise<void> {
   const found = await objectAt(ch, database, name);
   if (found && ours(found)) return;
   throw new MigrationRefusedError(

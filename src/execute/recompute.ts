@@ -58,13 +58,18 @@ export async function createView(cx: StepContext, step: CreateViewStep): Promise
   }
   if (m.state === 'Started') {
     const started: MigrationRow = m;
-    const { result, report } = await withFence(ch, step.sources, async () => {
-      await ch.command(create, inDb);
-      await assertOwnView(cx, step.database, step.view, started);
-      const blocks = await Promise.all(step.sources.map((s) => maxBlock(ch, s)));
-      faultPoint('ViewCreated');
-      return record(ch, { ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
-    }, cx.timing);
+    const { result, report } = await withFence(
+      ch,
+      step.sources,
+      async () => {
+        await ch.command(create, inDb);
+        await assertOwnView(cx, step.database, step.view, started);
+        const blocks = await Promise.all(step.sources.map((s) => maxBlock(ch, s)));
+        faultPoint('ViewCreated');
+        return record(ch, { ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
+      },
+      cx.timing,
+    );
     cx.fenceReports.push(report);
     m = result;
   }
@@ -113,12 +118,17 @@ export async function recomputeView(cx: StepContext, step: RecomputeViewStep): P
     await ch.command(`CREATE TABLE ${tmp} AS ${target}`);
     const marker = decodeMarker(await comment(ch, step.target.database, step.target.table));
     if (marker) await ch.command(`ALTER TABLE ${tmp} MODIFY COMMENT ${quoteString(encodeMarker({ ...marker, version: step.targetVersion + 1 }))}`);
-    const { result, report } = await withFence(ch, step.sources, async () => {
-      await ch.command(`CREATE MATERIALIZED VIEW ${nextView} TO ${tmp} AS ${embedSql(step.query)}`, inDb);
-      const blocks = await Promise.all(step.sources.map((s) => maxBlock(ch, s)));
-      faultPoint('ViewCreated');
-      return record(ch, { ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
-    }, cx.timing);
+    const { result, report } = await withFence(
+      ch,
+      step.sources,
+      async () => {
+        await ch.command(`CREATE MATERIALIZED VIEW ${nextView} TO ${tmp} AS ${embedSql(step.query)}`, inDb);
+        const blocks = await Promise.all(step.sources.map((s) => maxBlock(ch, s)));
+        faultPoint('ViewCreated');
+        return record(ch, { ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
+      },
+      cx.timing,
+    );
     cx.fenceReports.push(report);
     m = result;
   }
@@ -134,23 +144,29 @@ export async function recomputeView(cx: StepContext, step: RecomputeViewStep): P
   }
   if (m.state === 'Backfilled') {
     const backfilled: MigrationRow = m;
-    const { result, report } = await withFence(ch, [...step.sources, step.target], async (assertHeld) => {
-      await assertHeld();
-      if ((await markerVersion(ch, step.target.database, step.target.table)) !== backfilled.to_version) {
-        await ch.command(`EXCHANGE TABLES ${target} AND ${tmp}`);
-        faultPoint('Exchanged');
-      }
-      await ch.command(`ALTER TABLE ${view} MODIFY QUERY ${embedSql(step.query)}`, inDb);
-      await ch.command(`DROP VIEW IF EXISTS ${nextView}`);
-      await ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
-      return record(ch, { ...backfilled, state: 'Swapped' });
-    }, cx.timing);
+    const { result, report } = await withFence(
+      ch,
+      [...step.sources, step.target],
+      async (assertHeld) => {
+        await assertHeld();
+        if ((await markerVersion(ch, step.target.database, step.target.table)) !== backfilled.to_version) {
+          await ch.command(`EXCHANGE TABLES ${target} AND ${tmp}`);
+          faultPoint('Exchanged');
+        }
+        await ch.command(`ALTER TABLE ${view} MODIFY QUERY ${embedSql(step.query)}`, inDb);
+        await ch.command(`DROP VIEW IF EXISTS ${nextView}`);
+        await ch.command(`ALTER TABLE ${view} MODIFY COMMENT ${quoteString(viewMarker(step.specHash))}`);
+        return record(ch, { ...backfilled, state: 'Swapped' });
+      },
+      cx.timing,
+    );
     cx.fenceReports.push(report);
     m = result;
   }
   if (m.state === 'Swapped') {
     faultPoint('Swapped');
-    if (await exists(ch, tmpRef.database, tmpRef.table)) await retain(ch, step.target.database, step.target.table, tmpRef.table, m.from_version, step.keepPreviousVersions);
+    if (await exists(ch, tmpRef.database, tmpRef.table))
+      await retain(ch, step.target.database, step.target.table, tmpRef.table, m.from_version, step.keepPreviousVersions);
     faultPoint('Retained');
     await record(ch, { ...m, state: 'Done' });
   }
@@ -179,7 +195,10 @@ async function stageBackfill(cx: StepContext, step: CreateViewStep | RecomputeVi
   await ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
   const cols = (await ch.query<{ name: string }>(`DESCRIBE TABLE (${embedSql(step.query)})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
   cx.hooks?.onProgress?.(step, 'Backfilling');
-  await ch.command(`INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${embedSql(step.query)}) SETTINGS additional_table_filters = {${filters.join(', ')}}`, { ...inDb, settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) } });
+  await ch.command(
+    `INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${embedSql(step.query)}) SETTINGS additional_table_filters = {${filters.join(', ')}}`,
+    { ...inDb, settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) } },
+  );
 }
 
 /** Move a staged backfill into its table a partition at a time (each move atomic), then drop the staging table. */
@@ -192,7 +211,9 @@ async function moveStaged({ ch }: StepContext, into: TableRef): Promise<void> {
   );
   const staging = qualified(into.database, stagingName);
   for (const p of parts) {
-    await ch.command(`ALTER TABLE ${staging} MOVE PARTITION ID ${quoteString(p.partition_id)} TO TABLE ${qualified(into.database, into.table)}`, { settings: { alter_sync: 2 } });
+    await ch.command(`ALTER TABLE ${staging} MOVE PARTITION ID ${quoteString(p.partition_id)} TO TABLE ${qualified(into.database, into.table)}`, {
+      settings: { alter_sync: 2 },
+    });
     faultPoint('PartitionMoved');
   }
   await ch.command(`DROP TABLE IF EXISTS ${staging}`);
@@ -201,7 +222,7 @@ async function moveStaged({ ch }: StepContext, into: TableRef): Promise<void> {
 /** The view at the Pipe's name is a materialized view weir made; otherwise the migration row is refused and nothing else runs. */
 async function assertOwnView({ ch }: StepContext, database: string, view: string, m?: MigrationRow): Promise<void> {
   try {
-    await assertCreated(ch, database, view, (o) => o.engine === 'MaterializedView' && o.comment.startsWith(VIEW_MARKER_PREFIX), 'a materialized Pipe\'s view');
+    await assertCreated(ch, database, view, (o) => o.engine === 'MaterializedView' && o.comment.startsWith(VIEW_MARKER_PREFIX), "a materialized Pipe's view");
   } catch (e) {
     if (m) await record(ch, { ...m, state: 'Refused', detail: 'name taken' });
     throw e;

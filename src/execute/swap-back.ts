@@ -41,7 +41,9 @@ export async function swapBack(cx: StepContext, step: SwapBackStep): Promise<voi
         const select = retainedShape.columns
           .map((c) => (liveCols.has(c.name) ? `CAST(${quoteIdentifier(c.name)} AS ${c.type})` : `defaultValueOfTypeName(${quoteString(c.type)})`))
           .join(', ');
-        await ch.command(`INSERT INTO ${retained} (${cols}) SELECT ${select} FROM ${live} WHERE _block_number > ${swapBlock}`, { settings: await deduplicationOff(ch) });
+        await ch.command(`INSERT INTO ${retained} (${cols}) SELECT ${select} FROM ${live} WHERE _block_number > ${swapBlock}`, {
+          settings: await deduplicationOff(ch),
+        });
         faultPoint('DeltaCopied');
         await assertHeld();
         // The block at which this version goes live again: what a later rollback copies after.
@@ -74,8 +76,16 @@ async function swapBackRecord({ ch }: StepContext, step: SwapBackStep): Promise<
   const m = await activeMigration(ch, step.database, step.table);
   if (m && m.kind === 'SwapBack' && m.to_version === step.toVersion) return m;
   const block = await maxBlock(ch, { database: step.database, table: step.retainedTable });
-  return record(ch, newMigration({
-    database: step.database, table: step.table, kind: 'SwapBack', from_version: step.fromVersion, to_version: step.toVersion,
-    next_block: block, detail: `roll back to ${step.retainedTable}`,
-  }));
+  return record(
+    ch,
+    newMigration({
+      database: step.database,
+      table: step.table,
+      kind: 'SwapBack',
+      from_version: step.fromVersion,
+      to_version: step.toVersion,
+      next_block: block,
+      detail: `roll back to ${step.retainedTable}`,
+    }),
+  );
 }

@@ -34,10 +34,7 @@ export class EventRecorder {
       const seen = this.recent.get(key);
       if (seen) {
         seen.count++;
-        await this.api.patchNamespacedEvent(
-          { name: seen.name, namespace, body: { count: seen.count, lastTimestamp: now } },
-          mergePatch(),
-        );
+        await this.api.patchNamespacedEvent({ name: seen.name, namespace, body: { count: seen.count, lastTimestamp: now } }, mergePatch());
         return;
       }
       const name = `${obj.metadata.name.replace(/_/g, '-')}.${now.getTime().toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}`;

@@ -83,12 +83,15 @@ export class ResilientInformer<T extends KubernetesObject> {
     await this.informer.start();
     this.synced = true;
     const idle = this.opts.idleRestartMs ?? 5 * 60_000;
-    this.idleTimer = setInterval(() => {
-      if (!this.stopping.signal.aborted && !this.restarting && Date.now() - this.lastEventAt > idle) {
-        this.log.info('restarting idle watch', { path: this.opts.path });
-        this.restart();
-      }
-    }, Math.min(idle, 30_000));
+    this.idleTimer = setInterval(
+      () => {
+        if (!this.stopping.signal.aborted && !this.restarting && Date.now() - this.lastEventAt > idle) {
+          this.log.info('restarting idle watch', { path: this.opts.path });
+          this.restart();
+        }
+      },
+      Math.min(idle, 30_000),
+    );
     this.idleTimer.unref();
   }
 

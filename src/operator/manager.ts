@@ -87,7 +87,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     deps,
   );
   const pipes = new Controller<Typed<Pipe>>({ kind: 'Pipe', reconcile: reconcilePipe, finalize: (p) => finalizePipe(p, context()) }, deps);
-  const endpoints = new Controller<Typed<Endpoint>>({ kind: 'Endpoint', reconcile: reconcileEndpoint, finalize: (ep) => finalizeEndpoint(ep, context()) }, deps);
+  const endpoints = new Controller<Typed<Endpoint>>(
+    { kind: 'Endpoint', reconcile: reconcileEndpoint, finalize: (ep) => finalizeEndpoint(ep, context()) },
+    deps,
+  );
   // A change upstream can change the verdict downstream: DataSource → Pipe → Endpoint.
   dataSources.onChange.push((ds) => pipes.enqueueAll(ds.metadata.namespace));
   pipes.onChange.push((p) => endpoints.enqueueAll(p.metadata.namespace));

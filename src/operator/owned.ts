@@ -34,9 +34,7 @@ export function watchOwnedObjects(
         path: path('/apis/apps/v1', 'deployments'),
         labelSelector: selector,
         list: () =>
-          (namespace
-            ? apps.listNamespacedDeployment({ namespace, labelSelector: selector })
-            : apps.listDeploymentForAllNamespaces({ labelSelector: selector })),
+          namespace ? apps.listNamespacedDeployment({ namespace, labelSelector: selector }) : apps.listDeploymentForAllNamespaces({ labelSelector: selector }),
         onChange: touched,
         onDelete: touched,
       },
@@ -48,9 +46,7 @@ export function watchOwnedObjects(
         path: path('/api/v1', 'services'),
         labelSelector: selector,
         list: () =>
-          (namespace
-            ? core.listNamespacedService({ namespace, labelSelector: selector })
-            : core.listServiceForAllNamespaces({ labelSelector: selector })),
+          namespace ? core.listNamespacedService({ namespace, labelSelector: selector }) : core.listServiceForAllNamespaces({ labelSelector: selector }),
         onChange: touched,
         onDelete: touched,
       },

@@ -33,7 +33,16 @@ export type MigrationStep =
       oneToOne: boolean;
       keepPreviousVersions: number;
     }
-  | { kind: 'SwapBack'; database: string; table: string; fromVersion: number; toVersion: number; retainedTable: string; specHash: string; keepPreviousVersions: number };
+  | {
+      kind: 'SwapBack';
+      database: string;
+      table: string;
+      fromVersion: number;
+      toVersion: number;
+      retainedTable: string;
+      specHash: string;
+      keepPreviousVersions: number;
+    };
 
 export interface DataSourcePlan {
   /** database.table */
@@ -73,7 +82,8 @@ export function diffShape(applied: TableShape, desired: TableShape, allowDestruc
   const added = desired.columns.filter((c) => !before.has(c.name));
   const dropped = applied.columns.filter((c) => !after.has(c.name));
 
-  if (engineSignature(applied) !== engineSignature(desired)) d.copyReasons.push(`engine ${applied.engine.type} → ${desired.engine.type} (or its parameters) changed`);
+  if (engineSignature(applied) !== engineSignature(desired))
+    d.copyReasons.push(`engine ${applied.engine.type} → ${desired.engine.type} (or its parameters) changed`);
   if ((applied.engine.partitionKey ?? '') !== (desired.engine.partitionKey ?? ''))
     d.copyReasons.push(`partitionKey ${applied.engine.partitionKey ?? '(none)'} → ${desired.engine.partitionKey ?? '(none)'}`);
   if (!sameList(applied.engine.primaryKey, desired.engine.primaryKey)) d.copyReasons.push('primaryKey changed');
@@ -110,7 +120,9 @@ export function diffShape(applied: TableShape, desired: TableShape, allowDestruc
   for (const c of added) {
     const i = desired.columns.indexOf(c);
     const prev = desired.columns[i - 1];
-    alterColumns.push(`ADD COLUMN IF NOT EXISTS ${quoteIdentifier(c.name)} ${c.type}${columnDetails(c) ? ` ${columnDetails(c)}` : ''} ${prev ? `AFTER ${quoteIdentifier(prev.name)}` : 'FIRST'}`);
+    alterColumns.push(
+      `ADD COLUMN IF NOT EXISTS ${quoteIdentifier(c.name)} ${c.type}${columnDetails(c) ? ` ${columnDetails(c)}` : ''} ${prev ? `AFTER ${quoteIdentifier(prev.name)}` : 'FIRST'}`,
+    );
     d.changes.push(`add column ${c.name} ${c.type}`);
   }
   for (const c of dropped) {
@@ -187,12 +199,21 @@ function takenNames(catalog: Catalog, database: string, table: string): string[]
   const view = (name: string) => catalog.views.find((v) => v.database === database && v.name === name);
   const refusals: string[] = [];
   const tableView = view(table);
-  if (tableView) refusals.push(`${database}.${table} exists as a ${describeView(tableView.comment)}, so its table cannot be created; rename the DataSource or drop the view`);
+  if (tableView)
+    refusals.push(
+      `${database}.${table} exists as a ${describeView(tableView.comment)}, so its table cannot be created; rename the DataSource or drop the view`,
+    );
   const quarantine = quarantineTableName(table);
   const quarantineView = view(quarantine);
   const quarantineTable = findTable(catalog, database, quarantine);
-  if (quarantineView) refusals.push(`${database}.${quarantine} exists as a ${describeView(quarantineView.comment)}, so the quarantine table of ${database}.${table} cannot be created; rename the DataSource or drop the view`);
-  else if (quarantineTable?.marker) refusals.push(`${database}.${quarantine} is the table of another DataSource, so it cannot be the quarantine table of ${database}.${table}; rename one of the DataSources`);
+  if (quarantineView)
+    refusals.push(
+      `${database}.${quarantine} exists as a ${describeView(quarantineView.comment)}, so the quarantine table of ${database}.${table} cannot be created; rename the DataSource or drop the view`,
+    );
+  else if (quarantineTable?.marker)
+    refusals.push(
+      `${database}.${quarantine} is the table of another DataSource, so it cannot be the quarantine table of ${database}.${table}; rename one of the DataSources`,
+    );
   return refusals;
 }
 
@@ -292,13 +313,36 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
  * A rollback interrupted right after its exchange leaves the version rolled back from under the
  * retained name (its marker says another version): finish it by putting that version away.
  */
-function planUnfinishedRollback(plan: DataSourcePlan, catalog: Catalog, database: string, table: string, live: ObservedTable, specHash: string, keep: number): DataSourcePlan {
+function planUnfinishedRollback(
+  plan: DataSourcePlan,
+  catalog: Catalog,
+  database: string,
+  table: string,
+  live: ObservedTable,
+  specHash: string,
+  keep: number,
+): DataSourcePlan {
   const prefix = `${table}__v`;
   const misnamed = catalog.tables.find(
-    (t) => t.database === database && t.name.startsWith(prefix) && /^\d+$/.test(t.name.slice(prefix.length)) && t.marker && t.marker.version !== Number(t.name.slice(prefix.length)) && t.marker.version !== live.marker?.version,
+    (t) =>
+      t.database === database &&
+      t.name.startsWith(prefix) &&
+      /^\d+$/.test(t.name.slice(prefix.length)) &&
+      t.marker &&
+      t.marker.version !== Number(t.name.slice(prefix.length)) &&
+      t.marker.version !== live.marker?.version,
   );
   if (!misnamed?.marker || !live.marker) return plan;
-  plan.steps.push({ kind: 'SwapBack', database, table, fromVersion: misnamed.marker.version, toVersion: live.marker.version, retainedTable: misnamed.name, specHash, keepPreviousVersions: keep });
+  plan.steps.push({
+    kind: 'SwapBack',
+    database,
+    table,
+    fromVersion: misnamed.marker.version,
+    toVersion: live.marker.version,
+    retainedTable: misnamed.name,
+    specHash,
+    keepPreviousVersions: keep,
+  });
   return plan;
 }
 
@@ -313,9 +357,7 @@ function retainedVersion(catalog: Catalog, database: string, table: string, spec
 
 function nextVersion(catalog: Catalog, database: string, table: string, live: ObservedTable): number {
   const prefix = `${table}__v`;
-  const versions = catalog.tables
-    .filter((t) => t.database === database && t.name.startsWith(prefix))
-    .map((t) => t.marker?.version ?? 0);
+  const versions = catalog.tables.filter((t) => t.database === database && t.name.startsWith(prefix)).map((t) => t.marker?.version ?? 0);
   return Math.max(live.marker?.version ?? 0, ...versions) + 1;
 }
 
@@ -344,4 +386,3 @@ export function describeStep(s: MigrationStep): string {
       return `roll ${t} back v${s.fromVersion} → v${s.toVersion} from retained ${s.retainedTable}: fence writers, copy the rows written since v${s.toVersion} was replaced, swap (no full copy)`;
   }
 }
-

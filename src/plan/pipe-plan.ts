@@ -13,7 +13,17 @@ import { findTableReferences } from './sql-scan.js';
 export type PipeStep =
   | { kind: 'CreateView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; backfill: 'Full' | 'None'; specHash: string }
   | { kind: 'ModifyViewQuery'; database: string; view: string; query: string; specHash: string }
-  | { kind: 'RecomputeView'; database: string; view: string; target: TableRef; query: string; sources: TableRef[]; specHash: string; targetVersion: number; keepPreviousVersions: number }
+  | {
+      kind: 'RecomputeView';
+      database: string;
+      view: string;
+      target: TableRef;
+      query: string;
+      sources: TableRef[];
+      specHash: string;
+      targetVersion: number;
+      keepPreviousVersions: number;
+    }
   /** A recompute interrupted after its swap: the previous version still sits under the recompute name. */
   | { kind: 'FinishRecompute'; database: string; view: string; target: TableRef; leftover: string; version: number; keepPreviousVersions: number };
 
@@ -83,13 +93,31 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
   if (finish) plan.steps.push(finish);
   const existing = catalog.views.find((v) => v.database === database && v.name === view);
   if (!existing) {
-    plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: tableOf(target) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
+    plan.steps.push({
+      kind: 'CreateView',
+      database,
+      view,
+      target: { database, table: tableOf(target) },
+      query,
+      sources,
+      backfill: m.backfill ?? 'Full',
+      specHash,
+    });
     return plan;
   }
   if (existing.comment === viewMarker(specHash)) return plan;
   if (existing.comment === viewMarker(specHash, true)) {
     // Created, but its backfill was interrupted: the executor resumes it from its recorded state.
-    plan.steps.push({ kind: 'CreateView', database, view, target: { database, table: tableOf(target) }, query, sources, backfill: m.backfill ?? 'Full', specHash });
+    plan.steps.push({
+      kind: 'CreateView',
+      database,
+      view,
+      target: { database, table: tableOf(target) },
+      query,
+      sources,
+      backfill: m.backfill ?? 'Full',
+      specHash,
+    });
     return plan;
   }
   if (!existing.comment.startsWith(VIEW_MARKER_PREFIX)) {
@@ -127,7 +155,15 @@ function interruptedRecompute(catalog: Catalog, database: string, view: string, 
   const live = findTable(catalog, database, table);
   const leftover = findTable(catalog, database, `${table}${RECOMPUTE_TABLE_SUFFIX}`);
   if (!live?.marker || !leftover?.marker || leftover.marker.version >= live.marker.version) return undefined;
-  return { kind: 'FinishRecompute', database, view, target: { database, table }, leftover: leftover.name, version: leftover.marker.version, keepPreviousVersions };
+  return {
+    kind: 'FinishRecompute',
+    database,
+    view,
+    target: { database, table },
+    leftover: leftover.name,
+    version: leftover.marker.version,
+    keepPreviousVersions,
+  };
 }
 
 /**

@@ -85,7 +85,8 @@ export function preflightRefusals(step: CopyStep, facts: TablePreflight | undefi
         `(e.g. ${u.samples.map((s) => JSON.stringify(s)).join(', ')}); handle them with spec.migration.forwardQuery. Nothing was changed.`,
     ),
     ...facts.brokenViews.map(
-      (v) => `materialized view ${v.view} would break on the new version of ${t}: ${v.error}. Change its Pipe together with the table, or keep the columns it reads. Nothing was changed.`,
+      (v) =>
+        `materialized view ${v.view} would break on the new version of ${t}: ${v.error}. Change its Pipe together with the table, or keep the columns it reads. Nothing was changed.`,
     ),
   ];
 }

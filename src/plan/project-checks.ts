@@ -42,7 +42,9 @@ export function materializeTarget(pipe: Pipe, resources: readonly ProjectResourc
   const into = pipe.spec.materialize?.into;
   if (into === undefined) return undefined;
   const ns = pipe.metadata.namespace ?? 'default';
-  return resources.find((r): r is DataSource => r.kind === 'DataSource' && r.metadata.name === resourceName(into) && (r.metadata.namespace ?? 'default') === ns);
+  return resources.find(
+    (r): r is DataSource => r.kind === 'DataSource' && r.metadata.name === resourceName(into) && (r.metadata.namespace ?? 'default') === ns,
+  );
 }
 
 /** Where the unqualified table names of `pipe`'s SQL resolve (api/names.ts queryDatabaseOf), among `resources`. */
@@ -154,11 +156,18 @@ export function forwardQueryProblem(ds: DataSource): string | undefined {
  * Every project-level problem of loaded resources, as validation errors naming the file. A
  * clash names both resources and both files.
  */
-export function projectProblems(loaded: readonly { file: string; object: { kind: string; metadata: { name: string; namespace?: string } } }[]): ValidationError[] {
+export function projectProblems(
+  loaded: readonly { file: string; object: { kind: string; metadata: { name: string; namespace?: string } } }[],
+): ValidationError[] {
   const resources = loaded.map((l) => l.object as unknown as ProjectResource);
   const fileOf = new Map(loaded.map((l) => [resourceKey(l.object), l.file]));
   const errors: ValidationError[] = [];
-  const at = (r: ProjectResource, path: string, message: string): ValidationError => ({ file: fileOf.get(resourceKey(r)) ?? '', resource: ownerOf(r), path, message });
+  const at = (r: ProjectResource, path: string, message: string): ValidationError => ({
+    file: fileOf.get(resourceKey(r)) ?? '',
+    resource: ownerOf(r),
+    path,
+    message,
+  });
   for (const r of resources) {
     for (const p of reservedNameProblems(r, resources)) errors.push(at(r, p.path, p.message));
     if (r.kind === 'Pipe') for (const p of pipeSqlProblems(r as Pipe)) errors.push(at(r, `.spec.nodes[${p.index}].sql`, p.message));
@@ -171,7 +180,14 @@ export function projectProblems(loaded: readonly { file: string; object: { kind:
     // Reported at the resource read last: the one that came to clash.
     const later = (position.get(c.first.key) ?? 0) > (position.get(c.second.key) ?? 0) ? c.first.key : c.second.key;
     const r = byKey.get(later);
-    if (r) errors.push(at(r, '.metadata.name', `${describeClash(c)} (${c.first.owner} is in ${fileOf.get(c.first.key) ?? '?'}, ${c.second.owner} in ${fileOf.get(c.second.key) ?? '?'})`));
+    if (r)
+      errors.push(
+        at(
+          r,
+          '.metadata.name',
+          `${describeClash(c)} (${c.first.owner} is in ${fileOf.get(c.first.key) ?? '?'}, ${c.second.owner} in ${fileOf.get(c.second.key) ?? '?'})`,
+        ),
+      );
   }
   return errors;
 }

@@ -163,8 +163,7 @@ export function* tokenize(sql: string, from = 0): Generator<Token> {
 
 const isWord = (t: Token | undefined, word: string): boolean => t?.kind === 'word' && t.text.toUpperCase() === word;
 const isName = (t: Token | undefined): t is Token => t?.kind === 'word' || t?.kind === 'quotedIdentifier';
-const plainName = (t: Token | undefined): string | undefined =>
-  isName(t) && PLAIN_NAME.test(t.text) ? t.text : undefined;
+const plainName = (t: Token | undefined): string | undefined => (isName(t) && PLAIN_NAME.test(t.text) ? t.text : undefined);
 
 /** The INSERT target, column list and SETTINGS from the tokens between INSERT and its data. */
 function parseInsertHead(head: Token[], insert: InsertClause): void {

@@ -22,8 +22,7 @@ const bareIdentifier = new RegExp(IDENTIFIER);
 /** A key entry: a column name is quoted (it may be a keyword); an expression is the user's SQL. */
 export const keyEntry = (entry: string): string => (bareIdentifier.test(entry) ? quoteIdentifier(entry) : entry);
 
-export const keyTuple = (entries: string[]): string =>
-  entries.length === 1 ? keyEntry(entries[0] as string) : `(${entries.map(keyEntry).join(', ')})`;
+export const keyTuple = (entries: string[]): string => (entries.length === 1 ? keyEntry(entries[0] as string) : `(${entries.map(keyEntry).join(', ')})`);
 
 /** The part of a DataSource spec that defines its table: what a table version is made of. */
 export interface TableShape {
@@ -42,7 +41,10 @@ export function engineClause(engine: Engine): string {
   const id = quoteIdentifier;
   switch (engine.type) {
     case 'ReplacingMergeTree':
-      return `ReplacingMergeTree(${[engine.versionColumn, engine.isDeletedColumn].filter((c): c is string => !!c).map(id).join(', ')})`;
+      return `ReplacingMergeTree(${[engine.versionColumn, engine.isDeletedColumn]
+        .filter((c): c is string => !!c)
+        .map(id)
+        .join(', ')})`;
     case 'SummingMergeTree':
       return engine.sumColumns?.length ? `SummingMergeTree((${engine.sumColumns.map(id).join(', ')}))` : 'SummingMergeTree';
     case 'CollapsingMergeTree':
@@ -74,7 +76,10 @@ export const indexDefinition = (i: SkippingIndex): string =>
 /** Settings weir always sets: `_block_number` must survive merges for exactly-once copies. */
 // enable_block_number_column: migrations copy by block number (see executor.ts).
 // non_replicated_deduplication_window: ingest replays dedupe by token (see clickhouse/dedup.ts).
-export const REQUIRED_TABLE_SETTINGS: Record<string, string> = { enable_block_number_column: '1', non_replicated_deduplication_window: String(DEDUPLICATION_WINDOW) };
+export const REQUIRED_TABLE_SETTINGS: Record<string, string> = {
+  enable_block_number_column: '1',
+  non_replicated_deduplication_window: String(DEDUPLICATION_WINDOW),
+};
 
 export function settingsClause(settings: Record<string, string> | undefined): string {
   const all = { ...REQUIRED_TABLE_SETTINGS, ...(settings ?? {}) };
@@ -190,7 +195,8 @@ export function embeddingProblem(sql: string): string | undefined {
   let depth = 0;
   let ended = false;
   for (const t of tokens) {
-    if (ended && !isSymbolToken(t, ';')) return `holds more than one statement (a second one starts after ';': ${sql.slice(t.start, t.start + 40).split('\n')[0] ?? ''})`;
+    if (ended && !isSymbolToken(t, ';'))
+      return `holds more than one statement (a second one starts after ';': ${sql.slice(t.start, t.start + 40).split('\n')[0] ?? ''})`;
     if (isSymbolToken(t, ';')) ended = true;
     else if (isSymbolToken(t, '(')) depth++;
     else if (isSymbolToken(t, ')') && --depth < 0) return `closes a parenthesis it did not open (at offset ${t.start})`;
@@ -230,7 +236,13 @@ function querySettingsClause(sql: string): string | undefined {
     if (isSymbolToken(t, '(')) depth++;
     else if (isSymbolToken(t, ')')) depth--;
     const next = tokens[i + 1];
-    if (depth === 0 && t.kind === 'word' && t.text.toUpperCase() === 'SETTINGS' && (next?.kind === 'word' || next?.kind === 'quotedIdentifier') && isSymbolToken(tokens[i + 2], '=')) {
+    if (
+      depth === 0 &&
+      t.kind === 'word' &&
+      t.text.toUpperCase() === 'SETTINGS' &&
+      (next?.kind === 'word' || next?.kind === 'quotedIdentifier') &&
+      isSymbolToken(tokens[i + 2], '=')
+    ) {
       return `SETTINGS ${next.text}`;
     }
   }

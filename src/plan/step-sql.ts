@@ -8,7 +8,6 @@ import { RECOMPUTE_TABLE_SUFFIX, type PipeStep } from './pipe-plan.js';
 import { isPipeStep, type Step } from './project-plan.js';
 import { createQuarantineSql, createTableSql, embedSql, qualified, quoteIdentifier, quoteString } from './sql.js';
 
-
 const marker = (version: number): string => `<weir marker v${version}>`;
 
 function copyAndSwap(s: Extract<MigrationStep, { kind: 'CopyAndSwap' }>): string[] {
@@ -67,7 +66,11 @@ function pipeStep(s: PipeStep): string[] {
     }
     case 'FinishRecompute': {
       const leftover = qualified(s.target.database, s.leftover);
-      return [s.keepPreviousVersions > 0 ? `RENAME TABLE ${leftover} TO ${qualified(s.target.database, versionTableName(s.target.table, s.version))}` : `DROP TABLE ${leftover}`];
+      return [
+        s.keepPreviousVersions > 0
+          ? `RENAME TABLE ${leftover} TO ${qualified(s.target.database, versionTableName(s.target.table, s.version))}`
+          : `DROP TABLE ${leftover}`,
+      ];
     }
   }
 }

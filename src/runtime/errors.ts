@@ -28,8 +28,7 @@ export class WeirError extends Error {
  * Whether trying again can help. Read from the error's own `retriable` flag, so it also answers
  * for errors of libraries that carry one (kafkajs does); anything without the flag is not retriable.
  */
-export const isRetriable = (e: unknown): boolean =>
-  typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
+export const isRetriable = (e: unknown): boolean => typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
 
 /** retry() ran out of attempts on an error that stayed retriable: the last error is the cause. */
 export class RetriesExhaustedError extends WeirError {

@@ -13,8 +13,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** A short stable hash of a value (spec hashes, plan hashes, config hashes). */
-export const stableHash = (value: unknown, length = 16): string =>
-  createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, length);
+export const stableHash = (value: unknown, length = 16): string => createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, length);
 
 export function deepEqual(a: unknown, b: unknown): boolean {
   return canonicalJson(a) === canonicalJson(b);

@@ -43,7 +43,12 @@ export interface Refusal {
 const WILDCARD_BINDS = new Set(['', '0.0.0.0', '::', '[::]']);
 const LOOPBACK_NAMES = ['localhost', 'localhost.localdomain', 'ip6-localhost'];
 
-const bareHost = (host: string): string => host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+const bareHost = (host: string): string =>
+  host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '');
 
 /** This machine's host name, for servers bound to every address. */
 export const machineNames = (): string[] => [hostname()];
@@ -114,4 +119,3 @@ function refuseOrigin(headers: IncomingHttpHeaders, policy: LocalGuardPolicy): R
 export function refuseLocalRequest(headers: IncomingHttpHeaders, policy: LocalGuardPolicy): Refusal | undefined {
   return refuseHost(headers, policy) ?? refuseOrigin(headers, policy);
 }
-

@@ -34,14 +34,18 @@ export class BodyError extends Error {
  * `identity` is skipped. Throws a 415 BodyError naming any other coding.
  */
 export function decodersFor(header: string | undefined): Coding[] {
-  const names = (header ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const names = (header ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
   const codings: Coding[] = [];
   for (const name of names) {
     const coding = Object.hasOwn(CODINGS, name) ? CODINGS[name] : undefined;
     if (coding === undefined) throw new BodyError(415, `Content-Encoding ${JSON.stringify(name)} is not supported; send gzip, x-gzip, deflate, br or identity`);
     if (coding !== 'identity') codings.push(coding);
   }
-  if (codings.length > MAX_CODINGS) throw new BodyError(415, `Content-Encoding ${JSON.stringify(header)} applies ${codings.length} codings; at most ${MAX_CODINGS} are decoded`);
+  if (codings.length > MAX_CODINGS)
+    throw new BodyError(415, `Content-Encoding ${JSON.stringify(header)} applies ${codings.length} codings; at most ${MAX_CODINGS} are decoded`);
   return codings.reverse();
 }
 
@@ -85,7 +89,11 @@ export function readBody(source: Readable, codings: readonly Coding[], limit: nu
         reject(error);
       } else resolve(Buffer.concat(chunks, decoded));
     };
-    const tooLarge = (what: string) => new BodyError(413, `body ${what} more than ${limit} bytes${limit >= 2 ** 20 ? ` (${Math.floor(limit / 2 ** 20)} MiB)` : ''}, the limit; send smaller batches`);
+    const tooLarge = (what: string) =>
+      new BodyError(
+        413,
+        `body ${what} more than ${limit} bytes${limit >= 2 ** 20 ? ` (${Math.floor(limit / 2 ** 20)} MiB)` : ''}, the limit; send smaller batches`,
+      );
     const count = (chunk: Buffer): void => {
       received += chunk.length;
       if (received > limit) stop(tooLarge(codings.length > 0 ? 'as sent is' : 'is'));

@@ -26,10 +26,17 @@ export function idempotencyKeyOf(headerValues: readonly string[] | undefined, pa
   const keys = [...(headerValues ?? []).map(unquoted), ...params.getAll(IDEMPOTENCY_KEY_PARAM)];
   if (keys.length === 0) return undefined;
   const distinct = [...new Set(keys)];
-  if (distinct.length > 1) throw new BodyError(400, `the request carries ${keys.length} different idempotency keys (Idempotency-Key headers and ${IDEMPOTENCY_KEY_PARAM} parameters); send one`);
+  if (distinct.length > 1)
+    throw new BodyError(
+      400,
+      `the request carries ${keys.length} different idempotency keys (Idempotency-Key headers and ${IDEMPOTENCY_KEY_PARAM} parameters); send one`,
+    );
   const key = distinct[0] as string;
   if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH || !/^[\x20-\x7e]+$/.test(key)) {
-    throw new BodyError(400, `an idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters; got ${JSON.stringify(key.slice(0, 40))}${key.length > 40 ? '…' : ''} (${key.length} characters)`);
+    throw new BodyError(
+      400,
+      `an idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters; got ${JSON.stringify(key.slice(0, 40))}${key.length > 40 ? '…' : ''} (${key.length} characters)`,
+    );
   }
   return key;
 }

@@ -19,7 +19,6 @@ import { BodyError, decodersFor, readBody, splitLines, type BodyLine } from './e
 import { eventsDedupToken, idempotencyKeyOf, quarantineDedupToken } from './events-idempotency.js';
 import { compileRowMapper, MAPPED_ROW_SETTINGS, type MappedRow, type RowMapper } from './rows.js';
 
-
 // Both what a request sends and what it decodes to: the body is held whole until it is inserted.
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
@@ -79,7 +78,12 @@ export async function insertOrIsolate(
 ): Promise<{ inserted: number; refused: QuarantinedLine[] }> {
   const { inserted, refused } = await isolateRefused(
     rows,
-    (items, dedup) => ch.insert(table, items.map((r) => r.row), { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } }),
+    (items, dedup) =>
+      ch.insert(
+        table,
+        items.map((r) => r.row),
+        { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } },
+      ),
     (t) => (t === undefined ? deduplicationOff(ch) : deduplicatedBy(ch, t)),
     token,
   );

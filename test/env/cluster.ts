@@ -217,12 +217,7 @@ async function startOnce(binDir: string, opts: StartOptions): Promise<TestCluste
 
     return { kubeconfigPath, server, token, caFile, binDir, stop };
   } catch (err) {
-    const error = failure(
-      `weir test cluster failed to start: ${err instanceof Error ? err.message : String(err)}`,
-      procs,
-      opts.logDir !== undefined,
-      err,
-    );
+    const error = failure(`weir test cluster failed to start: ${err instanceof Error ? err.message : String(err)}`, procs, opts.logDir !== undefined, err);
     const clash = isPortClash(procs);
     await stop(); // logs in the temp dir go with it; the error carries their tails
     throw clash ? new PortClash(error.message, { cause: err }) : error;

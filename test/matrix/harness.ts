@@ -58,7 +58,23 @@ const SEED_MALFORMED = 2;
 const log = createLogger({ level: 'error' });
 
 export function notApplicableResult(row: MatrixRow, condition: Condition, reason: string): CellResult {
-  return { row: row.id, title: row.title, condition: condition.id, ok: true, notApplicable: reason, problems: [], longestPauseMs: null, fenceHeldMs: null, rowsBefore: 0, rowsAcked: 0, reads: 0, failedReadsDuringOutage: 0, writerRetries: 0, writer: row.writer, durationMs: 0 };
+  return {
+    row: row.id,
+    title: row.title,
+    condition: condition.id,
+    ok: true,
+    notApplicable: reason,
+    problems: [],
+    longestPauseMs: null,
+    fenceHeldMs: null,
+    rowsBefore: 0,
+    rowsAcked: 0,
+    reads: 0,
+    failedReadsDuringOutage: 0,
+    writerRetries: 0,
+    writer: row.writer,
+    durationMs: 0,
+  };
 }
 
 export function appendResult(file: string, result: CellResult): void {
@@ -116,7 +132,12 @@ export async function runCell(env: MatrixEnv, row: MatrixRow, condition: Conditi
     problems.push(...(await exactness(ch, ctx.db, expected, row.rollupWhere ?? '1')));
     problems.push(...(await quarantineHolds(ch, ctx.db, writer.malformed)));
     if (final?.n !== expected) problems.push(`the last read saw ${final?.n ?? 'nothing'} rows, ${expected} were acknowledged`);
-    problems.push(...reader.failed().slice(0, 3).map((f) => `a read failed: ${f}`));
+    problems.push(
+      ...reader
+        .failed()
+        .slice(0, 3)
+        .map((f) => `a read failed: ${f}`),
+    );
     problems.push(...reader.backwards.slice(0, 3).map((b) => `a read went backwards: ${b}`));
     problems.push(...reader.incomplete.slice(0, 3).map((b) => `an incomplete read: ${b}`));
     problems.push(...reader.doubled.slice(0, 3).map((b) => `a read counted an id twice: ${b}`));
@@ -169,7 +190,8 @@ async function makeChange(env: MatrixEnv, condition: Condition, after: ProjectRe
     case 'kill': {
       const dir = writeProject(after);
       const crashed = await runWeirApply(dir, url, { WEIR_FAULT_AT: condition.faultPoint });
-      if (crashed.signal !== 'SIGKILL') problems.push(`weir apply never reached fault point ${condition.faultPoint} (exit ${crashed.code}): ${tail(crashed.out)}`);
+      if (crashed.signal !== 'SIGKILL')
+        problems.push(`weir apply never reached fault point ${condition.faultPoint} (exit ${crashed.code}): ${tail(crashed.out)}`);
       return applyAgain(dir, url);
     }
     case 'clickhouseKill': {
@@ -183,7 +205,10 @@ async function makeChange(env: MatrixEnv, condition: Condition, after: ProjectRe
       const held = runWeirApply(dir, url, { WEIR_FAULT_AT: condition.faultPoint, WEIR_FAULT_HOLD: release });
       let exited = false;
       void held.then(() => (exited = true));
-      await waitFor(`weir apply to reach ${condition.faultPoint}`, () => existsSync(`${release}.reached`) || exited || undefined, { timeoutMs: 120_000, intervalMs: 20 });
+      await waitFor(`weir apply to reach ${condition.faultPoint}`, () => existsSync(`${release}.reached`) || exited || undefined, {
+        timeoutMs: 120_000,
+        intervalMs: 20,
+      });
       if (!existsSync(`${release}.reached`)) {
         problems.push(`weir apply never reached fault point ${condition.faultPoint}: ${tail((await held).out)}`);
         return applyAgain(dir, url);
@@ -219,7 +244,10 @@ async function applyInProcess(ch: ClickHouse, after: ProjectResource[]): Promise
 async function applyAgain(dir: string, url: string): Promise<ChangeOutcome> {
   const resumed = await runWeirApply(dir, url);
   const held = /longest fence (\d+) ms/.exec(resumed.out);
-  return { ...(resumed.code === 0 ? {} : { error: `weir apply run again exited ${resumed.code}: ${tail(resumed.out)}` }), fenceHeldMs: held ? Number(held[1]) : null };
+  return {
+    ...(resumed.code === 0 ? {} : { error: `weir apply run again exited ${resumed.code}: ${tail(resumed.out)}` }),
+    fenceHeldMs: held ? Number(held[1]) : null,
+  };
 }
 
 const tail = (out: string): string => out.trim().split('\n').slice(-3).join(' | ').slice(0, 600);
@@ -250,23 +278,34 @@ function endpointsOf(resources: ProjectResource[], db: string, only: string) {
 /** Point weir serve at this cell's reader Endpoint and wait until it answers as `ready` says. */
 async function serve(env: MatrixEnv, resources: ProjectResource[], ctx: RowContext, ready: (r: { n: number; [k: string]: unknown }) => boolean): Promise<void> {
   writeServeConfig(env.serve.configPath, endpointsOf(resources, ctx.db, ctx.readEndpoint));
-  await waitFor(`weir serve to serve ${ctx.readEndpoint}`, async () => {
-    const r = await readEndpoint(env.serve.base, ctx.readEndpoint).catch(() => undefined);
-    return (r && ready(r)) || undefined;
-  }, { timeoutMs: 30_000, intervalMs: 50 });
+  await waitFor(
+    `weir serve to serve ${ctx.readEndpoint}`,
+    async () => {
+      const r = await readEndpoint(env.serve.base, ctx.readEndpoint).catch(() => undefined);
+      return (r && ready(r)) || undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 50 },
+  );
 }
 
 /** The Endpoint change reaches weir serve as a rewritten config file while the reader keeps reading. */
 async function rollOut(env: MatrixEnv, after: ProjectResource[], ctx: RowContext, reader: EndpointReader, live: boolean): Promise<void> {
   writeServeConfig(env.serve.configPath, endpointsOf(after, ctx.db, ctx.readEndpoint));
-  await waitFor(`weir serve to serve the new ${ctx.readEndpoint}`, async () => {
-    if (!live) await reader.readOnce();
-    return (reader.last && 'longest' in reader.last) || undefined;
-  }, { timeoutMs: 30_000, intervalMs: 50 });
+  await waitFor(
+    `weir serve to serve the new ${ctx.readEndpoint}`,
+    async () => {
+      if (!live) await reader.readOnce();
+      return (reader.last && 'longest' in reader.last) || undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 50 },
+  );
 }
 
 async function ackedAtLeast(writer: MatrixWriter, rows: number): Promise<void> {
-  await waitFor(`the writer to have ${rows} rows acknowledged`, async () => (await writer.acked().catch(() => 0)) >= rows || undefined, { timeoutMs: 120_000, intervalMs: 50 });
+  await waitFor(`the writer to have ${rows} rows acknowledged`, async () => (await writer.acked().catch(() => 0)) >= rows || undefined, {
+    timeoutMs: 120_000,
+    intervalMs: 50,
+  });
 }
 
 // ---- the final checks --------------------------------------------------------------------------
@@ -298,18 +337,28 @@ async function quarantineHolds(ch: ClickHouse, db: string, malformed: string[]):
   const rows = await ch.query<{ raw: string }>(`SELECT raw FROM ${db}.${quarantineTableName('page_views')} ORDER BY raw`);
   const held = rows.map((r) => r.raw).sort();
   const sent = [...malformed].sort();
-  return JSON.stringify(held) === JSON.stringify(sent) ? [] : [`the quarantine holds ${held.length} input(s) (${JSON.stringify(held.slice(0, 3))}…), ${sent.length} malformed were sent`];
+  return JSON.stringify(held) === JSON.stringify(sent)
+    ? []
+    : [`the quarantine holds ${held.length} input(s) (${JSON.stringify(held.slice(0, 3))}…), ${sent.length} malformed were sent`];
 }
 
 /** No `__weir_next`, staging or recompute tables (nor views) are left behind. */
 async function leftovers(ch: ClickHouse, db: string): Promise<string[]> {
-  const rows = await ch.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = {db:String} AND name LIKE '%\\_\\_weir\\_%' ORDER BY name`, { params: { db } });
+  const rows = await ch.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = {db:String} AND name LIKE '%\\_\\_weir\\_%' ORDER BY name`, {
+    params: { db },
+  });
   return rows.length === 0 ? [] : [`left behind: ${rows.map((r) => r.name).join(', ')}`];
 }
 
 /** Every table's engine, keys, comment (weir's marker) and columns: equal before and after a refusal. */
 async function schema(ch: ClickHouse, db: string): Promise<string> {
-  const tables = await ch.query<{ name: string; engine_full: string; comment: string }>('SELECT name, engine_full, comment FROM system.tables WHERE database = {db:String} ORDER BY name', { params: { db } });
-  const cols = await ch.query<{ table: string; name: string; type: string; default_expression: string }>('SELECT table, name, type, default_expression FROM system.columns WHERE database = {db:String} ORDER BY table, position', { params: { db } });
+  const tables = await ch.query<{ name: string; engine_full: string; comment: string }>(
+    'SELECT name, engine_full, comment FROM system.tables WHERE database = {db:String} ORDER BY name',
+    { params: { db } },
+  );
+  const cols = await ch.query<{ table: string; name: string; type: string; default_expression: string }>(
+    'SELECT table, name, type, default_expression FROM system.columns WHERE database = {db:String} ORDER BY table, position',
+    { params: { db } },
+  );
   return JSON.stringify({ tables, cols });
 }

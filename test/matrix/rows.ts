@@ -62,7 +62,12 @@ const READ_SQL = 'SELECT count() AS n, uniqExact(session_id) AS ids FROM page_vi
 export function baseProject(ctx: RowContext, writer: WriterKind, readSql = READ_SQL, readParams: Endpoint['spec']['params'] = []): ProjectResource[] {
   const resources = (exampleResources(ctx.ns) as unknown as ProjectResource[]).map((r) => structuredClone(r));
   const pv = dataSourceOf(resources, 'page-views');
-  if (writer === 'kafka' && pv.spec.ingestion) pv.spec.ingestion = { ...pv.spec.ingestion, kafka: { ...pv.spec.ingestion.kafka, bootstrapServers: [ctx.bootstrap], topic: ctx.topic }, batch: { maxRows: 1000, maxDelayMs: 50 } };
+  if (writer === 'kafka' && pv.spec.ingestion)
+    pv.spec.ingestion = {
+      ...pv.spec.ingestion,
+      kafka: { ...pv.spec.ingestion.kafka, bootstrapServers: [ctx.bootstrap], topic: ctx.topic },
+      batch: { maxRows: 1000, maxDelayMs: 50 },
+    };
   if (writer === 'events') delete pv.spec.ingestion;
   const reads = pipe(ctx.readEndpoint, inNamespace(ctx.ns), withNodes(node('totals', readSql)));
   const ep = endpoint(ctx.readEndpoint, ctx.readEndpoint, inNamespace(ctx.ns), withParams(...(readParams ?? [])));
@@ -113,7 +118,8 @@ async function columns(ch: ClickHouse, db: string): Promise<string[]> {
 const expectThat = (what: string, actual: unknown, expected: unknown): string[] =>
   JSON.stringify(actual) === JSON.stringify(expected) ? [] : [`${what} is ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`];
 
-const expectMatch = (what: string, actual: string, pattern: RegExp): string[] => (pattern.test(actual) ? [] : [`${what} is ${JSON.stringify(actual)}, expected ${pattern}`]);
+const expectMatch = (what: string, actual: string, pattern: RegExp): string[] =>
+  pattern.test(actual) ? [] : [`${what} is ${JSON.stringify(actual)}, expected ${pattern}`];
 
 const COPY_AND_SWAP = ['Created', 'Backfilled', 'DeltaCopied', 'Verified', 'Exchanged', 'GapChecked'];
 const IN_PLACE = ['AlterApplied', 'Altered', 'MarkerMoved'];
@@ -139,8 +145,16 @@ export const ROWS: MatrixRow[] = [
     check: async ({ ch, db }) => {
       const cols = await columns(ch, db);
       return [
-        ...expectThat('column referrer', cols.find((c) => c.startsWith('referrer ')), "referrer String DEFAULT ''"),
-        ...expectThat('column country', cols.find((c) => c.startsWith('country ')), "country LowCardinality(String) DEFAULT 'zz'"),
+        ...expectThat(
+          'column referrer',
+          cols.find((c) => c.startsWith('referrer ')),
+          "referrer String DEFAULT ''",
+        ),
+        ...expectThat(
+          'column country',
+          cols.find((c) => c.startsWith('country ')),
+          "country LowCardinality(String) DEFAULT 'zz'",
+        ),
         ...expectMatch('engine', (await tableInfo(ch, db)).engine_full, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(365\)/),
       ];
     },
@@ -158,7 +172,12 @@ export const ROWS: MatrixRow[] = [
     outcome: 'applied',
     faultPoints: IN_PLACE,
     clickhouseKillAt: 'AlterApplied',
-    check: async ({ ch, db }) => expectThat('columns', (await columns(ch, db)).map((c) => c.split(' ')[0]), ['timestamp', 'session_id', 'tenant_id', 'pathname', 'duration_ms']),
+    check: async ({ ch, db }) =>
+      expectThat(
+        'columns',
+        (await columns(ch, db)).map((c) => c.split(' ')[0]),
+        ['timestamp', 'session_id', 'tenant_id', 'pathname', 'duration_ms'],
+      ),
   },
   {
     id: '3-type-convertible',
@@ -169,7 +188,12 @@ export const ROWS: MatrixRow[] = [
     outcome: 'applied',
     faultPoints: COPY_AND_SWAP,
     clickhouseKillAt: 'Backfilled',
-    check: async ({ ch, db }) => expectThat('column duration_ms', (await columns(ch, db)).find((c) => c.startsWith('duration_ms ')), 'duration_ms UInt64 DEFAULT 0'),
+    check: async ({ ch, db }) =>
+      expectThat(
+        'column duration_ms',
+        (await columns(ch, db)).find((c) => c.startsWith('duration_ms ')),
+        'duration_ms UInt64 DEFAULT 0',
+      ),
   },
   {
     id: '3-type-refused',
@@ -258,7 +282,13 @@ export const ROWS: MatrixRow[] = [
     title: "An Endpoint's SQL and parameters changed (rolled out to weir serve)",
     writer: 'events',
     before: (ctx) => baseProject(ctx, 'events', `${READ_SQL} WHERE startsWith(tenant_id, {tenant_prefix:String})`, [{ name: 'tenant_prefix', default: '' }]),
-    after: (ctx) => baseProject(ctx, 'events', 'SELECT count() AS n, uniqExact(session_id) AS ids, max(duration_ms) AS longest FROM page_views WHERE duration_ms >= {min_duration:UInt32}', [{ name: 'min_duration', default: 0 }]),
+    after: (ctx) =>
+      baseProject(
+        ctx,
+        'events',
+        'SELECT count() AS n, uniqExact(session_id) AS ids, max(duration_ms) AS longest FROM page_views WHERE duration_ms >= {min_duration:UInt32}',
+        [{ name: 'min_duration', default: 0 }],
+      ),
     outcome: 'applied',
     faultPoints: [],
     rollsOutEndpoints: true,
@@ -276,8 +306,17 @@ export const ROWS: MatrixRow[] = [
     faultPoints: ['DeltaCopied', 'Exchanged', 'Retained'],
     clickhouseKillAt: 'DeltaCopied',
     check: async ({ ch, db }) => {
-      const versions = await ch.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = '${db}' AND startsWith(name, 'page_views__v') ORDER BY name`);
-      return [...expectThat('sorting key', (await tableInfo(ch, db)).sorting_key, 'tenant_id, timestamp'), ...expectThat('retained versions', versions.map((v) => v.name), ['page_views__v2'])];
+      const versions = await ch.query<{ name: string }>(
+        `SELECT name FROM system.tables WHERE database = '${db}' AND startsWith(name, 'page_views__v') ORDER BY name`,
+      );
+      return [
+        ...expectThat('sorting key', (await tableInfo(ch, db)).sorting_key, 'tenant_id, timestamp'),
+        ...expectThat(
+          'retained versions',
+          versions.map((v) => v.name),
+          ['page_views__v2'],
+        ),
+      ];
     },
   },
 ];

@@ -42,12 +42,19 @@ export function pageView(prefix: string, n: number, epoch: number): Record<strin
   // Unique timestamps, all within four weeks: no two rows share an engine key (Replacing/Summing
   // engines would fold them) and the example's TTL expires none.
   const ts = new Date(epoch - (n % 28) * DAY_MS - Math.floor(n / 28)).toISOString().replace('T', ' ').replace('Z', '');
-  return { timestamp: ts, session_id: `${prefix}-${n}`, tenant_id: `t${n % 3}`, payload: { pathname: `/page/${n % 17}`, country: 'de', duration_ms: 1 + (n % 5000), referrer: 'r' } };
+  return {
+    timestamp: ts,
+    session_id: `${prefix}-${n}`,
+    tenant_id: `t${n % 3}`,
+    payload: { pathname: `/page/${n % 17}`, country: 'de', duration_ms: 1 + (n % 5000), referrer: 'r' },
+  };
 }
 
 /** Malformed input k of a cell: text that is not JSON, and a row ClickHouse refuses (a timestamp that is no time). */
 export function malformedInput(prefix: string, k: number): string {
-  return k % 2 === 0 ? `{not json ${prefix}-bad-${k}` : JSON.stringify({ timestamp: `no time ${k}`, session_id: `${prefix}-bad-${k}`, tenant_id: 't0', payload: { pathname: '/bad' } });
+  return k % 2 === 0
+    ? `{not json ${prefix}-bad-${k}`
+    : JSON.stringify({ timestamp: `no time ${k}`, session_id: `${prefix}-bad-${k}`, tenant_id: 't0', payload: { pathname: '/bad' } });
 }
 
 /**
@@ -115,8 +122,13 @@ export class EventsWriter implements MatrixWriter {
     const key = randomUUID();
     for (;;) {
       try {
-        const r = await this.api.ingest(this.spec.metadata.name, [...lines, ...badLines].map((text) => ({ text })), key);
-        if (r.successful_rows !== rows || r.quarantined_rows !== bad) throw new Error(`events API took ${r.successful_rows}/${rows} rows and quarantined ${r.quarantined_rows}/${bad}`);
+        const r = await this.api.ingest(
+          this.spec.metadata.name,
+          [...lines, ...badLines].map((text) => ({ text })),
+          key,
+        );
+        if (r.successful_rows !== rows || r.quarantined_rows !== bad)
+          throw new Error(`events API took ${r.successful_rows}/${rows} rows and quarantined ${r.quarantined_rows}/${bad}`);
         break;
       } catch (e) {
         if (!isRetriable(e)) throw e;
@@ -223,7 +235,11 @@ export class KafkaWriter implements MatrixWriter {
   /** Everything sent has been committed by the ingester. */
   private async drained(): Promise<void> {
     const total = this.validBefore[this.validBefore.length - 1] ?? 0;
-    await waitFor(`weir ingest to commit all ${this.validBefore.length - 1} messages of ${this.topic}`, async () => ((await this.acked()) === total && (await this.committed()) === this.validBefore.length - 1) || undefined, { timeoutMs: 90_000, intervalMs: 100 });
+    await waitFor(
+      `weir ingest to commit all ${this.validBefore.length - 1} messages of ${this.topic}`,
+      async () => ((await this.acked()) === total && (await this.committed()) === this.validBefore.length - 1) || undefined,
+      { timeoutMs: 90_000, intervalMs: 100 },
+    );
   }
 
   private async committed(): Promise<number> {

@@ -84,7 +84,9 @@ export function compileEndpoint(endpoint: Endpoint, pipe: Pipe, database: string
   }
   if (statement.secondStatementAt !== undefined) return problem(`node ${node.name} of Pipe ${pipe.metadata.name} holds more than one statement`);
   if (statement.outputFormat !== undefined) {
-    return problem(`node ${node.name} of Pipe ${pipe.metadata.name} ends with FORMAT ${statement.outputFormat}; remove it: the endpoint picks the format from the URL`);
+    return problem(
+      `node ${node.name} of Pipe ${pipe.metadata.name} ends with FORMAT ${statement.outputFormat}; remove it: the endpoint picks the format from the URL`,
+    );
   }
   if (statement.intoOutfile) return problem(`node ${node.name} of Pipe ${pipe.metadata.name} writes INTO OUTFILE, which an endpoint cannot`);
   // Every node must be safe to splice: the server wraps the query (DESCRIBE TABLE (…), FORMAT …).
@@ -120,7 +122,9 @@ export function compileEndpoint(endpoint: Endpoint, pipe: Pipe, database: string
   if (endpoint.spec.limits?.requestsPerSecond !== undefined) limits.requestsPerSecond = endpoint.spec.limits.requestsPerSecond;
   const auth = endpoint.spec.auth ? { tokensSecret: endpoint.spec.auth.tokensSecretRef.name } : undefined;
   if (auth && params.some((p) => p.name === TOKEN_PARAM)) {
-    return problem(`parameter {${TOKEN_PARAM}:…} of Pipe ${pipe.metadata.name} clashes with ?${TOKEN_PARAM}=, which carries the bearer token when spec.auth is set; rename the parameter`);
+    return problem(
+      `parameter {${TOKEN_PARAM}:…} of Pipe ${pipe.metadata.name} clashes with ?${TOKEN_PARAM}=, which carries the bearer token when spec.auth is set; rename the parameter`,
+    );
   }
 
   const result: Omit<CompiledEndpoint, 'version'> = {

@@ -20,8 +20,7 @@ export const PATH_PREFIX = '/v0/pipes/';
 
 export const endpointPath = (name: string, format: Format): string => `${PATH_PREFIX}${name}.${format}`;
 
-const DATE_TIME_PATTERN = (precision: number) =>
-  `^\\d{4}-\\d{2}-\\d{2}([ T]\\d{2}:\\d{2}:\\d{2}${precision > 0 ? `(\\.\\d{1,${precision}})?` : ''})?$`;
+const DATE_TIME_PATTERN = (precision: number) => `^\\d{4}-\\d{2}-\\d{2}([ T]\\d{2}:\\d{2}:\\d{2}${precision > 0 ? `(\\.\\d{1,${precision}})?` : ''})?$`;
 
 /** JSON schema of a parameter value of type `t`, as a request carries it. */
 function inputSchema(t: ParamType): JsonSchema {

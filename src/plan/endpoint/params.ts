@@ -36,7 +36,7 @@ const MAX_SHOWN = 80;
 
 /** How a rejected value is quoted back to the caller: JSON, so quotes and control characters stay visible. */
 export function shown(value: unknown): string {
-  const text = typeof value === 'bigint' ? String(value) : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
   return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN)}…` : text;
 }
 
@@ -68,7 +68,10 @@ export function gatherParams(search: URLSearchParams, body?: unknown): Validated
  * names, missing required parameters, values that are not of their type, and values outside
  * min, max or enum.
  */
-export function validateParams(endpoint: Pick<CompiledEndpoint, 'name' | 'params'>, given: ReadonlyMap<string, GivenValue>): Validated<Record<string, BoundValue>> {
+export function validateParams(
+  endpoint: Pick<CompiledEndpoint, 'name' | 'params'>,
+  given: ReadonlyMap<string, GivenValue>,
+): Validated<Record<string, BoundValue>> {
   const errors: string[] = [];
   const known = new Set(endpoint.params.map((p) => p.name));
   const unknown = [...given.keys()].filter((name) => !known.has(name));
@@ -140,7 +143,8 @@ export function paramType(text: string): ParamType {
   return type;
 }
 
-type Parsed = { ok: true; bound: BoundValue; /** Canonical text of each checked scalar, for min/max/enum. */ texts: (string | null)[] } | { ok: false; hint?: string };
+type Parsed =
+  { ok: true; bound: BoundValue; /** Canonical text of each checked scalar, for min/max/enum. */ texts: (string | null)[] } | { ok: false; hint?: string };
 
 /** A scalar in its canonical text, and as an element of a JS array the client formats. */
 type Scalar = { ok: true; text: string; element: BoundElement | undefined; elementHint?: string } | { ok: false; hint?: string };

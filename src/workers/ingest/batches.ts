@@ -26,7 +26,6 @@ export interface BatchItem {
   size: number;
 }
 
-
 /** The insert_deduplication_token of a batch: one range, one token, for every replay of it. */
 export const dedupToken = (groupId: string, r: OffsetRange): string => `weir:${groupId}:${r.topic}:${r.partition}:${r.firstOffset}-${r.lastOffset}`;
 
@@ -71,7 +70,8 @@ export class PartitionBatcher<M extends BatchItem = BatchItem> {
   /** Add the next message of the partition (offsets strictly increasing). */
   add(m: M, now: number): void {
     const last = this.messages.at(-1);
-    if (last && cmp(m.offset, last.offset) <= 0) throw new Error(`offset ${m.offset} after ${last.offset} on ${this.topic}/${this.partition}: messages out of order`);
+    if (last && cmp(m.offset, last.offset) <= 0)
+      throw new Error(`offset ${m.offset} after ${last.offset} on ${this.topic}/${this.partition}: messages out of order`);
     if (this.messages.length === 0) this.openedAt = now;
     this.messages.push(m);
     this.bytes += m.size;
@@ -129,10 +129,13 @@ export function rangesToReplay(ledger: OffsetRange[], committed: string): { rang
     const prev = ranges.at(-1);
     if (prev && prev.firstOffset === r.firstOffset && prev.lastOffset === r.lastOffset) continue;
     if (prev && cmp(r.firstOffset, prev.lastOffset) <= 0) {
-      anomalies.push(`ledger ranges ${prev.firstOffset}-${prev.lastOffset} and ${r.firstOffset}-${r.lastOffset} of ${r.topic}/${r.partition} overlap; skipping the later`);
+      anomalies.push(
+        `ledger ranges ${prev.firstOffset}-${prev.lastOffset} and ${r.firstOffset}-${r.lastOffset} of ${r.topic}/${r.partition} overlap; skipping the later`,
+      );
       continue;
     }
-    if (cmp(r.firstOffset, committed) < 0) anomalies.push(`ledger range ${r.firstOffset}-${r.lastOffset} of ${r.topic}/${r.partition} straddles committed offset ${committed}`);
+    if (cmp(r.firstOffset, committed) < 0)
+      anomalies.push(`ledger range ${r.firstOffset}-${r.lastOffset} of ${r.topic}/${r.partition} straddles committed offset ${committed}`);
     ranges.push(r);
   }
   return { ranges, anomalies };

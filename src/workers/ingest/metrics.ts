@@ -35,10 +35,18 @@ export class IngestMetrics {
       labelNames: ['topic', 'partition'] as const,
       registers,
     });
-    this.clickhouseUp = new Gauge({ name: 'weir_ingest_clickhouse_up', help: '0 while ClickHouse refuses or times out inserts (fetching is paused).', registers });
+    this.clickhouseUp = new Gauge({
+      name: 'weir_ingest_clickhouse_up',
+      help: '0 while ClickHouse refuses or times out inserts (fetching is paused).',
+      registers,
+    });
     this.retries = new Counter({ name: 'weir_ingest_insert_retries_total', help: 'Insert attempts that failed and were retried.', registers });
     this.fenceWait = new Counter({ name: 'weir_ingest_fence_wait_seconds_total', help: 'Time batches waited at migration fences.', registers });
-    this.longestFencePause = new Gauge({ name: 'weir_ingest_longest_fence_pause_seconds', help: 'Longest a single batch waited at a migration fence since the worker started.', registers });
+    this.longestFencePause = new Gauge({
+      name: 'weir_ingest_longest_fence_pause_seconds',
+      help: 'Longest a single batch waited at a migration fence since the worker started.',
+      registers,
+    });
     this.assigned = new Gauge({ name: 'weir_ingest_assigned_partitions', help: 'Partitions this worker consumes now.', registers });
     this.clickhouseUp.set(1);
   }

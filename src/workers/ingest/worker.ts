@@ -37,7 +37,6 @@ import type { IngestMetrics } from './metrics.js';
 
 export const DEFAULT_BATCH: BatchLimits = { maxRows: 100_000, maxBytes: 16 * 1024 * 1024, maxDelayMs: 1000 };
 
-
 export interface IngestWorkerOptions {
   dataSource: DataSource;
   clickhouse: ClickHouse;
@@ -135,12 +134,18 @@ export class IngestWorker {
     this.limits = { ...DEFAULT_BATCH, ...ingestion.batch };
     this.mapper = compileRowMapper(ds.spec.columns);
     this.writerId = opts.writerId ?? FenceParticipant.newId(`ingest-${hostname()}`);
-    this.fence = new FenceParticipant(opts.clickhouse, this.writerId, [{ database: this.database, table: this.table }], opts.fenceTiming ?? DEFAULT_FENCE_TIMING);
+    this.fence = new FenceParticipant(
+      opts.clickhouse,
+      this.writerId,
+      [{ database: this.database, table: this.table }],
+      opts.fenceTiming ?? DEFAULT_FENCE_TIMING,
+    );
     const kafka = new Kafka({
       ...opts.kafka,
       clientId: `weir-ingest-${ds.metadata.name}`,
       logLevel: logLevel.WARN,
-      logCreator: () => (entry) => opts.log.log(entry.level <= logLevel.ERROR ? 'error' : 'warn', `kafka: ${entry.log.message}`, { namespace: entry.namespace }),
+      logCreator: () => (entry) =>
+        opts.log.log(entry.level <= logLevel.ERROR ? 'error' : 'warn', `kafka: ${entry.log.message}`, { namespace: entry.namespace }),
     });
     this.consumer = kafka.consumer({
       groupId: this.groupId,
@@ -209,10 +214,14 @@ export class IngestWorker {
     this.stopping = true;
     clearInterval(this.timer);
     const states = [...this.states.values()];
-    await Promise.allSettled(states.map((s) => this.enqueue(s, async () => {
-      await this.flush(s, { final: true });
-      await s.writing;
-    })));
+    await Promise.allSettled(
+      states.map((s) =>
+        this.enqueue(s, async () => {
+          await this.flush(s, { final: true });
+          await s.writing;
+        }),
+      ),
+    );
     await this.consumer.disconnect().catch(() => undefined);
     this.stopHeartbeats();
     await this.fence.leave().catch(() => undefined);
@@ -242,7 +251,10 @@ export class IngestWorker {
       if (state.batcher.due(Date.now())) await this.flush(state);
     }
     state.highWatermark = batch.highWatermark;
-    this.opts.metrics.lag.set({ topic: state.topic, partition: String(state.partition) }, Math.max(0, Number(BigInt(state.highWatermark) - BigInt(state.committed))));
+    this.opts.metrics.lag.set(
+      { topic: state.topic, partition: String(state.partition) },
+      Math.max(0, Number(BigInt(state.highWatermark) - BigInt(state.committed))),
+    );
   }
 
   /**
@@ -274,7 +286,8 @@ export class IngestWorker {
       committed,
     );
     for (const a of anomalies) this.opts.log.error('ingest ledger anomaly', { detail: a });
-    if (ranges.length > 0) this.opts.log.info('replaying batches written before a restart', { topic, partition, ranges: ranges.length, from: ranges[0]?.firstOffset });
+    if (ranges.length > 0)
+      this.opts.log.info('replaying batches written before a restart', { topic, partition, ranges: ranges.length, from: ranges[0]?.firstOffset });
     const state: PartitionState = {
       topic,
       partition,
@@ -308,7 +321,10 @@ export class IngestWorker {
       }
     });
     state.queue = run.catch(() => undefined);
-    this.inflight.set(key, state.queue.then(() => state.writing).catch(() => undefined));
+    this.inflight.set(
+      key,
+      state.queue.then(() => state.writing).catch(() => undefined),
+    );
     return run;
   }
 
@@ -338,7 +354,10 @@ export class IngestWorker {
     const writing = this.write(state, taken, final);
     writing.catch((e: unknown) => this.restartPartition(state, e));
     state.writing = writing;
-    this.inflight.set(key, writing.catch(() => undefined));
+    this.inflight.set(
+      key,
+      writing.catch(() => undefined),
+    );
   }
 
   /**
@@ -350,7 +369,11 @@ export class IngestWorker {
   private restartPartition(state: PartitionState, e: unknown): void {
     if (e instanceof PartitionLost) return;
     const key = `${state.topic}/${state.partition}`;
-    this.opts.log.error('batch not written; the partition restarts from its committed offset', { topic: state.topic, partition: state.partition, error: errorMessage(e) });
+    this.opts.log.error('batch not written; the partition restarts from its committed offset', {
+      topic: state.topic,
+      partition: state.partition,
+      error: errorMessage(e),
+    });
     if (this.states.get(key) === state) this.states.delete(key);
     const failures = this.restarts.get(key) ?? 0;
     this.restarts.set(key, failures + 1);
@@ -403,7 +426,12 @@ export class IngestWorker {
           current();
           ({ inserted, refused } = await isolateRefused(
             good,
-            (items, dedup) => this.opts.clickhouse.insertLines(table, items.map((g) => g.line), { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } }),
+            (items, dedup) =>
+              this.opts.clickhouse.insertLines(
+                table,
+                items.map((g) => g.line),
+                { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } },
+              ),
             (t) => deduplicatedBy(this.opts.clickhouse, t ?? token),
             token,
           ));
@@ -415,7 +443,14 @@ export class IngestWorker {
             current();
             await this.opts.clickhouse.insert(
               `${quoteIdentifier(this.database)}.${quoteIdentifier(quarantineTableName(this.table))}`,
-              quarantine.map((q) => ({ source: 'kafka', raw: q.raw, error: q.error, topic: range.topic, partition: range.partition, offset: Number(q.offset) })),
+              quarantine.map((q) => ({
+                source: 'kafka',
+                raw: q.raw,
+                error: q.error,
+                topic: range.topic,
+                partition: range.partition,
+                offset: Number(q.offset),
+              })),
               { settings: await deduplicatedBy(this.opts.clickhouse, `${token}:quarantine`) },
             );
           }, 'quarantining messages');
@@ -441,7 +476,12 @@ export class IngestWorker {
     } catch (e) {
       if (e instanceof PartitionLost) {
         this.opts.metrics.batches.inc({ result: 'abandoned' });
-        this.opts.log.info('partition reassigned mid-batch; its new owner replays it', { topic: range.topic, partition: range.partition, from: range.firstOffset, to: range.lastOffset });
+        this.opts.log.info('partition reassigned mid-batch; its new owner replays it', {
+          topic: range.topic,
+          partition: range.partition,
+          from: range.firstOffset,
+          to: range.lastOffset,
+        });
       }
       throw e;
     }
@@ -472,7 +512,11 @@ export class IngestWorker {
     try {
       await this.consumer.commitOffsets([{ topic: range.topic, partition: range.partition, offset: commitOffsetAfter(range) }]);
     } catch (e) {
-      this.opts.log.warn('offset commit refused; the range will be replayed and deduplicated', { topic: range.topic, partition: range.partition, error: errorMessage(e) });
+      this.opts.log.warn('offset commit refused; the range will be replayed and deduplicated', {
+        topic: range.topic,
+        partition: range.partition,
+        error: errorMessage(e),
+      });
       throw new PartitionLost(errorMessage(e));
     }
   }

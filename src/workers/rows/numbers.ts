@@ -23,8 +23,7 @@ export function smallInteger(expected: string, min: number, max: number): Conver
 }
 
 /** `digits` (no sign, no leading zeros) is at most `bound`, both decimal strings. */
-const atMost = (digits: string, bound: string): boolean =>
-  digits.length < bound.length || (digits.length === bound.length && digits <= bound);
+const atMost = (digits: string, bound: string): boolean => digits.length < bound.length || (digits.length === bound.length && digits <= bound);
 
 /**
  * Int64..Int256 and UInt64..UInt256: safe-integer JSON numbers (sent as numbers) and strings of

@@ -167,11 +167,20 @@ function timeoutFailure(e: ClickHouseError, ep: CompiledEndpoint, timing: QueryT
  * server could not read one) or the result is larger than the endpoint serves; a timeout is
  * 408; an unreachable or overloaded ClickHouse 503/504; anything else 500 with no detail.
  */
-export function queryFailure(e: ClickHouseError, ep: CompiledEndpoint, given: ReadonlyMap<string, GivenValue>, requestId: string, timing?: QueryTiming): Failure {
+export function queryFailure(
+  e: ClickHouseError,
+  ep: CompiledEndpoint,
+  given: ReadonlyMap<string, GivenValue>,
+  requestId: string,
+  timing?: QueryTiming,
+): Failure {
   if (e.code === ErrorCode.TIMEOUT_EXCEEDED) return timeoutFailure(e, ep, timing);
   if (e.type === 'TOO_MANY_ROWS_OR_BYTES') {
     const bytes = ep.limits.maxResultBytes !== undefined ? ` or ${ep.limits.maxResultBytes} bytes (limits.maxResultBytes)` : '';
-    return { status: 400, error: `the result is larger than ${ep.name} serves: at most ${ep.limits.maxResultRows} rows (limits.maxResultRows)${bytes}; narrow the request` };
+    return {
+      status: 400,
+      error: `the result is larger than ${ep.name} serves: at most ${ep.limits.maxResultRows} rows (limits.maxResultRows)${bytes}; narrow the request`,
+    };
   }
   const named = PARAMETER_IN_MESSAGE.exec(e.message)?.[1];
   const param = ep.params.find((p) => p.name === named);
@@ -295,12 +304,16 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
 
   /** Ends a query nobody waits for any more, by its id; ClickHouse's max_execution_time ends it otherwise. */
   function killQuery(ep: CompiledEndpoint, state: RequestState, queryId: string): void {
-    opts.clickhouse
-      .command(killStatement(queryId), { signal: AbortSignal.timeout(KILL_TIMEOUT_MS) })
-      .catch((e: unknown) => {
-        const error = toClickHouseError(e);
-        log.warn('KILL QUERY for a cancelled endpoint query failed; it runs until limits.maxExecutionTimeMs', { requestId: state.requestId, endpoint: ep.name, queryId, code: error.code, type: error.type });
+    opts.clickhouse.command(killStatement(queryId), { signal: AbortSignal.timeout(KILL_TIMEOUT_MS) }).catch((e: unknown) => {
+      const error = toClickHouseError(e);
+      log.warn('KILL QUERY for a cancelled endpoint query failed; it runs until limits.maxExecutionTimeMs', {
+        requestId: state.requestId,
+        endpoint: ep.name,
+        queryId,
+        code: error.code,
+        type: error.type,
       });
+    });
   }
 
   async function outputColumns(ep: CompiledEndpoint): Promise<OutputColumn[] | undefined> {
@@ -345,7 +358,12 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
         try {
           body = JSON.parse(text);
         } catch (e) {
-          sendError(res, state, { status: 400, error: `the request body is not JSON (${errorMessage(e)}); send the parameters as a JSON object` }, documentation);
+          sendError(
+            res,
+            state,
+            { status: 400, error: `the request body is not JSON (${errorMessage(e)}); send the parameters as a JSON object` },
+            documentation,
+          );
           return;
         }
       }
@@ -387,7 +405,8 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       if (controller.signal.aborted) return;
       controller.abort(why);
       if (answered) return;
-      const message = why === GONE ? 'endpoint query cancelled: the client went away before the answer' : 'endpoint query cancelled: ClickHouse did not answer in time';
+      const message =
+        why === GONE ? 'endpoint query cancelled: the client went away before the answer' : 'endpoint query cancelled: ClickHouse did not answer in time';
       log.info(message, { requestId: state.requestId, endpoint: ep.name, queryId, afterMs: Math.round(performance.now() - sentAt) });
       killQuery(ep, state, queryId);
     };
@@ -426,7 +445,9 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
         return;
       }
       const gaveUp = controller.signal.reason === DEADLINE;
-      const error = gaveUp ? new ClickHouseError('no answer from ClickHouse within the time limit', { code: ErrorCode.TIMEOUT_EXCEEDED }) : toClickHouseError(e);
+      const error = gaveUp
+        ? new ClickHouseError('no answer from ClickHouse within the time limit', { code: ErrorCode.TIMEOUT_EXCEEDED })
+        : toClickHouseError(e);
       // A query past max_execution_time has answered, but an embedded engine (chdb) may still be running it.
       if (!gaveUp && error.code === ErrorCode.TIMEOUT_EXCEEDED) killQuery(ep, state, queryId);
       const timing: QueryTiming = { waitedMs: performance.now() - sentAt, ...(gaveUp ? { graceMs } : {}) };
@@ -475,7 +496,10 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
     const match = ENDPOINT_RESULT.exec(path);
     const ep = match?.[1] === undefined ? undefined : find(match[1]);
     if (!match || !ep) {
-      const what = match?.[1] !== undefined ? `there is no endpoint ${match[1]}` : `there is nothing at ${path}; endpoints answer at ${PATH_PREFIX}<name>.json, .csv or .ndjson`;
+      const what =
+        match?.[1] !== undefined
+          ? `there is no endpoint ${match[1]}`
+          : `there is nothing at ${path}; endpoints answer at ${PATH_PREFIX}<name>.json, .csv or .ndjson`;
       sendError(res, state, { status: 404, error: what }, ALL_DOCUMENT);
       return;
     }
@@ -496,7 +520,8 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
     }
     const refused = opts.admit?.(req, url, ep);
     if (refused) {
-      if (refused.log) log[refused.log]('endpoint request refused', { requestId: state.requestId, endpoint: ep.name, status: refused.status, error: refused.error });
+      if (refused.log)
+        log[refused.log]('endpoint request refused', { requestId: state.requestId, endpoint: ep.name, status: refused.status, error: refused.error });
       sendError(res, state, refused, documentationOf(ep.name));
       return;
     }

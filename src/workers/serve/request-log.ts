@@ -46,7 +46,11 @@ export class RequestLogMetrics {
   readonly buffered: Gauge;
 
   constructor(registry: Registry) {
-    this.written = new Counter({ name: 'weir_endpoint_request_log_written_total', help: `Request log rows inserted into ${REQUEST_LOG_TABLE}.`, registers: [registry] });
+    this.written = new Counter({
+      name: 'weir_endpoint_request_log_written_total',
+      help: `Request log rows inserted into ${REQUEST_LOG_TABLE}.`,
+      registers: [registry],
+    });
     this.dropped = new Counter({
       name: 'weir_endpoint_request_log_dropped_total',
       help: 'Request log rows dropped because the buffer was full (ClickHouse not taking inserts).',

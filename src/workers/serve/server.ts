@@ -71,14 +71,31 @@ export function parseServeConfig(text: string, source: string): CompiledEndpoint
     need(typeof ep.name === 'string' && NAME.test(ep.name), 'name', 'a ClickHouse-style name (letters, digits, _)');
     need(!names.has(ep.name ?? ''), 'name', 'a name no other entry has');
     names.add(ep.name ?? '');
-    for (const field of ['namespace', 'resource', 'pipe', 'node', 'sql', 'database', 'version'] as const) need(typeof ep[field] === 'string', field, 'a string');
-    need(Array.isArray(ep.params) && ep.params.every((p) => typeof p?.name === 'string' && typeof p.type === 'string' && typeof p.required === 'boolean'), 'params', 'a list of {name, type, required}');
-    need(Array.isArray(ep.formats) && ep.formats.length > 0 && ep.formats.every((f) => (FORMATS as readonly string[]).includes(f)), 'formats', `a list of ${FORMATS.join(', ')}`);
+    for (const field of ['namespace', 'resource', 'pipe', 'node', 'sql', 'database', 'version'] as const)
+      need(typeof ep[field] === 'string', field, 'a string');
+    need(
+      Array.isArray(ep.params) && ep.params.every((p) => typeof p?.name === 'string' && typeof p.type === 'string' && typeof p.required === 'boolean'),
+      'params',
+      'a list of {name, type, required}',
+    );
+    need(
+      Array.isArray(ep.formats) && ep.formats.length > 0 && ep.formats.every((f) => (FORMATS as readonly string[]).includes(f)),
+      'formats',
+      `a list of ${FORMATS.join(', ')}`,
+    );
     const limits = ep.limits;
     need(typeof limits?.maxExecutionTimeMs === 'number' && limits.maxExecutionTimeMs > 0, 'limits.maxExecutionTimeMs', 'a positive number');
     need(typeof limits?.maxResultRows === 'number' && limits.maxResultRows > 0, 'limits.maxResultRows', 'a positive number');
-    need(limits?.requestsPerSecond === undefined || (typeof limits.requestsPerSecond === 'number' && limits.requestsPerSecond > 0), 'limits.requestsPerSecond', 'a positive number');
-    need(ep.auth === undefined || (typeof ep.auth?.tokensSecret === 'string' && ep.auth.tokensSecret !== '' && !ep.auth.tokensSecret.includes('/')), 'auth.tokensSecret', 'a Secret name');
+    need(
+      limits?.requestsPerSecond === undefined || (typeof limits.requestsPerSecond === 'number' && limits.requestsPerSecond > 0),
+      'limits.requestsPerSecond',
+      'a positive number',
+    );
+    need(
+      ep.auth === undefined || (typeof ep.auth?.tokensSecret === 'string' && ep.auth.tokensSecret !== '' && !ep.auth.tokensSecret.includes('/')),
+      'auth.tokensSecret',
+      'a Secret name',
+    );
     need(!ep.auth || !(ep.params ?? []).some((p) => p.name === TOKEN_PARAM), 'params', `no parameter named ${TOKEN_PARAM} when auth is set`);
   });
   return endpoints;
@@ -148,14 +165,21 @@ export async function startEndpointServer(opts: EndpointServerOptions): Promise<
     }
     const state = served.stateOf(ep);
     if (state.kind !== 'ready') {
-      const why = state.kind === 'failed' ? `its query does not compile against ClickHouse (${state.reason.split(':')[0]})` : 'its query is still being checked against ClickHouse';
+      const why =
+        state.kind === 'failed'
+          ? `its query does not compile against ClickHouse (${state.reason.split(':')[0]})`
+          : 'its query is still being checked against ClickHouse';
       return { status: 503, error: `${ep.name} is not served: ${why}; try again later`, retryAfterSeconds: 5 };
     }
     const rate = ep.limits.requestsPerSecond;
     if (rate !== undefined) {
       const decision = limiter.take(ep.name, rate);
       if (!decision.allowed) {
-        return { status: 429, error: `${ep.name} takes at most ${rate} requests per second per server (limits.requestsPerSecond); slow down`, retryAfterSeconds: decision.retryAfterSeconds ?? 1 };
+        return {
+          status: 429,
+          error: `${ep.name} takes at most ${rate} requests per second per server (limits.requestsPerSecond); slow down`,
+          retryAfterSeconds: decision.retryAfterSeconds ?? 1,
+        };
       }
     }
     return undefined;

@@ -101,7 +101,10 @@ export class TokenStore {
           secret,
           problem: now.problem,
         });
-      } else if (now.problem === undefined && (before === undefined || before.problem !== undefined || before.keys.join() !== now.keys.join() || !sameDigests(before, now))) {
+      } else if (
+        now.problem === undefined &&
+        (before === undefined || before.problem !== undefined || before.keys.join() !== now.keys.join() || !sameDigests(before, now))
+      ) {
         this.log.info('endpoint tokens loaded', { secret, tokens: now.digests.length, keys: now.keys });
         if (now.digests.length === 0) this.log.warn('endpoint tokens: the Secret holds no token; every request gets 403', { secret });
       }

@@ -69,11 +69,7 @@ describe('valid resources', () => {
 
 describe('invalid resources are rejected with the field named', () => {
   const cases: [string, () => object, RegExp][] = [
-    [
-      'an unknown engine type',
-      () => dataSource('bad-engine', withEngine({ type: 'LogTree' as never })),
-      /spec\.engine\.type: Unsupported value: "LogTree"/,
-    ],
+    ['an unknown engine type', () => dataSource('bad-engine', withEngine({ type: 'LogTree' as never })), /spec\.engine\.type: Unsupported value: "LogTree"/],
     [
       'a sorting key naming a missing column',
       () => dataSource('bad-key', withSortingKey('tenant_id', 'nope')),
@@ -89,11 +85,7 @@ describe('invalid resources are rejected with the field named', () => {
       () => dataSource('bad-col', withColumns(column('tenant-id', 'String')), withSortingKey('tenant_id')),
       /spec\.columns\[0\]\.name: Invalid value: "tenant-id"/,
     ],
-    [
-      'a resource name that is not a ClickHouse identifier',
-      () => dataSource('page.views'),
-      /metadata\.name must be a DNS label/,
-    ],
+    ['a resource name that is not a ClickHouse identifier', () => dataSource('page.views'), /metadata\.name must be a DNS label/],
     [
       'a collapsing engine without a sign column',
       () => dataSource('no-sign', withEngine({ type: 'CollapsingMergeTree' })),
@@ -126,7 +118,11 @@ describe('invalid resources are rejected with the field named', () => {
   }
 
   it('rejects an unknown field under strict field validation, as kubectl apply does', async () => {
-    const manifest = JSON.stringify({ ...dataSource('unknown-field'), metadata: { name: 'unknown_field', namespace: ns }, spec: { ...dataSource('x').spec, sortKey: ['a'] } });
+    const manifest = JSON.stringify({
+      ...dataSource('unknown-field'),
+      metadata: { name: 'unknown_field', namespace: ns },
+      spec: { ...dataSource('x').spec, sortKey: ['a'] },
+    });
     const out = await kubectl(['create', '--validate=strict', '-f', '-'], manifest);
     expect(out.code).not.toBe(0);
     expect(out.stderr).toMatch(/unknown field "spec\.sortKey"/);

@@ -45,7 +45,10 @@ describe('weir validate', () => {
   it('exits 0 on the example and 1 with file, resource and field on a bad one', async () => {
     expect(await weir('validate', '-f', project)).toMatchObject({ code: 0, out: expect.stringMatching(/valid: 2 DataSources, 1 Endpoint, 2 Pipes/) });
     const bad = mkdtempSync(join(tmpdir(), 'weir-bad-'));
-    writeFileSync(join(bad, 'ds.yaml'), 'apiVersion: weir.dev/v1alpha1\nkind: DataSource\nmetadata: {name: t}\nspec:\n  columns: [{name: a, type: String}]\n  engine: {type: LogTree, sortingKey: [b]}\n');
+    writeFileSync(
+      join(bad, 'ds.yaml'),
+      'apiVersion: weir.dev/v1alpha1\nkind: DataSource\nmetadata: {name: t}\nspec:\n  columns: [{name: a, type: String}]\n  engine: {type: LogTree, sortingKey: [b]}\n',
+    );
     const r = await weir('validate', '-f', bad);
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/ds\.yaml: DataSource default\/t: \.spec\.engine\.type: must be one of: MergeTree/);
@@ -78,7 +81,10 @@ describe('weir validate, plan and apply on a project whose names clash or whose 
   const projectWith = (extra: Record<string, string>, ns: string) => {
     const dir = mkdtempSync(join(tmpdir(), 'weir-clash-'));
     for (const f of ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml']) {
-      writeFileSync(join(dir, f), readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`));
+      writeFileSync(
+        join(dir, f),
+        readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`),
+      );
     }
     for (const [f, text] of Object.entries(extra)) writeFileSync(join(dir, f), text);
     return dir;
@@ -87,12 +93,21 @@ describe('weir validate, plan and apply on a project whose names clash or whose 
 
   it('a DataSource named like the rollup view: each command exits 1 naming both resources and both files, and nothing is created', async () => {
     const ns = uniqueNamespace('names');
-    const dir = projectWith({ 'extra.yaml': `apiVersion: weir.dev/v1alpha1\nkind: DataSource\nmetadata: {name: daily-rollup, namespace: ${ns}}\nspec:\n  columns: [{name: day, type: Date, jsonPath: $.day}]\n  engine: {type: MergeTree, sortingKey: [day]}\n` }, ns);
+    const dir = projectWith(
+      {
+        'extra.yaml': `apiVersion: weir.dev/v1alpha1\nkind: DataSource\nmetadata: {name: daily-rollup, namespace: ${ns}}\nspec:\n  columns: [{name: day, type: Date, jsonPath: $.day}]\n  engine: {type: MergeTree, sortingKey: [day]}\n`,
+      },
+      ns,
+    );
     const db = ns.replace(/-/g, '_');
     const message =
       `pipes.yaml: Pipe ${ns}/daily-rollup: .metadata.name: ${db}.daily_rollup would be both the table of DataSource ${ns}/daily-rollup and the materialized view of Pipe ${ns}/daily-rollup; ` +
       `two ClickHouse objects cannot share a name: rename one of them (DataSource ${ns}/daily-rollup is in extra.yaml, Pipe ${ns}/daily-rollup in pipes.yaml)`;
-    for (const args of [['validate', '-f', dir], ['plan', '-f', dir, '--clickhouse', server.url], ['apply', '-f', dir, '--clickhouse', server.url]]) {
+    for (const args of [
+      ['validate', '-f', dir],
+      ['plan', '-f', dir, '--clickhouse', server.url],
+      ['apply', '-f', dir, '--clickhouse', server.url],
+    ]) {
       const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
         const child = spawn(process.execPath, [WEIR_BIN, ...args], { cwd: dir });
         let out = '';
@@ -113,7 +128,9 @@ describe('weir validate, plan and apply on a project whose names clash or whose 
     writeFileSync(file, readFileSync(file, 'utf8').replace('LIMIT {limit:UInt32}', 'LIMIT {limit:UInt32}\n        FORMAT JSON'));
     const r = await weir('validate', '-f', dir);
     expect(r.code).toBe(1);
-    expect(r.out).toContain(`pipes.yaml: Pipe ${ns}/top-pages: .spec.nodes[1].sql: node ranked ends with FORMAT JSON; remove it: weir picks the output format (an endpoint takes it from its URL)`);
+    expect(r.out).toContain(
+      `pipes.yaml: Pipe ${ns}/top-pages: .spec.nodes[1].sql: node ranked ends with FORMAT JSON; remove it: weir picks the output format (an endpoint takes it from its URL)`,
+    );
   });
 });
 
@@ -123,15 +140,22 @@ describe('weir plan refuses what the copy-and-swap would refuse, before anything
     const ns = uniqueNamespace(prefix);
     const dir = mkdtempSync(join(tmpdir(), 'weir-preflight-'));
     for (const f of ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml']) {
-      writeFileSync(join(dir, f), readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`));
+      writeFileSync(
+        join(dir, f),
+        readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`),
+      );
     }
     expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
     const db = ns.replace(/-/g, '_');
-    await server.ch.command(`INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) VALUES (now(), 's1', 't', '/home'), (now(), 's2', 't', '/about'), (now(), 's3', 't', '42')`);
+    await server.ch.command(
+      `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) VALUES (now(), 's1', 't', '/home'), (now(), 's2', 't', '/about'), (now(), 's3', 't', '42')`,
+    );
     return { dir, db, file: join(dir, 'datasources.yaml') };
   };
   const versions = async (db: string) =>
-    (await server.ch.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = '${db}' AND startsWith(name, 'page_views__') ORDER BY name`)).map((r) => r.name);
+    (await server.ch.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = '${db}' AND startsWith(name, 'page_views__') ORDER BY name`)).map(
+      (r) => r.name,
+    );
 
   it('a type change some rows cannot take: exit 1 with the count and the values, not copy-and-swap', async () => {
     const { dir, db, file } = await applied('unconv');
@@ -141,7 +165,9 @@ describe('weir plan refuses what the copy-and-swap would refuse, before anything
     const refused = r.out.split('\n').filter((l) => l.includes('REFUSED'));
     expect(refused).toHaveLength(1);
     expect(refused[0]).toMatch(
-      new RegExp(`^  DataSource/[\\w-]+/page-views: REFUSED: 2 row\\(s\\) of ${db}\\.page_views have a pathname that does not convert from String to UInt32 \\(e\\.g\\. "(/home|/about)", "(/home|/about)"\\); handle them with spec\\.migration\\.forwardQuery\\. Nothing was changed\\.$`),
+      new RegExp(
+        `^  DataSource/[\\w-]+/page-views: REFUSED: 2 row\\(s\\) of ${db}\\.page_views have a pathname that does not convert from String to UInt32 \\(e\\.g\\. "(/home|/about)", "(/home|/about)"\\); handle them with spec\\.migration\\.forwardQuery\\. Nothing was changed\\.$`,
+      ),
     );
     expect(r.out).toMatch(/\n1 change\(s\) pending, 1 refused\.\n$/);
     const json = await weir('plan', '-f', dir, '--clickhouse', server.url, '-o', 'json');
@@ -166,16 +192,21 @@ describe('weir plan refuses what the copy-and-swap would refuse, before anything
     expect(r.code, r.out).toBe(1);
     const refused = r.out.split('\n').filter((l) => l.includes('REFUSED'));
     expect(refused).toHaveLength(1);
-    expect(refused[0]).toMatch(new RegExp(`: REFUSED: materialized view ${db}\\.daily_rollup would break on the new version of ${db}\\.page_views: .*session_id.*\\. Change its Pipe together with the table, or keep the columns it reads\\. Nothing was changed\\.$`));
+    expect(refused[0]).toMatch(
+      new RegExp(
+        `: REFUSED: materialized view ${db}\\.daily_rollup would break on the new version of ${db}\\.page_views: .*session_id.*\\. Change its Pipe together with the table, or keep the columns it reads\\. Nothing was changed\\.$`,
+      ),
+    );
     expect(await versions(db)).toEqual([]);
   });
 });
 
-describe('weir plan is the operator\'s plan', () => {
+describe("weir plan is the operator's plan", () => {
   /** The operator's view of a folder: its resources as the informer cache would hold them. */
   const operatorContext = (dir: string): ReconcileContext => {
     const resources = loadResources(dir).resources.map((r) => r.object as unknown as DataSource | Pipe | Endpoint);
-    const find = (kind: string) => (ns: string, name: string) => resources.find((r) => r.kind === kind && r.metadata.namespace === ns && r.metadata.name === name) as never;
+    const find = (kind: string) => (ns: string, name: string) =>
+      resources.find((r) => r.kind === kind && r.metadata.namespace === ns && r.metadata.name === name) as never;
     return {
       now: new Date(),
       clickhouse: server.ch,
@@ -188,18 +219,23 @@ describe('weir plan is the operator\'s plan', () => {
     };
   };
 
-  it('golden: the same fixture gives weir plan\'s lines and -o json equal to status.pendingPlan.steps, with the same hash', async () => {
+  it("golden: the same fixture gives weir plan's lines and -o json equal to status.pendingPlan.steps, with the same hash", async () => {
     const ns = uniqueNamespace('golden');
     const dir = mkdtempSync(join(tmpdir(), 'weir-golden-'));
     for (const f of ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml']) {
-      writeFileSync(join(dir, f), readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`));
+      writeFileSync(
+        join(dir, f),
+        readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`),
+      );
     }
     const file = join(dir, 'datasources.yaml');
     writeFileSync(file, readFileSync(file, 'utf8').replace('approval: Automatic', 'approval: Manual'));
     expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
     writeFileSync(file, readFileSync(file, 'utf8').replace('sortingKey: [tenant_id, timestamp]', 'sortingKey: [tenant_id, pathname, timestamp]'));
 
-    const ds = loadResources(dir).resources.map((r) => r.object as unknown as DataSource).find((r) => r.kind === 'DataSource' && r.metadata.name === 'page-views');
+    const ds = loadResources(dir)
+      .resources.map((r) => r.object as unknown as DataSource)
+      .find((r) => r.kind === 'DataSource' && r.metadata.name === 'page-views');
     if (!ds) throw new Error('no page-views in the fixture');
     const pending = (await reconcileDataSource(ds, operatorContext(dir))).status.pendingPlan;
     expect(pending?.steps).toHaveLength(1);
@@ -208,12 +244,19 @@ describe('weir plan is the operator\'s plan', () => {
     const key = `DataSource/${ns}/page-views`;
     const text = await weir('plan', '-f', dir, '--clickhouse', server.url);
     expect(text.code, text.out).toBe(2);
-    const lines = text.out.split('\n').filter((l) => l.startsWith(`  ${key}: `)).map((l) => l.slice(`  ${key}: `.length));
+    const lines = text.out
+      .split('\n')
+      .filter((l) => l.startsWith(`  ${key}: `))
+      .map((l) => l.slice(`  ${key}: `.length));
     expect(lines).toEqual([...(pending?.steps ?? []), `plan hash ${pending?.hash ?? ''}`]);
 
     const json = await weir('plan', '-f', dir, '--clickhouse', server.url, '-o', 'json', '--sql');
     expect(json.code, json.out).toBe(2);
-    const doc = JSON.parse(json.out) as { resources: { key: string; steps: { kind: string; description: string; sql: string[] }[]; planHash?: string; refusals: string[] }[]; pending: number; refused: number };
+    const doc = JSON.parse(json.out) as {
+      resources: { key: string; steps: { kind: string; description: string; sql: string[] }[]; planHash?: string; refusals: string[] }[];
+      pending: number;
+      refused: number;
+    };
     expect(doc.pending).toBe(1);
     expect(doc.refused).toBe(0);
     const mine = doc.resources.find((r) => r.key === key);

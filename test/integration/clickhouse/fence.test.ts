@@ -55,13 +55,18 @@ describe('fence', () => {
     let batch: Promise<unknown> = Promise.resolve();
     // The writer's acknowledgements: one from keepAlive before the critical section, one from the batch when it saw the fence.
     const acks = () => count(server.ch, `SELECT count() AS n FROM weir.fence_acks WHERE writer_id = '${writer.writerId}'`);
-    await withFence(server.ch, [t], async () => {
-      batchStartedAt = Date.now();
-      batch = writer.beforeBatch().then(() => (batchPassedAt = Date.now()));
-      await waitFor('the batch waiting at the fence', async () => ((await acks()) === 2 ? true : undefined));
-      expect(batchPassedAt).toBe(0);
-      releasedAt = Date.now();
-    }, TIMING);
+    await withFence(
+      server.ch,
+      [t],
+      async () => {
+        batchStartedAt = Date.now();
+        batch = writer.beforeBatch().then(() => (batchPassedAt = Date.now()));
+        await waitFor('the batch waiting at the fence', async () => ((await acks()) === 2 ? true : undefined));
+        expect(batchPassedAt).toBe(0);
+        releasedAt = Date.now();
+      },
+      TIMING,
+    );
     await batch;
     expect(batchPassedAt).toBeGreaterThanOrEqual(releasedAt);
     // The pause is counted from when the writer saw the fence, so it lies within the batch's wait (not a timing bound).

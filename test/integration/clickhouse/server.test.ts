@@ -13,10 +13,17 @@ import { waitFor } from '../../env/wait.js';
 
 /** Wait until `n` statements whose text contains `text` run on the server behind `ch`. */
 const runningStatements = (ch: ClickHouse, text: string, n: number) =>
-  waitFor(`${n} statements with ${text} running`, async () => {
-    const [row] = await ch.query<{ n: string }>("SELECT count() AS n FROM system.processes WHERE position(query, {text:String}) > 0 AND query NOT LIKE '%system.processes%'", { params: { text } });
-    return Number(row?.n) === n ? true : undefined;
-  }, { intervalMs: 20 });
+  waitFor(
+    `${n} statements with ${text} running`,
+    async () => {
+      const [row] = await ch.query<{ n: string }>(
+        "SELECT count() AS n FROM system.processes WHERE position(query, {text:String}) > 0 AND query NOT LIKE '%system.processes%'",
+        { params: { text } },
+      );
+      return Number(row?.n) === n ? true : undefined;
+    },
+    { intervalMs: 20 },
+  );
 
 const execFileAsync = promisify(execFile);
 
@@ -264,8 +271,10 @@ describe('embedded ClickHouse server', () => {
   it('works with curl', async () => {
     expect(await curl(`${server.url}/?query=SELECT%201`)).toBe('1\n');
     expect(await curl('--data-binary', 'SELECT count() FROM weir.events', `${server.url}/`)).toBe(`${ROWS}\n`);
-    expect(await curl('--data-binary', '5\tfive\n6\tsix\n', `${server.url}/?query=${encodeURIComponent('INSERT INTO weir.more FORMAT TabSeparated')}`)).toBe('');
-    expect(await curl('--data-binary', '(7, \'seven\')', `${server.url}/?query=${encodeURIComponent('INSERT INTO weir.more VALUES')}`)).toBe('');
+    expect(await curl('--data-binary', '5\tfive\n6\tsix\n', `${server.url}/?query=${encodeURIComponent('INSERT INTO weir.more FORMAT TabSeparated')}`)).toBe(
+      '',
+    );
+    expect(await curl('--data-binary', "(7, 'seven')", `${server.url}/?query=${encodeURIComponent('INSERT INTO weir.more VALUES')}`)).toBe('');
     expect(await curl(`${server.url}/?query=${encodeURIComponent('SELECT count() FROM weir.more')}`)).toBe('7\n');
     expect(await curl(`${server.url}/?query=${encodeURIComponent('SELECT {n:UInt8} + 1')}&param_n=41`)).toBe('42\n');
 
@@ -322,7 +331,9 @@ describe('embedded ClickHouse server', () => {
       const res = await fetch(`${secured.url}/?query=SELECT%201`);
       expect(res.status).toBe(403);
       expect(res.headers.get('x-clickhouse-exception-code')).toBe('516');
-      expect(await res.text()).toMatch(/^Code: 516\. DB::Exception: default: Authentication failed: password is incorrect, or there is no user with such name\. \(AUTHENTICATION_FAILED\)/);
+      expect(await res.text()).toMatch(
+        /^Code: 516\. DB::Exception: default: Authentication failed: password is incorrect, or there is no user with such name\. \(AUTHENTICATION_FAILED\)/,
+      );
       // Health checks stay open.
       expect(await curl(`${secured.url}/ping`)).toBe('Ok.\n');
     });

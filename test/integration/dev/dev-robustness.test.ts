@@ -65,8 +65,7 @@ async function startDev(target: string): Promise<Dev> {
     ...p,
     base,
     ch,
-    waitForOutput: (what, mark, pattern, timeoutMs = 30_000) =>
-      waitFor(what, () => pattern.exec(p.output().slice(mark))?.[0], { timeoutMs, abortIf }),
+    waitForOutput: (what, mark, pattern, timeoutMs = 30_000) => waitFor(what, () => pattern.exec(p.output().slice(mark))?.[0], { timeoutMs, abortIf }),
   };
 }
 
@@ -122,7 +121,7 @@ async function savesOfBothKinds(dev: Dev, file: string): Promise<void> {
 
 const postEvents = async (base: string, body: string) => {
   const res = await fetch(`${base}/v0/events?name=page_views`, { method: 'POST', body });
-  return { status: res.status, body: (await res.json()) };
+  return { status: res.status, body: await res.json() };
 };
 
 describe('weir dev with bad files, saves and SQL that does not compile', () => {
@@ -138,11 +137,19 @@ describe('weir dev with bad files, saves and SQL that does not compile', () => {
     expect(await postEvents(dev.base, EVENT('/before'))).toEqual({ status: 200, body: { successful_rows: 1, quarantined_rows: 0 } });
     let mark = dev.output().length;
     writeFileSync(join(project, 'bomb.yaml'), `${BILLION_LAUGHS}\n`);
-    await dev.waitForOutput('the bomb reported', mark, /bomb\.yaml:1: <yaml>: its aliases expand past 100 nodes \(a "billion laughs" YAML bomb\?\); the document is not read\n1 error\(s\); nothing applied/);
+    await dev.waitForOutput(
+      'the bomb reported',
+      mark,
+      /bomb\.yaml:1: <yaml>: its aliases expand past 100 nodes \(a "billion laughs" YAML bomb\?\); the document is not read\n1 error\(s\); nothing applied/,
+    );
 
     mark = dev.output().length;
     symlinkSync(join(project, 'moved-away.yaml'), join(project, 'linked.yaml'));
-    await dev.waitForOutput('the dangling symlink reported', mark, /linked\.yaml: is a symlink to \S+moved-away\.yaml, which does not exist\n.*\n2 error\(s\); nothing applied/);
+    await dev.waitForOutput(
+      'the dangling symlink reported',
+      mark,
+      /linked\.yaml: is a symlink to \S+moved-away\.yaml, which does not exist\n.*\n2 error\(s\); nothing applied/,
+    );
 
     // Everything still runs on the project as it was.
     expect(dev.exitCode()).toBeNull();
@@ -158,9 +165,14 @@ describe('weir dev with bad files, saves and SQL that does not compile', () => {
 
   it('warns about a weir kind under another apiVersion, naming the file, and applies the rest', async () => {
     const mark = dev.output().length;
-    writeFileSync(join(project, 'typo.yaml'), 'apiVersion: weir.io/v1alpha1\nkind: DataSource\nmetadata: {name: typo, namespace: web}\nspec: {columns: [{name: a, type: String}], engine: {type: MergeTree, sortingKey: [a]}}\n');
+    writeFileSync(
+      join(project, 'typo.yaml'),
+      'apiVersion: weir.io/v1alpha1\nkind: DataSource\nmetadata: {name: typo, namespace: web}\nspec: {columns: [{name: a, type: String}], engine: {type: MergeTree, sortingKey: [a]}}\n',
+    );
     const warned = await dev.waitForOutput('the warning', mark, /warning: .*\n(.*\n)*up to date; endpoints: http/);
-    expect(warned).toMatch(/warning: \S*typo\.yaml: DataSource web\/typo: \.apiVersion: has apiVersion weir\.io\/v1alpha1, so weir ignores it; weir's DataSource is apiVersion weir\.dev\/v1alpha1\n/);
+    expect(warned).toMatch(
+      /warning: \S*typo\.yaml: DataSource web\/typo: \.apiVersion: has apiVersion weir\.io\/v1alpha1, so weir ignores it; weir's DataSource is apiVersion weir\.dev\/v1alpha1\n/,
+    );
     expect(await count(dev.ch, "SELECT count() AS n FROM system.tables WHERE database = 'web' AND name = 'typo'")).toBe(0);
     rmSync(join(project, 'typo.yaml'));
   });
@@ -182,8 +194,14 @@ describe('weir dev with bad files, saves and SQL that does not compile', () => {
       expect(res.status).toBe(503);
       expect(((await res.json()) as { error: string }).error).toMatch(pattern);
     };
-    await broken(good.replace('sum(visitors) AS visitors', 'sum(visitorz) AS visitors'), /Endpoint web\/top-pages \(Pipe top-pages, node ranked\): the query does not compile: UNKNOWN_IDENTIFIER: .*visitorz/);
-    await broken(good.replace('FROM page_views_daily', 'FROM page_views_hourly'), /Endpoint web\/top-pages \(Pipe top-pages, node ranked\): the query does not compile: UNKNOWN_TABLE: .*page_views_hourly/);
+    await broken(
+      good.replace('sum(visitors) AS visitors', 'sum(visitorz) AS visitors'),
+      /Endpoint web\/top-pages \(Pipe top-pages, node ranked\): the query does not compile: UNKNOWN_IDENTIFIER: .*visitorz/,
+    );
+    await broken(
+      good.replace('FROM page_views_daily', 'FROM page_views_hourly'),
+      /Endpoint web\/top-pages \(Pipe top-pages, node ranked\): the query does not compile: UNKNOWN_TABLE: .*page_views_hourly/,
+    );
 
     const mark = dev.output().length;
     renameSave(file, good);
@@ -196,7 +214,8 @@ describe('weir dev with bad files, saves and SQL that does not compile', () => {
   });
 
   it('names the materialized Pipe and node whose SQL does not compile, and says what the save applied and what not', async () => {
-    const target = 'apiVersion: weir.dev/v1alpha1\nkind: DataSource\nmetadata: {name: hourly, namespace: web}\nspec:\n  columns: [{name: day, type: Date}, {name: views, type: "AggregateFunction(count)"}]\n  engine: {type: AggregatingMergeTree, sortingKey: [day]}\n';
+    const target =
+      'apiVersion: weir.dev/v1alpha1\nkind: DataSource\nmetadata: {name: hourly, namespace: web}\nspec:\n  columns: [{name: day, type: Date}, {name: views, type: "AggregateFunction(count)"}]\n  engine: {type: AggregatingMergeTree, sortingKey: [day]}\n';
     const rollup = (groupBy: string) =>
       `apiVersion: weir.dev/v1alpha1\nkind: Pipe\nmetadata: {name: hourly-rollup, namespace: web}\nspec:\n  nodes:\n    - name: counted\n      sql: |\n        SELECT toDate(timestamp) AS day, countState() AS views\n        FROM page_views\n        GROUP BY ${groupBy}\n  materialize: {node: counted, into: hourly}\n`;
     expect(await postEvents(dev.base, EVENT('/rollup'))).toEqual({ status: 200, body: { successful_rows: 1, quarantined_rows: 0 } });
@@ -204,7 +223,9 @@ describe('weir dev with bad files, saves and SQL that does not compile', () => {
     writeFileSync(join(project, 'hourly.yaml'), `${target}---\n${rollup('day,')}`);
     const said = await dev.waitForOutput('the failure', mark, /save partly applied: .*\n.*\n.*\nFix and save to try again\.\n/);
     const [first, ...rest] = said.split('\n');
-    expect(first).toMatch(/^save partly applied: Pipe web\/hourly-rollup: node counted: the SQL does not compile: Syntax error: failed at end of query \(line \d+, col \d+\): \. Expected one of: /);
+    expect(first).toMatch(
+      /^save partly applied: Pipe web\/hourly-rollup: node counted: the SQL does not compile: Syntax error: failed at end of query \(line \d+, col \d+\): \. Expected one of: /,
+    );
     expect(rest.join('\n')).toBe(
       '  applied: create table web.hourly (2 columns, AggregatingMergeTree ORDER BY (day)) as version 1; create quarantine table web.hourly_quarantine\n' +
         '  not applied: create materialized view web.hourly_rollup TO web.hourly, backfilling rows already in web.page_views exactly once\n' +
@@ -264,7 +285,11 @@ describe('weir dev and weir validate refusing to start or to read', () => {
       const events = await run(['dev', '-f', EXAMPLE, '--port', String(port), '--clickhouse-port', '0', '--data-dir', data()]);
       expect(events.code).toBe(1);
       // Exited on its own (the embedded ClickHouse stopped, nothing left running), after one line.
-      expect(events.out).toMatch(new RegExp(`^weir dev: ClickHouse \\(chDB\\) at http://127\\.0\\.0\\.1:\\d+, data in \\S+\\nweir dev: port ${port} is in use on 127\\.0\\.0\\.1; pass --port\\n$`));
+      expect(events.out).toMatch(
+        new RegExp(
+          `^weir dev: ClickHouse \\(chDB\\) at http://127\\.0\\.0\\.1:\\d+, data in \\S+\\nweir dev: port ${port} is in use on 127\\.0\\.0\\.1; pass --port\\n$`,
+        ),
+      );
       expect(await run(['dev', '-f', EXAMPLE, '--port', '0', '--clickhouse-port', String(port), '--data-dir', data()])).toEqual({
         code: 1,
         out: `weir dev: port ${port} is in use on 127.0.0.1 (the embedded ClickHouse); pass --clickhouse-port\n`,

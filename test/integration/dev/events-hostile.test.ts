@@ -79,7 +79,10 @@ describe('the events API of weir dev, given hostile bodies', () => {
 
   it('answers 415 naming an encoding it does not decode, and stores nothing', async () => {
     const before = await counts();
-    expect(await post(event('/x'), 'compress')).toEqual({ status: 415, body: { error: 'Content-Encoding "compress" is not supported; send gzip, x-gzip, deflate, br or identity' } });
+    expect(await post(event('/x'), 'compress')).toEqual({
+      status: 415,
+      body: { error: 'Content-Encoding "compress" is not supported; send gzip, x-gzip, deflate, br or identity' },
+    });
     expect((await post(gzipSync(event('/x')), 'gzip, zstd')).status).toBe(415);
     expect(await counts()).toEqual(before);
   });
@@ -87,7 +90,10 @@ describe('the events API of weir dev, given hostile bodies', () => {
   it('answers 400 naming the encoding for a truncated or corrupt body, and stores nothing', async () => {
     const before = await counts();
     const whole = gzipSync(`${event('/t1')}\n${event('/t2')}\n`);
-    expect(await post(whole.subarray(0, whole.length - 12), 'gzip')).toEqual({ status: 400, body: { error: 'body is not valid gzip data: unexpected end of file' } });
+    expect(await post(whole.subarray(0, whole.length - 12), 'gzip')).toEqual({
+      status: 400,
+      body: { error: 'body is not valid gzip data: unexpected end of file' },
+    });
     expect(await post(`${event('/t3')}\n`, 'gzip')).toEqual({ status: 400, body: { error: 'body is not valid gzip data: incorrect header check' } });
     expect((await post(`${event('/t4')}\n`, 'br')).body.error).toMatch(/^body is not valid br data: /);
     expect((await post(`${event('/t5')}\n`, 'deflate')).body.error).toMatch(/^body is not valid deflate data: /);
@@ -100,7 +106,10 @@ describe('the events API of weir dev, given hostile bodies', () => {
     const zeros = await gzipOfRepeated(Buffer.alloc(1), 1 << 30);
     const events = await gzipOfRepeated(Buffer.from(`${event('/bomb')}\n`), 100 << 20);
     for (const bomb of [zeros, events]) {
-      expect(await post(bomb, 'gzip')).toEqual({ status: 413, body: { error: 'body decodes (gzip) to more than 67108864 bytes (64 MiB), the limit; send smaller batches' } });
+      expect(await post(bomb, 'gzip')).toEqual({
+        status: 413,
+        body: { error: 'body decodes (gzip) to more than 67108864 bytes (64 MiB), the limit; send smaller batches' },
+      });
     }
     expect(await counts()).toEqual(before);
     // Still healthy: the next batch lands.
@@ -120,7 +129,10 @@ describe('the events API of weir dev, given hostile bodies', () => {
 
   it('quarantines a line that is not UTF-8 with where it breaks, keeping its exact bytes in base64', async () => {
     const before = await counts();
-    const latin1 = Buffer.from(`{"timestamp":"${new Date().toISOString()}","session_id":"s","tenant_id":"hostile","payload":{"pathname":"/caf\xe9"}}`, 'latin1');
+    const latin1 = Buffer.from(
+      `{"timestamp":"${new Date().toISOString()}","session_id":"s","tenant_id":"hostile","payload":{"pathname":"/caf\xe9"}}`,
+      'latin1',
+    );
     const cut = Buffer.concat([Buffer.from('{"pathname":"/'), Buffer.from([0xe2, 0x82])]);
     const body = Buffer.concat([Buffer.from(`${event('/utf8-1')}\n`), latin1, Buffer.from('\n'), cut, Buffer.from(`\r\n${event('/utf8-2')}\n`)]);
     expect(await post(gzipSync(body), 'gzip')).toEqual({ status: 200, body: { successful_rows: 2, quarantined_rows: 2 } });
@@ -134,7 +146,9 @@ describe('the events API of weir dev, given hostile bodies', () => {
       ]),
     );
     // ClickHouse decodes it back too.
-    const [decoded] = await ch.query<{ same: number }>(`SELECT base64Decode(raw) = unhex('${latin1.toString('hex')}') AS same FROM web.page_views_quarantine WHERE error LIKE 'not valid UTF-8 at byte ${latin1.indexOf(0xe9)} %'`);
+    const [decoded] = await ch.query<{ same: number }>(
+      `SELECT base64Decode(raw) = unhex('${latin1.toString('hex')}') AS same FROM web.page_views_quarantine WHERE error LIKE 'not valid UTF-8 at byte ${latin1.indexOf(0xe9)} %'`,
+    );
     expect(Number(decoded?.same)).toBe(1);
   });
 

@@ -30,10 +30,12 @@ const keyed = (key: string, more: Record<string, string> = {}) => ({ 'idempotenc
 const newTenant = () => `idem-${randomUUID().slice(0, 8)}`;
 
 // Timestamps are now: the example's TTL drops rows older than 180 days as they are inserted.
-const event = (tenant: string, n: number) => JSON.stringify({ timestamp: new Date().toISOString(), session_id: `${tenant}-${n}`, tenant_id: tenant, payload: { pathname: `/p${n % 3}` } });
+const event = (tenant: string, n: number) =>
+  JSON.stringify({ timestamp: new Date().toISOString(), session_id: `${tenant}-${n}`, tenant_id: tenant, payload: { pathname: `/p${n % 3}` } });
 const events = (tenant: string, from: number, to: number) => Array.from({ length: to - from }, (_, i) => `${event(tenant, from + i)}\n`).join('');
 /** Two lines the quarantine takes: one the mapper refuses (not JSON), one ClickHouse refuses (no time). */
-const malformed = (tenant: string) => `{not json ${tenant}\n${JSON.stringify({ timestamp: `no time ${tenant}`, session_id: `${tenant}-bad`, tenant_id: tenant, payload: { pathname: '/bad' } })}\n`;
+const malformed = (tenant: string) =>
+  `{not json ${tenant}\n${JSON.stringify({ timestamp: `no time ${tenant}`, session_id: `${tenant}-bad`, tenant_id: tenant, payload: { pathname: '/bad' } })}\n`;
 
 /** The tenant's rows, its rows as the rollup counts them, and its quarantined lines. */
 const counts = async (tenant: string) => ({
@@ -120,7 +122,10 @@ describe('the events API of weir dev, with Idempotency-Key', () => {
       expect({ headers, query, status: answer.status }).toEqual({ headers, query, status: 400 });
       expect(answer.body.error).toMatch(message);
     }
-    expect(await twoKeyHeaders(body, ['a', 'b'])).toMatchObject({ status: 400, body: { error: expect.stringMatching(/2 different idempotency keys/) as unknown } });
+    expect(await twoKeyHeaders(body, ['a', 'b'])).toMatchObject({
+      status: 400,
+      body: { error: expect.stringMatching(/2 different idempotency keys/) as unknown },
+    });
     expect(await counts(t)).toEqual({ rows: 0, ids: 0, rollup: 0, quarantined: 0 });
   });
 

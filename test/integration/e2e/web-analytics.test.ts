@@ -50,7 +50,10 @@ function reportReadiness(): () => Promise<void> {
         const live = kubelet.pods(name).filter(running);
         const readyCount = (await Promise.all(live.map(podReady))).filter(Boolean).length;
         await apps(kc)
-          .patchNamespacedDeploymentStatus({ name, namespace: ns, body: { status: { replicas: live.length, readyReplicas: readyCount, updatedReplicas: live.length } } }, mergePatch())
+          .patchNamespacedDeploymentStatus(
+            { name, namespace: ns, body: { status: { replicas: live.length, readyReplicas: readyCount, updatedReplicas: live.length } } },
+            mergePatch(),
+          )
           .catch(() => undefined);
       }
       await new Promise((r) => setTimeout(r, 500));
@@ -87,12 +90,22 @@ class PageViews {
           const n = this.seq++;
           if (n % 40 === 39) {
             this.malformed++;
-            messages.push({ value: n % 80 === 39 ? `{"timestamp": "yesterday", "session_id": "bad-${n}"` : JSON.stringify({ timestamp: 'not a time', session_id: `bad-${n}`, tenant_id: 't1', payload: { pathname: '/x' } }) });
+            messages.push({
+              value:
+                n % 80 === 39
+                  ? `{"timestamp": "yesterday", "session_id": "bad-${n}"`
+                  : JSON.stringify({ timestamp: 'not a time', session_id: `bad-${n}`, tenant_id: 't1', payload: { pathname: '/x' } }),
+            });
           } else {
             this.valid++;
             messages.push({
               key: `k${n % 16}`,
-              value: JSON.stringify({ timestamp: new Date(Date.now() - (n % 3600) * 1000).toISOString(), session_id: `live-${n}`, tenant_id: TENANTS[n % 3], payload: { pathname: `/page/${n % 25}`, country: 'DE', duration_ms: n % 900 } }),
+              value: JSON.stringify({
+                timestamp: new Date(Date.now() - (n % 3600) * 1000).toISOString(),
+                session_id: `live-${n}`,
+                tenant_id: TENANTS[n % 3],
+                payload: { pathname: `/page/${n % 25}`, country: 'DE', duration_ms: n % 900 },
+              }),
             });
           }
         }
@@ -127,7 +140,9 @@ class EndpointClient {
           continue;
         }
         const started = performance.now();
-        const res = await fetch(`http://127.0.0.1:${pod.httpPort}/v0/pipes/top_pages.json?tenant=t1&limit=1000`, { headers: { authorization: `Bearer ${TOKEN}` } }).catch(() => undefined);
+        const res = await fetch(`http://127.0.0.1:${pod.httpPort}/v0/pipes/top_pages.json?tenant=t1&limit=1000`, {
+          headers: { authorization: `Bearer ${TOKEN}` },
+        }).catch(() => undefined);
         const ms = performance.now() - started;
         const body = res?.status === 200 ? ((await res.json()) as { data: { views: string }[] }) : undefined;
         if (res && !body) await res.text();
@@ -154,14 +169,36 @@ beforeAll(async () => {
   await admin.disconnect();
   for (let i = 0; i < 2; i++) {
     const op = startWeir([
-      'operator', '--namespace', ns, '--lease-namespace', ns, '--metrics-port', '0', '--metrics-host', '127.0.0.1',
-      '--clickhouse-url', clickhouse.url, '--worker-image', 'weir:e2e', '--resync', '3000', '--fence-ttl', '5000',
-      '--lease-duration', '3000', '--renew-deadline', '2000', '--retry-period', '500',
+      'operator',
+      '--namespace',
+      ns,
+      '--lease-namespace',
+      ns,
+      '--metrics-port',
+      '0',
+      '--metrics-host',
+      '127.0.0.1',
+      '--clickhouse-url',
+      clickhouse.url,
+      '--worker-image',
+      'weir:e2e',
+      '--resync',
+      '3000',
+      '--fence-ttl',
+      '5000',
+      '--lease-duration',
+      '3000',
+      '--renew-deadline',
+      '2000',
+      '--retry-period',
+      '500',
     ]);
     operators.push(op);
   }
   await Promise.all(operators.map((o) => o.waitForLog('operator started', (l) => l.message === 'operator started')));
-  await kc.makeApiClient(CoreV1Api).createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'top-pages-readers' }, stringData: { dashboard: TOKEN } } });
+  await kc
+    .makeApiClient(CoreV1Api)
+    .createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'top-pages-readers' }, stringData: { dashboard: TOKEN } } });
 }, 180_000);
 
 afterAll(async () => {
@@ -176,7 +213,9 @@ describe('the example project end to end', () => {
     // 1. The example, in this namespace and pointed at this Kafka, applied as `kubectl apply` does.
     const dir = mkdtempSync(join(tmpdir(), 'weir-e2e-'));
     for (const file of ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml']) {
-      const docs = parseAllDocuments(readFileSync(join(EXAMPLE, file), 'utf8')).map((d) => d.toJS() as { kind: string; metadata: { namespace?: string }; spec: { ingestion?: { kafka: { bootstrapServers: string[] } } } });
+      const docs = parseAllDocuments(readFileSync(join(EXAMPLE, file), 'utf8')).map(
+        (d) => d.toJS() as { kind: string; metadata: { namespace?: string }; spec: { ingestion?: { kafka: { bootstrapServers: string[] } } } },
+      );
       for (const d of docs) {
         d.metadata.namespace = ns;
         if (d.spec.ingestion) d.spec.ingestion.kafka.bootstrapServers = [kafka.bootstrap];
@@ -185,17 +224,25 @@ describe('the example project end to end', () => {
     }
     const applied = await kubectl(['apply', '--server-side', '-f', dir]);
     expect(applied.code, applied.stderr).toBe(0);
-    const pv = await waitFor('page-views Ready', async () => {
-      const o = await getResource<DataSource>(kc, 'DataSource', ns, 'page-views');
-      return condition(o, 'Ready')?.status === 'True' && o.status?.version === 1 ? o : undefined;
-    }, { timeoutMs: 60_000 });
+    const pv = await waitFor(
+      'page-views Ready',
+      async () => {
+        const o = await getResource<DataSource>(kc, 'DataSource', ns, 'page-views');
+        return condition(o, 'Ready')?.status === 'True' && o.status?.version === 1 ? o : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
     expect(pv.status?.table).toBe(`${db}.page_views`);
     // The rollup view must exist before rows arrive: a writer weir does not fence racing a view's
     // creation is outside what weir can make exact (docs/operations.md, unmanaged writers).
-    await waitFor('daily-rollup Ready', async () => {
-      const o = await getResource<{ status?: { conditions?: Condition[] } }>(kc, 'Pipe', ns, 'daily-rollup');
-      return condition(o, 'Ready')?.status === 'True' ? true : undefined;
-    }, { timeoutMs: 60_000 });
+    await waitFor(
+      'daily-rollup Ready',
+      async () => {
+        const o = await getResource<{ status?: { conditions?: Condition[] } }>(kc, 'Pipe', ns, 'daily-rollup');
+        return condition(o, 'Ready')?.status === 'True' ? true : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
     // Rows from before ingestion, so the migration has a table worth copying.
     await clickhouse.ch.command(
       `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number % 86400, concat('old-', toString(number)), ['t1','t2','t3'][number % 3 + 1], concat('/page/', toString(number % 25)) FROM numbers(${PREFILL})`,
@@ -203,7 +250,9 @@ describe('the example project end to end', () => {
     );
 
     // 2. The workers, from what the operator wrote.
-    const ingest = await waitFor('ingest Deployment', () => apps(kc).readNamespacedDeployment({ name: 'page-views-ingest', namespace: ns }), { timeoutMs: 60_000 });
+    const ingest = await waitFor('ingest Deployment', () => apps(kc).readNamespacedDeployment({ name: 'page-views-ingest', namespace: ns }), {
+      timeoutMs: 60_000,
+    });
     const serve = await waitFor('serve Deployment', () => apps(kc).readNamespacedDeployment({ name: 'top-pages-serve', namespace: ns }), { timeoutMs: 60_000 });
     expect(ingest.spec?.replicas).toBe(2);
     expect(serve.spec?.replicas).toBe(2);
@@ -217,12 +266,18 @@ describe('the example project end to end', () => {
     await events.start(200, 50);
     const client = new EndpointClient();
     client.start();
-    await waitFor('live rows', async () => ((await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`)) > PREFILL + 2000 ? true : undefined), { timeoutMs: 60_000 });
+    await waitFor('live rows', async () => ((await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`)) > PREFILL + 2000 ? true : undefined), {
+      timeoutMs: 60_000,
+    });
 
     // 4. The sorting key changes; mid-migration the leader and an ingester are SIGKILLed.
     const patchedAt = Date.now();
     await patchResource(kc, 'DataSource', ns, 'page-views', { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } });
-    await waitFor('the migration under way', async () => ((await getResource<DataSource>(kc, 'DataSource', ns, 'page-views')).status?.migration ? true : undefined), { timeoutMs: 30_000, intervalMs: 20 });
+    await waitFor(
+      'the migration under way',
+      async () => ((await getResource<DataSource>(kc, 'DataSource', ns, 'page-views')).status?.migration ? true : undefined),
+      { timeoutMs: 30_000, intervalMs: 20 },
+    );
     const holder = (await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: 'weir-operator', namespace: ns })).spec?.holderIdentity;
     const leader = operators.find((o) => o.logs.some((l) => l.message === 'operator started' && l.identity === holder));
     expect(leader).toBeDefined();
@@ -230,22 +285,37 @@ describe('the example project end to end', () => {
     const killedIngester = kubelet.pods('page-views-ingest')[0];
     await killedIngester?.kill('SIGKILL');
     await kubelet.startPod('page-views-ingest'); // the kubelet restarts it
-    const migrated = await waitFor('page-views at version 2 and Ready', async () => {
-      const o = await getResource<DataSource>(kc, 'DataSource', ns, 'page-views');
-      return o.status?.version === 2 && condition(o, 'Ready')?.status === 'True' && !o.status.migration ? o : undefined;
-    }, { timeoutMs: 120_000, intervalMs: 250 });
+    const migrated = await waitFor(
+      'page-views at version 2 and Ready',
+      async () => {
+        const o = await getResource<DataSource>(kc, 'DataSource', ns, 'page-views');
+        return o.status?.version === 2 && condition(o, 'Ready')?.status === 'True' && !o.status.migration ? o : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
     const migratedAt = Date.now();
 
     // 5. Load goes on into the new version for a while; then stop it and count.
     const atMigration = await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`);
-    await waitFor('2,000 rows ingested after the migration', async () => ((await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`)) >= atMigration + 2000 ? true : undefined), { timeoutMs: 60_000 });
+    await waitFor(
+      '2,000 rows ingested after the migration',
+      async () => ((await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`)) >= atMigration + 2000 ? true : undefined),
+      { timeoutMs: 60_000 },
+    );
     await events.stop();
     await client.stop();
     const expected = PREFILL + events.valid;
-    await waitFor(`${expected} rows and ${events.malformed} quarantined`, async () => {
-      const [rows, bad] = await Promise.all([count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`), count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views_quarantine`)]);
-      return rows >= expected && bad >= events.malformed ? true : undefined;
-    }, { timeoutMs: 90_000, intervalMs: 500 });
+    await waitFor(
+      `${expected} rows and ${events.malformed} quarantined`,
+      async () => {
+        const [rows, bad] = await Promise.all([
+          count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views`),
+          count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views_quarantine`),
+        ]);
+        return rows >= expected && bad >= events.malformed ? true : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
     const admin = kafkaClient(kafka.bootstrap).admin();
     await admin.connect();
     await caughtUp(admin, groupIdOf(migrated), 'page_views'); // nothing is inserted after this, so anything doubled has landed
@@ -254,13 +324,23 @@ describe('the example project end to end', () => {
     const sessions = await count(clickhouse.ch, `SELECT uniqExact(session_id) AS n FROM ${db}.page_views`);
     const quarantined = await count(clickhouse.ch, `SELECT count() AS n FROM ${db}.page_views_quarantine`);
     const quarantinedIds = await count(clickhouse.ch, `SELECT uniqExact(offset, partition) AS n FROM ${db}.page_views_quarantine`);
-    expect({ rows, sessions, quarantined, quarantinedIds }).toEqual({ rows: expected, sessions: expected, quarantined: events.malformed, quarantinedIds: events.malformed });
+    expect({ rows, sessions, quarantined, quarantinedIds }).toEqual({
+      rows: expected,
+      sessions: expected,
+      quarantined: events.malformed,
+      quarantinedIds: events.malformed,
+    });
     const mismatches = await rollupMismatches(clickhouse.ch, db);
     if (mismatches > 0) {
-      console.log(JSON.stringify(await clickhouse.ch.query(
-        `SELECT * FROM (SELECT day, tenant_id, pathname, countMerge(views) AS v, uniqMerge(visitors) AS u FROM ${db}.page_views_daily GROUP BY day, tenant_id, pathname) AS r
+      console.log(
+        JSON.stringify(
+          await clickhouse.ch.query(
+            `SELECT * FROM (SELECT day, tenant_id, pathname, countMerge(views) AS v, uniqMerge(visitors) AS u FROM ${db}.page_views_daily GROUP BY day, tenant_id, pathname) AS r
          FULL OUTER JOIN (SELECT toDate(timestamp) AS day, tenant_id, pathname, count() AS v, uniq(session_id) AS u FROM ${db}.page_views GROUP BY day, tenant_id, pathname) AS x
-         USING (day, tenant_id, pathname) WHERE r.v != x.v OR r.u != x.u LIMIT 5`)));
+         USING (day, tenant_id, pathname) WHERE r.v != x.v OR r.u != x.u LIMIT 5`,
+          ),
+        ),
+      );
     }
     expect(mismatches).toBe(0);
     expect(migrated.status?.history?.map((h) => h.version)).toEqual([1, 2]);
@@ -273,11 +353,19 @@ describe('the example project end to end', () => {
     expect(backwards).toEqual([]);
 
     // Events record each migration step.
-    const recorded = await waitFor('migration events', async () => {
-      const list = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=page-views' });
-      const reasons = new Set(list.items.map((e) => e.reason ?? ''));
-      return ['MigrationStarted', 'MigrationBackfilled', 'MigrationFenced', 'MigrationVerified', 'MigrationSwapped', 'MigrationCompleted'].every((r) => reasons.has(r)) ? list.items : undefined;
-    }, { timeoutMs: 30_000 });
+    const recorded = await waitFor(
+      'migration events',
+      async () => {
+        const list = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=page-views' });
+        const reasons = new Set(list.items.map((e) => e.reason ?? ''));
+        return ['MigrationStarted', 'MigrationBackfilled', 'MigrationFenced', 'MigrationVerified', 'MigrationSwapped', 'MigrationCompleted'].every((r) =>
+          reasons.has(r),
+        )
+          ? list.items
+          : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
 
     // 6. What an SRE would look at.
     const get = await kubectl(['get', 'wds,pipe,wep', '-n', ns]);
@@ -296,28 +384,41 @@ describe('the example project end to end', () => {
     // The fence waited for the ingesters (they heartbeat and acknowledge between batches).
     const swapped = recorded.find((e) => e.reason === 'MigrationSwapped');
     expect(Number(/"writers":(\d+)/.exec(swapped?.message ?? '')?.[1] ?? 0)).toBeGreaterThanOrEqual(1);
-    console.log('migration events:', recorded.filter((e) => e.reason?.startsWith('Migration')).map((e) => `${e.reason}: ${e.message}`).join(' | '));
+    console.log(
+      'migration events:',
+      recorded
+        .filter((e) => e.reason?.startsWith('Migration'))
+        .map((e) => `${e.reason}: ${e.message}`)
+        .join(' | '),
+    );
     const fenceHeld = Number(/"fenceHeldMs":(\d+)/.exec(swapped?.message ?? '')?.[1] ?? NaN);
-    const pauses = await Promise.all(kubelet.pods('page-views-ingest').filter(running).map(async (p) => {
-      const text = await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text();
-      const line = text.split('\n').find((l) => l.startsWith('weir_ingest_longest_fence_pause_seconds '));
-      return Number(line?.split(' ')[1] ?? 0) * 1000;
-    }));
+    const pauses = await Promise.all(
+      kubelet
+        .pods('page-views-ingest')
+        .filter(running)
+        .map(async (p) => {
+          const text = await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text();
+          const line = text.split('\n').find((l) => l.startsWith('weir_ingest_longest_fence_pause_seconds '));
+          return Number(line?.split(' ')[1] ?? 0) * 1000;
+        }),
+    );
     const during = calls.filter((c) => c.at >= patchedAt && c.at <= migratedAt).map((c) => c.ms);
-    console.log(JSON.stringify({
-      eventsProduced: events.valid + events.malformed,
-      validEvents: events.valid,
-      malformedEvents: events.malformed,
-      prefilledRows: PREFILL,
-      rowsCounted: rows,
-      migrationSeconds: (migratedAt - patchedAt) / 1000,
-      fenceHeldMs: fenceHeld,
-      longestIngestFencePauseMs: Math.max(0, ...pauses),
-      endpointCalls: calls.length,
-      endpointCallsDuringMigration: during.length,
-      endpointP50MsDuringMigration: Number(percentile(during, 50).toFixed(1)),
-      endpointP99MsDuringMigration: Number(percentile(during, 99).toFixed(1)),
-    }));
+    console.log(
+      JSON.stringify({
+        eventsProduced: events.valid + events.malformed,
+        validEvents: events.valid,
+        malformedEvents: events.malformed,
+        prefilledRows: PREFILL,
+        rowsCounted: rows,
+        migrationSeconds: (migratedAt - patchedAt) / 1000,
+        fenceHeldMs: fenceHeld,
+        longestIngestFencePauseMs: Math.max(0, ...pauses),
+        endpointCalls: calls.length,
+        endpointCallsDuringMigration: during.length,
+        endpointP50MsDuringMigration: Number(percentile(during, 50).toFixed(1)),
+        endpointP99MsDuringMigration: Number(percentile(during, 99).toFixed(1)),
+      }),
+    );
     await stopReporting();
     const ep = await getResource<Endpoint>(kc, 'Endpoint', ns, 'top-pages');
     expect(condition(ep, 'Ready')?.status).toBe('True');

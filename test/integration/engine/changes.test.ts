@@ -7,7 +7,19 @@ import { Executor, MigrationRefusedError } from '../../../src/execute/executor.j
 import { observeCatalog } from '../../../src/clickhouse/catalog.js';
 import { planDataSource } from '../../../src/plan/datasource-plan.js';
 import { createLogger } from '../../../src/runtime/log.js';
-import { column, dataSource, inNamespace, materializedInto, node, pipe, withColumns, withEngine, withNodes, withSortingKey, withSpec } from '../../fixtures/builders.js';
+import {
+  column,
+  dataSource,
+  inNamespace,
+  materializedInto,
+  node,
+  pipe,
+  withColumns,
+  withEngine,
+  withNodes,
+  withSortingKey,
+  withSpec,
+} from '../../fixtures/builders.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
 
@@ -38,9 +50,14 @@ async function fresh(): Promise<{ ns: string; db: string }> {
 }
 
 const describeTable = async (db: string, table = 'events') =>
-  (await server.ch.query<{ name: string; type: string; default_expression: string; comment: string; codec_expression: string }>(
-    `DESCRIBE TABLE ${db}.${table}`,
-  )).map((c) => `${c.name} ${c.type}${c.default_expression ? ` DEFAULT ${c.default_expression}` : ''}${c.codec_expression ? ` ${c.codec_expression}` : ''}${c.comment ? ` -- ${c.comment}` : ''}`);
+  (
+    await server.ch.query<{ name: string; type: string; default_expression: string; comment: string; codec_expression: string }>(
+      `DESCRIBE TABLE ${db}.${table}`,
+    )
+  ).map(
+    (c) =>
+      `${c.name} ${c.type}${c.default_expression ? ` DEFAULT ${c.default_expression}` : ''}${c.codec_expression ? ` ${c.codec_expression}` : ''}${c.comment ? ` -- ${c.comment}` : ''}`,
+  );
 
 describe('in-place changes run as ALTERs ClickHouse accepts, keeping every row', () => {
   it('adds a column with a default, changes codec and comment, sets TTL, settings and an index', async () => {
@@ -102,7 +119,9 @@ describe('type changes', () => {
     // The preflight finds the rows before the plan runs: the apply is refused as a whole.
     const error = await applyProject(server.ch, [toInt], { log }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PlanRefusedError);
-    expect((error as Error).message).toMatch(/^DataSource\/[\w-]+\/events: 2 row\(s\) of .*events have a amount that does not convert from String to UInt32 \(e\.g\. "(n\/a|12\.5)", "(n\/a|12\.5)"\); handle them with spec\.migration\.forwardQuery\. Nothing was changed\.$/);
+    expect((error as Error).message).toMatch(
+      /^DataSource\/[\w-]+\/events: 2 row\(s\) of .*events have a amount that does not convert from String to UInt32 \(e\.g\. "(n\/a|12\.5)", "(n\/a|12\.5)"\); handle them with spec\.migration\.forwardQuery\. Nothing was changed\.$/,
+    );
     // The executor still refuses on its own when handed the copy (the last line of defence).
     const steps = planDataSource(toInt, await observeCatalog(server.ch, [db])).steps;
     const last = await new Executor(server.ch, { log }).run(steps).catch((e: unknown) => e);
@@ -116,9 +135,13 @@ describe('type changes', () => {
   it('converts with a forward query that handles the bad rows', async () => {
     const { ns, db } = await fresh();
     await server.ch.command(`INSERT INTO ${db}.events VALUES (now(), 'u1', 'n/a')`);
-    const toInt = events(ns, (d) => d.spec.columns[2] && (d.spec.columns[2].type = 'UInt32'), withSpec({
-      migration: { forwardQuery: 'SELECT ts, user, toUInt32OrZero(amount) AS amount FROM {source}' },
-    }));
+    const toInt = events(
+      ns,
+      (d) => d.spec.columns[2] && (d.spec.columns[2].type = 'UInt32'),
+      withSpec({
+        migration: { forwardQuery: 'SELECT ts, user, toUInt32OrZero(amount) AS amount FROM {source}' },
+      }),
+    );
     await applyProject(server.ch, [toInt], { log });
     expect(await describeTable(db)).toEqual(['ts DateTime', 'user String', 'amount UInt32']);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events`)).toBe(1001);
@@ -140,12 +163,16 @@ describe('versions and rollback', () => {
     await server.ch.command(`INSERT INTO ${db}.events VALUES (now(), 'after-v2', '1'), (now(), 'after-v2', '2')`);
     const { plan } = await applyProject(server.ch, [events(ns)], { log });
     expect(plan.resources[0]?.steps.map((s) => s.kind)).toEqual(['SwapBack']);
-    const [t] = await server.ch.query<{ sorting_key: string; comment: string }>(`SELECT sorting_key, comment FROM system.tables WHERE database = '${db}' AND name = 'events'`);
+    const [t] = await server.ch.query<{ sorting_key: string; comment: string }>(
+      `SELECT sorting_key, comment FROM system.tables WHERE database = '${db}' AND name = 'events'`,
+    );
     expect(t?.sorting_key).toBe('user, ts');
     expect(t?.comment).toMatch(/"version":1/);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events`)).toBe(1002);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events WHERE user = 'after-v2'`)).toBe(2);
-    const versions = await server.ch.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__v') ORDER BY name`);
+    const versions = await server.ch.query<{ name: string }>(
+      `SELECT name FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__v') ORDER BY name`,
+    );
     expect(versions.map((v) => v.name)).toEqual(['events__v2']);
   });
 
@@ -169,14 +196,27 @@ describe('versions and rollback', () => {
 describe('dependent materialized views', () => {
   it('refuses a migration that would break a view reading the table, before changing anything', async () => {
     const { ns, db } = await fresh();
-    const totals = pipe('totals', inNamespace(ns), withNodes(node('n', 'SELECT user, sum(toUInt64OrZero(amount)) AS total FROM events GROUP BY user')), materializedInto('totals-by-user'));
-    const target = dataSource('totals-by-user', inNamespace(ns), withColumns(column('user', 'String'), column('total', 'UInt64')), withSortingKey('user'), withEngine({ type: 'SummingMergeTree' }));
+    const totals = pipe(
+      'totals',
+      inNamespace(ns),
+      withNodes(node('n', 'SELECT user, sum(toUInt64OrZero(amount)) AS total FROM events GROUP BY user')),
+      materializedInto('totals-by-user'),
+    );
+    const target = dataSource(
+      'totals-by-user',
+      inNamespace(ns),
+      withColumns(column('user', 'String'), column('total', 'UInt64')),
+      withSortingKey('user'),
+      withEngine({ type: 'SummingMergeTree' }),
+    );
     await applyProject(server.ch, [events(ns), target, totals], { log });
     // Dropping `amount` (allowed destructively) and re-sorting forces a copy the view cannot follow.
     const next = events(ns, withSortingKey('ts'), (d) => d.spec.columns.splice(2, 1), withSpec({ migration: { allowDestructive: true } }));
     const error = await applyProject(server.ch, [next, target, totals], { log }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PlanRefusedError);
-    expect((error as Error).message).toMatch(/^DataSource\/[\w-]+\/events: materialized view .*\.totals would break on the new version of .*\.events: .*amount.*\. Nothing was changed\.$/);
+    expect((error as Error).message).toMatch(
+      /^DataSource\/[\w-]+\/events: materialized view .*\.totals would break on the new version of .*\.events: .*amount.*\. Nothing was changed\.$/,
+    );
     expect(await describeTable(db)).toEqual(['ts DateTime', 'user String', 'amount String']);
     expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'events__')`)).toBe(0);
     // The SummingMergeTree target was backfilled once from the 1000 existing rows.
@@ -185,8 +225,15 @@ describe('dependent materialized views', () => {
 
   it('changes a view query in place for new rows with backfill: None', async () => {
     const { ns, db } = await fresh();
-    const target = dataSource('counts', inNamespace(ns), withColumns(column('user', 'String'), column('n', 'UInt64')), withSortingKey('user'), withEngine({ type: 'SummingMergeTree' }));
-    const counting = (sql: string) => pipe('counter', inNamespace(ns), withNodes(node('n', sql)), (p) => (p.spec.materialize = { into: 'counts', backfill: 'None' }));
+    const target = dataSource(
+      'counts',
+      inNamespace(ns),
+      withColumns(column('user', 'String'), column('n', 'UInt64')),
+      withSortingKey('user'),
+      withEngine({ type: 'SummingMergeTree' }),
+    );
+    const counting = (sql: string) =>
+      pipe('counter', inNamespace(ns), withNodes(node('n', sql)), (p) => (p.spec.materialize = { into: 'counts', backfill: 'None' }));
     await applyProject(server.ch, [events(ns), target, counting('SELECT user, count() AS n FROM events GROUP BY user')], { log });
     await server.ch.command(`INSERT INTO ${db}.events VALUES (now(), 'a', '1')`);
     const { plan } = await applyProject(server.ch, [events(ns), target, counting('SELECT user, 10 * count() AS n FROM events GROUP BY user')], { log });
@@ -195,4 +242,3 @@ describe('dependent materialized views', () => {
     expect(await count(server.ch, `SELECT sum(n) AS n FROM ${db}.counts WHERE user = 'a'`)).toBe(11);
   });
 });
-

@@ -8,7 +8,18 @@ import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
-import { count, FAST_FENCE, PageViewWriter, Reader, rollupMismatches, runWeirApply, startTestClickHouse, writeProject, writtenAtLeast, type TestClickHouse } from '../../fixtures/clickhouse.js';
+import {
+  count,
+  FAST_FENCE,
+  PageViewWriter,
+  Reader,
+  rollupMismatches,
+  runWeirApply,
+  startTestClickHouse,
+  writeProject,
+  writtenAtLeast,
+  type TestClickHouse,
+} from '../../fixtures/clickhouse.js';
 import { exampleResources } from '../../fixtures/kube.js';
 
 const log = createLogger({ level: 'warn' });
@@ -63,7 +74,9 @@ describe('copy-and-swap of page_views while writing and reading', () => {
     expect(executor.fenceReports).toHaveLength(1);
     expect(executor.fenceReports[0]?.writers).toEqual([writer.fence.writerId]);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.page_views__v1`)).toBeGreaterThanOrEqual(20_000);
-    console.log(`rows ${writer.written}, reads ${reader.reads}, longest writer pause ${writer.fence.longestPauseMs} ms, fence held ${executor.fenceReports[0]?.heldMs} ms`);
+    console.log(
+      `rows ${writer.written}, reads ${reader.reads}, longest writer pause ${writer.fence.longestPauseMs} ms, fence held ${executor.fenceReports[0]?.heldMs} ms`,
+    );
   });
 
   const faults = ['Created', 'Backfilled', 'DeltaCopied', 'Verified', 'Exchanged', 'GapChecked'];
@@ -90,7 +103,9 @@ describe('copy-and-swap of page_views while writing and reading', () => {
       await assertExact(server.ch, db, writer.written);
       expect(reader.errors).toEqual([]);
       expect(reader.wentBackwards).toEqual([]);
-      const [m] = await server.ch.query<{ state: string }>(`SELECT argMax(state, seq) AS state FROM weir.migrations WHERE database = '${db}' AND table = 'page_views'`);
+      const [m] = await server.ch.query<{ state: string }>(
+        `SELECT argMax(state, seq) AS state FROM weir.migrations WHERE database = '${db}' AND table = 'page_views'`,
+      );
       expect(m?.state).toBe('Done');
     });
   }

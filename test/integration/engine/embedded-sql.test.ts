@@ -55,7 +55,9 @@ async function insertPageViews(db: string, rows: number, offset = 0): Promise<vo
 }
 
 async function viewComment(db: string, view: string): Promise<string> {
-  const rows = await server.ch.query<{ comment: string }>('SELECT comment FROM system.tables WHERE database = {db:String} AND name = {n:String}', { params: { db, n: view } });
+  const rows = await server.ch.query<{ comment: string }>('SELECT comment FROM system.tables WHERE database = {db:String} AND name = {n:String}', {
+    params: { db, n: view },
+  });
   return rows[0]?.comment ?? '<no view>';
 }
 
@@ -107,7 +109,9 @@ describe('a materialized Pipe whose SQL ends with a comment or a ;', () => {
     const db = ns.replace(/-/g, '_');
     await applyProject(server.ch, example(ns), { log });
     await insertPageViews(db, 4_000);
-    const filtered = example(ns, (p, _n, sql) => (p === 'daily-rollup' ? `${sql.replace('FROM page_views', 'FROM page_views WHERE duration_ms >= 2500').trimEnd()}\n-- long views only` : sql));
+    const filtered = example(ns, (p, _n, sql) =>
+      p === 'daily-rollup' ? `${sql.replace('FROM page_views', 'FROM page_views WHERE duration_ms >= 2500').trimEnd()}\n-- long views only` : sql,
+    );
     const { plan } = await applyProject(server.ch, filtered, { log, fenceTiming: FAST_FENCE });
     expect(plan.resources.flatMap((r) => r.steps.map((s) => s.kind))).toEqual(['RecomputeView']);
     // Durations are number % 5000: rows 2500..3999 are the long ones.
@@ -122,9 +126,17 @@ describe('a materialized Pipe whose SQL ends with a comment or a ;', () => {
     const ns = uniqueNamespace('modcomment');
     const db = ns.replace(/-/g, '_');
     const noBackfill = (resources: ProjectResource[]) =>
-      resources.map((r) => (r.kind === 'Pipe' && (r as Pipe).spec.materialize ? { ...r, spec: { ...(r as Pipe).spec, materialize: { into: 'page-views-daily', backfill: 'None' as const } } } : r));
+      resources.map((r) =>
+        r.kind === 'Pipe' && (r as Pipe).spec.materialize
+          ? { ...r, spec: { ...(r as Pipe).spec, materialize: { into: 'page-views-daily', backfill: 'None' as const } } }
+          : r,
+      );
     await applyProject(server.ch, noBackfill(example(ns)), { log });
-    const changed = noBackfill(example(ns, (p, _n, sql) => (p === 'daily-rollup' ? `${sql.replace('FROM page_views', 'FROM page_views WHERE duration_ms >= 2500').trimEnd()} -- long views only` : sql)));
+    const changed = noBackfill(
+      example(ns, (p, _n, sql) =>
+        p === 'daily-rollup' ? `${sql.replace('FROM page_views', 'FROM page_views WHERE duration_ms >= 2500').trimEnd()} -- long views only` : sql,
+      ),
+    );
     const { plan } = await applyProject(server.ch, changed, { log });
     expect(plan.resources.flatMap((r) => r.steps.map((s) => s.kind))).toEqual(['ModifyViewQuery']);
     expect(await viewComment(db, 'daily_rollup')).toMatch(/^weir-pipe:[0-9a-f]+$/);
@@ -160,7 +172,9 @@ describe('Pipe SQL ending with FORMAT or SETTINGS', () => {
       const db = ns.replace(/-/g, '_');
       const error = await applyProject(server.ch, example(ns, rollupEnding(ending)), { log }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(PlanRefusedError);
-      expect((error as Error).message).toMatch(new RegExp(`^Pipe/${ns}/daily-rollup: node rollup (ends with FORMAT JSON|has a SETTINGS max_threads clause); remove it`));
+      expect((error as Error).message).toMatch(
+        new RegExp(`^Pipe/${ns}/daily-rollup: node rollup (ends with FORMAT JSON|has a SETTINGS max_threads clause); remove it`),
+      );
       expect(await count(server.ch, `SELECT count() AS n FROM system.databases WHERE name = '${db}'`)).toBe(0);
     });
   }
@@ -177,7 +191,8 @@ describe('an Endpoint whose SQL ends in a comment', () => {
     const pipe = resources.find((r) => r.kind === 'Pipe' && r.metadata.name === 'top-pages') as Pipe;
     const dataSources = resources.filter((r): r is DataSource => r.kind === 'DataSource');
     const lookup = {
-      dataSource: (_ns: string, name: string) => ({ ...dataSources.find((d) => d.metadata.name === name.replace(/_/g, '-')), status: { version: 1 } }) as DataSource,
+      dataSource: (_ns: string, name: string) =>
+        ({ ...dataSources.find((d) => d.metadata.name === name.replace(/_/g, '-')), status: { version: 1 } }) as DataSource,
       dataSourcesIn: () => dataSources,
       pipe: () => undefined,
       endpoint: () => undefined,

@@ -8,7 +8,17 @@ import type { Pipe } from '../../../src/api/pipe.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
-import { count, FAST_FENCE, PageViewWriter, rollupMismatches, runWeirApply, startTestClickHouse, writeProject, writtenAtLeast, type TestClickHouse } from '../../fixtures/clickhouse.js';
+import {
+  count,
+  FAST_FENCE,
+  PageViewWriter,
+  rollupMismatches,
+  runWeirApply,
+  startTestClickHouse,
+  writeProject,
+  writtenAtLeast,
+  type TestClickHouse,
+} from '../../fixtures/clickhouse.js';
 import { exampleResources } from '../../fixtures/kube.js';
 
 const log = createLogger({ level: 'warn' });
@@ -102,4 +112,3 @@ describe('materialized Pipe over a table with rows and live inserts', () => {
     expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND name = 'page_views_daily__v1'`)).toBe(1);
   });
 });
-

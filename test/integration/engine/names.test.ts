@@ -36,10 +36,14 @@ const clash = (ns: string) =>
 
 /** Every object in the database, with its engine and comment: what "nothing changed" compares. */
 const objects = (db: string) =>
-  server.ch.query<{ name: string; engine: string; comment: string }>('SELECT name, engine, comment FROM system.tables WHERE database = {db:String} ORDER BY name', { params: { db } });
+  server.ch.query<{ name: string; engine: string; comment: string }>(
+    'SELECT name, engine, comment FROM system.tables WHERE database = {db:String} ORDER BY name',
+    { params: { db } },
+  );
 
 function context(ns: string, resources: ProjectResource[]): ReconcileContext {
-  const find = (kind: string) => (n: string, name: string) => resources.find((r) => r.kind === kind && r.metadata.namespace === n && r.metadata.name === name.replace(/_/g, '-')) as never;
+  const find = (kind: string) => (n: string, name: string) =>
+    resources.find((r) => r.kind === kind && r.metadata.namespace === n && r.metadata.name === name.replace(/_/g, '-')) as never;
   return {
     now: new Date(),
     clickhouse: server.ch,
@@ -75,7 +79,7 @@ describe('a DataSource named like the materialized Pipe daily-rollup', () => {
     expect(await count(server.ch, `SELECT count() AS n FROM system.databases WHERE name = '${ns.replace(/-/g, '_')}'`)).toBe(0);
   });
 
-  it('the operator\'s controllers refuse both with the same message', async () => {
+  it("the operator's controllers refuse both with the same message", async () => {
     const ns = uniqueNamespace('clashop');
     const db = ns.replace(/-/g, '_');
     await applyProject(server.ch, example(ns), { log });
@@ -95,23 +99,27 @@ describe('a DataSource named like the materialized Pipe daily-rollup', () => {
     const db = ns.replace(/-/g, '_');
     await applyProject(server.ch, example(ns), { log });
     const plan = planProject([dailyRollupTable(ns)], await observeCatalog(server.ch, [db]));
-    expect(plan.resources[0]?.refusals).toEqual([`${db}.daily_rollup exists as a materialized Pipe's view, so its table cannot be created; rename the DataSource or drop the view`]);
+    expect(plan.resources[0]?.refusals).toEqual([
+      `${db}.daily_rollup exists as a materialized Pipe's view, so its table cannot be created; rename the DataSource or drop the view`,
+    ]);
   });
 });
 
 describe('a name held by an object weir did not create', () => {
-  it('a user\'s view under a DataSource\'s name is refused at plan time, and nothing is created', async () => {
+  it("a user's view under a DataSource's name is refused at plan time, and nothing is created", async () => {
     const ns = uniqueNamespace('userview');
     const db = ns.replace(/-/g, '_');
     await server.ch.command(`CREATE DATABASE ${db}`);
     await server.ch.command(`CREATE VIEW ${db}.events AS SELECT 1 AS x`);
     const before = await objects(db);
     const error = await applyProject(server.ch, [dataSource('events', inNamespace(ns))], { log }).catch((e: unknown) => e);
-    expect((error as Error).message).toBe(`DataSource/${ns}/events: ${db}.events exists as a view weir did not create, so its table cannot be created; rename the DataSource or drop the view`);
+    expect((error as Error).message).toBe(
+      `DataSource/${ns}/events: ${db}.events exists as a view weir did not create, so its table cannot be created; rename the DataSource or drop the view`,
+    );
     expect(await objects(db)).toEqual(before);
   });
 
-  it('a view created under a DataSource\'s name after the plan: the executor says nothing was created', async () => {
+  it("a view created under a DataSource's name after the plan: the executor says nothing was created", async () => {
     const ns = uniqueNamespace('racetable');
     const db = ns.replace(/-/g, '_');
     const events = dataSource('events', inNamespace(ns));
@@ -121,11 +129,13 @@ describe('a name held by an object weir did not create', () => {
     await server.ch.command(`CREATE VIEW ${db}.events AS SELECT 1 AS x`);
     const error = await new Executor(server.ch, { log }).run(plan.resources[0]?.steps ?? []).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(MigrationRefusedError);
-    expect((error as Error).message).toBe(`${db}.events already exists as a View (comment ""), which is not a table weir made for a DataSource: nothing was created; rename the resource or drop that object`);
+    expect((error as Error).message).toBe(
+      `${db}.events already exists as a View (comment ""), which is not a table weir made for a DataSource: nothing was created; rename the resource or drop that object`,
+    );
     expect(await objects(db)).toEqual([{ name: 'events', engine: 'View', comment: '' }]);
   });
 
-  it('a table created under a materialized Pipe\'s name after the plan: no view, no backfill, the table untouched', async () => {
+  it("a table created under a materialized Pipe's name after the plan: no view, no backfill, the table untouched", async () => {
     const ns = uniqueNamespace('raceview');
     const db = ns.replace(/-/g, '_');
     const withoutRollup = example(ns).filter((r) => r.metadata.name !== 'daily-rollup');
@@ -139,11 +149,17 @@ describe('a name held by an object weir did not create', () => {
     await server.ch.command(`CREATE TABLE ${db}.daily_rollup (x UInt8) ENGINE = MergeTree ORDER BY x COMMENT 'mine'`);
     const error = await new Executor(server.ch, { log }).run(steps).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(MigrationRefusedError);
-    expect((error as Error).message).toBe(`${db}.daily_rollup already exists as a MergeTree (comment "mine"), which is not a materialized Pipe's view: nothing was created; rename the resource or drop that object`);
+    expect((error as Error).message).toBe(
+      `${db}.daily_rollup already exists as a MergeTree (comment "mine"), which is not a materialized Pipe's view: nothing was created; rename the resource or drop that object`,
+    );
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.page_views_daily`)).toBe(0);
-    expect((await objects(db)).filter((o) => o.name === 'daily_rollup' || o.name.includes('weir'))).toEqual([{ name: 'daily_rollup', engine: 'MergeTree', comment: 'mine' }]);
+    expect((await objects(db)).filter((o) => o.name === 'daily_rollup' || o.name.includes('weir'))).toEqual([
+      { name: 'daily_rollup', engine: 'MergeTree', comment: 'mine' },
+    ]);
     // The refused materialization is not resumed by the next apply: the planner now sees the table.
     const again = await applyProject(server.ch, example(ns), { log }).catch((e: unknown) => e);
-    expect((again as Error).message).toBe(`Pipe/${ns}/daily-rollup: ${db}.daily_rollup exists as a table weir did not create, so the materialized view cannot be created; rename the Pipe (or the table)`);
+    expect((again as Error).message).toBe(
+      `Pipe/${ns}/daily-rollup: ${db}.daily_rollup exists as a table weir did not create, so the materialized view cannot be created; rename the Pipe (or the table)`,
+    );
   });
 });

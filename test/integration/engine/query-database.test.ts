@@ -14,7 +14,20 @@ import type { ReconcileContext } from '../../../src/controllers/types.js';
 import { applyProject } from '../../../src/execute/apply.js';
 import type { ProjectResource } from '../../../src/plan/graph.js';
 import { createLogger } from '../../../src/runtime/log.js';
-import { column, dataSource, endpoint, inNamespace, materializedInto, node, pipe, uniqueNamespace, withColumns, withNodes, withSortingKey, withSpec } from '../../fixtures/builders.js';
+import {
+  column,
+  dataSource,
+  endpoint,
+  inNamespace,
+  materializedInto,
+  node,
+  pipe,
+  uniqueNamespace,
+  withColumns,
+  withNodes,
+  withSortingKey,
+  withSpec,
+} from '../../fixtures/builders.js';
 import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 
 const log = createLogger({ level: 'warn' });
@@ -29,8 +42,10 @@ afterAll(async () => {
 
 /** The operator's view of the project: every DataSource created (status.version set), no workloads. */
 function context(resources: ProjectResource[]): ReconcileContext {
-  const find = <T>(kind: string) => (ns: string, name: string) =>
-    resources.find((r) => r.kind === kind && r.metadata.namespace === ns && r.metadata.name === name.replace(/_/g, '-')) as T | undefined;
+  const find =
+    <T>(kind: string) =>
+    (ns: string, name: string) =>
+      resources.find((r) => r.kind === kind && r.metadata.namespace === ns && r.metadata.name === name.replace(/_/g, '-')) as T | undefined;
   const created = (ds: DataSource): DataSource => ({ ...ds, status: { version: 1 } });
   return {
     now: new Date(),
@@ -64,9 +79,14 @@ const trueConditions = (status: { conditions?: { type: string; status: string; r
   status.conditions?.filter((c) => c.status === 'True').map((c) => `${c.type}:${c.reason}`);
 
 describe('unqualified table names in a Pipe', () => {
-  it('of a materialized Pipe resolve in its target\'s database for the view, the Pipe and its Endpoint alike', async () => {
+  it("of a materialized Pipe resolve in its target's database for the view, the Pipe and its Endpoint alike", async () => {
     const { ns, events, perTenant } = project('qdb-mat');
-    const rollup = pipe('rollup', inNamespace(ns), withNodes(node('main', 'SELECT tenant_id, count() AS n FROM events GROUP BY tenant_id')), materializedInto('per-tenant'));
+    const rollup = pipe(
+      'rollup',
+      inNamespace(ns),
+      withNodes(node('main', 'SELECT tenant_id, count() AS n FROM events GROUP BY tenant_id')),
+      materializedInto('per-tenant'),
+    );
     const served = endpoint('tenants', 'rollup', inNamespace(ns));
     const resources: ProjectResource[] = [events, perTenant, rollup, served];
     await applyProject(server.ch, [events, perTenant, rollup], { log });
@@ -77,7 +97,7 @@ describe('unqualified table names in a Pipe', () => {
     expect(trueConditions((await reconcileEndpoint(served, ctx)).status)).toEqual(['Reconciling:QueryServerUnavailable']);
   });
 
-  it('of a plain Pipe resolve in the database its namespace\'s DataSources share, for the Pipe and its Endpoint alike', async () => {
+  it("of a plain Pipe resolve in the database its namespace's DataSources share, for the Pipe and its Endpoint alike", async () => {
     const { ns, events } = project('qdb-plain');
     const byTenant = pipe('by-tenant', inNamespace(ns), withNodes(node('main', 'SELECT tenant_id, count() AS n FROM events GROUP BY tenant_id')));
     const served = endpoint('by-tenant', 'by-tenant', inNamespace(ns));
@@ -88,7 +108,7 @@ describe('unqualified table names in a Pipe', () => {
     expect(trueConditions((await reconcileEndpoint(served, ctx)).status)).toEqual(['Reconciling:QueryServerUnavailable']);
   });
 
-  it('of a plain Pipe resolve in the namespace\'s database when its DataSources are in several: the same verdict for the Pipe and its Endpoint', async () => {
+  it("of a plain Pipe resolve in the namespace's database when its DataSources are in several: the same verdict for the Pipe and its Endpoint", async () => {
     const { ns, events } = project('qdb-spread');
     const local = dataSource('clicks', inNamespace(ns), withColumns(column('tenant_id', 'String')), withSortingKey('tenant_id'));
     const fromLocal = pipe('from-local', inNamespace(ns), withNodes(node('main', 'SELECT tenant_id FROM clicks')));

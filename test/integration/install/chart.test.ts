@@ -73,9 +73,19 @@ describe('helm lint and template', () => {
     const pod = d.spec.template.spec;
     const c = pod.containers[0];
     expect(c.image).toBe('ghcr.io/weir-dev/weir:0.1.0');
-    expect(c.args).toEqual(['operator', '--metrics-port=8080', '--log-format=json', '--lease-namespace=weir-system', '--worker-image=ghcr.io/weir-dev/weir:0.1.0', '--worker-image-pull-policy=IfNotPresent']);
+    expect(c.args).toEqual([
+      'operator',
+      '--metrics-port=8080',
+      '--log-format=json',
+      '--lease-namespace=weir-system',
+      '--worker-image=ghcr.io/weir-dev/weir:0.1.0',
+      '--worker-image-pull-policy=IfNotPresent',
+    ]);
     expect(c.env).toContainEqual({ name: 'WEIR_CLICKHOUSE_URL', valueFrom: { secretKeyRef: { name: 'weir-clickhouse', key: 'url', optional: true } } });
-    expect(c.env).toContainEqual({ name: 'WEIR_CLICKHOUSE_PASSWORD', valueFrom: { secretKeyRef: { name: 'weir-clickhouse', key: 'password', optional: true } } });
+    expect(c.env).toContainEqual({
+      name: 'WEIR_CLICKHOUSE_PASSWORD',
+      valueFrom: { secretKeyRef: { name: 'weir-clickhouse', key: 'password', optional: true } },
+    });
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
@@ -94,9 +104,15 @@ describe('helm lint and template', () => {
     expect(c.image).toBe('registry.example/weir:1.2.3');
     expect(c.imagePullPolicy).toBe('Always');
     expect(c.args).toEqual([
-      'operator', '--metrics-port=8080', '--log-format=pretty', '--no-leader-election', '--namespace=web',
-      '--worker-image=registry.example/weir:1.2.3', '--worker-image-pull-policy=Always',
-      '--worker-clickhouse-password-secret=ch-worker', '--worker-service-account=weir-worker',
+      'operator',
+      '--metrics-port=8080',
+      '--log-format=pretty',
+      '--no-leader-election',
+      '--namespace=web',
+      '--worker-image=registry.example/weir:1.2.3',
+      '--worker-image-pull-policy=Always',
+      '--worker-clickhouse-password-secret=ch-worker',
+      '--worker-service-account=weir-worker',
     ]);
     expect(c.env).toContainEqual({ name: 'WEIR_CLICKHOUSE_URL', value: 'http://clickhouse.db.svc:8123' });
     expect(c.env).toContainEqual({ name: 'WEIR_CLICKHOUSE_USER', valueFrom: { secretKeyRef: { name: 'ch-credentials', key: 'username', optional: true } } });
@@ -162,7 +178,9 @@ describe('manifests/', () => {
     const r = await run('bash', ['scripts/render-install.sh', out], { env: { HELM: join(process.env.WEIR_TEST_BIN ?? '', 'helm') } });
     expect(r.code, r.stderr).toBe(0);
     for (const file of ['install.yaml', 'argocd/argocd-cm.yaml']) {
-      expect(readFileSync(join('manifests', file), 'utf8'), `manifests/${file} is stale: run scripts/render-install.sh`).toBe(readFileSync(join(out, file), 'utf8'));
+      expect(readFileSync(join('manifests', file), 'utf8'), `manifests/${file} is stale: run scripts/render-install.sh`).toBe(
+        readFileSync(join(out, file), 'utf8'),
+      );
     }
   });
 

@@ -16,9 +16,16 @@ export { run, type Run } from '../../fixtures/processes.js';
 
 /** helm with its own config/cache dirs, so tests never read or write the user's. */
 export const helm = (args: string[]) =>
-  run(bin('helm'), args, { env: { HELM_CONFIG_HOME: '/tmp/weir-test-helm/config', HELM_CACHE_HOME: '/tmp/weir-test-helm/cache', HELM_DATA_HOME: '/tmp/weir-test-helm/data' } });
+  run(bin('helm'), args, {
+    env: { HELM_CONFIG_HOME: '/tmp/weir-test-helm/config', HELM_CACHE_HOME: '/tmp/weir-test-helm/cache', HELM_DATA_HOME: '/tmp/weir-test-helm/data' },
+  });
 
-export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; [k: string]: unknown }; [k: string]: unknown };
+export type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; [k: string]: unknown };
+  [k: string]: unknown;
+};
 
 /** `helm template` of the chart; throws with helm's message if it fails. */
 export async function renderChart(release: string, namespace: string, set: Record<string, string | number | boolean> = {}): Promise<K8sObject[]> {
@@ -108,7 +115,8 @@ export async function recordingProxy(admin: KubeConfig): Promise<RecordingProxy>
       { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: { ...req.headers, host: target.host }, ca },
       (up) => {
         const status = up.statusCode ?? 0;
-        for (const permission of permissionOf(req.method ?? 'GET', req.url ?? '/', status)) calls.push({ permission, status, method: req.method ?? '', path: req.url ?? '' });
+        for (const permission of permissionOf(req.method ?? 'GET', req.url ?? '/', status))
+          calls.push({ permission, status, method: req.method ?? '', path: req.url ?? '' });
         res.writeHead(status, up.headers);
         res.flushHeaders(); // a watch that has no event yet must still get its headers
         up.pipe(res);

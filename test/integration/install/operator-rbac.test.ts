@@ -17,7 +17,12 @@ import { apps, condition, createNamespace, createResource, exampleResources, kub
 import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
 import { argocdHealth, granted, recordingProxy, renderChart, tokenKubeconfig, toYaml, type K8sObject, type RecordingProxy } from './helpers.js';
 
-type Resource = { kind: string; metadata: { name: string; generation?: number }; spec: Record<string, unknown>; status?: { observedGeneration?: number; phase?: string; conditions?: Condition[]; version?: number } };
+type Resource = {
+  kind: string;
+  metadata: { name: string; generation?: number };
+  spec: Record<string, unknown>;
+  status?: { observedGeneration?: number; phase?: string; conditions?: Condition[]; version?: number };
+};
 type Rules = { apiGroups: string[]; resources: string[]; verbs: string[] }[];
 
 let kc: KubeConfig;
@@ -74,22 +79,42 @@ beforeAll(async () => {
 
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'top-pages-readers' }, stringData: { dashboard: 'reader-token-1' } } });
-  await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'kafka-credentials' }, stringData: { mechanism: 'plain', username: 'weir', password: 'secret' } } });
+  await core.createNamespacedSecret({
+    namespace: ns,
+    body: { metadata: { name: 'kafka-credentials' }, stringData: { mechanism: 'plain', username: 'weir', password: 'secret' } },
+  });
   const sa = rendered.find((o) => o.kind === 'ServiceAccount')!.metadata.name;
-  const { status } = await core.createNamespacedServiceAccountToken({ name: sa, namespace: release, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
+  const { status } = await core.createNamespacedServiceAccountToken({
+    name: sa,
+    namespace: release,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
   proxy = await recordingProxy(kc);
   const kubeconfig = join(mkdtempSync(join(tmpdir(), 'weir-sa-')), 'kubeconfig');
   writeFileSync(kubeconfig, tokenKubeconfig(proxy.url, status!.token), { mode: 0o600 });
 
   // The container's args and env from the chart; only ports, resync and the kubeconfig differ here.
-  const container = (rendered.find((o) => o.kind === 'Deployment') as unknown as { spec: { template: { spec: { containers: { args: string[]; env: { name: string; value?: string }[] }[] } } } })
-    .spec.template.spec.containers[0]!;
+  const container = (
+    rendered.find((o) => o.kind === 'Deployment') as unknown as {
+      spec: { template: { spec: { containers: { args: string[]; env: { name: string; value?: string }[] }[] } } };
+    }
+  ).spec.template.spec.containers[0]!;
   const env = Object.fromEntries(container.env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
-  operator = startWeir([...container.args, '--kubeconfig', kubeconfig, '--metrics-port=0', '--metrics-host=127.0.0.1', '--resync=2000'], { ...env, POD_NAMESPACE: release });
-  await operator.waitForLog('controllers started', (l) => l.message === 'controllers started', 60_000).catch((e: Error) => {
-    const calls = proxy.calls.slice(-10).map((c) => `${c.status} ${c.method} ${c.path}`);
-    throw new Error(`${e.message}\nlast calls:\n${calls.join('\n')}\nlogs:\n${operator.logs.slice(-10).map((l) => JSON.stringify(l)).join('\n')}`);
+  operator = startWeir([...container.args, '--kubeconfig', kubeconfig, '--metrics-port=0', '--metrics-host=127.0.0.1', '--resync=2000'], {
+    ...env,
+    POD_NAMESPACE: release,
   });
+  await operator
+    .waitForLog('controllers started', (l) => l.message === 'controllers started', 60_000)
+    .catch((e: Error) => {
+      const calls = proxy.calls.slice(-10).map((c) => `${c.status} ${c.method} ${c.path}`);
+      throw new Error(
+        `${e.message}\nlast calls:\n${calls.join('\n')}\nlogs:\n${operator.logs
+          .slice(-10)
+          .map((l) => JSON.stringify(l))
+          .join('\n')}`,
+      );
+    });
 }, 180_000);
 
 afterAll(async () => {
@@ -110,7 +135,12 @@ describe('the example project under the chart RBAC', () => {
     for (const p of byKind('Pipe')) await createResource(kc, p);
     await seenWhere('daily-rollup waiting for its missing target', 'Pipe', 'daily-rollup', reason('Reconciling', 'WaitingForDataSource'));
     for (const ds of byKind('DataSource')) await createResource(kc, ds);
-    for (const [kind, name] of [['DataSource', 'page-views'], ['DataSource', 'page-views-daily'], ['Pipe', 'daily-rollup'], ['Pipe', 'top-pages']] as const) {
+    for (const [kind, name] of [
+      ['DataSource', 'page-views'],
+      ['DataSource', 'page-views-daily'],
+      ['Pipe', 'daily-rollup'],
+      ['Pipe', 'top-pages'],
+    ] as const) {
       await seenWhere(`${kind} ${name} Ready`, kind, name, (o) => current(o) && condition(o, 'Ready')?.status === 'True');
     }
     // The endpoint's query Deployment exists; once its pods are ready (the kubelet's part here) the Endpoint is Ready.
@@ -118,7 +148,10 @@ describe('the example project under the chart RBAC', () => {
     const deployments = apps(kc);
     const serve = await deployments.readNamespacedDeployment({ name: 'top-pages-serve', namespace: ns });
     expect(serve.spec?.template.spec?.containers[0]?.args?.[0]).toBe('serve');
-    await deployments.patchNamespacedDeploymentStatus({ name: 'top-pages-serve', namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
+    await deployments.patchNamespacedDeploymentStatus(
+      { name: 'top-pages-serve', namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } },
+      mergePatch(),
+    );
     await seenWhere('the Endpoint Ready', 'Endpoint', 'top-pages', (o) => condition(o, 'Ready')?.status === 'True');
     const ingest = await deployments.readNamespacedDeployment({ name: 'page-views-ingest', namespace: ns });
     expect(ingest.spec?.template.spec?.containers[0]?.args?.[0]).toBe('ingest');
@@ -132,21 +165,38 @@ describe('the example project under the chart RBAC', () => {
       metadata: { name: 'clicks', namespace: ns },
       spec: {
         ...pageViews!.spec,
-        ingestion: { kafka: { bootstrapServers: ['127.0.0.1:9'], topic: 'clicks', credentialsSecretRef: { name: 'kafka-credentials' } }, autoscaling: { maxReplicas: 3 } },
+        ingestion: {
+          kafka: { bootstrapServers: ['127.0.0.1:9'], topic: 'clicks', credentialsSecretRef: { name: 'kafka-credentials' } },
+          autoscaling: { maxReplicas: 3 },
+        },
       },
     };
     await createResource(kc, clicks as never);
     const autoscaling = kc.makeApiClient(AutoscalingV2Api);
     await waitFor('the HPA', () => autoscaling.readNamespacedHorizontalPodAutoscaler({ name: 'clicks-ingest', namespace: ns }));
     await patchResource(kc, 'DataSource', ns, 'clicks', { spec: { ingestion: { autoscaling: null } } });
-    await waitFor('the HPA gone', () => autoscaling.readNamespacedHorizontalPodAutoscaler({ name: 'clicks-ingest', namespace: ns }).then(() => undefined, () => true));
+    await waitFor('the HPA gone', () =>
+      autoscaling.readNamespacedHorizontalPodAutoscaler({ name: 'clicks-ingest', namespace: ns }).then(
+        () => undefined,
+        () => true,
+      ),
+    );
     await custom().deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'datasources', name: 'clicks' });
-    await waitFor('the ingestion Deployment gone', () => apps(kc).readNamespacedDeployment({ name: 'clicks-ingest', namespace: ns }).then(() => undefined, () => true));
+    await waitFor('the ingestion Deployment gone', () =>
+      apps(kc)
+        .readNamespacedDeployment({ name: 'clicks-ingest', namespace: ns })
+        .then(
+          () => undefined,
+          () => true,
+        ),
+    );
   });
 
   it('reports a copy-and-swap migration as it runs, and a refused change as Stalled', async () => {
     const db = ns.replace(/-/g, '_');
-    await server.ch.command(`INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', '/p' FROM numbers(50000)`);
+    await server.ch.command(
+      `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', '/p' FROM numbers(50000)`,
+    );
     await patchResource(kc, 'DataSource', ns, 'page-views', { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } });
     await seenWhere('phase Migrating', 'DataSource', 'page-views', (o) => o.status?.phase === 'Migrating');
     await seenWhere('version 2, Ready', 'DataSource', 'page-views', (o) => current(o) && o.status?.version === 2 && condition(o, 'Ready')?.status === 'True');
@@ -186,20 +236,38 @@ describe('Argo CD health checks on the statuses the operator wrote', () => {
   };
 
   it('DataSource: Healthy when Ready, Progressing while migrating, Degraded when the plan is refused', async () => {
-    expect(await verdict(first('DataSource', 'page-views-daily', (o) => current(o) && condition(o, 'Ready')?.status === 'True'))).toMatchObject({ status: 'Healthy', message: expect.stringMatching(/^UpToDate/) });
-    expect(await verdict(first('DataSource', 'page-views', (o) => o.status?.phase === 'Migrating'))).toMatchObject({ status: 'Progressing', message: expect.stringMatching(/^Migrating \(v2-/) });
-    expect(await verdict(latest('DataSource', 'page-views')!)).toMatchObject({ status: 'Degraded', message: expect.stringMatching(/^PlanRefused: .*duration_ms/) });
+    expect(await verdict(first('DataSource', 'page-views-daily', (o) => current(o) && condition(o, 'Ready')?.status === 'True'))).toMatchObject({
+      status: 'Healthy',
+      message: expect.stringMatching(/^UpToDate/),
+    });
+    expect(await verdict(first('DataSource', 'page-views', (o) => o.status?.phase === 'Migrating'))).toMatchObject({
+      status: 'Progressing',
+      message: expect.stringMatching(/^Migrating \(v2-/),
+    });
+    expect(await verdict(latest('DataSource', 'page-views')!)).toMatchObject({
+      status: 'Degraded',
+      message: expect.stringMatching(/^PlanRefused: .*duration_ms/),
+    });
   });
 
   it('Pipe: Progressing while its target does not exist, then Healthy', async () => {
-    expect(await verdict(first('Pipe', 'daily-rollup', reason('Reconciling', 'WaitingForDataSource')))).toMatchObject({ status: 'Progressing', message: expect.stringMatching(/^WaitingForDataSource/) });
+    expect(await verdict(first('Pipe', 'daily-rollup', reason('Reconciling', 'WaitingForDataSource')))).toMatchObject({
+      status: 'Progressing',
+      message: expect.stringMatching(/^WaitingForDataSource/),
+    });
     expect(await verdict(first('Pipe', 'top-pages', (o) => current(o) && condition(o, 'Ready')?.status === 'True'))).toMatchObject({ status: 'Healthy' });
   });
 
   it('Endpoint: Progressing without its Pipe and while rolling out, Healthy when serving', async () => {
     expect(await verdict(first('Endpoint', 'top-pages', reason('Reconciling', 'WaitingForPipe')))).toMatchObject({ status: 'Progressing' });
-    expect(await verdict(first('Endpoint', 'top-pages', (o) => current(o) && condition(o, 'Ready')?.reason === 'RollingOut'))).toMatchObject({ status: 'Progressing', message: expect.stringMatching(/^RollingOut/) });
-    expect(await verdict(first('Endpoint', 'top-pages', (o) => condition(o, 'Ready')?.status === 'True'))).toMatchObject({ status: 'Healthy', message: expect.stringMatching(/^Serving/) });
+    expect(await verdict(first('Endpoint', 'top-pages', (o) => current(o) && condition(o, 'Ready')?.reason === 'RollingOut'))).toMatchObject({
+      status: 'Progressing',
+      message: expect.stringMatching(/^RollingOut/),
+    });
+    expect(await verdict(first('Endpoint', 'top-pages', (o) => condition(o, 'Ready')?.status === 'True'))).toMatchObject({
+      status: 'Healthy',
+      message: expect.stringMatching(/^Serving/),
+    });
   });
 
   it('a spec weir has not observed yet is Progressing, and no status at all too', async () => {

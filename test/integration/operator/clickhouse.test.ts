@@ -43,7 +43,21 @@ beforeAll(async () => {
   ns = await createNamespace(kc, 'converge');
   db = ns.replace(/-/g, '_');
   server = await startTestClickHouse();
-  operator = startWeir(['operator', '--namespace', ns, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--lease-namespace', ns, '--clickhouse-url', server.url, '--resync', '3000']);
+  operator = startWeir([
+    'operator',
+    '--namespace',
+    ns,
+    '--metrics-port',
+    '0',
+    '--metrics-host',
+    '127.0.0.1',
+    '--lease-namespace',
+    ns,
+    '--clickhouse-url',
+    server.url,
+    '--resync',
+    '3000',
+  ]);
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
 });
 
@@ -60,7 +74,9 @@ describe('operator with ClickHouse', () => {
     const rollup = await ready<Pipe>('Pipe', 'daily-rollup');
     expect(rollup.status?.view).toBe(`${db}.daily_rollup`);
     expect(rollup.status?.reads).toEqual([`${ns}/page-views`]);
-    await server.ch.command(`INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', '/a' FROM numbers(500)`);
+    await server.ch.command(
+      `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', '/a' FROM numbers(500)`,
+    );
     expect(await count(server.ch, `SELECT countMerge(views) AS n FROM ${db}.page_views_daily`)).toBe(500);
   });
 
@@ -73,7 +89,15 @@ describe('operator with ClickHouse', () => {
     expect(pv.status?.migration).toBeUndefined();
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.page_views`)).toBe(500);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.page_views__v1`)).toBe(500);
-    const steps = ['MigrationStarted', 'MigrationCreated', 'MigrationBackfilled', 'MigrationFenced', 'MigrationVerified', 'MigrationSwapped', 'MigrationCompleted'];
+    const steps = [
+      'MigrationStarted',
+      'MigrationCreated',
+      'MigrationBackfilled',
+      'MigrationFenced',
+      'MigrationVerified',
+      'MigrationSwapped',
+      'MigrationCompleted',
+    ];
     // The last Event is recorded right after the status write: wait for it rather than race it.
     const reasons = await waitFor('migration events', async () => {
       const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=page-views' });
@@ -84,7 +108,16 @@ describe('operator with ClickHouse', () => {
   });
 
   it('waits for approval when migration.approval is Manual, and migrates once the plan hash is annotated', async () => {
-    await createResource(kc, dataSource('audited', inNamespace(ns), withColumns(column('ts', 'DateTime'), column('k', 'String')), withSortingKey('k'), withSpec({ migration: { approval: 'Manual' } })));
+    await createResource(
+      kc,
+      dataSource(
+        'audited',
+        inNamespace(ns),
+        withColumns(column('ts', 'DateTime'), column('k', 'String')),
+        withSortingKey('k'),
+        withSpec({ migration: { approval: 'Manual' } }),
+      ),
+    );
     await ready<DataSource>('DataSource', 'audited');
     await patchSpec('datasources', 'audited', { spec: { engine: { sortingKey: ['ts'] } } });
     const waiting = await waitFor('AwaitingApproval', async () => {
@@ -94,25 +127,39 @@ describe('operator with ClickHouse', () => {
     const hash = waiting.status?.pendingPlan?.hash ?? '';
     expect(waiting.status?.pendingPlan?.steps[0]).toMatch(/by copy-and-swap/);
     expect(waiting.status?.conditions?.find((c) => c.type === 'Reconciling')).toMatchObject({ status: 'True', reason: 'AwaitingApproval' });
-    expect((await server.ch.query<{ sorting_key: string }>(`SELECT sorting_key FROM system.tables WHERE database = '${db}' AND name = 'audited'`))[0]?.sorting_key).toBe('k');
+    expect(
+      (await server.ch.query<{ sorting_key: string }>(`SELECT sorting_key FROM system.tables WHERE database = '${db}' AND name = 'audited'`))[0]?.sorting_key,
+    ).toBe('k');
     await kc.makeApiClient(CustomObjectsApi).patchNamespacedCustomObject(
-      { group: GROUP, version: VERSION, namespace: ns, plural: 'datasources', name: 'audited', body: { metadata: { annotations: { [APPROVE_ANNOTATION]: hash } } } },
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural: 'datasources',
+        name: 'audited',
+        body: { metadata: { annotations: { [APPROVE_ANNOTATION]: hash } } },
+      },
       mergePatch(),
     );
     const done = await ready<DataSource>('DataSource', 'audited', (o) => o.status?.version === 2);
     expect(done.status?.pendingPlan).toBeUndefined();
   });
 
-  it('marks a Pipe whose SQL does not compile Stalled with ClickHouse\'s message, creating nothing', async () => {
+  it("marks a Pipe whose SQL does not compile Stalled with ClickHouse's message, creating nothing", async () => {
     await createResource(kc, {
-      apiVersion: 'weir.dev/v1alpha1', kind: 'Pipe', metadata: { name: 'broken', namespace: ns },
+      apiVersion: 'weir.dev/v1alpha1',
+      kind: 'Pipe',
+      metadata: { name: 'broken', namespace: ns },
       spec: { nodes: [{ name: 'n', sql: 'SELECT no_such_column FROM page_views' }], materialize: { into: 'page-views-daily' } },
     });
     const p = await waitFor('broken stalled', async () => {
       const o = await getResource<Pipe>(kc, 'Pipe', ns, 'broken');
       return o.status?.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True') ? o : undefined;
     });
-    expect(p.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ reason: 'SqlDoesNotCompile', message: expect.stringMatching(/no_such_column/) });
+    expect(p.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      reason: 'SqlDoesNotCompile',
+      message: expect.stringMatching(/no_such_column/),
+    });
     expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND name = 'broken'`)).toBe(0);
   });
 
@@ -122,7 +169,8 @@ describe('operator with ClickHouse', () => {
     await ready('DataSource', 'scratch');
     await ready('DataSource', 'keeper');
     const api = kc.makeApiClient(CustomObjectsApi);
-    for (const name of ['scratch', 'keeper']) await api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'datasources', name });
+    for (const name of ['scratch', 'keeper'])
+      await api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'datasources', name });
     await waitFor('scratch tables dropped', async () =>
       (await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'scratch')`)) === 0 ? true : undefined,
     );

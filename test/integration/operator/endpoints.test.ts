@@ -27,13 +27,18 @@ let operator: WeirProcess;
 let kubelet: Kubelet;
 
 const endpointWhere = (what: string, ok: (ep: Endpoint) => boolean) =>
-  waitFor(what, async () => {
-    const ep = await getResource<Endpoint>(kc, 'Endpoint', ns, 'top-pages');
-    return ok(ep) ? ep : undefined;
-  }, { timeoutMs: 60_000 });
+  waitFor(
+    what,
+    async () => {
+      const ep = await getResource<Endpoint>(kc, 'Endpoint', ns, 'top-pages');
+      return ok(ep) ? ep : undefined;
+    },
+    { timeoutMs: 60_000 },
+  );
 const deployment = () => apps(kc).readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns });
 const startPod = () => kubelet.startPod(DEPLOYMENT, { ready: true });
-const call = (pod: Pod, query = 'tenant=t1') => fetch(`http://127.0.0.1:${pod.httpPort}/v0/pipes/top_pages.json?${query}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+const call = (pod: Pod, query = 'tenant=t1') =>
+  fetch(`http://127.0.0.1:${pod.httpPort}/v0/pipes/top_pages.json?${query}`, { headers: { authorization: `Bearer ${TOKEN}` } });
 
 beforeAll(async () => {
   kc = testKubeConfig();
@@ -41,9 +46,27 @@ beforeAll(async () => {
   kubelet = new Kubelet(kc, ns);
   db = ns.replace(/-/g, '_');
   server = await startTestClickHouse();
-  operator = startWeir(['operator', '--namespace', ns, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--lease-namespace', ns, '--clickhouse-url', server.url, '--resync', '2000', '--worker-image', 'weir:test']);
+  operator = startWeir([
+    'operator',
+    '--namespace',
+    ns,
+    '--metrics-port',
+    '0',
+    '--metrics-host',
+    '127.0.0.1',
+    '--lease-namespace',
+    ns,
+    '--clickhouse-url',
+    server.url,
+    '--resync',
+    '2000',
+    '--worker-image',
+    'weir:test',
+  ]);
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
-  await kc.makeApiClient(CoreV1Api).createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'top-pages-readers' }, stringData: { dashboard: TOKEN } } });
+  await kc
+    .makeApiClient(CoreV1Api)
+    .createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'top-pages-readers' }, stringData: { dashboard: TOKEN } } });
   for (const obj of exampleResources(ns)) await createResource(kc, obj);
 }, 120_000);
 
@@ -62,13 +85,31 @@ describe('query Deployments', () => {
     expect(d.spec?.replicas).toBe(2);
     expect(d.spec?.strategy?.rollingUpdate).toEqual({ maxUnavailable: 0, maxSurge: 1 });
     const c = d.spec?.template.spec?.containers[0];
-    expect(c?.args).toEqual(['serve', '--config', '/etc/weir/config/endpoints.json', '--port', '8000', '--shutdown-delay', '5000', '--tokens-dir', '/etc/weir/tokens', '--metrics-port', '9090']);
-    expect(c?.ports).toEqual([expect.objectContaining({ name: 'http', containerPort: 8000 }), expect.objectContaining({ name: 'metrics', containerPort: 9090 })]);
+    expect(c?.args).toEqual([
+      'serve',
+      '--config',
+      '/etc/weir/config/endpoints.json',
+      '--port',
+      '8000',
+      '--shutdown-delay',
+      '5000',
+      '--tokens-dir',
+      '/etc/weir/tokens',
+      '--metrics-port',
+      '9090',
+    ]);
+    expect(c?.ports).toEqual([
+      expect.objectContaining({ name: 'http', containerPort: 8000 }),
+      expect.objectContaining({ name: 'metrics', containerPort: 9090 }),
+    ]);
     expect(c?.readinessProbe?.httpGet?.path).toBe('/readyz');
     expect(c?.volumeMounts).toEqual(expect.arrayContaining([expect.objectContaining({ mountPath: '/etc/weir/tokens/top-pages-readers', readOnly: true })]));
     const svc = await kc.makeApiClient(CoreV1Api).readNamespacedService({ name: DEPLOYMENT, namespace: ns });
     expect(svc.spec?.selector).toEqual({ 'weir.dev/serve': 'top-pages' });
-    expect(svc.spec?.ports?.map((p) => [p.name, p.port, p.targetPort])).toEqual([['http', 80, 'http'], ['metrics', 9090, 'metrics']]);
+    expect(svc.spec?.ports?.map((p) => [p.name, p.port, p.targetPort])).toEqual([
+      ['http', 80, 'http'],
+      ['metrics', 9090, 'metrics'],
+    ]);
     const pdb = await kc.makeApiClient(PolicyV1Api).readNamespacedPodDisruptionBudget({ name: DEPLOYMENT, namespace: ns });
     expect(pdb.spec).toMatchObject({ maxUnavailable: 1, selector: { matchLabels: { 'weir.dev/serve': 'top-pages' } } });
     const cm = await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: DEPLOYMENT, namespace: ns });
@@ -80,18 +121,31 @@ describe('query Deployments', () => {
 
   it('serves from pods started as the Deployment says, and is Ready once they are', async () => {
     // The rows reach the rollup the endpoint reads only through the Pipe's view: wait for it to exist.
-    await waitFor('the daily-rollup view', async () => {
-      const p = await getResource<Pipe>(kc, 'Pipe', ns, 'daily-rollup');
-      return condition(p, 'Ready')?.status === 'True' ? p : undefined;
-    }, { timeoutMs: 60_000 });
-    await server.ch.command(`INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', concat('/p', toString(number % 3)) FROM numbers(300)`);
+    await waitFor(
+      'the daily-rollup view',
+      async () => {
+        const p = await getResource<Pipe>(kc, 'Pipe', ns, 'daily-rollup');
+        return condition(p, 'Ready')?.status === 'True' ? p : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    await server.ch.command(
+      `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', concat('/p', toString(number % 3)) FROM numbers(300)`,
+    );
     const a = await startPod();
     const res = await call(a);
     expect(res.status).toBe(200);
     const body = (await res.json()) as { data: { pathname: string; views: string }[] };
-    expect(body.data.map((r) => [r.pathname, Number(r.views)]).sort()).toEqual([['/p0', 100], ['/p1', 100], ['/p2', 100]]);
+    expect(body.data.map((r) => [r.pathname, Number(r.views)]).sort()).toEqual([
+      ['/p0', 100],
+      ['/p1', 100],
+      ['/p2', 100],
+    ]);
     expect((await fetch(`http://127.0.0.1:${a.httpPort}/v0/pipes/top_pages.json?tenant=t1`)).status).toBe(401);
-    await apps(kc).patchNamespacedDeploymentStatus({ name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
+    await apps(kc).patchNamespacedDeploymentStatus(
+      { name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } },
+      mergePatch(),
+    );
     const ep = await endpointWhere('Ready', (o) => condition(o, 'Ready')?.status === 'True');
     expect(condition(ep, 'Ready')).toMatchObject({ reason: 'Serving' });
     expect(ep.status?.replicasSummary).toBe('2/2');
@@ -118,14 +172,24 @@ describe('query Deployments', () => {
       while (looping) {
         const pod = serving[i++ % Math.max(1, serving.length)];
         if (!pod) continue;
-        const status = await call(pod, 'tenant=t1&limit=2').then((r) => r.status, () => -1);
+        const status = await call(pod, 'tenant=t1&limit=2').then(
+          (r) => r.status,
+          () => -1,
+        );
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }
     })();
     await patchResource(kc, 'Endpoint', ns, 'top-pages', { spec: { limits: { maxExecutionTimeMs: 3000 } } });
-    await waitFor('a new pod template', async () => ((await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== before ? true : undefined), { timeoutMs: 30_000 });
+    await waitFor(
+      'a new pod template',
+      async () => ((await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== before ? true : undefined),
+      { timeoutMs: 30_000 },
+    );
     const fresh = await startPod(); // the surge pod, of the new version
-    expect(JSON.parse((await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: DEPLOYMENT, namespace: ns })).data?.['endpoints.json'] ?? '{}').endpoints[0].limits.maxExecutionTimeMs).toBe(3000);
+    expect(
+      JSON.parse((await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: DEPLOYMENT, namespace: ns })).data?.['endpoints.json'] ?? '{}').endpoints[0]
+        .limits.maxExecutionTimeMs,
+    ).toBe(3000);
     await waitFor('the new pod in rotation', () => (serving.includes(fresh) ? true : undefined));
     await old.kill('SIGTERM'); // unready at once, still answering for --shutdown-delay, then gone
     expect(await old.exited).toBe(0);
@@ -145,7 +209,10 @@ describe('query Deployments', () => {
     await patchResource(kc, 'Pipe', ns, 'top-pages', {
       spec: {
         nodes: [
-          { name: 'scoped', sql: 'SELECT day, pathname, countMerge(views) AS views, uniqMerge(visitors) AS visitors FROM page_views_daily WHERE tenant_id = {tenant:String} AND day BETWEEN {date_from:Date} AND {date_to:Date} GROUP BY day, pathname' },
+          {
+            name: 'scoped',
+            sql: 'SELECT day, pathname, countMerge(views) AS views, uniqMerge(visitors) AS visitors FROM page_views_daily WHERE tenant_id = {tenant:String} AND day BETWEEN {date_from:Date} AND {date_to:Date} GROUP BY day, pathname',
+          },
           { name: 'ranked', sql: 'SELECT pathname, sum(no_such_column) AS views FROM scoped GROUP BY pathname ORDER BY views DESC LIMIT {limit:UInt32}' },
         ],
       },
@@ -159,11 +226,22 @@ describe('query Deployments', () => {
 
   it('hands the count to an HPA with autoscaling, and removes everything with the Endpoint', async () => {
     await patchResource(kc, 'Endpoint', ns, 'top-pages', { spec: { autoscaling: { minReplicas: 2, maxReplicas: 6 } } });
-    await patchResource(kc, 'Pipe', ns, 'top-pages', { spec: { nodes: exampleResources(ns).find((o) => o.kind === 'Pipe' && o.metadata.name === 'top-pages')?.['spec' as never]?.['nodes' as never] } });
-    const hpa = await waitFor('the HPA', () => kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns }), { timeoutMs: 60_000 });
+    await patchResource(kc, 'Pipe', ns, 'top-pages', {
+      spec: { nodes: exampleResources(ns).find((o) => o.kind === 'Pipe' && o.metadata.name === 'top-pages')?.['spec' as never]?.['nodes' as never] },
+    });
+    const hpa = await waitFor('the HPA', () => kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns }), {
+      timeoutMs: 60_000,
+    });
     expect(hpa.spec).toMatchObject({ minReplicas: 2, maxReplicas: 6, scaleTargetRef: { name: DEPLOYMENT } });
-    await kc.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'endpoints', name: 'top-pages' });
-    await waitFor('the Deployment gone', async () => ((await apps(kc).listNamespacedDeployment({ namespace: ns, labelSelector: 'weir.dev/owner-kind=Endpoint' })).items.length === 0 ? true : undefined), { timeoutMs: 30_000 });
+    await kc
+      .makeApiClient(CustomObjectsApi)
+      .deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'endpoints', name: 'top-pages' });
+    await waitFor(
+      'the Deployment gone',
+      async () =>
+        (await apps(kc).listNamespacedDeployment({ namespace: ns, labelSelector: 'weir.dev/owner-kind=Endpoint' })).items.length === 0 ? true : undefined,
+      { timeoutMs: 30_000 },
+    );
     expect((await kc.makeApiClient(CoreV1Api).listNamespacedService({ namespace: ns })).items).toEqual([]);
     expect((await kc.makeApiClient(PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: ns })).items).toEqual([]);
     expect((await kc.makeApiClient(AutoscalingV2Api).listNamespacedHorizontalPodAutoscaler({ namespace: ns })).items).toEqual([]);

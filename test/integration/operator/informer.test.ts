@@ -91,7 +91,13 @@ afterEach(async () => {
 });
 
 /** An informer on the ConfigMaps of `ns` that records the names it is told about in `seen`. */
-function configMapInformer(config: KubeConfig, ns: string, log: winston.Logger, seen: string[], opts: { idleRestartMs?: number } = {}): ResilientInformer<V1ConfigMap> {
+function configMapInformer(
+  config: KubeConfig,
+  ns: string,
+  log: winston.Logger,
+  seen: string[],
+  opts: { idleRestartMs?: number } = {},
+): ResilientInformer<V1ConfigMap> {
   const api = config.makeApiClient(CoreV1Api);
   const informer = new ResilientInformer<V1ConfigMap>(
     config,
@@ -141,7 +147,12 @@ describe('ResilientInformer', () => {
     const failures = again().slice(0, 4);
     expect(failures.map((l) => l.attempt)).toEqual([1, 2, 3, 4].slice(0, failures.length));
     expect(failures.map((l) => l.retryInMs)).toEqual([50, 100, 200, 400].slice(0, failures.length));
-    expect(informer.list().map((c) => c.metadata?.name).sort()).toEqual(['after', 'before', 'during']);
+    expect(
+      informer
+        .list()
+        .map((c) => c.metadata?.name)
+        .sort(),
+    ).toEqual(['after', 'before', 'during']);
   });
 
   it('restarts an idle watch once each time, not as a failure: its own stop is not a watch error', async () => {
@@ -150,7 +161,9 @@ describe('ResilientInformer', () => {
     const seen: string[] = [];
     const informer = configMapInformer(kc, ns, capturingLogger(lines), seen, { idleRestartMs: 300 });
     await informer.start();
-    await waitFor('two idle restarts', () => (lines.filter((l) => l.message === 'restarting idle watch').length >= 2 ? true : undefined), { timeoutMs: 15_000 });
+    await waitFor('two idle restarts', () => (lines.filter((l) => l.message === 'restarting idle watch').length >= 2 ? true : undefined), {
+      timeoutMs: 15_000,
+    });
     await createConfigMap(ns, 'after-idle');
     await waitFor('the ConfigMap made after the idle restarts, from the watch', () => (seen.includes('after-idle') ? true : undefined));
     expect(lines.filter((l) => l.message.startsWith('watch failed'))).toEqual([]);

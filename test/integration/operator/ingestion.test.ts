@@ -29,15 +29,23 @@ let kubelet: Kubelet;
 
 const patchSpec = (body: object) => patchResource(kc, 'DataSource', ns, NAME, body);
 const dataSourceWhere = (what: string, ok: (ds: DataSource) => boolean) =>
-  waitFor(what, async () => {
-    const ds = await getResource<DataSource>(kc, 'DataSource', ns, NAME);
-    return ok(ds) ? ds : undefined;
-  }, { timeoutMs: 60_000 });
+  waitFor(
+    what,
+    async () => {
+      const ds = await getResource<DataSource>(kc, 'DataSource', ns, NAME);
+      return ok(ds) ? ds : undefined;
+    },
+    { timeoutMs: 60_000 },
+  );
 const deploymentWhere = (what: string, ok: (d: Awaited<ReturnType<AppsV1Api['readNamespacedDeployment']>>) => boolean) =>
-  waitFor(what, async () => {
-    const d = await apps(kc).readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns });
-    return ok(d) ? d : undefined;
-  }, { timeoutMs: 60_000 });
+  waitFor(
+    what,
+    async () => {
+      const d = await apps(kc).readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns });
+      return ok(d) ? d : undefined;
+    },
+    { timeoutMs: 60_000 },
+  );
 
 beforeAll(async () => {
   kc = testKubeConfig();
@@ -45,8 +53,23 @@ beforeAll(async () => {
   kubelet = new Kubelet(kc, ns);
   [server, kafka] = await Promise.all([startTestClickHouse(), startKafka()]);
   operator = startWeir([
-    'operator', '--namespace', ns, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--lease-namespace', ns,
-    '--clickhouse-url', server.url, '--resync', '2000', '--worker-image', 'registry.example/weir:1.2.3', '--worker-image-pull-policy', 'IfNotPresent',
+    'operator',
+    '--namespace',
+    ns,
+    '--metrics-port',
+    '0',
+    '--metrics-host',
+    '127.0.0.1',
+    '--lease-namespace',
+    ns,
+    '--clickhouse-url',
+    server.url,
+    '--resync',
+    '2000',
+    '--worker-image',
+    'registry.example/weir:1.2.3',
+    '--worker-image-pull-policy',
+    'IfNotPresent',
   ]);
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
 }, 180_000);
@@ -69,7 +92,12 @@ describe('ingestion Deployments', () => {
     await createResource(kc, ds);
     const d = await deploymentWhere('the ingestion Deployment', () => true);
     const created = await getResource<DataSource>(kc, 'DataSource', ns, NAME);
-    expect(d.metadata?.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'weir', 'weir.dev/owner-kind': 'DataSource', 'weir.dev/owner-name': NAME, 'app.kubernetes.io/component': 'ingest' });
+    expect(d.metadata?.labels).toMatchObject({
+      'app.kubernetes.io/managed-by': 'weir',
+      'weir.dev/owner-kind': 'DataSource',
+      'weir.dev/owner-name': NAME,
+      'app.kubernetes.io/component': 'ingest',
+    });
     expect(d.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'DataSource', name: NAME, uid: created.metadata.uid, controller: true })]);
     expect(d.spec?.replicas).toBe(2); // 3 asked, 2 partitions
     expect(d.spec?.strategy?.rollingUpdate).toEqual({ maxUnavailable: 0, maxSurge: 1 });
@@ -88,7 +116,10 @@ describe('ingestion Deployments', () => {
     const cm = await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: DEPLOYMENT, namespace: ns });
     expect(cm.data?.['datasource.yaml']).toContain(`topic: ${TOPIC}`);
     const status = await dataSourceWhere('IngestionReady=False while no pod is ready', (o) => condition(o, 'IngestionReady')?.status === 'False');
-    expect(condition(status, 'IngestionReady')).toMatchObject({ reason: 'NoReplicaReady', message: expect.stringContaining(`0/2 ingestion pods ready; replicas capped at 2: topic ${TOPIC} has 2 partitions`) });
+    expect(condition(status, 'IngestionReady')).toMatchObject({
+      reason: 'NoReplicaReady',
+      message: expect.stringContaining(`0/2 ingestion pods ready; replicas capped at 2: topic ${TOPIC} has 2 partitions`),
+    });
     expect(status.status?.ingestion).toMatchObject({ replicas: 2, readyReplicas: 0 });
   });
 
@@ -102,15 +133,23 @@ describe('ingestion Deployments', () => {
     const table = `${ns.replace(/-/g, '_')}.${NAME}`;
     await waitFor('495 rows', async () => ((await count(server.ch, `SELECT count() AS n FROM ${table}`)) === 495 ? true : undefined), { timeoutMs: 60_000 });
     // The kubelet's part: the pod is ready (the test API server runs no controller-manager).
-    await apps(kc).patchNamespacedDeploymentStatus({ name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } }, mergePatch());
-    const ds = await dataSourceWhere('status with rows and lag', (o) => o.status?.ingestion?.rowsIngested === 495 && condition(o, 'IngestionReady')?.status === 'True');
+    await apps(kc).patchNamespacedDeploymentStatus(
+      { name: DEPLOYMENT, namespace: ns, body: { status: { replicas: 2, readyReplicas: 2, updatedReplicas: 2 } } },
+      mergePatch(),
+    );
+    const ds = await dataSourceWhere(
+      'status with rows and lag',
+      (o) => o.status?.ingestion?.rowsIngested === 495 && condition(o, 'IngestionReady')?.status === 'True',
+    );
     expect(ds.status?.ingestion).toEqual({ replicas: 2, readyReplicas: 2, lag: 0, rowsIngested: 495, quarantinedRows: 5 });
     expect(condition(ds, 'IngestionReady')).toMatchObject({ reason: 'ReplicasCappedAtPartitions' });
     expect(condition(ds, 'Ready')?.status).toBe('True');
   });
 
   it('rolls the pods when the spec changes, and hands the count to an HPA with autoscaling', async () => {
-    const before = (await apps(kc).readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns })).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
+    const before = (await apps(kc).readNamespacedDeployment({ name: DEPLOYMENT, namespace: ns })).spec?.template.metadata?.annotations?.[
+      CONFIG_HASH_ANNOTATION
+    ];
     await patchSpec({ spec: { ingestion: { batch: { maxRows: 1000 } } } });
     const rolled = await deploymentWhere('a new config hash', (d) => d.spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== before);
     expect(rolled.spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION]).toMatch(/^[0-9a-f]{16}$/);
@@ -118,28 +157,38 @@ describe('ingestion Deployments', () => {
     expect(cm.data?.['datasource.yaml']).toContain('maxRows: 1000');
 
     await patchSpec({ spec: { ingestion: { autoscaling: { minReplicas: 1, maxReplicas: 8 } } } });
-    const hpa = await waitFor('the HPA', () => kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns }), { timeoutMs: 60_000 });
+    const hpa = await waitFor('the HPA', () => kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns }), {
+      timeoutMs: 60_000,
+    });
     expect(hpa.spec).toMatchObject({ minReplicas: 1, maxReplicas: 2, scaleTargetRef: { kind: 'Deployment', name: DEPLOYMENT } });
     expect(hpa.spec?.metrics?.[0]?.resource).toMatchObject({ name: 'cpu', target: { averageUtilization: 70 } });
 
     await patchSpec({ spec: { ingestion: { autoscaling: null } } });
-    await waitFor('the HPA gone', async () => {
-      try {
-        await kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns });
-        return undefined;
-      } catch {
-        return true;
-      }
-    }, { timeoutMs: 60_000 });
+    await waitFor(
+      'the HPA gone',
+      async () => {
+        try {
+          await kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns });
+          return undefined;
+        } catch {
+          return true;
+        }
+      },
+      { timeoutMs: 60_000 },
+    );
     expect((await deploymentWhere('replicas from the spec again', (d) => d.spec?.replicas === 2)).spec?.replicas).toBe(2);
   });
 
   it('removes the Deployment, ConfigMap and IngestionReady when spec.ingestion goes', async () => {
     await patchSpec({ spec: { ingestion: null } });
-    await waitFor('the Deployment gone', async () => {
-      const list = await apps(kc).listNamespacedDeployment({ namespace: ns });
-      return list.items.length === 0 ? true : undefined;
-    }, { timeoutMs: 60_000 });
+    await waitFor(
+      'the Deployment gone',
+      async () => {
+        const list = await apps(kc).listNamespacedDeployment({ namespace: ns });
+        return list.items.length === 0 ? true : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
     const cms = await kc.makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: ns, labelSelector: 'app.kubernetes.io/managed-by=weir' });
     expect(cms.items).toEqual([]);
     const ds = await dataSourceWhere('no ingestion status', (o) => o.status?.ingestion === undefined);

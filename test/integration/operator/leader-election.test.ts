@@ -14,13 +14,20 @@ const replicas: WeirProcess[] = [];
 
 const operatorArgs = (namespace: string) => [
   'operator',
-  '--namespace', namespace,
-  '--metrics-port', '0',
-  '--metrics-host', '127.0.0.1',
-  '--lease-namespace', namespace,
-  '--lease-duration', '3000',
-  '--renew-deadline', '2000',
-  '--retry-period', '300',
+  '--namespace',
+  namespace,
+  '--metrics-port',
+  '0',
+  '--metrics-host',
+  '127.0.0.1',
+  '--lease-namespace',
+  namespace,
+  '--lease-duration',
+  '3000',
+  '--renew-deadline',
+  '2000',
+  '--retry-period',
+  '300',
 ];
 
 beforeAll(async () => {

@@ -32,17 +32,28 @@ async function statusOf<T extends { metadata: { generation?: number }; status?: 
 beforeAll(async () => {
   kc = testKubeConfig();
   ns = await createNamespace(kc, 'operator');
-  operator = startWeir([
-    'operator',
-    '--namespace', ns,
-    '--metrics-port', '0',
-    '--metrics-host', '127.0.0.1',
-    '--lease-namespace', ns,
-    '--lease-duration', '4000',
-    '--renew-deadline', '3000',
-    '--retry-period', '500',
-    '--resync', '2000',
-  ], { WEIR_LOG_LEVEL: 'debug' });
+  operator = startWeir(
+    [
+      'operator',
+      '--namespace',
+      ns,
+      '--metrics-port',
+      '0',
+      '--metrics-host',
+      '127.0.0.1',
+      '--lease-namespace',
+      ns,
+      '--lease-duration',
+      '4000',
+      '--renew-deadline',
+      '3000',
+      '--retry-period',
+      '500',
+      '--resync',
+      '2000',
+    ],
+    { WEIR_LOG_LEVEL: 'debug' },
+  );
   const started = await operator.waitForLog('operator started', (l) => l.message === 'operator started');
   metricsPort = started.metricsPort as number;
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
@@ -128,7 +139,14 @@ describe('weir operator', () => {
   it('reconciles a spec change into a new observedGeneration', async () => {
     const api = kc.makeApiClient(CustomObjectsApi);
     await api.patchNamespacedCustomObject(
-      { group: GROUP, version: VERSION, namespace: ns, plural: 'datasources', name: 'page-views', body: { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } } },
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural: 'datasources',
+        name: 'page-views',
+        body: { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } },
+      },
       mergePatch(),
     );
     const ds = await statusOf<DataSource>('DataSource', 'page-views');

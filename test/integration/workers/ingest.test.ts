@@ -172,7 +172,10 @@ describe('weir ingest', () => {
     // The partition's next owner replays it (ClickHouse drops the landed block), then the swap goes through.
     const worker = await ingester(config);
     await settled(table, producer);
-    await waitFor('the replay committed', async () => ((await runWeirApply(dir, clickhouse.url)).code === 0 ? true : undefined), { timeoutMs: 60_000, intervalMs: 500 });
+    await waitFor('the replay committed', async () => ((await runWeirApply(dir, clickhouse.url)).code === 0 ? true : undefined), {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+    });
     await producer.send(200, 0);
     const t = await settled(table, producer);
     expect(t).toEqual({ rows: 500, ids: 500, quarantined: 0, rollupMismatches: 0 });

@@ -26,7 +26,7 @@ const COLUMNS: Column[] = [
   column('s', 'String', { jsonPath: '$.payload.s', default: "''" }),
   fed('fs', 'FixedString(4)', { default: "''" }),
   fed('lc', 'LowCardinality(String)', { default: "'unknown'" }),
-  fed('uuid', 'UUID', { default: 'toUUID(\'00000000-0000-0000-0000-000000000000\')' }),
+  fed('uuid', 'UUID', { default: "toUUID('00000000-0000-0000-0000-000000000000')" }),
   fed('d', 'Date', { default: "'2000-01-01'" }),
   fed('d32', 'Date32', { default: "'2000-01-01'" }),
   fed('dt', "DateTime('UTC')"),

@@ -9,7 +9,7 @@ import { dataSource, inNamespace, materializedInto, pipe, withSpec } from '../..
 const inDatabase = (database: string) => withSpec<DataSource>({ database });
 
 describe('names', () => {
-  it('a DataSource lives in spec.database, else in its namespace\'s database, under its own name with - read as _', () => {
+  it("a DataSource lives in spec.database, else in its namespace's database, under its own name with - read as _", () => {
     expect(namespaceDatabase('web-shop')).toBe('web_shop');
     expect(namespaceDatabase(undefined)).toBe('default');
     const plain = dataSource('page-views', inNamespace('web-shop'));
@@ -18,7 +18,7 @@ describe('names', () => {
     expect([databaseOf(placed), tableOf(placed), qualifiedTableOf(placed)]).toEqual(['analytics', 'page_views', 'analytics.page_views']);
   });
 
-  it('unqualified names of a materialized Pipe resolve in its target\'s database', () => {
+  it("unqualified names of a materialized Pipe resolve in its target's database", () => {
     const target = dataSource('daily', inNamespace('web'), inDatabase('rollups'));
     const other = dataSource('page-views', inNamespace('web'), inDatabase('analytics'));
     const p = pipe('daily', inNamespace('web'), materializedInto('daily'));
@@ -26,7 +26,7 @@ describe('names', () => {
     expect(queryDatabaseIn(p, [other, target])).toBe('rollups');
   });
 
-  it('unqualified names of a plain Pipe resolve in the one database its namespace\'s DataSources share, else in the namespace\'s', () => {
+  it("unqualified names of a plain Pipe resolve in the one database its namespace's DataSources share, else in the namespace's", () => {
     const p = pipe('top', inNamespace('web'));
     const a = dataSource('a', inNamespace('web'), inDatabase('analytics'));
     const b = dataSource('b', inNamespace('web'), inDatabase('analytics'));

@@ -33,10 +33,14 @@ describe('loadResources: names two resources would share in ClickHouse', () => {
     ]);
   });
 
-  it('reports a DataSource named like another one\'s quarantine table', () => {
+  it("reports a DataSource named like another one's quarantine table", () => {
     const dir = exampleCopy();
     writeFileSync(join(dir, 'extra.yaml'), DAILY_ROLLUP_TABLE.replace('daily-rollup', 'page-views-quarantine'));
-    expect(errorsOf(dir)).toEqual([expect.stringMatching(/^extra\.yaml: DataSource web\/page-views-quarantine: \.metadata\.name: web\.page_views_quarantine would be both the quarantine table of DataSource web\/page-views and the table of DataSource web\/page-views-quarantine/)]);
+    expect(errorsOf(dir)).toEqual([
+      expect.stringMatching(
+        /^extra\.yaml: DataSource web\/page-views-quarantine: \.metadata\.name: web\.page_views_quarantine would be both the quarantine table of DataSource web\/page-views and the table of DataSource web\/page-views-quarantine/,
+      ),
+    ]);
   });
 
   it('reports the example as valid', () => {
@@ -49,7 +53,10 @@ describe('loadResources: SQL weir cannot embed', () => {
     const dir = exampleCopy();
     const file = join(dir, 'pipes.yaml');
     const text = readFileSync(file, 'utf8');
-    writeFileSync(file, text.replace('GROUP BY day, tenant_id, pathname\n', 'GROUP BY day, tenant_id, pathname\n        -- one row per day, tenant and page\n'));
+    writeFileSync(
+      file,
+      text.replace('GROUP BY day, tenant_id, pathname\n', 'GROUP BY day, tenant_id, pathname\n        -- one row per day, tenant and page\n'),
+    );
     expect(errorsOf(dir)).toEqual([]);
     writeFileSync(file, text.replace('LIMIT {limit:UInt32}', 'LIMIT {limit:UInt32}\n        FORMAT JSON'));
     expect(errorsOf(dir)).toEqual([

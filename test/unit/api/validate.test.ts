@@ -6,7 +6,18 @@ import { loadResources } from '../../../src/cli/load.js';
 import { formatValidationError, validateResource } from '../../../src/api/validate.js';
 import { dataSourceRules } from '../../../src/api/datasource.js';
 import { endpointParamRules } from '../../../src/api/endpoint.js';
-import { column, dataSource, endpoint, materializedInto, pipe, withColumns, withEngine, withParams, withSortingKey, withSpec } from '../../fixtures/builders.js';
+import {
+  column,
+  dataSource,
+  endpoint,
+  materializedInto,
+  pipe,
+  withColumns,
+  withEngine,
+  withParams,
+  withSortingKey,
+  withSpec,
+} from '../../fixtures/builders.js';
 
 const errorsOf = (obj: unknown) => validateResource(obj).map((e) => `${e.path}: ${e.message}`);
 
@@ -146,7 +157,10 @@ describe('loadResources', () => {
 
   it('keeps documents of other kinds aside and gives resources without a namespace the default one', () => {
     const r = loadResources(
-      project({ 'x.yaml': 'apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\napiVersion: weir.dev/v1alpha1\nkind: Pipe\nmetadata: {name: p}\nspec: {nodes: [{name: n, sql: SELECT 1}]}\n' }),
+      project({
+        'x.yaml':
+          'apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\napiVersion: weir.dev/v1alpha1\nkind: Pipe\nmetadata: {name: p}\nspec: {nodes: [{name: n, sql: SELECT 1}]}\n',
+      }),
       { defaultNamespace: 'dev' },
     );
     expect(r.others.map((o) => o.object.kind)).toEqual(['Secret']);

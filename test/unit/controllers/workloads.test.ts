@@ -35,7 +35,11 @@ describe('ingestionObjects', () => {
   });
 
   it('passes Kafka credentials from the referenced Secret, never as literals', () => {
-    const objects = ingestionObjects(ingested({ kafka: { bootstrapServers: ['k:9092'], topic: 'clicks', credentialsSecretRef: { name: 'kafka-creds' } } }), 1, settings);
+    const objects = ingestionObjects(
+      ingested({ kafka: { bootstrapServers: ['k:9092'], topic: 'clicks', credentialsSecretRef: { name: 'kafka-creds' } } }),
+      1,
+      settings,
+    );
     const env = objects.deployment.spec?.template.spec?.containers[0]?.env ?? [];
     for (const name of ['WEIR_KAFKA_SASL_MECHANISM', 'WEIR_KAFKA_USERNAME', 'WEIR_KAFKA_PASSWORD']) {
       expect(env.find((e) => e.name === name)).toEqual({ name, valueFrom: { secretKeyRef: { name: 'kafka-creds', key: expect.any(String) } } });
@@ -51,7 +55,10 @@ describe('ingestionObjects', () => {
 
 describe('clickhouseEnv', () => {
   it('takes the whole connection from a connectionRef Secret, else the operator settings', () => {
-    expect(clickhouseEnv(settings, 'ch-conn').find((e) => e.name === 'WEIR_CLICKHOUSE_URL')).toEqual({ name: 'WEIR_CLICKHOUSE_URL', valueFrom: { secretKeyRef: { name: 'ch-conn', key: 'url' } } });
+    expect(clickhouseEnv(settings, 'ch-conn').find((e) => e.name === 'WEIR_CLICKHOUSE_URL')).toEqual({
+      name: 'WEIR_CLICKHOUSE_URL',
+      valueFrom: { secretKeyRef: { name: 'ch-conn', key: 'url' } },
+    });
     expect(clickhouseEnv({ ...settings, clickhousePasswordSecret: 'pw' }, undefined)).toEqual([
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'WEIR_CLICKHOUSE_URL', value: 'http://ch:8123' },

@@ -116,14 +116,22 @@ describe('planDataSource: in place', () => {
       d.spec.engine.sortingKey = ['tenant_id', 'timestamp', 'session_id'];
     });
     const plan = change(pageViews(), next);
-    expect(alter(plan.steps)).toEqual(['ADD COLUMN IF NOT EXISTS `session_id` String AFTER `duration_ms`', 'MODIFY ORDER BY (`tenant_id`, `timestamp`, `session_id`)']);
+    expect(alter(plan.steps)).toEqual([
+      'ADD COLUMN IF NOT EXISTS `session_id` String AFTER `duration_ms`',
+      'MODIFY ORDER BY (`tenant_id`, `timestamp`, `session_id`)',
+    ]);
   });
 });
 
 describe('planDataSource: copy-and-swap', () => {
   it('re-sorting by an existing column needs a new table version', () => {
     const plan = change(pageViews(), pageViews(withSortingKey('tenant_id', 'pathname', 'timestamp')));
-    expect(copy(plan.steps)).toMatchObject({ fromVersion: 1, toVersion: 2, oneToOne: true, reasons: ['sortingKey (tenant_id, timestamp) → (tenant_id, pathname, timestamp)'] });
+    expect(copy(plan.steps)).toMatchObject({
+      fromVersion: 1,
+      toVersion: 2,
+      oneToOne: true,
+      reasons: ['sortingKey (tenant_id, timestamp) → (tenant_id, pathname, timestamp)'],
+    });
     expect(describeStep(plan.steps[0] as MigrationStep)).toMatch(/^migrate web\.page_views v1 → v2 by copy-and-swap/);
   });
 
@@ -144,7 +152,7 @@ describe('planDataSource: copy-and-swap', () => {
   });
 
   it('uses the forward query and drops the 1:1 count check when one is given', () => {
-    const next = pageViews(withSortingKey('pathname'), withSpec({ migration: { forwardQuery: 'SELECT * FROM {source} WHERE pathname != \'\'' } }));
+    const next = pageViews(withSortingKey('pathname'), withSpec({ migration: { forwardQuery: "SELECT * FROM {source} WHERE pathname != ''" } }));
     expect(copy(change(pageViews(), next).steps)).toMatchObject({ oneToOne: false, forwardQuery: "SELECT * FROM {source} WHERE pathname != ''" });
   });
 
@@ -169,9 +177,7 @@ describe('planDataSource: copy-and-swap', () => {
     const current = tableFor(pageViews(withSortingKey('tenant_id', 'pathname', 'timestamp')), { version: 2 });
     const retained = tableFor(pageViews(), { version: 1, name: 'page_views__v1' });
     const plan = planDataSource(pageViews(), catalogOf(current, retained));
-    expect(plan.steps).toEqual([
-      expect.objectContaining({ kind: 'SwapBack', fromVersion: 2, toVersion: 1, retainedTable: 'page_views__v1' }),
-    ]);
+    expect(plan.steps).toEqual([expect.objectContaining({ kind: 'SwapBack', fromVersion: 2, toVersion: 1, retainedTable: 'page_views__v1' })]);
   });
 
   it('finishes a migration interrupted after its swap went live', () => {
@@ -190,7 +196,6 @@ describe('planDataSource: copy-and-swap', () => {
   });
 });
 
-
 describe('planDataSource: names taken', () => {
   const view = (name: string, comment: string) => ({ database: 'web', name, target: 'web.other', query: 'SELECT 1', comment });
 
@@ -207,10 +212,12 @@ describe('planDataSource: names taken', () => {
     ]);
   });
 
-  it('refuses a quarantine name a view or another DataSource\'s table holds', () => {
+  it("refuses a quarantine name a view or another DataSource's table holds", () => {
     const byView = planDataSource(pageViews(), { databases: ['web'], tables: [], views: [view('page_views_quarantine', '')] });
     expect(byView.steps).toEqual([]);
-    expect(byView.refusals).toEqual([expect.stringMatching(/^web\.page_views_quarantine exists as a view weir did not create, so the quarantine table of web\.page_views cannot be created/)]);
+    expect(byView.refusals).toEqual([
+      expect.stringMatching(/^web\.page_views_quarantine exists as a view weir did not create, so the quarantine table of web\.page_views cannot be created/),
+    ]);
     const other = tableFor(dataSource('page-views-quarantine', inNamespace('web')));
     expect(planDataSource(pageViews(), catalogOf(other)).refusals).toEqual([
       'web.page_views_quarantine is the table of another DataSource, so it cannot be the quarantine table of web.page_views; rename one of the DataSources',

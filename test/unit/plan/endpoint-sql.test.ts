@@ -58,12 +58,15 @@ describe('an Endpoint whose node ends with a comment or ;', () => {
 
 describe('an Endpoint whose nodes end with FORMAT or SETTINGS, or leave something open', () => {
   it('is refused, naming the node', () => {
-    expect(compiledWith(`${SQL} FORMAT JSON`)).toEqual({ problem: 'node n0 of Pipe p ends with FORMAT JSON; remove it: the endpoint picks the format from the URL' });
+    expect(compiledWith(`${SQL} FORMAT JSON`)).toEqual({
+      problem: 'node n0 of Pipe p ends with FORMAT JSON; remove it: the endpoint picks the format from the URL',
+    });
     expect(compiledWith(`${SQL} FORMAT JSON`, 'SELECT * FROM n0')).toEqual({
       problem: 'node n0 of Pipe p ends with FORMAT JSON; remove it: weir picks the output format (an endpoint takes it from its URL)',
     });
     expect(compiledWith(`${SQL} SETTINGS max_result_rows = 0`)).toEqual({
-      problem: "node n0 of Pipe p has a SETTINGS max_result_rows clause; remove it: weir sets the settings of the queries it runs (an endpoint's limits, a backfill's filters)",
+      problem:
+        "node n0 of Pipe p has a SETTINGS max_result_rows clause; remove it: weir sets the settings of the queries it runs (an endpoint's limits, a backfill's filters)",
     });
     expect(compiledWith(`${SQL} /* unfinished`)).toEqual({ problem: 'node n0 of Pipe p leaves a /* comment open (its */ is missing)' });
     expect(compiledWith(`SELECT * FROM (${SQL}`)).toEqual({ problem: 'node n0 of Pipe p leaves 1 parenthesis open' });

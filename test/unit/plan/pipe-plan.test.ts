@@ -33,7 +33,13 @@ describe('planPipe', () => {
   it('creates the view TO the target with its sources derived from the SQL', () => {
     const plan = planPipe(rollup(), [source, target], catalog);
     expect(plan.steps).toEqual([
-      expect.objectContaining({ kind: 'CreateView', view: 'rollup', target: { database: 'web', table: 'daily' }, sources: [{ database: 'web', table: 'page_views' }], backfill: 'Full' }),
+      expect.objectContaining({
+        kind: 'CreateView',
+        view: 'rollup',
+        target: { database: 'web', table: 'daily' },
+        sources: [{ database: 'web', table: 'page_views' }],
+        backfill: 'Full',
+      }),
     ]);
   });
 
@@ -75,7 +81,15 @@ describe('planPipe: a recompute interrupted after its swap', () => {
   };
   /** After the swap: the target is v2, the previous version (v1) still under the recompute name. */
   const swapped = catalogOf(tableFor(source), tableFor(target, { version: 2 }), tableFor(target, { name: 'daily__weir_recompute', version: 1 }));
-  const finish = { kind: 'FinishRecompute', database: 'web', view: 'rollup', target: { database: 'web', table: 'daily' }, leftover: 'daily__weir_recompute', version: 1, keepPreviousVersions: 1 };
+  const finish = {
+    kind: 'FinishRecompute',
+    database: 'web',
+    view: 'rollup',
+    target: { database: 'web', table: 'daily' },
+    leftover: 'daily__weir_recompute',
+    version: 1,
+    keepPreviousVersions: 1,
+  };
 
   it('plans to retain the previous version under its name, though the view already carries the new marker', () => {
     const hash = specHashOf(rollup(changed), swapped);
@@ -133,8 +147,13 @@ describe('composeQuery and planPipe with what may end a node', () => {
 
   it('refuses a node ending with FORMAT JSON or SETTINGS, creating nothing', () => {
     const plan = planPipe(rollup(`${SQL} FORMAT JSON`), [source, target], catalog);
-    expect(plan).toEqual({ steps: [], refusals: ['node n ends with FORMAT JSON; remove it: weir picks the output format (an endpoint takes it from its URL)'] });
-    expect(planPipe(rollup(`${SQL} SETTINGS max_threads = 1`), [source, target], catalog).refusals).toEqual([expect.stringMatching(/^node n has a SETTINGS max_threads clause/)]);
+    expect(plan).toEqual({
+      steps: [],
+      refusals: ['node n ends with FORMAT JSON; remove it: weir picks the output format (an endpoint takes it from its URL)'],
+    });
+    expect(planPipe(rollup(`${SQL} SETTINGS max_threads = 1`), [source, target], catalog).refusals).toEqual([
+      expect.stringMatching(/^node n has a SETTINGS max_threads clause/),
+    ]);
     const plain = pipe('plain', withNodes(node('a', 'SELECT 1 FORMAT CSV')));
     expect(planPipe(plain, [], catalog).refusals).toEqual([expect.stringMatching(/^node a ends with FORMAT CSV/)]);
   });
@@ -155,9 +174,11 @@ describe('planPipe: names taken', () => {
     ]);
   });
 
-  it('refuses a weir view that writes to another table (another Pipe\'s)', () => {
+  it("refuses a weir view that writes to another table (another Pipe's)", () => {
     const other = { ...catalog, views: [{ database: 'web', name: 'rollup', target: 'web.elsewhere', query: '', comment: viewMarker('x') }] };
-    expect(planPipe(rollup(), [source, target], other).refusals).toEqual([expect.stringMatching(/^view web\.rollup writes to web\.elsewhere, not to web\.daily: it is another Pipe's/)]);
+    expect(planPipe(rollup(), [source, target], other).refusals).toEqual([
+      expect.stringMatching(/^view web\.rollup writes to web\.elsewhere, not to web\.daily: it is another Pipe's/),
+    ]);
   });
 
   it('refuses a clash with a DataSource of its name', () => {

@@ -6,7 +6,13 @@ import { column, dataSource, inNamespace, withColumns, withSortingKey } from '..
 import { catalogOf, tableFor } from '../../fixtures/catalog.js';
 
 const events = (amount: string, ...mods: ((d: DataSource) => void)[]) =>
-  dataSource('events', inNamespace('shop'), withColumns(column('ts', 'DateTime'), column('user', 'String'), column('amount', amount)), withSortingKey('ts'), ...mods);
+  dataSource(
+    'events',
+    inNamespace('shop'),
+    withColumns(column('ts', 'DateTime'), column('user', 'String'), column('amount', amount)),
+    withSortingKey('ts'),
+    ...mods,
+  );
 const copyOf = (steps: MigrationStep[]): CopyStep => {
   const s = steps.find((x) => x.kind === 'CopyAndSwap');
   if (s?.kind !== 'CopyAndSwap') throw new Error('no copy-and-swap');
@@ -14,7 +20,7 @@ const copyOf = (steps: MigrationStep[]): CopyStep => {
 };
 const catalog = catalogOf(tableFor(events('String')));
 
-describe('preflight facts become the executor\'s refusals', () => {
+describe("preflight facts become the executor's refusals", () => {
   it('rows that would not convert: the copy stays planned, and is refused with the count and the values', () => {
     const plan = planDataSource(events('UInt32'), catalog, [], {
       'shop.events': { unconvertible: [{ column: 'amount', from: 'String', to: 'UInt32', rows: 2, samples: ['n/a', '12.5'] }], brokenViews: [] },
@@ -46,6 +52,8 @@ describe('preflight facts become the executor\'s refusals', () => {
     const reading = { database: 'shop', name: 'totals', query: 'SELECT user, sum(amount) AS t FROM shop.events GROUP BY user', comment: '' };
     const other = { database: 'shop', name: 'other', query: 'SELECT 1 FROM shop.events_archive', comment: '' };
     expect(dependentViews([reading, other], step)).toEqual([reading]);
-    expect(viewAgainstNextShapeSql(reading, step)).toBe("DESCRIBE TABLE (SELECT user, sum(amount) AS t FROM null('`ts` DateTime, `user` String, `amount` UInt32') GROUP BY user\n)");
+    expect(viewAgainstNextShapeSql(reading, step)).toBe(
+      "DESCRIBE TABLE (SELECT user, sum(amount) AS t FROM null('`ts` DateTime, `user` String, `amount` UInt32') GROUP BY user\n)",
+    );
   });
 });

@@ -25,7 +25,7 @@ const example = (): ProjectResource[] => [
 const clashes = (resources: ProjectResource[]) => nameClashes(resources).map(describeClash);
 
 describe('objectsOf: what each resource creates in ClickHouse', () => {
-  it('a DataSource its table and quarantine table, a materialized Pipe its view in its target\'s database, nothing else', () => {
+  it("a DataSource its table and quarantine table, a materialized Pipe its view in its target's database, nothing else", () => {
     const resources = example();
     const objects = resources.flatMap((r) => objectsOf(r, resources)).map((o) => `${o.owner}: ${o.what} ${o.database}.${o.name}`);
     expect(objects).toEqual([
@@ -60,7 +60,7 @@ describe('nameClashes', () => {
     ]);
   });
 
-  it('a DataSource named like another\'s quarantine table', () => {
+  it("a DataSource named like another's quarantine table", () => {
     expect(clashes([dataSource('events', web), dataSource('events-quarantine', web)])).toEqual([
       'web.events_quarantine would be both the quarantine table of DataSource web/events and the table of DataSource web/events-quarantine; two ClickHouse objects cannot share a name: rename one of them',
     ]);
@@ -68,12 +68,18 @@ describe('nameClashes', () => {
 
   it('a materialized Pipe named like a quarantine table', () => {
     const resources = [...example(), pipe('page-views-quarantine', inWeb(), materializedInto('page-views-daily'))];
-    expect(clashes(resources)).toEqual([expect.stringMatching(/^web\.page_views_quarantine would be both the quarantine table of DataSource web\/page-views and the materialized view of Pipe web\/page-views-quarantine/)]);
+    expect(clashes(resources)).toEqual([
+      expect.stringMatching(
+        /^web\.page_views_quarantine would be both the quarantine table of DataSource web\/page-views and the materialized view of Pipe web\/page-views-quarantine/,
+      ),
+    ]);
   });
 
   it('a materialized Pipe that materializes into a DataSource of its own name', () => {
     const resources = [dataSource('daily', web), pipe('daily', inWeb(), materializedInto('daily'))];
-    expect(clashes(resources)).toEqual([expect.stringMatching(/^web\.daily would be both the table of DataSource web\/daily and the materialized view of Pipe web\/daily/)]);
+    expect(clashes(resources)).toEqual([
+      expect.stringMatching(/^web\.daily would be both the table of DataSource web\/daily and the materialized view of Pipe web\/daily/),
+    ]);
   });
 
   it('DataSources of two namespaces that spec.database puts in one database', () => {
@@ -85,7 +91,7 @@ describe('nameClashes', () => {
     ]);
   });
 
-  it('a DataSource whose spec.database is another namespace\'s database', () => {
+  it("a DataSource whose spec.database is another namespace's database", () => {
     const a = dataSource('events', inNamespace('team-a'));
     const b = dataSource('events', inNamespace('b'), withSpec<DataSource>({ database: 'team_a' }));
     expect(nameClashes([a, b])).toHaveLength(2);
@@ -96,7 +102,9 @@ describe('nameClashes', () => {
     const tb = dataSource('tb', inNamespace('b'), withSpec<DataSource>({ database: 'shared' }));
     const pa = pipe('rollup', inNamespace('a'), materializedInto('ta'));
     const pb = pipe('rollup', inNamespace('b'), materializedInto('tb'));
-    expect(clashes([ta, tb, pa, pb])).toEqual([expect.stringMatching(/^shared\.rollup would be both the materialized view of Pipe a\/rollup and the materialized view of Pipe b\/rollup/)]);
+    expect(clashes([ta, tb, pa, pb])).toEqual([
+      expect.stringMatching(/^shared\.rollup would be both the materialized view of Pipe a\/rollup and the materialized view of Pipe b\/rollup/),
+    ]);
   });
 
   it('no clash across databases, nor with plain Pipes and Endpoints, which create nothing', () => {
@@ -133,7 +141,7 @@ describe('reservedNameProblems', () => {
     expect(reservedNameProblems(endpoint('a--b', 'p'), [])).toEqual([]);
   });
 
-  it('refuses weir\'s and ClickHouse\'s own databases, by the field that set them', () => {
+  it("refuses weir's and ClickHouse's own databases, by the field that set them", () => {
     expect(reservedNameProblems(dataSource('events', inNamespace('weir')), [])).toEqual([
       { path: '.metadata.namespace', message: "database weir is weir's own (migrations, fences); set spec.database to another database" },
     ]);
@@ -156,7 +164,7 @@ describe('nameRefusals: what a planner refuses for one resource', () => {
     expect(nameRefusals(resources[0] as ProjectResource, resources)).toEqual([]);
   });
 
-  it('sees the resource itself even when the others given do not hold it (an operator\'s view of the project)', () => {
+  it("sees the resource itself even when the others given do not hold it (an operator's view of the project)", () => {
     expect(nameRefusals(ds, example())).toEqual([message]);
     expect(nameRefusals(ds, [])).toEqual([]);
   });

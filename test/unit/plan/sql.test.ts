@@ -60,7 +60,13 @@ describe('createTableSql', () => {
           { name: 'timestamp', type: 'DateTime64(3)', codec: 'Delta, ZSTD' },
           { name: 'country', type: 'LowCardinality(String)', default: "'unknown'", comment: 'ISO code' },
         ],
-        engine: { type: 'MergeTree', sortingKey: ['country', 'timestamp'], partitionKey: 'toYYYYMM(timestamp)', ttl: 'toDateTime(timestamp) + INTERVAL 1 DAY', settings: { index_granularity: '4096' } },
+        engine: {
+          type: 'MergeTree',
+          sortingKey: ['country', 'timestamp'],
+          partitionKey: 'toYYYYMM(timestamp)',
+          ttl: 'toDateTime(timestamp) + INTERVAL 1 DAY',
+          settings: { index_granularity: '4096' },
+        },
         indexes: [{ name: 'c', expression: 'country', type: 'set(10)', granularity: 2 }],
       },
       'weir:{}',
@@ -84,14 +90,16 @@ describe('createTableSql', () => {
   });
 
   it('creates the quarantine table with the columns ingestion fills', () => {
-    expect(createQuarantineSql('web', 'page_views')).toMatch(/^CREATE TABLE `web`\.`page_views_quarantine`\n\(\n  `received_at` DateTime64\(3, 'UTC'\) DEFAULT now64\(3\),/);
+    expect(createQuarantineSql('web', 'page_views')).toMatch(
+      /^CREATE TABLE `web`\.`page_views_quarantine`\n\(\n  `received_at` DateTime64\(3, 'UTC'\) DEFAULT now64\(3\),/,
+    );
   });
 });
 
 /** The tokens of weir's SQL around an embedded query: what ClickHouse would parse. */
 const wordsOf = (sql: string) => [...tokenize(sql)].map((t) => t.text);
 
-describe('embedSql: the user\'s SQL inside weir\'s', () => {
+describe("embedSql: the user's SQL inside weir's", () => {
   const rollup = 'SELECT day, count() AS n\nFROM page_views\nGROUP BY day';
   const endings: [string, string][] = [
     ['a trailing -- comment line', `${rollup}\n-- one row per day`],
@@ -132,7 +140,7 @@ describe('embedSql: the user\'s SQL inside weir\'s', () => {
     expect(() => embedSql('SELECT 1; DROP TABLE t')).toThrow(/the SQL holds more than one statement/);
   });
 
-  it('refuses open quotes, comments and parentheses, which would take weir\'s text into the user\'s', () => {
+  it("refuses open quotes, comments and parentheses, which would take weir's text into the user's", () => {
     expect(embeddingProblem("SELECT 'abc")).toMatch(/leaves a string or quoted name open/);
     expect(embeddingProblem("SELECT 'it''")).toMatch(/leaves a string or quoted name open/);
     expect(embeddingProblem('SELECT 1 AS `a')).toMatch(/leaves a string or quoted name open/);
@@ -146,7 +154,16 @@ describe('embedSql: the user\'s SQL inside weir\'s', () => {
   });
 
   it('accepts closed quotes, heredocs and comments at the end', () => {
-    for (const sql of ["SELECT 'a''b'", "SELECT 'a\\'b'", 'SELECT 1 AS `x`', 'SELECT $$a$$', 'SELECT $t$a$t$', 'SELECT 1 /* a /* b */ c */', 'SELECT 1 -- /* not a block', 'SELECT (1)']) {
+    for (const sql of [
+      "SELECT 'a''b'",
+      "SELECT 'a\\'b'",
+      'SELECT 1 AS `x`',
+      'SELECT $$a$$',
+      'SELECT $t$a$t$',
+      'SELECT 1 /* a /* b */ c */',
+      'SELECT 1 -- /* not a block',
+      'SELECT (1)',
+    ]) {
       expect(embeddingProblem(sql), sql).toBeUndefined();
     }
   });

@@ -5,7 +5,8 @@ import { stepStatements } from '../../../src/plan/step-sql.js';
 import { column, dataSource, inNamespace, withColumns, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { catalogOf, tableFor } from '../../fixtures/catalog.js';
 
-const events = (...mods: ((d: DataSource) => void)[]) => dataSource('events', inNamespace('shop'), withColumns(column('ts', 'DateTime'), column('amount', 'String')), withSortingKey('ts'), ...mods);
+const events = (...mods: ((d: DataSource) => void)[]) =>
+  dataSource('events', inNamespace('shop'), withColumns(column('ts', 'DateTime'), column('amount', 'String')), withSortingKey('ts'), ...mods);
 const statements = (next: DataSource) => planDataSource(next, catalogOf(tableFor(events()))).steps.flatMap(stepStatements);
 
 describe('weir plan --sql', () => {
@@ -17,9 +18,16 @@ describe('weir plan --sql', () => {
   });
 
   it('a copy-and-swap with a forward query: the query over {source}, block numbers as placeholders, no values', () => {
-    const sql = statements(events(withSortingKey('amount', 'ts'), withSpec<DataSource>({ migration: { forwardQuery: "SELECT ts, lower(amount) AS amount FROM {source} WHERE amount != 'secret-looking'" } })));
+    const sql = statements(
+      events(
+        withSortingKey('amount', 'ts'),
+        withSpec<DataSource>({ migration: { forwardQuery: "SELECT ts, lower(amount) AS amount FROM {source} WHERE amount != 'secret-looking'" } }),
+      ),
+    );
     expect(sql.map((s) => s.split(/\s/)[0])).toEqual(['CREATE', 'INSERT', '--', 'INSERT', '--', 'EXCHANGE', 'RENAME']);
-    expect(sql[1]).toBe("INSERT INTO `shop`.`events__weir_next` SELECT * FROM (SELECT ts, lower(amount) AS amount FROM (SELECT * FROM `shop`.`events` WHERE _block_number <= {recorded block}) WHERE amount != 'secret-looking'\n)");
+    expect(sql[1]).toBe(
+      "INSERT INTO `shop`.`events__weir_next` SELECT * FROM (SELECT ts, lower(amount) AS amount FROM (SELECT * FROM `shop`.`events` WHERE _block_number <= {recorded block}) WHERE amount != 'secret-looking'\n)",
+    );
     expect(sql[5]).toBe('EXCHANGE TABLES `shop`.`events` AND `shop`.`events__weir_next`');
     expect(sql[6]).toBe('RENAME TABLE `shop`.`events__weir_next` TO `shop`.`events__v1`');
   });

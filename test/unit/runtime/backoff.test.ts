@@ -34,10 +34,13 @@ describe('retry', () => {
   it('does not retry errors that are not retriable, and rejects with the error itself', async () => {
     let n = 0;
     const syntax = new Error('syntax error');
-    const caught = await retry(async () => {
-      n++;
-      throw syntax;
-    }, { policy }).catch((e: unknown) => e);
+    const caught = await retry(
+      async () => {
+        n++;
+        throw syntax;
+      },
+      { policy },
+    ).catch((e: unknown) => e);
     expect(caught).toBe(syntax);
     expect(n).toBe(1);
   });
@@ -69,11 +72,14 @@ describe('retry', () => {
   it('stops at once on bail, with the error given, even one that says it is retriable', async () => {
     let n = 0;
     const fatal = busy();
-    const caught = await retry(async (attempt, bail) => {
-      n++;
-      if (attempt === 1) bail(fatal);
-      throw busy();
-    }, { policy, retries: 10 }).catch((e: unknown) => e);
+    const caught = await retry(
+      async (attempt, bail) => {
+        n++;
+        if (attempt === 1) bail(fatal);
+        throw busy();
+      },
+      { policy, retries: 10 },
+    ).catch((e: unknown) => e);
     expect(caught).toBe(fatal);
     expect(n).toBe(2);
   });
@@ -81,14 +87,17 @@ describe('retry', () => {
   it('stops on bail even when the attempt catches it and throws something else', async () => {
     let n = 0;
     const fatal = new Error('fatal');
-    const caught = await retry(async (_attempt, bail) => {
-      n++;
-      try {
-        bail(fatal);
-      } catch {
-        throw busy();
-      }
-    }, { policy, retries: 10 }).catch((e: unknown) => e);
+    const caught = await retry(
+      async (_attempt, bail) => {
+        n++;
+        try {
+          bail(fatal);
+        } catch {
+          throw busy();
+        }
+      },
+      { policy, retries: 10 },
+    ).catch((e: unknown) => e);
     expect(caught).toBe(fatal);
     expect(n).toBe(1);
   });
@@ -103,7 +112,12 @@ describe('retry', () => {
         throw busy();
       },
       // A wait far longer than the test: only the abort can end it.
-      { policy: { initialMs: 3_600_000, maxMs: 3_600_000, factor: 1, jitter: 0 }, retries: Infinity, signal: controller.signal, onRetry: () => controller.abort(stopped) },
+      {
+        policy: { initialMs: 3_600_000, maxMs: 3_600_000, factor: 1, jitter: 0 },
+        retries: Infinity,
+        signal: controller.signal,
+        onRetry: () => controller.abort(stopped),
+      },
     );
     expect(await running.catch((e: unknown) => e)).toBe(stopped);
     expect(n).toBe(1);
@@ -114,10 +128,13 @@ describe('retry', () => {
     const stopped = new Error('stopped');
     controller.abort(stopped);
     let n = 0;
-    const caught = await retry(async () => {
-      n++;
-      return 'ok';
-    }, { signal: controller.signal }).catch((e: unknown) => e);
+    const caught = await retry(
+      async () => {
+        n++;
+        return 'ok';
+      },
+      { signal: controller.signal },
+    ).catch((e: unknown) => e);
     expect(caught).toBe(stopped);
     expect(n).toBe(0);
   });
@@ -125,10 +142,13 @@ describe('retry', () => {
   it('rejects with the signal reason when aborted during an attempt that then fails', async () => {
     const controller = new AbortController();
     const stopped = new Error('stopped');
-    const caught = await retry(async () => {
-      controller.abort(stopped);
-      throw busy();
-    }, { policy, retries: 10, signal: controller.signal }).catch((e: unknown) => e);
+    const caught = await retry(
+      async () => {
+        controller.abort(stopped);
+        throw busy();
+      },
+      { policy, retries: 10, signal: controller.signal },
+    ).catch((e: unknown) => e);
     expect(caught).toBe(stopped);
   });
 

@@ -37,7 +37,8 @@ describe('Origin', () => {
   it('refuses any browser origin unless allowed, and cross-site fetches without one', () => {
     expect(refuseLocalRequest({ host: 'localhost', origin: 'http://evil.example' }, loopback)).toEqual({
       kind: 'origin',
-      message: "Refused a request from the web page at Origin 'http://evil.example': browsers may not send queries here. Start the server with --allow-origin http://evil.example to allow it",
+      message:
+        "Refused a request from the web page at Origin 'http://evil.example': browsers may not send queries here. Start the server with --allow-origin http://evil.example to allow it",
     });
     expect(refuseLocalRequest({ host: 'localhost', origin: 'null' }, loopback)?.kind).toBe('origin');
     expect(refuseLocalRequest({ host: 'localhost', origin: 'http://localhost:3000' }, loopback)?.kind).toBe('origin');

@@ -45,11 +45,17 @@ describe('decodersFor', () => {
   });
 
   it('answers 415 naming an encoding it does not decode, or a list too long', () => {
-    expect(refusal(() => decodersFor('compress'))).toEqual({ status: 415, message: 'Content-Encoding "compress" is not supported; send gzip, x-gzip, deflate, br or identity' });
+    expect(refusal(() => decodersFor('compress'))).toEqual({
+      status: 415,
+      message: 'Content-Encoding "compress" is not supported; send gzip, x-gzip, deflate, br or identity',
+    });
     expect(refusal(() => decodersFor('gzip, zstd')).message).toMatch(/"zstd" is not supported/);
     expect(refusal(() => decodersFor('__proto__')).status).toBe(415);
     expect(refusal(() => decodersFor('gzip;q=1')).status).toBe(415);
-    expect(refusal(() => decodersFor('gzip, gzip, gzip'))).toEqual({ status: 415, message: 'Content-Encoding "gzip, gzip, gzip" applies 3 codings; at most 2 are decoded' });
+    expect(refusal(() => decodersFor('gzip, gzip, gzip'))).toEqual({
+      status: 415,
+      message: 'Content-Encoding "gzip, gzip, gzip" applies 3 codings; at most 2 are decoded',
+    });
   });
 });
 
@@ -65,8 +71,14 @@ describe('readBody', () => {
   });
 
   it('answers 400 naming the coding for data that is not in it, or is cut short', async () => {
-    expect(await refusedRead(readBody(Readable.from([Buffer.from(text)]), ['gzip'], 1000))).toEqual({ status: 400, message: 'body is not valid gzip data: incorrect header check' });
-    expect(await refusedRead(readBody(Readable.from([gzipSync(text).subarray(0, 15)]), ['gzip'], 1000))).toEqual({ status: 400, message: 'body is not valid gzip data: unexpected end of file' });
+    expect(await refusedRead(readBody(Readable.from([Buffer.from(text)]), ['gzip'], 1000))).toEqual({
+      status: 400,
+      message: 'body is not valid gzip data: incorrect header check',
+    });
+    expect(await refusedRead(readBody(Readable.from([gzipSync(text).subarray(0, 15)]), ['gzip'], 1000))).toEqual({
+      status: 400,
+      message: 'body is not valid gzip data: unexpected end of file',
+    });
     expect((await refusedRead(readBody(Readable.from([deflateRawSync(text)]), ['deflate'], 1000))).message).toMatch(/^body is not valid deflate data: /);
     expect((await refusedRead(readBody(Readable.from([Buffer.from(text)]), ['br'], 1000))).message).toMatch(/^body is not valid br data: /);
   });
@@ -77,7 +89,10 @@ describe('readBody', () => {
     const source = new PassThrough();
     const read = readBody(source, ['gzip'], 1 << 20);
     source.write(bomb);
-    expect(await refusedRead(read)).toEqual({ status: 413, message: 'body decodes (gzip) to more than 1048576 bytes (1 MiB), the limit; send smaller batches' });
+    expect(await refusedRead(read)).toEqual({
+      status: 413,
+      message: 'body decodes (gzip) to more than 1048576 bytes (1 MiB), the limit; send smaller batches',
+    });
     expect(source.destroyed).toBe(false);
     // The rest of what the client sends is discarded, not buffered.
     source.end(Buffer.alloc(1 << 20));
@@ -87,7 +102,10 @@ describe('readBody', () => {
 
   it('answers 413 for a body that is too large as sent', async () => {
     const chunks = [Buffer.alloc(600), Buffer.alloc(600)];
-    expect(await refusedRead(readBody(Readable.from(chunks), [], 1000))).toEqual({ status: 413, message: 'body is more than 1000 bytes, the limit; send smaller batches' });
+    expect(await refusedRead(readBody(Readable.from(chunks), [], 1000))).toEqual({
+      status: 413,
+      message: 'body is more than 1000 bytes, the limit; send smaller batches',
+    });
   });
 
   it('answers 400 when the source fails before the body is complete', async () => {

@@ -73,16 +73,37 @@ describe('idempotencyKeyOf', () => {
   });
 
   it('refuses keys that differ, with a 400', () => {
-    expect(refusal(() => idempotencyKeyOf(['a', 'b'], params()))).toEqual({ status: 400, message: expect.stringContaining('2 different idempotency keys') as unknown });
-    expect(refusal(() => idempotencyKeyOf(['a'], params('idempotency_key=b')))).toEqual({ status: 400, message: expect.stringContaining('2 different idempotency keys') as unknown });
+    expect(refusal(() => idempotencyKeyOf(['a', 'b'], params()))).toEqual({
+      status: 400,
+      message: expect.stringContaining('2 different idempotency keys') as unknown,
+    });
+    expect(refusal(() => idempotencyKeyOf(['a'], params('idempotency_key=b')))).toEqual({
+      status: 400,
+      message: expect.stringContaining('2 different idempotency keys') as unknown,
+    });
   });
 
   it('refuses an empty, too long, non-ASCII or badly quoted key, with a 400', () => {
-    for (const [header, q] of [[[''], ''], [['""'], ''], [['x'.repeat(256)], ''], [[], 'idempotency_key=caf%C3%A9'], [['tab\tkey'], '']] as const) {
-      expect(refusal(() => idempotencyKeyOf(header, params(q)))).toEqual({ status: 400, message: expect.stringContaining('1 to 255 printable ASCII characters') as unknown });
+    for (const [header, q] of [
+      [[''], ''],
+      [['""'], ''],
+      [['x'.repeat(256)], ''],
+      [[], 'idempotency_key=caf%C3%A9'],
+      [['tab\tkey'], ''],
+    ] as const) {
+      expect(refusal(() => idempotencyKeyOf(header, params(q)))).toEqual({
+        status: 400,
+        message: expect.stringContaining('1 to 255 printable ASCII characters') as unknown,
+      });
     }
-    expect(refusal(() => idempotencyKeyOf(['"open'], params()))).toEqual({ status: 400, message: expect.stringContaining('not a valid quoted string') as unknown });
-    expect(refusal(() => idempotencyKeyOf(['"a"b"'], params()))).toEqual({ status: 400, message: expect.stringContaining('not a valid quoted string') as unknown });
+    expect(refusal(() => idempotencyKeyOf(['"open'], params()))).toEqual({
+      status: 400,
+      message: expect.stringContaining('not a valid quoted string') as unknown,
+    });
+    expect(refusal(() => idempotencyKeyOf(['"a"b"'], params()))).toEqual({
+      status: 400,
+      message: expect.stringContaining('not a valid quoted string') as unknown,
+    });
     expect(idempotencyKeyOf(['x'.repeat(255)], params())).toBe('x'.repeat(255));
   });
 });

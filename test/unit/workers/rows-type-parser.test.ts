@@ -56,7 +56,13 @@ describe('parseType', () => {
 
   it('reads aggregate functions with parameters', () => {
     const t = parseType('AggregateFunction(quantiles(0.5, 0.9), Float64)');
-    expect(typeOf(t.args[0])).toMatchObject({ name: 'quantiles', args: [{ kind: 'number', value: '0.5' }, { kind: 'number', value: '0.9' }] });
+    expect(typeOf(t.args[0])).toMatchObject({
+      name: 'quantiles',
+      args: [
+        { kind: 'number', value: '0.5' },
+        { kind: 'number', value: '0.9' },
+      ],
+    });
     expect(typeOf(t.args[1])?.name).toBe('Float64');
   });
 

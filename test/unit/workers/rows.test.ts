@@ -62,7 +62,10 @@ describe('row mapper: mapLine', () => {
       column('at', "DateTime64(3, 'UTC')", { jsonPath: '$.at' }),
     ]);
     expect(m.mapLine('{"id":"a\\"b","at":"2026-01-02T03:04:05.6Z"}')).toEqual({ ok: true, line: '{"id":"a\\"b","n":null,"at":"2026-01-02T03:04:05.600Z"}' });
-    expect(m.mapLine('{"id":"x","n":3,"d":4,"at":0}')).toEqual({ ok: true, line: JSON.stringify(m.map('{"id":"x","n":3,"d":4,"at":0}').ok ? (m.map('{"id":"x","n":3,"d":4,"at":0}') as { row: object }).row : null) });
+    expect(m.mapLine('{"id":"x","n":3,"d":4,"at":0}')).toEqual({
+      ok: true,
+      line: JSON.stringify(m.map('{"id":"x","n":3,"d":4,"at":0}').ok ? (m.map('{"id":"x","n":3,"d":4,"at":0}') as { row: object }).row : null),
+    });
     expect(m.mapLine('{"n":1,"at":0}')).toEqual({ ok: false, error: 'missing required field $.id for column id' });
     expect(m.mapLine('[1]')).toEqual({ ok: false, error: 'not a JSON object' });
     expect(m.mapLine('{nope')).toMatchObject({ ok: false, error: expect.stringMatching(/^not JSON: /) });
@@ -150,7 +153,9 @@ describe('row mapper: jsonPath', () => {
     for (const path of ['payload', '$.1a', '$..a', '$[x]', '$.a.', '$.a b', '$["a"]', '$.a[-1]']) {
       expect(() => compileRowMapper([column('p', 'String', { jsonPath: path })]), path).toThrow(ColumnMappingError);
     }
-    expect(() => compileRowMapper([column('p', 'String', { jsonPath: '$.a..b' })])).toThrow(/^column p: jsonPath "\$\.a\.\.b": cannot read "\.\.b" at position 3/);
+    expect(() => compileRowMapper([column('p', 'String', { jsonPath: '$.a..b' })])).toThrow(
+      /^column p: jsonPath "\$\.a\.\.b": cannot read "\.\.b" at position 3/,
+    );
   });
 });
 
@@ -217,17 +222,37 @@ describe('row mapper: errors', () => {
 
 describe('integers', () => {
   it('checks the range of 8- to 32-bit types, taking numbers and digit strings', () => {
-    expectAll('UInt8', [[0, 0], [255, 255], ['255', 255], ['+7', 7], ['007', 7], [1e2, 100]]);
+    expectAll('UInt8', [
+      [0, 0],
+      [255, 255],
+      ['255', 255],
+      ['+7', 7],
+      ['007', 7],
+      [1e2, 100],
+    ]);
     expectRefused('UInt8', [256, -1, '256', '-1', 1.5, '1.0', '', ' 1', '1e2', 'abc', true, [1], {}]);
-    expectAll('Int8', [[-128, -128], [127, 127], ['-128', -128]]);
+    expectAll('Int8', [
+      [-128, -128],
+      [127, 127],
+      ['-128', -128],
+    ]);
     expectRefused('Int8', [-129, 128, '-129']);
-    expectAll('Int16', [[-32768, -32768], [32767, 32767]]);
+    expectAll('Int16', [
+      [-32768, -32768],
+      [32767, 32767],
+    ]);
     expectRefused('Int16', [-32769, 32768]);
     expectAll('UInt16', [[65535, 65535]]);
     expectRefused('UInt16', [65536]);
-    expectAll('Int32', [[-2147483648, -2147483648], ['2147483647', 2147483647]]);
+    expectAll('Int32', [
+      [-2147483648, -2147483648],
+      ['2147483647', 2147483647],
+    ]);
     expectRefused('Int32', [2147483648, '-2147483649']);
-    expectAll('UInt32', [[4294967295, 4294967295], ['4294967295', 4294967295]]);
+    expectAll('UInt32', [
+      [4294967295, 4294967295],
+      ['4294967295', 4294967295],
+    ]);
     expectRefused('UInt32', [4294967296, '99999999999999999999999']);
   });
 
@@ -294,7 +319,11 @@ describe('floats', () => {
   });
 
   it('checks the Float32 range', () => {
-    expectAll('Float32', [[3.4e38, 3.4e38], ['-3.4e38', -3.4e38], [1e-50, 1e-50]]);
+    expectAll('Float32', [
+      [3.4e38, 3.4e38],
+      ['-3.4e38', -3.4e38],
+      [1e-50, 1e-50],
+    ]);
     expectRefused('Float32', [3.5e38, '-1e39']);
   });
 });
@@ -341,7 +370,14 @@ describe('decimals', () => {
 
 describe('Bool', () => {
   it('takes true/false, 0/1 and "true"/"false"', () => {
-    expectAll('Bool', [[true, true], [false, false], [1, true], [0, false], ['true', true], ['false', false]]);
+    expectAll('Bool', [
+      [true, true],
+      [false, false],
+      [1, true],
+      [0, false],
+      ['true', true],
+      ['false', false],
+    ]);
     expectRefused('Bool', [2, -1, 'yes', 'TRUE', '1', '', [], {}]);
   });
 });
@@ -360,10 +396,19 @@ describe('strings', () => {
   });
 
   it('counts FixedString lengths in UTF-8 bytes', () => {
-    expectAll('FixedString(3)', [['abc', 'abc'], ['ab', 'ab'], ['é', 'é'], ['€', '€'], [123, '123']]);
+    expectAll('FixedString(3)', [
+      ['abc', 'abc'],
+      ['ab', 'ab'],
+      ['é', 'é'],
+      ['€', '€'],
+      [123, '123'],
+    ]);
     expect(refused('FixedString(3)', 'éé')).toBe('column c ($.c): expected FixedString(3), got "éé": 4 bytes of UTF-8, more than 3');
     expectRefused('FixedString(3)', ['abcd', '😀', 'a€', 1234]);
-    expectAll('FixedString(4)', [['😀', '😀'], ['a€', 'a€']]);
+    expectAll('FixedString(4)', [
+      ['😀', '😀'],
+      ['a€', 'a€'],
+    ]);
     expectAll('FixedString(16)', [['€€€€€', '€€€€€']]);
     expectRefused('FixedString(16)', ['€€€€€€']);
     expect(() => compileRowMapper([column('f', 'FixedString(0)', { jsonPath: '$.f' })])).toThrow(/length must be an integer/);
@@ -379,9 +424,18 @@ describe('strings', () => {
   });
 
   it('checks IP addresses', () => {
-    expectAll('IPv4', [['1.2.3.4', '1.2.3.4'], ['255.255.255.255', '255.255.255.255'], ['0.0.0.0', '0.0.0.0']]);
+    expectAll('IPv4', [
+      ['1.2.3.4', '1.2.3.4'],
+      ['255.255.255.255', '255.255.255.255'],
+      ['0.0.0.0', '0.0.0.0'],
+    ]);
     expectRefused('IPv4', ['256.1.1.1', '1.2.3', '01.2.3.4', '1.2.3.4 ', '::1', 16909060]);
-    expectAll('IPv6', [['::1', '::1'], ['2001:db8::ff00:42:8329', '2001:db8::ff00:42:8329'], ['::ffff:1.2.3.4', '::ffff:1.2.3.4'], ['1.2.3.4', '1.2.3.4']]);
+    expectAll('IPv6', [
+      ['::1', '::1'],
+      ['2001:db8::ff00:42:8329', '2001:db8::ff00:42:8329'],
+      ['::ffff:1.2.3.4', '::ffff:1.2.3.4'],
+      ['1.2.3.4', '1.2.3.4'],
+    ]);
     expectRefused('IPv6', ['fe80::1%eth0', '2001:db8:::1', 'abc', 1]);
   });
 });
@@ -390,13 +444,23 @@ describe('Enum', () => {
   const type = "Enum8('view' = 1, 'click' = 2, 'it''s' = -3)";
 
   it('takes names, and numbers that are values, and sends names', () => {
-    expectAll(type, [['view', 'view'], ['click', 'click'], [2, 'click'], [-3, "it's"], ["it's", "it's"]]);
+    expectAll(type, [
+      ['view', 'view'],
+      ['click', 'click'],
+      [2, 'click'],
+      [-3, "it's"],
+      ["it's", "it's"],
+    ]);
     expect(refused(type, 'scroll')).toBe(`column c ($.c): expected ${type}, got "scroll"`);
     expectRefused(type, [3, 'View', '1', 1.5, true]);
   });
 
   it('numbers unvalued elements from 1, as ClickHouse does', () => {
-    expectAll("Enum('a', 'b')", [['b', 'b'], [1, 'a'], [2, 'b']]);
+    expectAll("Enum('a', 'b')", [
+      ['b', 'b'],
+      [1, 'a'],
+      [2, 'b'],
+    ]);
     expectAll("Enum16('x' = 1000)", [[1000, 'x']]);
   });
 
@@ -419,7 +483,11 @@ describe('Date and Date32', () => {
   });
 
   it('has the wider Date32 range', () => {
-    expectAll('Date32', [['1900-01-01', '1900-01-01'], ['2299-12-31', '2299-12-31'], ['1969-12-31', '1969-12-31']]);
+    expectAll('Date32', [
+      ['1900-01-01', '1900-01-01'],
+      ['2299-12-31', '2299-12-31'],
+      ['1969-12-31', '1969-12-31'],
+    ]);
     expectRefused('Date32', ['1899-12-31', '2300-01-01', '0099-01-01']);
   });
 });
@@ -442,12 +510,20 @@ describe('DateTime', () => {
   });
 
   it('takes epoch seconds as numbers, dropping a fraction', () => {
-    expectAll('DateTime', [[1704103200, 1704103200], [1704103200.9, 1704103200], [0, 0], [4294967295, 4294967295]]);
+    expectAll('DateTime', [
+      [1704103200, 1704103200],
+      [1704103200.9, 1704103200],
+      [0, 0],
+      [4294967295, 4294967295],
+    ]);
     expectRefused('DateTime', [-1, 4294967296, '1704103200']);
   });
 
   it('checks the range 1970..2106 in UTC', () => {
-    expectAll('DateTime', [['2106-02-07T06:28:15Z', '2106-02-07T06:28:15Z'], ['1970-01-01T01:00:00+01:00', '1970-01-01T01:00:00+01:00']]);
+    expectAll('DateTime', [
+      ['2106-02-07T06:28:15Z', '2106-02-07T06:28:15Z'],
+      ['1970-01-01T01:00:00+01:00', '1970-01-01T01:00:00+01:00'],
+    ]);
     expect(refused('DateTime', '2106-02-07T06:28:16Z')).toBe(
       'column c ($.c): expected DateTime, got "2106-02-07T06:28:16Z": out of range 1970-01-01 00:00:00..2106-02-07 06:28:15 UTC',
     );
@@ -506,13 +582,18 @@ describe('DateTime64', () => {
     expectRefused('DateTime64(3)', ['1899-12-31T23:59:59Z', '2300-01-01T00:00:00Z', -2208988801, 10413792000, 1e21, 1704103200000]);
     expectAll('DateTime64(9)', [['2262-04-11T23:47:15.999999999Z', '2262-04-11T23:47:15.999999999Z']]);
     expectRefused('DateTime64(9)', ['2262-04-11T23:47:16Z']);
-    expect(() => compileRowMapper([column('t', 'DateTime64(10)', { jsonPath: '$.t' })])).toThrow(/^column t: type DateTime64\(10\): precision must be an integer from 0 to 9$/);
+    expect(() => compileRowMapper([column('t', 'DateTime64(10)', { jsonPath: '$.t' })])).toThrow(
+      /^column t: type DateTime64\(10\): precision must be an integer from 0 to 9$/,
+    );
   });
 });
 
 describe('wrappers and containers', () => {
   it('unwraps LowCardinality, Nullable and SimpleAggregateFunction', () => {
-    expectAll('LowCardinality(String)', [['x', 'x'], [1, '1']]);
+    expectAll('LowCardinality(String)', [
+      ['x', 'x'],
+      [1, '1'],
+    ]);
     expectAll('Nullable(UInt8)', [[5, 5]]);
     expect(refused('Nullable(UInt8)', 300)).toBe('column c ($.c): expected UInt8, got 300');
     expectAll('LowCardinality(Nullable(FixedString(2)))', [['ab', 'ab']]);
@@ -521,23 +602,55 @@ describe('wrappers and containers', () => {
   });
 
   it('converts each array element, with null only where Nullable', () => {
-    expectAll('Array(UInt8)', [[[], []], [[1, '2'], [1, 2]]]);
+    expectAll('Array(UInt8)', [
+      [[], []],
+      [
+        [1, '2'],
+        [1, 2],
+      ],
+    ]);
     expect(refused('Array(UInt8)', [1, 300])).toBe('column c ($.c[1]): expected UInt8, got 300');
     expect(refused('Array(UInt8)', [1, null])).toBe('column c ($.c[1]): expected UInt8, got null');
     expect(refused('Array(UInt8)', 'x')).toBe('column c ($.c): expected Array(UInt8), got "x"');
-    expectAll('Array(Nullable(UInt8))', [[[1, null, 3], [1, null, 3]]]);
-    expectAll('Array(Array(Int64))', [[[['1'], [2, '-3']], [['1'], [2, '-3']]]]);
+    expectAll('Array(Nullable(UInt8))', [
+      [
+        [1, null, 3],
+        [1, null, 3],
+      ],
+    ]);
+    expectAll('Array(Array(Int64))', [
+      [
+        [['1'], [2, '-3']],
+        [['1'], [2, '-3']],
+      ],
+    ]);
     expect(refused('Array(Array(Int64))', [[1], [2, 'x']])).toBe('column c ($.c[1][1]): expected Int64, got "x"');
     expectAll('Array(DateTime64(3))', [[['2024-01-01T10:00:00Z'], ['2024-01-01T10:00:00.000Z']]]);
   });
 
   it('converts map values and checks keys', () => {
-    expectAll('Map(String, UInt64)', [[{ a: '1', b: 2 }, { a: '1', b: 2 }], [{}, {}]]);
+    expectAll('Map(String, UInt64)', [
+      [
+        { a: '1', b: 2 },
+        { a: '1', b: 2 },
+      ],
+      [{}, {}],
+    ]);
     expect(refused('Map(String, UInt64)', { a: 1, 'b c': -1 })).toBe('column c ($.c["b c"]): expected UInt64, got -1');
     expect(refused('Map(String, UInt64)', { a: null })).toBe('column c ($.c.a): expected UInt64, got null');
     expectRefused('Map(String, UInt64)', [[], 'x', 1]);
-    expectAll('Map(LowCardinality(String), Nullable(String))', [[{ a: null, b: 1 }, { a: null, b: '1' }]]);
-    expectAll('Map(UInt8, String)', [[{ '1': 'a', '007': 'b' }, { '1': 'a', '7': 'b' }]]);
+    expectAll('Map(LowCardinality(String), Nullable(String))', [
+      [
+        { a: null, b: 1 },
+        { a: null, b: '1' },
+      ],
+    ]);
+    expectAll('Map(UInt8, String)', [
+      [
+        { '1': 'a', '007': 'b' },
+        { '1': 'a', '7': 'b' },
+      ],
+    ]);
     expect(refused('Map(UInt8, String)', { x: 'a' })).toBe('column c ($.c.x): expected UInt8, got "x": not a valid key');
     const proto = sent('Map(String, UInt8)', JSON.parse('{"__proto__": 1}')) as Record<string, unknown>;
     expect(Object.keys(proto)).toEqual(['__proto__']);
@@ -545,14 +658,25 @@ describe('wrappers and containers', () => {
   });
 
   it('converts tuple elements, sending named tuples as objects', () => {
-    expectAll('Tuple(UInt8, String)', [[[1, 2], [1, '2']]]);
+    expectAll('Tuple(UInt8, String)', [
+      [
+        [1, 2],
+        [1, '2'],
+      ],
+    ]);
     expect(refused('Tuple(UInt8, String)', [1])).toBe('column c ($.c): expected Tuple(UInt8, String), got [1]: 2 elements expected');
     expect(refused('Tuple(UInt8, String)', [300, 'a'])).toBe('column c ($.c[0]): expected UInt8, got 300');
     expectRefused('Tuple(UInt8, String)', [{ a: 1 }, 'x']);
     const named = 'Tuple(a UInt8, at DateTime64(3), n Nullable(String))';
     expectAll(named, [
-      [{ a: 1, at: '2024-01-01T10:00:00Z', n: null }, { a: 1, at: '2024-01-01T10:00:00.000Z', n: null }],
-      [{ a: 1, extra: 'kept' }, { a: 1, extra: 'kept' }],
+      [
+        { a: 1, at: '2024-01-01T10:00:00Z', n: null },
+        { a: 1, at: '2024-01-01T10:00:00.000Z', n: null },
+      ],
+      [
+        { a: 1, extra: 'kept' },
+        { a: 1, extra: 'kept' },
+      ],
       [[1, 1704103200, 'x'], { a: 1, at: '2024-01-01T10:00:00.000Z', n: 'x' }],
     ]);
     expect(refused(named, { a: 'x' })).toBe('column c ($.c.a): expected UInt8, got "x"');
@@ -560,7 +684,17 @@ describe('wrappers and containers', () => {
 
   it('passes values of types it does not convert through as they came', () => {
     const value = { a: [1, { b: 'x' }], n: 12345678901234567890 };
-    for (const type of ['JSON', 'JSON(max_dynamic_paths=10, a.b UInt32)', "Object('json')", 'Dynamic', 'Variant(String, UInt64)', 'AggregateFunction(uniq, String)', 'Nested(a UInt8, b String)', 'Point', 'SomethingNew(1)']) {
+    for (const type of [
+      'JSON',
+      'JSON(max_dynamic_paths=10, a.b UInt32)',
+      "Object('json')",
+      'Dynamic',
+      'Variant(String, UInt64)',
+      'AggregateFunction(uniq, String)',
+      'Nested(a UInt8, b String)',
+      'Point',
+      'SomethingNew(1)',
+    ]) {
       expect(sent(type, value), type).toBe(value);
       expect(sent(type, 'text'), type).toBe('text');
     }

@@ -25,11 +25,19 @@ beforeAll(async () => {
   await server.ch.command(`CREATE DATABASE ${db}`);
   // Hours of work for the engine: it only ends by its limit, or when cancelled. With a parameter, because chdb
   // lists such a statement reformatted (values substituted, comments dropped) and the kill must find it anyway.
-  const spin = pipe('spin', inNamespace(ns), withNodes(node('main', `SELECT count() AS n FROM numbers(10000000000000) WHERE NOT ignore('${SPIN}-${ns}', {tag:String})`)));
+  const spin = pipe(
+    'spin',
+    inNamespace(ns),
+    withNodes(node('main', `SELECT count() AS n FROM numbers(10000000000000) WHERE NOT ignore('${SPIN}-${ns}', {tag:String})`)),
+  );
   const quick = pipe('quick', inNamespace(ns), withNodes(node('main', 'SELECT {n:UInt8} AS n')));
   const slow = pipe('slow', inNamespace(ns), withNodes(node('main', `SELECT count() AS n FROM numbers(10000000000000) WHERE NOT ignore('${SLOW}-${ns}')`)));
   serve = await startServe(server.url, [
-    compiled(endpoint('spin', 'spin', inNamespace(ns), withParams({ name: 'tag', default: 'x' }), withSpec({ limits: { maxExecutionTimeMs: 30_000 } })), spin, db),
+    compiled(
+      endpoint('spin', 'spin', inNamespace(ns), withParams({ name: 'tag', default: 'x' }), withSpec({ limits: { maxExecutionTimeMs: 30_000 } })),
+      spin,
+      db,
+    ),
     compiled(endpoint('quick', 'quick', inNamespace(ns), withParams({ name: 'n', default: 1 }), withSpec({ limits: { maxExecutionTimeMs: 1000 } })), quick, db),
     compiled(endpoint('slow', 'slow', inNamespace(ns), withSpec({ limits: { maxExecutionTimeMs: 500 } })), slow, db),
   ]);
@@ -59,7 +67,9 @@ describe('waiting for ClickHouse', () => {
     expect(await errorOf(res)).toMatch(
       /^ClickHouse did not answer within \d+ ms \(quick's limit of 1000 ms \(limits\.maxExecutionTimeMs\) plus 2000 ms\): the query was still waiting for ClickHouse to start it or still running, and was cancelled; try again, or narrow the request$/,
     );
-    expect(serve.weir.logs.filter((l) => l.message === 'endpoint query cancelled: ClickHouse did not answer in time').map((l) => l.endpoint)).toEqual(['quick']);
+    expect(serve.weir.logs.filter((l) => l.message === 'endpoint query cancelled: ClickHouse did not answer in time').map((l) => l.endpoint)).toEqual([
+      'quick',
+    ]);
     expect((await Promise.all(sleepers)).map((rows) => rows.length)).toEqual([10, 10, 10, 10, 10]);
     const after = await fetch(`${serve.base}/v0/pipes/quick.json?n=4`);
     expect(((await after.json()) as { data: unknown[] }).data).toEqual([{ n: 4 }]);
@@ -69,10 +79,12 @@ describe('waiting for ClickHouse', () => {
 describe('clients that go away', () => {
   it('cancels their queries: they leave system.processes long before their 30 s limit, and other endpoints answer at once', async () => {
     const clients = [new AbortController(), new AbortController()];
-    const requests = clients.map((c) => fetch(`${serve.base}/v0/pipes/spin.json?tag=abandoned`, { signal: c.signal }).then(
-      () => 'answered',
-      () => 'aborted',
-    ));
+    const requests = clients.map((c) =>
+      fetch(`${serve.base}/v0/pipes/spin.json?tag=abandoned`, { signal: c.signal }).then(
+        () => 'answered',
+        () => 'aborted',
+      ),
+    );
     await waitFor('both spin queries running', async () => ((await running(SPIN)) === 2 ? true : undefined));
     for (const c of clients) c.abort();
     expect(await Promise.all(requests)).toEqual(['aborted', 'aborted']);
@@ -102,7 +114,9 @@ describe('time-outs', () => {
   it('a query ClickHouse stopped at its limit: 408 saying how long it ran, and it has left system.processes', async () => {
     const res = await fetch(`${serve.base}/v0/pipes/slow.json`);
     expect(res.status).toBe(408);
-    expect(await errorOf(res)).toMatch(/^the query ran for \d+ ms, past slow's limit of 500 ms \(limits\.maxExecutionTimeMs\)(, after waiting \d+ ms for ClickHouse to start it \(which does not count\))?; narrow the request$/);
+    expect(await errorOf(res)).toMatch(
+      /^the query ran for \d+ ms, past slow's limit of 500 ms \(limits\.maxExecutionTimeMs\)(, after waiting \d+ ms for ClickHouse to start it \(which does not count\))?; narrow the request$/,
+    );
     await waitFor('the timed-out query gone from system.processes', async () => ((await running(SLOW)) === 0 ? true : undefined), { timeoutMs: 5000 });
   });
 });

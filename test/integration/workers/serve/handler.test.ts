@@ -91,7 +91,10 @@ beforeAll(async () => {
   endpoints.set('top_pages', compiled(topPages, topPagesPipe));
 
   const slowPipe = pipe('slow', inNamespace(ns), withNodes(node('main', 'SELECT count() AS n FROM numbers(100000000000) WHERE number % {m:UInt32} = 0')));
-  endpoints.set('slow', compiled(endpoint('slow', 'slow', inNamespace(ns), withParams({ name: 'm', default: 7 }), withSpec({ limits: { maxExecutionTimeMs: 500 } })), slowPipe));
+  endpoints.set(
+    'slow',
+    compiled(endpoint('slow', 'slow', inNamespace(ns), withParams({ name: 'm', default: 7 }), withSpec({ limits: { maxExecutionTimeMs: 500 } })), slowPipe),
+  );
 
   const typesPipe = pipe(
     'types',
@@ -161,7 +164,11 @@ beforeAll(async () => {
     ),
   );
 
-  const failingPipe = pipe('failing', inNamespace(ns), withNodes(node('main', "SELECT throwIf(length({secret:String}) > 0, concat('boom ', {secret:String})) AS x")));
+  const failingPipe = pipe(
+    'failing',
+    inNamespace(ns),
+    withNodes(node('main', "SELECT throwIf(length({secret:String}) > 0, concat('boom ', {secret:String})) AS x")),
+  );
   endpoints.set('failing', compiled(endpoint('failing', 'failing', inNamespace(ns)), failingPipe));
 
   const handler = createEndpointHandler({ clickhouse: server.ch, endpoints: () => endpoints, log: serveLog, metrics: new EndpointMetrics(registry) });
@@ -235,7 +242,10 @@ describe('top_pages over the example project', () => {
     const res = await get(`/v0/pipes/top_pages.ndjson?tenant=globex`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^application\/x-ndjson/);
-    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as unknown);
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown);
     expect(lines).toEqual([
       { pathname: '/home', views: '7', visitors: '7' },
       { pathname: '/careers', views: '1', visitors: '1' },
@@ -279,9 +289,18 @@ describe('top_pages over the example project', () => {
       status: 400,
       error: 'unknown parameter foo; top_pages takes tenant, date_from, date_to, limit',
     });
-    expect(await errorOf('/v0/pipes/top_pages.json?tenant=a&tenant=b')).toMatchObject({ status: 400, error: expect.stringMatching(/^parameter tenant is given more than once/) });
-    expect(await errorOf('/v0/pipes/top_pages.json', { method: 'POST', body: '{"tenant":' })).toMatchObject({ status: 400, error: expect.stringMatching(/^the request body is not JSON/) });
-    expect(await errorOf('/v0/pipes/top_pages.json', { method: 'POST', body: '["acme"]' })).toMatchObject({ status: 400, error: expect.stringMatching(/must be a JSON object/) });
+    expect(await errorOf('/v0/pipes/top_pages.json?tenant=a&tenant=b')).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/^parameter tenant is given more than once/),
+    });
+    expect(await errorOf('/v0/pipes/top_pages.json', { method: 'POST', body: '{"tenant":' })).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/^the request body is not JSON/),
+    });
+    expect(await errorOf('/v0/pipes/top_pages.json', { method: 'POST', body: '["acme"]' })).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/must be a JSON object/),
+    });
   });
 
   it('treats injection attempts through every parameter as values: 400 or no rows, and nothing changes', async () => {
@@ -323,7 +342,11 @@ describe('top_pages over the example project', () => {
     expect(nullable.status).toBe(200);
     expect(nullable.body.data[0]).toMatchObject({ ns: hostile, e: 'a', ip6: '::', picked: expect.any(Array) });
     // The same through a POST body, values as JSON.
-    for (const body of [{ tenant: "' OR 1=1 --", limit: 1 }, { tenant: 'acme', limit: '1 OR 1=1' }, { tenant: 'acme', date_to: ["2100-01-01') --"] }]) {
+    for (const body of [
+      { tenant: "' OR 1=1 --", limit: 1 },
+      { tenant: 'acme', limit: '1 OR 1=1' },
+      { tenant: 'acme', date_to: ["2100-01-01') --"] },
+    ]) {
       const res = await get('/v0/pipes/top_pages.json', { method: 'POST', body: JSON.stringify(body) });
       const answer = (await res.json()) as JsonResult;
       if (res.status === 200) expect(answer.data, JSON.stringify(body)).toEqual([]);
@@ -371,8 +394,14 @@ describe('parameter types reach ClickHouse exactly', () => {
     ]);
     const posted = await json(`/v0/pipes/types.json`, { method: 'POST', body: JSON.stringify({ i: 42, n: 7, ids: ['5', 6], b: false, c: 'red' }) });
     expect(posted.body.data[0]).toMatchObject({ i: '42', n: 7, ids: ['5', '6'], b: false, c: 'red' });
-    expect(await errorOf('/v0/pipes/types.json?c=blue')).toMatchObject({ status: 400, error: 'parameter c: "blue" is not an allowed value (allowed: red, green)' });
-    expect(await errorOf('/v0/pipes/types.json?d=2023-02-29')).toMatchObject({ status: 400, error: expect.stringMatching(/^parameter d: expected Date, got "2023-02-29"/) });
+    expect(await errorOf('/v0/pipes/types.json?c=blue')).toMatchObject({
+      status: 400,
+      error: 'parameter c: "blue" is not an allowed value (allowed: red, green)',
+    });
+    expect(await errorOf('/v0/pipes/types.json?d=2023-02-29')).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/^parameter d: expected Date, got "2023-02-29"/),
+    });
   });
 });
 
@@ -394,7 +423,9 @@ describe('routing, limits and failures', () => {
     const started = Date.now();
     const res = await errorOf('/v0/pipes/slow.json');
     expect(res.status).toBe(408);
-    expect(res.error).toMatch(/^the query ran for \d+ ms, past slow's limit of 500 ms \(limits\.maxExecutionTimeMs\)(, after waiting \d+ ms for ClickHouse to start it \(which does not count\))?; narrow the request$/);
+    expect(res.error).toMatch(
+      /^the query ran for \d+ ms, past slow's limit of 500 ms \(limits\.maxExecutionTimeMs\)(, after waiting \d+ ms for ClickHouse to start it \(which does not count\))?; narrow the request$/,
+    );
     // ClickHouse ended it (TIMEOUT_EXCEEDED at max_execution_time), well before weir's own deadline (limit + 2 s).
     expect(Date.now() - started).toBeLessThan(2000);
     expect(logLines.join('')).toContain('"type":"TIMEOUT_EXCEEDED"');

@@ -29,7 +29,9 @@ beforeAll(async () => {
       ),
     ),
   );
-  serve = await startServe(server.url, [compiled(endpoint('echo', 'echo', inNamespace(ns), withParams({ name: 's', default: '' }, { name: 'ids', default: '' })), echo, db)]);
+  serve = await startServe(server.url, [
+    compiled(endpoint('echo', 'echo', inNamespace(ns), withParams({ name: 's', default: '' }, { name: 'ids', default: '' })), echo, db),
+  ]);
   await readyz(serve, 200);
 });
 
@@ -80,14 +82,21 @@ describe('long parameter values', () => {
   it('answers 400 naming the parameter and the limit for a value past it, String or Array', async () => {
     const long = await post({ s: 'x'.repeat(MAX_PARAM_BYTES + 1) });
     expect(long.status).toBe(400);
-    expect(long.json.error).toBe(`parameter s is ${MAX_PARAM_BYTES + 1} bytes as sent to ClickHouse; a parameter value may be at most ${MAX_PARAM_BYTES} bytes; send fewer or shorter values`);
+    expect(long.json.error).toBe(
+      `parameter s is ${MAX_PARAM_BYTES + 1} bytes as sent to ClickHouse; a parameter value may be at most ${MAX_PARAM_BYTES} bytes; send fewer or shorter values`,
+    );
     // 30,000 six-digit ids: '[100000,…]' is 210,001 bytes.
     const many = await post({ ids: Array.from({ length: 30_000 }, (_, i) => 100_000 + i) });
     expect(many.status).toBe(400);
-    expect(many.json.error).toBe(`parameter ids is 210001 bytes as sent to ClickHouse; a parameter value may be at most ${MAX_PARAM_BYTES} bytes; send fewer or shorter values`);
+    expect(many.json.error).toBe(
+      `parameter ids is 210001 bytes as sent to ClickHouse; a parameter value may be at most ${MAX_PARAM_BYTES} bytes; send fewer or shorter values`,
+    );
     // Right at the limit is fine.
     const s = 'y'.repeat(MAX_PARAM_BYTES);
-    expect(await post({ s })).toEqual({ status: 200, json: expect.objectContaining({ data: [{ bytes: String(MAX_PARAM_BYTES), md5: md5(s), n: '0', total: '0' }] }) as unknown });
+    expect(await post({ s })).toEqual({
+      status: 200,
+      json: expect.objectContaining({ data: [{ bytes: String(MAX_PARAM_BYTES), md5: md5(s), n: '0', total: '0' }] }) as unknown,
+    });
   });
 
   it('refuses a GET URL past 16 KiB at the port itself (node answers 431): long values are POSTed', async () => {

@@ -47,7 +47,14 @@ beforeAll(async () => {
   await server.ch.insert(
     `${db}.page_views`,
     VIEWS.flatMap(([tenant, pathname, day, views]) =>
-      Array.from({ length: views }, (_, i) => ({ timestamp: `${day} 12:00:0${i}.000`, session_id: `s${session++}`, tenant_id: tenant, pathname, country: 'de', duration_ms: 1 })),
+      Array.from({ length: views }, (_, i) => ({
+        timestamp: `${day} 12:00:0${i}.000`,
+        session_id: `s${session++}`,
+        tenant_id: tenant,
+        pathname,
+        country: 'de',
+        duration_ms: 1,
+      })),
     ),
   );
 
@@ -61,7 +68,11 @@ beforeAll(async () => {
   const napPipe = pipe('nap', inNamespace(ns), withNodes(node('main', 'SELECT sleep(1) AS slept, {n:UInt8} AS n')));
   endpoints.push(
     topPages,
-    compiled(endpoint('limited', 'limited', inNamespace(ns), withParams({ name: 'n', default: 1 }), withSpec({ limits: { requestsPerSecond: 2 } })), limitedPipe, db),
+    compiled(
+      endpoint('limited', 'limited', inNamespace(ns), withParams({ name: 'n', default: 1 }), withSpec({ limits: { requestsPerSecond: 2 } })),
+      limitedPipe,
+      db,
+    ),
     compiled(endpoint('slow', 'slow', inNamespace(ns), withParams({ name: 'm', default: 7 }), withSpec({ limits: { maxExecutionTimeMs: 500 } })), slowPipe, db),
     compiled(endpoint('nap', 'nap', inNamespace(ns), withParams({ name: 'n', default: 1 })), napPipe, db),
   );
@@ -106,7 +117,12 @@ describe('weir serve, a real process', () => {
     const ndjson = await call(`/v0/pipes/top_pages.ndjson?tenant=globex&token=${TOKEN_A}`);
     expect(ndjson.status).toBe(200);
     expect(ndjson.headers.get('content-type')).toMatch(/^application\/x-ndjson/);
-    expect((await ndjson.text()).trim().split('\n').map((l) => JSON.parse(l) as unknown)).toEqual([{ pathname: '/home', views: '7', visitors: '7' }]);
+    expect(
+      (await ndjson.text())
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as unknown),
+    ).toEqual([{ pathname: '/home', views: '7', visitors: '7' }]);
   });
 
   it('answers 401 without a token and 403 with a token the Secret does not hold', async () => {
@@ -141,7 +157,9 @@ describe('weir serve, a real process', () => {
   it('answers 408 when a query runs past limits.maxExecutionTimeMs', async () => {
     const res = await call('/v0/pipes/slow.json');
     expect(res.status).toBe(408);
-    expect(await errorOf(res)).toMatch(/^the query ran for \d+ ms, past slow's limit of 500 ms \(limits\.maxExecutionTimeMs\)(, after waiting \d+ ms for ClickHouse to start it \(which does not count\))?; narrow the request$/);
+    expect(await errorOf(res)).toMatch(
+      /^the query ran for \d+ ms, past slow's limit of 500 ms \(limits\.maxExecutionTimeMs\)(, after waiting \d+ ms for ClickHouse to start it \(which does not count\))?; narrow the request$/,
+    );
   });
 
   it('treats injection attempts as values through a real process, and changes nothing', async () => {
@@ -210,7 +228,9 @@ describe('weir serve, a real process', () => {
   it('logs every request into weir.endpoint_requests, and on SIGTERM finishes the request in flight and flushes the log', async () => {
     const inFlight = call('/v0/pipes/nap.json?n=5');
     await waitFor('the nap query running in ClickHouse', async () =>
-      (await count(server.ch, `SELECT count() AS n FROM system.processes WHERE query LIKE '%sleep(1)%' AND query NOT LIKE '%system.processes%'`)) > 0 ? true : undefined,
+      (await count(server.ch, `SELECT count() AS n FROM system.processes WHERE query LIKE '%sleep(1)%' AND query NOT LIKE '%system.processes%'`)) > 0
+        ? true
+        : undefined,
     );
     const exited = serve.stop();
     const res = await inFlight;
@@ -228,7 +248,9 @@ describe('weir serve, a real process', () => {
       .sort((a, b) => (a.endpoint === b.endpoint ? a.status - b.status : a.endpoint < b.endpoint ? -1 : 1));
     expect(rows).toEqual(expected);
     // Each kind of answer this file provoked is in there, with what ClickHouse read for the 200s.
-    expect(rows.map((r) => `${r.endpoint} ${r.status}`)).toEqual(expect.arrayContaining(['top_pages 200', 'top_pages 401', 'top_pages 403', 'top_pages 400', 'limited 429', 'slow 408', 'nap 200']));
+    expect(rows.map((r) => `${r.endpoint} ${r.status}`)).toEqual(
+      expect.arrayContaining(['top_pages 200', 'top_pages 401', 'top_pages 403', 'top_pages 400', 'limited 429', 'slow 408', 'nap 200']),
+    );
     const read = await server.ch.query<{ rows_read: string; error: string }>(
       `SELECT rows_read, error FROM ${REQUEST_LOG_TABLE} WHERE namespace = {ns:String} AND endpoint = 'top_pages' AND status IN (200, 400) ORDER BY time`,
       { params: { ns } },
@@ -243,12 +265,22 @@ describe('weir serve, a real process', () => {
 
 describe('readiness', () => {
   it('stays unready while an endpoint does not compile, answers 503 for it, and becomes ready when the config drops it', async () => {
-    const good = compiled(endpoint('fine', 'fine', inNamespace(ns)), pipe('fine', inNamespace(ns), withNodes(node('main', 'SELECT count() AS n FROM page_views'))), db);
-    const broken = compiled(endpoint('broken', 'broken', inNamespace(ns)), pipe('broken', inNamespace(ns), withNodes(node('main', 'SELECT n FROM no_such_table'))), db);
+    const good = compiled(
+      endpoint('fine', 'fine', inNamespace(ns)),
+      pipe('fine', inNamespace(ns), withNodes(node('main', 'SELECT count() AS n FROM page_views'))),
+      db,
+    );
+    const broken = compiled(
+      endpoint('broken', 'broken', inNamespace(ns)),
+      pipe('broken', inNamespace(ns), withNodes(node('main', 'SELECT n FROM no_such_table'))),
+      db,
+    );
     const proc = await startServe(server.url, [good, broken]);
     try {
       const why = await readyz(proc, 503, '/readyz to name the broken endpoint');
-      await waitFor('the broken endpoint to be judged', async () => ((await (await fetch(`${proc.metrics}/readyz`)).text()).includes('does not compile') ? true : undefined));
+      await waitFor('the broken endpoint to be judged', async () =>
+        (await (await fetch(`${proc.metrics}/readyz`)).text()).includes('does not compile') ? true : undefined,
+      );
       expect(await (await fetch(`${proc.metrics}/readyz`)).text()).toMatch(/^endpoint broken: its query does not compile \(UNKNOWN_TABLE: /);
       expect(why).toContain('endpoint broken');
       const refused = await fetch(`${proc.base}/v0/pipes/broken.json`);
@@ -259,7 +291,11 @@ describe('readiness', () => {
       const fine = await fetch(`${proc.base}/v0/pipes/fine.json`);
       expect(fine.status).toBe(200);
       expect(((await fine.json()) as { data: unknown[] }).data).toEqual([{ n: String(VIEWS.reduce((n, [, , , v]) => n + v, 0)) }]);
-      expect(proc.weir.logs.find((l) => l.message === 'endpoint query does not compile against ClickHouse; the endpoint answers 503 and the server is not ready until it does')).toMatchObject({
+      expect(
+        proc.weir.logs.find(
+          (l) => l.message === 'endpoint query does not compile against ClickHouse; the endpoint answers 503 and the server is not ready until it does',
+        ),
+      ).toMatchObject({
         endpoint: 'broken',
         level: 'error',
       });
@@ -269,9 +305,15 @@ describe('readiness', () => {
       expect((await fetch(`${proc.base}/v0/pipes/broken.json`)).status).toBe(404);
 
       // A reloaded config with a new broken version of an endpoint: unready again, and that endpoint 503.
-      const fineBroken = compiled(endpoint('fine', 'fine', inNamespace(ns)), pipe('fine', inNamespace(ns), withNodes(node('main', 'SELECT nope FROM page_views'))), db);
+      const fineBroken = compiled(
+        endpoint('fine', 'fine', inNamespace(ns)),
+        pipe('fine', inNamespace(ns), withNodes(node('main', 'SELECT nope FROM page_views'))),
+        db,
+      );
       writeServeConfig(proc.configPath, [fineBroken]);
-      await waitFor('the new fine version judged', async () => ((await (await fetch(`${proc.metrics}/readyz`)).text()).includes('does not compile') ? true : undefined));
+      await waitFor('the new fine version judged', async () =>
+        (await (await fetch(`${proc.metrics}/readyz`)).text()).includes('does not compile') ? true : undefined,
+      );
       expect((await fetch(`${proc.base}/v0/pipes/fine.json`)).status).toBe(503);
     } finally {
       expect(await proc.stop()).toBe(0);
@@ -284,7 +326,9 @@ describe('readiness', () => {
       await readyz(proc, 200);
       const res = await fetch(`${proc.base}/v0/pipes/top_pages.json?tenant=acme`, { headers: { authorization: `Bearer ${TOKEN_A}` } });
       expect(res.status).toBe(403);
-      expect(proc.weir.logs.find((l) => l.message === 'endpoint tokens unreadable: every request to the endpoints using this Secret gets 403 until it can be read')).toMatchObject({
+      expect(
+        proc.weir.logs.find((l) => l.message === 'endpoint tokens unreadable: every request to the endpoints using this Secret gets 403 until it can be read'),
+      ).toMatchObject({
         secret: SECRET,
         problem: expect.stringMatching(/top-pages-readers does not exist: mount the Secret top-pages-readers there$/),
       });

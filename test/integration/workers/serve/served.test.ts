@@ -53,7 +53,11 @@ afterAll(async () => {
 
 describe('ServedEndpoints', () => {
   it('checks an endpoint whose table is missing again and again, logs it once, and serves it once the table exists', async () => {
-    const late = compiled(endpoint('late', 'late', inNamespace(ns)), pipe('late', inNamespace(ns), withNodes(node('main', 'SELECT count() AS n FROM late_events'))), db);
+    const late = compiled(
+      endpoint('late', 'late', inNamespace(ns)),
+      pipe('late', inNamespace(ns), withNodes(node('main', 'SELECT count() AS n FROM late_events'))),
+      db,
+    );
     const served = new ServedEndpoints(server.ch, log, FAST);
     try {
       served.configure([late]);
@@ -74,7 +78,11 @@ describe('ServedEndpoints', () => {
   });
 
   it('stops checking a version the config drops, and serves the one that replaces it', async () => {
-    const broken = compiled(endpoint('swapped', 'swapped', inNamespace(ns)), pipe('swapped', inNamespace(ns), withNodes(node('main', 'SELECT n FROM never_made'))), db);
+    const broken = compiled(
+      endpoint('swapped', 'swapped', inNamespace(ns)),
+      pipe('swapped', inNamespace(ns), withNodes(node('main', 'SELECT n FROM never_made'))),
+      db,
+    );
     const fixed = compiled(endpoint('swapped', 'swapped', inNamespace(ns)), pipe('swapped', inNamespace(ns), withNodes(node('main', 'SELECT 1 AS n'))), db);
     expect(fixed.version).not.toBe(broken.version);
     const served = new ServedEndpoints(server.ch, log, FAST);

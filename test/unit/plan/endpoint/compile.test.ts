@@ -15,7 +15,7 @@ WHERE tenant_id = {tenant:String} AND day BETWEEN {date_from:Date} AND {date_to:
 GROUP BY day, pathname;`,
     ),
     node('ranked', 'SELECT pathname, sum(views) AS views FROM scoped GROUP BY pathname ORDER BY views DESC LIMIT {limit:UInt32}'),
-    node('unused_after', 'SELECT * FROM ranked WHERE {never:String} != \'\''),
+    node('unused_after', "SELECT * FROM ranked WHERE {never:String} != ''"),
   ),
 );
 
@@ -121,7 +121,9 @@ describe('compileEndpoint refuses what it cannot serve, saying where', () => {
     expect(problemOf(topPages(withSpec<Endpoint>({ node: 'nope' })))).toMatch(/^spec.node nope is not a node of Pipe top-pages/);
     const conflicting = pipe('p', withNodes(node('a', 'SELECT {x:UInt8} AS a'), node('b', 'SELECT {x:String} AS b FROM a')));
     expect(problemOf(endpoint('e', 'p'), conflicting)).toBe('parameter x is used as UInt8 and as String');
-    expect(problemOf(topPages(withParams({ name: 'tenant' }, { name: 'ghost', default: 1 })))).toMatch(/^spec.params declares ghost, which the SQL of Pipe top-pages does not use/);
+    expect(problemOf(topPages(withParams({ name: 'tenant' }, { name: 'ghost', default: 1 })))).toMatch(
+      /^spec.params declares ghost, which the SQL of Pipe top-pages does not use/,
+    );
   });
 
   it('a node that is not one SELECT, or that picks its own format', () => {
@@ -135,7 +137,9 @@ describe('compileEndpoint refuses what it cannot serve, saying where', () => {
 
   it('parameter types it cannot check', () => {
     const p = pipe('p', withNodes(node('a', 'SELECT {m:Map(String, UInt8)} AS m')));
-    expect(problemOf(endpoint('e', 'p'), p)).toMatch(/^parameter \{m:Map\(String, UInt8\)\} of Pipe p: Map\(String, UInt8\) is not a type endpoint parameters take/);
+    expect(problemOf(endpoint('e', 'p'), p)).toMatch(
+      /^parameter \{m:Map\(String, UInt8\)\} of Pipe p: Map\(String, UInt8\) is not a type endpoint parameters take/,
+    );
   });
 
   it('an Identifier parameter without an enum of allowed names', () => {
@@ -145,7 +149,9 @@ describe('compileEndpoint refuses what it cannot serve, saying where', () => {
   });
 
   it('min or max on a parameter that is not numeric', () => {
-    expect(problemOf(topPages(withParams({ name: 'tenant', min: 1 })))).toBe('spec.params tenant: min and max apply to numeric parameters, and tenant is String');
+    expect(problemOf(topPages(withParams({ name: 'tenant', min: 1 })))).toBe(
+      'spec.params tenant: min and max apply to numeric parameters, and tenant is String',
+    );
   });
 
   it('defaults and enum values that are not of the type or outside the bounds', () => {
@@ -155,7 +161,9 @@ describe('compileEndpoint refuses what it cannot serve, saying where', () => {
     expect(problemOf(topPages(withParams({ name: 'tenant' }, { name: 'limit', default: 5000, max: 1000 })))).toBe(
       'spec.params limit: default "5000" does not hold: parameter limit: 5000 is above the maximum 1000',
     );
-    expect(problemOf(topPages(withParams({ name: 'tenant' }, { name: 'limit', enum: ['ten'] })))).toMatch(/^spec.params limit: enum value "ten" is not a UInt32/);
+    expect(problemOf(topPages(withParams({ name: 'tenant' }, { name: 'limit', enum: ['ten'] })))).toMatch(
+      /^spec.params limit: enum value "ten" is not a UInt32/,
+    );
     expect(problemOf(topPages(withParams({ name: 'tenant', enum: ['a'] }, { name: 'limit', default: 10, enum: ['5'] })))).toBe(
       'spec.params limit: default "10" does not hold: parameter limit: "10" is not an allowed value (allowed: 5)',
     );

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import type { CompiledEndpoint, EndpointParameter } from '../../../../src/plan/endpoint/compile.js';
 import { columnSchema, describeValues, openApiDocument, parameterSchema } from '../../../../src/plan/endpoint/openapi.js';
 
-const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({ name, type, required: extra.default === undefined, ...extra });
+const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({
+  name,
+  type,
+  required: extra.default === undefined,
+  ...extra,
+});
 
 const ep = (name: string, params: EndpointParameter[], extra: Partial<CompiledEndpoint> = {}): CompiledEndpoint => ({
   name,
@@ -85,7 +90,13 @@ describe('openApiDocument', () => {
     const get = doc.paths['/v0/pipes/top_pages.json']?.get;
     expect(get).toMatchObject({ operationId: 'top_pages_json', summary: 'Most viewed pages.', tags: ['top_pages'] });
     expect(get?.parameters).toEqual([
-      { name: 'tenant', in: 'query', required: true, description: 'Tenant.', schema: { type: 'string', description: 'Tenant.', 'x-clickhouse-type': 'String' } },
+      {
+        name: 'tenant',
+        in: 'query',
+        required: true,
+        description: 'Tenant.',
+        schema: { type: 'string', description: 'Tenant.', 'x-clickhouse-type': 'String' },
+      },
       { name: 'limit', in: 'query', required: false, schema: expect.objectContaining({ type: 'integer', maximum: 1000, default: 10 }) },
     ]);
     expect(get?.responses).toHaveProperty('408');
@@ -93,7 +104,16 @@ describe('openApiDocument', () => {
       operationId: 'top_pages_json_post',
       requestBody: {
         required: true,
-        content: { 'application/json': { schema: { type: 'object', required: ['tenant'], additionalProperties: false, properties: { tenant: expect.any(Object), limit: expect.any(Object) } } } },
+        content: {
+          'application/json': {
+            schema: {
+              type: 'object',
+              required: ['tenant'],
+              additionalProperties: false,
+              properties: { tenant: expect.any(Object), limit: expect.any(Object) },
+            },
+          },
+        },
       },
     });
     expect(doc.paths['/v0/pipes/top_pages.ndjson']?.get?.responses).toMatchObject({

@@ -4,7 +4,12 @@ import { parseParamType } from '../../../../src/plan/endpoint/param-types.js';
 import { paramText } from '../../../../src/clickhouse/connection.js';
 import { gatherParams, MAX_PARAM_BYTES, oversizedParams, validateParams, type BoundValue, type GivenValue } from '../../../../src/plan/endpoint/params.js';
 
-const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({ name, type, required: extra.default === undefined, ...extra });
+const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({
+  name,
+  type,
+  required: extra.default === undefined,
+  ...extra,
+});
 
 const fromQuery = (search: string) => {
   const gathered = gatherParams(new URLSearchParams(search));
@@ -44,7 +49,9 @@ describe('parseParamType', () => {
   });
 
   it('refuses types it cannot check, saying which it takes', () => {
-    expect(parseParamType('Map(String, UInt8)')).toEqual({ unsupported: expect.stringMatching(/^Map\(String, UInt8\) is not a type endpoint parameters take/) });
+    expect(parseParamType('Map(String, UInt8)')).toEqual({
+      unsupported: expect.stringMatching(/^Map\(String, UInt8\) is not a type endpoint parameters take/),
+    });
     expect(parseParamType('Tuple(String, UInt8)')).toHaveProperty('unsupported');
     expect(parseParamType('Array(Identifier)')).toHaveProperty('unsupported');
     expect(parseParamType('Nullable(Array(UInt8))')).toHaveProperty('unsupported');
@@ -65,7 +72,10 @@ describe('gatherParams', () => {
 
   it('refuses a key given twice, in the query string or in both places, and bodies that are not objects', () => {
     expect(gatherParams(new URLSearchParams('a=1&a=2'))).toEqual({ ok: false, errors: [expect.stringMatching(/^parameter a is given more than once/)] });
-    expect(gatherParams(new URLSearchParams('a=1'), { a: 2 })).toEqual({ ok: false, errors: ['parameter a is given both in the query string and in the body'] });
+    expect(gatherParams(new URLSearchParams('a=1'), { a: 2 })).toEqual({
+      ok: false,
+      errors: ['parameter a is given both in the query string and in the body'],
+    });
     for (const body of [[1], 'a', 3, null]) {
       expect(gatherParams(new URLSearchParams(), body)).toEqual({ ok: false, errors: [expect.stringMatching(/must be a JSON object/)] });
     }
@@ -276,7 +286,9 @@ describe('validateParams: arrays', () => {
   });
 
   it('says which element is wrong', () => {
-    expect(bind(p('ids', 'Array(UInt8)'), 'ids=1,300,3')).toBe('parameter ids: expected Array(UInt8), got "1,300,3" (element 2: "300" is not a UInt8: UInt8 holds 0 to 255)');
+    expect(bind(p('ids', 'Array(UInt8)'), 'ids=1,300,3')).toBe(
+      'parameter ids: expected Array(UInt8), got "1,300,3" (element 2: "300" is not a UInt8: UInt8 holds 0 to 255)',
+    );
     expect(bind(p('ids', 'Array(UInt8)'), 'ids=[1,')).toBe('parameter ids: expected Array(UInt8), got "[1," (not a valid JSON array)');
     expect(bind(p('ids', 'Array(UInt8)'), 'ids=[1,null]')).toMatch(/element 2: null where UInt8 cannot be NULL/);
   });

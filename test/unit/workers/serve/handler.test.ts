@@ -9,12 +9,25 @@ import winston from 'winston';
 import type { FormattedResult, OutputFormat, QueryOptions } from '../../../../src/clickhouse/connection.js';
 import { ClickHouseError, ErrorCode } from '../../../../src/clickhouse/errors.js';
 import type { CompiledEndpoint, EndpointParameter } from '../../../../src/plan/endpoint/compile.js';
-import { createEndpointHandler, endpointQueryId, killStatement, queryFailure, querySettings, redactValues, type EndpointClickHouse } from '../../../../src/workers/serve/handler.js';
+import {
+  createEndpointHandler,
+  endpointQueryId,
+  killStatement,
+  queryFailure,
+  querySettings,
+  redactValues,
+  type EndpointClickHouse,
+} from '../../../../src/workers/serve/handler.js';
 import { EndpointMetrics } from '../../../../src/workers/serve/metrics.js';
 import type { GivenValue } from '../../../../src/plan/endpoint/params.js';
 import { waitFor } from '../../../env/wait.js';
 
-const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({ name, type, required: extra.default === undefined, ...extra });
+const p = (name: string, type: string, extra: Partial<EndpointParameter> = {}): EndpointParameter => ({
+  name,
+  type,
+  required: extra.default === undefined,
+  ...extra,
+});
 
 const topPages: CompiledEndpoint = {
   name: 'top_pages',
@@ -110,7 +123,8 @@ afterEach(() => {
 });
 
 /** Waits until the metrics match `pattern` (the handler records a request once it settles). */
-const waitForMetric = (pattern: RegExp) => waitFor(`metrics matching ${pattern}`, async () => (pattern.test(await registry.metrics()) ? true : undefined), { intervalMs: 5 });
+const waitForMetric = (pattern: RegExp) =>
+  waitFor(`metrics matching ${pattern}`, async () => (pattern.test(await registry.metrics()) ? true : undefined), { intervalMs: 5 });
 
 const call = async (path: string, init?: RequestInit) => {
   const res = await fetch(`${base}${path}`, init);
@@ -126,7 +140,11 @@ describe('a request that gets an answer', () => {
     const [c] = ch.calls;
     expect(c?.sql).toBe(topPages.sql);
     expect(c?.format).toBe('JSON');
-    expect(c?.opts).toMatchObject({ params: { tenant: 'acme', limit: '10' }, database: 'web', queryId: `weir-ep-top_pages-${res.headers.get('x-request-id')}` });
+    expect(c?.opts).toMatchObject({
+      params: { tenant: 'acme', limit: '10' },
+      database: 'web',
+      queryId: `weir-ep-top_pages-${res.headers.get('x-request-id')}`,
+    });
     expect(c?.opts.settings).toEqual({
       readonly: 2,
       max_execution_time: 2,
@@ -170,11 +188,20 @@ describe('a request that gets an answer', () => {
 
 describe('requests refused before ClickHouse is asked', () => {
   it('400 for bad parameters, 404 for unknown endpoints and formats, 405 for other methods, 413 for large bodies', async () => {
-    expect((await call('/v0/pipes/top_pages.json')).json()).toMatchObject({ error: 'parameter tenant is required (String)', documentation: '/v0/pipes/top_pages/openapi.json' });
+    expect((await call('/v0/pipes/top_pages.json')).json()).toMatchObject({
+      error: 'parameter tenant is required (String)',
+      documentation: '/v0/pipes/top_pages/openapi.json',
+    });
     expect((await call('/v0/pipes/nope.json')).json()).toMatchObject({ error: 'there is no endpoint nope', documentation: '/v0/pipes/openapi.json' });
-    expect(await call('/v0/pipes/top_pages?tenant=a')).toMatchObject({ status: 404, text: expect.stringContaining('top_pages needs a format; it is served as .json, .csv, .ndjson') });
+    expect(await call('/v0/pipes/top_pages?tenant=a')).toMatchObject({
+      status: 404,
+      text: expect.stringContaining('top_pages needs a format; it is served as .json, .csv, .ndjson'),
+    });
     endpoints = new Map([['top_pages', { ...topPages, formats: ['json'] }]]);
-    expect(await call('/v0/pipes/top_pages.csv?tenant=a')).toMatchObject({ status: 404, text: expect.stringContaining('top_pages is not served as .csv; it is served as .json') });
+    expect(await call('/v0/pipes/top_pages.csv?tenant=a')).toMatchObject({
+      status: 404,
+      text: expect.stringContaining('top_pages is not served as .csv; it is served as .json'),
+    });
     const del = await call('/v0/pipes/top_pages.json?tenant=a', { method: 'DELETE' });
     expect(del.status).toBe(405);
     expect(del.headers.get('allow')).toBe('GET, POST');
@@ -206,7 +233,13 @@ describe('queryFailure: what a ClickHouse failure tells the client', () => {
 
   it("408 says how long the query ran, by ClickHouse's count from its start, and how long it waited before", () => {
     const timeout = (message: string, waitedMs?: number) =>
-      queryFailure(new ClickHouseError(message, { code: ErrorCode.TIMEOUT_EXCEEDED }), topPages, given, 'rid', waitedMs === undefined ? undefined : { waitedMs }).error;
+      queryFailure(
+        new ClickHouseError(message, { code: ErrorCode.TIMEOUT_EXCEEDED }),
+        topPages,
+        given,
+        'rid',
+        waitedMs === undefined ? undefined : { waitedMs },
+      ).error;
     expect(timeout('Timeout exceeded: elapsed 2000.4 ms, maximum: 2000 ms.', 2010)).toBe(
       "the query ran for 2000 ms, past top_pages's limit of 2000 ms (limits.maxExecutionTimeMs); narrow the request",
     );
@@ -215,8 +248,11 @@ describe('queryFailure: what a ClickHouse failure tells the client', () => {
     );
   });
 
-  it("408 when weir gave up waiting says it was waiting or running, not that it ran that long", () => {
-    const gaveUp = queryFailure(new ClickHouseError('no answer', { code: ErrorCode.TIMEOUT_EXCEEDED }), topPages, given, 'rid', { waitedMs: 4000.6, graceMs: 2000 });
+  it('408 when weir gave up waiting says it was waiting or running, not that it ran that long', () => {
+    const gaveUp = queryFailure(new ClickHouseError('no answer', { code: ErrorCode.TIMEOUT_EXCEEDED }), topPages, given, 'rid', {
+      waitedMs: 4000.6,
+      graceMs: 2000,
+    });
     expect(gaveUp).toEqual({
       status: 408,
       error:
@@ -403,6 +439,8 @@ describe('OpenAPI documents', () => {
 
 describe('createEndpointHandler', () => {
   it('refuses a ClickHouse that cannot return formatted results', () => {
-    expect(() => createEndpointHandler({ clickhouse: { query: async () => [], command: async () => undefined }, endpoints: () => new Map(), log })).toThrow(/queryFormatted/);
+    expect(() => createEndpointHandler({ clickhouse: { query: async () => [], command: async () => undefined }, endpoints: () => new Map(), log })).toThrow(
+      /queryFormatted/,
+    );
   });
 });

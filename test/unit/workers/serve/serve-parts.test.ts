@@ -102,7 +102,9 @@ describe('parseServeConfig', () => {
     const parse = (value: unknown) => () => parseServeConfig(JSON.stringify(value), 'endpoints.json');
     expect(() => parseServeConfig('{', 'endpoints.json')).toThrow(/^endpoints.json: not JSON/);
     expect(parse([])).toThrow('endpoints.json: expected {"endpoints": [...]}');
-    expect(parse({ endpoints: [entry({ name: 'top-pages' })] })).toThrow('endpoints.json: endpoints[0] (top-pages).name: expected a ClickHouse-style name (letters, digits, _)');
+    expect(parse({ endpoints: [entry({ name: 'top-pages' })] })).toThrow(
+      'endpoints.json: endpoints[0] (top-pages).name: expected a ClickHouse-style name (letters, digits, _)',
+    );
     expect(parse({ endpoints: [entry(), entry()] })).toThrow('endpoints[1] (top_pages).name: expected a name no other entry has');
     expect(parse({ endpoints: [entry({ formats: ['xml'] as never })] })).toThrow('endpoints[0] (top_pages).formats: expected a list of json, csv, ndjson');
     expect(parse({ endpoints: [entry({ auth: { tokensSecret: '../etc' } })] })).toThrow('endpoints[0] (top_pages).auth.tokensSecret: expected a Secret name');
@@ -115,7 +117,11 @@ describe('recordedError', () => {
     const given = new Map<string, GivenValue>([['email', { value: 'alice@example.com', from: 'query' }]]);
     expect(recordedError('parameter email: "alice@example.com" is not an allowed value', given, {})).toBe('parameter email: "<value>" is not an allowed value');
     const long = 'x'.repeat(200);
-    expect(recordedError(`parameter d: expected Date, got "${long.slice(0, 79)}…"`, new Map([['d', { value: long, from: 'query' }]]), {})).toBe('parameter d: expected Date, got <value>');
-    expect(recordedError('parameter n: expected UInt8, got "7" (UInt8 holds 0 to 255)', undefined, undefined)).toBe('parameter n: expected UInt8, got <value> (UInt8 holds 0 to 255)');
+    expect(recordedError(`parameter d: expected Date, got "${long.slice(0, 79)}…"`, new Map([['d', { value: long, from: 'query' }]]), {})).toBe(
+      'parameter d: expected Date, got <value>',
+    );
+    expect(recordedError('parameter n: expected UInt8, got "7" (UInt8 holds 0 to 255)', undefined, undefined)).toBe(
+      'parameter n: expected UInt8, got <value> (UInt8 holds 0 to 255)',
+    );
   });
 });
