@@ -60,8 +60,9 @@ export async function gatherEndpointWorld(ep: Endpoint, ctx: ReconcileContext): 
   const pipe = ctx.lookup.pipe(ns, ep.spec.pipe);
   const dataSources = ctx.lookup.dataSourcesIn(ns);
   const world: EndpointWorld = { ...(pipe ? { pipe } : {}), dataSources, runsWorkers: ctx.workloads !== undefined };
-  // The query is compiled only once the parameters are (a verdict without it is the same).
-  const first = decideEndpoint(ep, world, ctx.now);
+  // The query is compiled only once the parameters are (a verdict without it is the same). Whether this
+  // operator runs workers does not change what compiles: an operator without workers reports SQL errors too.
+  const first = decideEndpoint(ep, { ...world, runsWorkers: true }, ctx.now);
   if (!ctx.clickhouse || !('compiled' in first)) return world;
   const problem = await queryProblem(ctx.clickhouse, first.compiled);
   return problem === undefined ? world : { ...world, queryProblem: problem };
