@@ -12,7 +12,7 @@ import { waitFor } from '../../env/wait.js';
 import { column, dataSource, inNamespace, withColumns, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';
-import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
+import { operatorArgs, startWeir, type WeirProcess } from '../../fixtures/processes.js';
 
 let kc: KubeConfig;
 let ns: string;
@@ -43,21 +43,7 @@ beforeAll(async () => {
   ns = await createNamespace(kc, 'converge');
   db = ns.replace(/-/g, '_');
   server = await startTestClickHouse();
-  operator = startWeir([
-    'operator',
-    '--namespace',
-    ns,
-    '--metrics-port',
-    '0',
-    '--metrics-host',
-    '127.0.0.1',
-    '--lease-namespace',
-    ns,
-    '--clickhouse-url',
-    server.url,
-    '--resync',
-    '3000',
-  ]);
+  operator = startWeir(operatorArgs(ns, '--clickhouse-url', server.url, '--resync', '3000'));
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
 });
 

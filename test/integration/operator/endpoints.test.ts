@@ -14,7 +14,7 @@ import { waitFor } from '../../env/wait.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
 import { apps, condition, createNamespace, createResource, exampleResources, getResource, patchResource, testKubeConfig } from '../../fixtures/kube.js';
 import { Kubelet, podReady, running, type Pod } from '../../fixtures/kubelet.js';
-import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
+import { operatorArgs, startWeir, type WeirProcess } from '../../fixtures/processes.js';
 
 const DEPLOYMENT = 'top-pages-serve';
 const TOKEN = 'reader-token-1';
@@ -46,23 +46,7 @@ beforeAll(async () => {
   kubelet = new Kubelet(kc, ns);
   db = ns.replace(/-/g, '_');
   server = await startTestClickHouse();
-  operator = startWeir([
-    'operator',
-    '--namespace',
-    ns,
-    '--metrics-port',
-    '0',
-    '--metrics-host',
-    '127.0.0.1',
-    '--lease-namespace',
-    ns,
-    '--clickhouse-url',
-    server.url,
-    '--resync',
-    '2000',
-    '--worker-image',
-    'weir:test',
-  ]);
+  operator = startWeir(operatorArgs(ns, '--clickhouse-url', server.url, '--resync', '2000', '--worker-image', 'weir:test'));
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
   await kc
     .makeApiClient(CoreV1Api)

@@ -14,7 +14,7 @@ import { startKafka, type TestKafka } from '../../fixtures/kafka.js';
 import { uniqueName } from '../../fixtures/builders.js';
 import { apps, condition, createNamespace, createResource, getResource, patchResource, testKubeConfig } from '../../fixtures/kube.js';
 import { Kubelet } from '../../fixtures/kubelet.js';
-import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
+import { operatorArgs, startWeir, type WeirProcess } from '../../fixtures/processes.js';
 
 const NAME = 'clicks';
 const TOPIC = uniqueName('clicks');
@@ -52,25 +52,19 @@ beforeAll(async () => {
   ns = await createNamespace(kc, 'ingestion');
   kubelet = new Kubelet(kc, ns);
   [server, kafka] = await Promise.all([startTestClickHouse(), startKafka()]);
-  operator = startWeir([
-    'operator',
-    '--namespace',
-    ns,
-    '--metrics-port',
-    '0',
-    '--metrics-host',
-    '127.0.0.1',
-    '--lease-namespace',
-    ns,
-    '--clickhouse-url',
-    server.url,
-    '--resync',
-    '2000',
-    '--worker-image',
-    'registry.example/weir:1.2.3',
-    '--worker-image-pull-policy',
-    'IfNotPresent',
-  ]);
+  operator = startWeir(
+    operatorArgs(
+      ns,
+      '--clickhouse-url',
+      server.url,
+      '--resync',
+      '2000',
+      '--worker-image',
+      'registry.example/weir:1.2.3',
+      '--worker-image-pull-policy',
+      'IfNotPresent',
+    ),
+  );
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
 }, 180_000);
 

@@ -5,35 +5,19 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
 import { dataSource, inNamespace } from '../../fixtures/builders.js';
 import { createNamespace, createResource, getResource, testKubeConfig } from '../../fixtures/kube.js';
-import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
+import { operatorArgs, startWeir, type WeirProcess } from '../../fixtures/processes.js';
 import { waitFor } from '../../env/wait.js';
 
 let kc: KubeConfig;
 let ns: string;
 const replicas: WeirProcess[] = [];
 
-const operatorArgs = (namespace: string) => [
-  'operator',
-  '--namespace',
-  namespace,
-  '--metrics-port',
-  '0',
-  '--metrics-host',
-  '127.0.0.1',
-  '--lease-namespace',
-  namespace,
-  '--lease-duration',
-  '3000',
-  '--renew-deadline',
-  '2000',
-  '--retry-period',
-  '300',
-];
+const replicaArgs = (namespace: string) => operatorArgs(namespace, '--lease-duration', '3000', '--renew-deadline', '2000', '--retry-period', '300');
 
 beforeAll(async () => {
   kc = testKubeConfig();
   ns = await createNamespace(kc, 'leader');
-  replicas.push(startWeir(operatorArgs(ns)), startWeir(operatorArgs(ns)));
+  replicas.push(startWeir(replicaArgs(ns)), startWeir(replicaArgs(ns)));
   await Promise.all(replicas.map((r) => r.waitForLog('operator started', (l) => l.message === 'operator started')));
 });
 

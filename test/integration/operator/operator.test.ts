@@ -11,7 +11,7 @@ import { FINALIZER } from '../../../src/operator/controller.js';
 import { ownerLabels } from '../../../src/controllers/workloads.js';
 import { dataSource, endpoint, inNamespace, materializedInto, pipe, withParams } from '../../fixtures/builders.js';
 import { apps, condition, createNamespace, createResource, exampleResources, getResource, testKubeConfig } from '../../fixtures/kube.js';
-import { startWeir, type WeirProcess } from '../../fixtures/processes.js';
+import { operatorArgs, startWeir, type WeirProcess } from '../../fixtures/processes.js';
 import { waitFor } from '../../env/wait.js';
 
 let kc: KubeConfig;
@@ -32,28 +32,9 @@ async function statusOf<T extends { metadata: { generation?: number }; status?: 
 beforeAll(async () => {
   kc = testKubeConfig();
   ns = await createNamespace(kc, 'operator');
-  operator = startWeir(
-    [
-      'operator',
-      '--namespace',
-      ns,
-      '--metrics-port',
-      '0',
-      '--metrics-host',
-      '127.0.0.1',
-      '--lease-namespace',
-      ns,
-      '--lease-duration',
-      '4000',
-      '--renew-deadline',
-      '3000',
-      '--retry-period',
-      '500',
-      '--resync',
-      '2000',
-    ],
-    { WEIR_LOG_LEVEL: 'debug' },
-  );
+  operator = startWeir(operatorArgs(ns, '--lease-duration', '4000', '--renew-deadline', '3000', '--retry-period', '500', '--resync', '2000'), {
+    WEIR_LOG_LEVEL: 'debug',
+  });
   const started = await operator.waitForLog('operator started', (l) => l.message === 'operator started');
   metricsPort = started.metricsPort as number;
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
