@@ -92,22 +92,9 @@ export function planPipe(pipe: Pipe, dataSources: DataSource[], catalog: Catalog
   const finish = interruptedRecompute(catalog, database, view, tableOf(target), keepPreviousVersions);
   if (finish) plan.steps.push(finish);
   const existing = catalog.views.find((v) => v.database === database && v.name === view);
-  if (!existing) {
-    plan.steps.push({
-      kind: 'CreateView',
-      database,
-      view,
-      target: { database, table: tableOf(target) },
-      query,
-      sources,
-      backfill: m.backfill ?? 'Full',
-      specHash,
-    });
-    return plan;
-  }
-  if (existing.comment === viewMarker(specHash)) return plan;
-  if (existing.comment === viewMarker(specHash, true)) {
-    // Created, but its backfill was interrupted: the executor resumes it from its recorded state.
+  if (existing?.comment === viewMarker(specHash)) return plan;
+  // Missing, or created with its backfill interrupted: the executor resumes it from its recorded state.
+  if (!existing || existing.comment === viewMarker(specHash, true)) {
     plan.steps.push({
       kind: 'CreateView',
       database,
