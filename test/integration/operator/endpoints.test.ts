@@ -9,6 +9,7 @@ import { GROUP, VERSION } from '../../../src/api/common.js';
 import type { Endpoint } from '../../../src/api/endpoint.js';
 import type { Pipe } from '../../../src/api/pipe.js';
 import { mergePatch } from '../../../src/operator/events.js';
+import { isNotFound } from '../../../src/operator/kube-errors.js';
 import { CONFIG_HASH_ANNOTATION } from '../../../src/controllers/workloads.js';
 import { waitFor } from '../../env/wait.js';
 import { count, startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
@@ -150,6 +151,7 @@ describe('query Deployments', () => {
       }
     })();
     const statuses = new Map<number, number>();
+    const failures: string[] = [];
     let i = 0;
     let looping = true;
     const client = (async () => {
@@ -158,7 +160,11 @@ describe('query Deployments', () => {
         if (!pod) continue;
         const status = await call(pod, 'tenant=t1&limit=2').then(
           (r) => r.status,
-          () => -1,
+          (e: unknown) => {
+            const cause = e instanceof Error && e.cause instanceof Error ? `: ${e.cause.message}` : '';
+            failures.push(`${pod === old ? 'old' : 'new'} pod (${running(pod) ? 'running' : 'exited'}): ${String(e)}${cause}`);
+            return -1;
+          },
         );
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }
@@ -185,6 +191,7 @@ describe('query Deployments', () => {
     await Promise.all([client, refresher]);
     const total = [...statuses.values()].reduce((a, b) => a + b, 0);
     expect(total).toBeGreaterThan(50);
+    expect(failures).toEqual([]);
     expect(Object.fromEntries(statuses)).toEqual({ 200: total });
   });
 
@@ -220,12 +227,17 @@ describe('query Deployments', () => {
     await kc
       .makeApiClient(CustomObjectsApi)
       .deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'endpoints', name: 'top-pages' });
+    // The finalizer comes off once every owned object is deleted: then nothing of it is left.
     await waitFor(
-      'the Deployment gone',
-      async () =>
-        (await apps(kc).listNamespacedDeployment({ namespace: ns, labelSelector: 'weir.dev/owner-kind=Endpoint' })).items.length === 0 ? true : undefined,
+      'the Endpoint finalized',
+      () =>
+        getResource<Endpoint>(kc, 'Endpoint', ns, 'top-pages').then(
+          () => undefined,
+          (e: unknown) => (isNotFound(e) ? true : Promise.reject(e)),
+        ),
       { timeoutMs: 30_000 },
     );
+    expect((await apps(kc).listNamespacedDeployment({ namespace: ns, labelSelector: 'weir.dev/owner-kind=Endpoint' })).items).toEqual([]);
     expect((await kc.makeApiClient(CoreV1Api).listNamespacedService({ namespace: ns })).items).toEqual([]);
     expect((await kc.makeApiClient(PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: ns })).items).toEqual([]);
     expect((await kc.makeApiClient(AutoscalingV2Api).listNamespacedHorizontalPodAutoscaler({ namespace: ns })).items).toEqual([]);
