@@ -47,6 +47,8 @@ export interface EndpointStatus extends CommonStatus {
   replicasSummary?: string;
   params?: { name: string; type: string; required: boolean; default?: string }[];
   specHash?: string;
+  /** Hash of the compiled definition the query pods serve; `weir plan` prints the same for a folder. */
+  servedHash?: string;
 }
 
 export type Endpoint = Resource<EndpointSpec, EndpointStatus>;
@@ -138,5 +140,6 @@ export const endpointStatusSchema: Schema = obj('Observed state, written by the 
       default: str('Default value, if any.'),
     }),
   ),
-  specHash: str('Hash of the compiled definition served.'),
+  specHash: str('Hash of the Endpoint and Pipe specs last reconciled.'),
+  servedHash: str('Hash of the compiled definition the query pods serve; weir plan prints the same hash for a folder, so a different one means a rollout.'),
 });

@@ -9,6 +9,18 @@ import { planHash, type MigrationStep } from '../plan/datasource-plan.js';
 import { stepStatements } from '../plan/step-sql.js';
 import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
 import { createLogger, errorMessage } from '../runtime/log.js';
+import type { DataSource } from '../api/datasource.js';
+import type { Condition } from '../api/common.js';
+import type { Endpoint } from '../api/endpoint.js';
+import { findCondition } from '../controllers/conditions.js';
+import { decideTable } from '../controllers/datasource-decide.js';
+import { gatherTableWorld } from '../controllers/datasource.js';
+import { gatherEndpointWorld } from '../controllers/endpoint.js';
+import { decideEndpoint, servedHash } from '../controllers/endpoint-decide.js';
+import { listLookup } from '../controllers/lookup.js';
+import type { ReconcileContext } from '../controllers/types.js';
+import { workerName } from '../controllers/workloads.js';
+import { resourceKey } from '../plan/graph.js';
 
 /** Exit codes, as `terraform plan -detailed-exitcode`: 0 nothing to do, 1 error, 2 changes pending. */
 export const PLAN_EXIT = { noChanges: 0, error: 1, changes: 2 } as const;
@@ -42,23 +54,92 @@ const stepLabel = (s: Step): string => `${s.kind} ${s.database}.${'table' in s ?
 const hashOf = (r: ResourcePlan): string | undefined =>
   r.key.startsWith('DataSource/') && r.steps.length > 0 ? planHash(r.steps.filter((s): s is MigrationStep => !isPipeStep(s))) : undefined;
 
+/** What the operator's decide says of a resource beyond its steps: an approval it waits for, an Endpoint's rollout or refusal. */
+export interface Decided {
+  key: string;
+  /** migration.approval: Manual and no matching annotation: the command that approves. */
+  awaitingApproval?: string;
+  /** An Endpoint the operator would roll out: what it serves, from which Deployment, and the hash status.servedHash will show. */
+  serve?: { path: string; params: string[]; deployment: string; servedHash: string; queryChecked: boolean };
+  /** A verdict that stops the resource: Stalled is refused (exit 1), Reconciling waits. */
+  refusal?: string;
+  waiting?: string;
+}
+
+const verdictOf = (conditions: Condition[] | undefined) => {
+  const stalled = findCondition(conditions, 'Stalled');
+  if (stalled?.status === 'True') return { refusal: `${stalled.message ?? ''} (${stalled.reason ?? ''})` };
+  const reconciling = findCondition(conditions, 'Reconciling');
+  return { waiting: `${reconciling?.message ?? ''} (${reconciling?.reason ?? ''})` };
+};
+
+/**
+ * The operator's gather and decide for each resource of the folder, as its informer caches would
+ * hold them: the approval a Manual migration waits for, and each Endpoint's rollout. An Endpoint's
+ * query is compiled against ClickHouse only when nothing is pending (before, its tables may not exist yet).
+ */
+export async function decideProject(resources: ProjectResource[], plan: ProjectPlan, ch: ClickHouse | undefined): Promise<Decided[]> {
+  const now = new Date();
+  const settled = pendingChanges(plan) === 0;
+  const ctx = (withClickHouse: boolean): ReconcileContext => ({ now, lookup: listLookup(resources), ...(ch && withClickHouse ? { clickhouse: ch } : {}) });
+  const out: Decided[] = [];
+  for (const r of resources) {
+    const key = resourceKey(r);
+    if (r.kind === 'DataSource' && ch && plan.resources.find((p) => p.key === key)?.steps.length) {
+      const ds = r as DataSource;
+      const decided = decideTable(ds, await gatherTableWorld(ds, ctx(true)), now);
+      if (decided.reason === 'AwaitingApproval')
+        out.push({ key, awaitingApproval: findCondition(decided.decision.status.conditions, 'Reconciling')?.message ?? '' });
+    } else if (r.kind === 'Endpoint') {
+      const ep = r as Endpoint;
+      const world = await gatherEndpointWorld(ep, ctx(settled));
+      const decided = decideEndpoint(ep, { ...world, runsWorkers: true }, now);
+      if ('decision' in decided) {
+        out.push({ key, ...verdictOf(decided.decision.status.conditions) });
+        continue;
+      }
+      const params = decided.params.map((p) => `${p.name} ${p.type}${p.required ? ' required' : p.default !== undefined ? ` = ${p.default}` : ''}`);
+      out.push({
+        key,
+        serve: {
+          path: `/v0/pipes/${decided.compiled.name}.json`,
+          params,
+          deployment: workerName({ kind: 'Endpoint', metadata: ep.metadata }, 'serve'),
+          servedHash: servedHash(decided.compiled),
+          queryChecked: ch !== undefined && settled,
+        },
+      });
+    }
+  }
+  return out;
+}
+
+const serveLine = (s: NonNullable<Decided['serve']>): string =>
+  `serve ${s.path} (${s.params.join(', ') || 'no parameters'}) from Deployment ${s.deployment}, served hash ${s.servedHash}` +
+  (s.queryChecked ? '' : '; its query is compiled against ClickHouse once nothing is pending');
+
 /** The plan as `weir plan -o json` prints it: per resource its steps (description, and the statements with --sql), hash and refusals. */
-export function planDocument(plan: ProjectPlan, against: string, withSql: boolean) {
+export function planDocument(plan: ProjectPlan, decided: Decided[], against: string, withSql: boolean) {
   const resources = plan.resources.map((r) => {
     const hash = hashOf(r);
+    const approval = decided.find((d) => d.key === r.key)?.awaitingApproval;
     return {
       key: r.key,
       steps: r.steps.map((s) => ({ kind: s.kind, description: describeAnyStep(s), ...(withSql ? { sql: stepStatements(s) } : {}) })),
       ...(hash ? { planHash: hash } : {}),
+      ...(approval ? { awaitingApproval: approval } : {}),
       refusals: r.refusals,
     };
   });
-  const refused = plan.resources.reduce((n, r) => n + r.refusals.length, 0);
-  return { against, ...(plan.cycle ? { cycle: plan.cycle } : {}), resources, pending: pendingChanges(plan), refused };
+  const endpoints = decided
+    .filter((d) => d.serve || d.refusal || d.waiting)
+    .map((d) => ({ key: d.key, ...(d.serve ? { serve: d.serve } : {}), refusals: d.refusal ? [d.refusal] : [], ...(d.waiting ? { waiting: d.waiting } : {}) }));
+  const refused = plan.resources.reduce((n, r) => n + r.refusals.length, 0) + endpoints.reduce((n, e) => n + e.refusals.length, 0);
+  return { against, ...(plan.cycle ? { cycle: plan.cycle } : {}), resources, endpoints, pending: pendingChanges(plan), refused };
 }
 
 /** Print a plan; returns the number of refusals. */
-export function printPlan(plan: ProjectPlan, against: string, withSql = false): number {
+export function printPlan(plan: ProjectPlan, decided: Decided[], against: string, withSql = false): number {
   if (plan.cycle) {
     console.error(`dependency cycle: ${plan.cycle.join(' -> ')}`);
     return 1;
@@ -76,8 +157,18 @@ export function printPlan(plan: ProjectPlan, against: string, withSql = false): 
     }
     const hash = hashOf(r);
     if (hash) console.log(`  ${r.key}: plan hash ${hash}`);
+    const approval = decided.find((d) => d.key === r.key)?.awaitingApproval;
+    if (approval) console.log(`  ${r.key}: awaiting approval: ${approval}`);
     for (const why of r.refusals) {
       console.log(`  ${r.key}: REFUSED: ${why}`);
+      refusals++;
+    }
+  }
+  for (const d of decided) {
+    if (d.serve) console.log(`  ${d.key}: ${serveLine(d.serve)}`);
+    if (d.waiting) console.log(`  ${d.key}: waiting: ${d.waiting}`);
+    if (d.refusal) {
+      console.log(`  ${d.key}: REFUSED: ${d.refusal}`);
       refusals++;
     }
   }
@@ -85,8 +176,8 @@ export function printPlan(plan: ProjectPlan, against: string, withSql = false): 
   return refusals;
 }
 
-function printJson(plan: ProjectPlan, against: string, withSql: boolean): number {
-  const doc = planDocument(plan, against, withSql);
+function printJson(plan: ProjectPlan, decided: Decided[], against: string, withSql: boolean): number {
+  const doc = planDocument(plan, decided, against, withSql);
   console.log(JSON.stringify(doc, null, 2));
   return plan.cycle ? 1 : doc.refused;
 }
@@ -100,8 +191,9 @@ export async function runPlan(flags: ProjectFlags): Promise<number> {
     ch = flags.clickhouse ? connect(flags) : undefined;
     const world = ch ? await gatherProject(ch, resources) : { catalog: emptyCatalog(), preflight: {} };
     const plan = planProject(resources, world.catalog, world.preflight);
+    const decided = plan.cycle ? [] : await decideProject(resources, plan, ch);
     const against = flags.clickhouse ?? 'an empty ClickHouse; pass --clickhouse URL to compare with a live one';
-    const refused = flags.output === 'json' ? printJson(plan, against, flags.sql === true) : printPlan(plan, against, flags.sql === true);
+    const refused = flags.output === 'json' ? printJson(plan, decided, against, flags.sql === true) : printPlan(plan, decided, against, flags.sql === true);
     if (plan.cycle || refused > 0) return PLAN_EXIT.error;
     return pendingChanges(plan) > 0 ? PLAN_EXIT.changes : PLAN_EXIT.noChanges;
   } catch (e) {

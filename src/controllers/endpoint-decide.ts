@@ -86,6 +86,12 @@ export function decideEndpoint(ep: Endpoint, world: EndpointWorld, now: Date): E
   return { compiled, params: checked.params };
 }
 
+/**
+ * The hash of the definition query pods serve (the compiled endpoint in their ConfigMap), as
+ * status.servedHash shows it; `weir plan` prints the same for a folder, so a different one means a rollout.
+ */
+export const servedHash = (compiled: CompiledEndpoint): string => stableHash(compiled);
+
 /** After the apply: Serving, ScaledToZero or RollingOut from the Deployment's replica counts. */
 export function rolloutStatus(
   ep: Endpoint,
@@ -100,7 +106,7 @@ export function rolloutStatus(
   const ready = deployment.readyReplicas ?? 0;
   const updated = deployment.updatedReplicas ?? 0;
   const url = `http://${deployment.name}.${ns}.svc/v0/pipes/${compiled.name}.json`;
-  const extra = { url, replicas: desired, readyReplicas: ready, replicasSummary: `${ready}/${desired}` };
+  const extra = { url, replicas: desired, readyReplicas: ready, replicasSummary: `${ready}/${desired}`, servedHash: servedHash(compiled) };
   let health: Health;
   if (desired === 0) health = { state: 'Ready', reason: 'ScaledToZero', message: `Endpoint ${compiled.name} is scaled to 0 replicas; ${url} answers nothing.` };
   else if (ready >= desired && updated >= desired) health = { state: 'Ready', reason: 'Serving', message: `${ready}/${desired} query pods serve ${url}` };

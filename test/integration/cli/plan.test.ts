@@ -10,9 +10,12 @@ import type { Endpoint } from '../../../src/api/endpoint.js';
 import type { Pipe } from '../../../src/api/pipe.js';
 import { loadResources } from '../../../src/cli/load.js';
 import { reconcileDataSource } from '../../../src/controllers/datasource.js';
+import { reconcileEndpoint } from '../../../src/controllers/endpoint.js';
+import { listLookup } from '../../../src/controllers/lookup.js';
 import type { ReconcileContext } from '../../../src/controllers/types.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
 import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
+import { condition } from '../../fixtures/kube.js';
 import { WEIR_BIN } from '../../fixtures/processes.js';
 
 let server: TestClickHouse;
@@ -203,24 +206,12 @@ describe('weir plan refuses what the copy-and-swap would refuse, before anything
 
 describe("weir plan is the operator's plan", () => {
   /** The operator's view of a folder: its resources as the informer cache would hold them. */
-  const operatorContext = (dir: string): ReconcileContext => {
-    const resources = loadResources(dir).resources.map((r) => r.object as unknown as DataSource | Pipe | Endpoint);
-    const find = (kind: string) => (ns: string, name: string) =>
-      resources.find((r) => r.kind === kind && r.metadata.namespace === ns && r.metadata.name === name) as never;
-    return {
-      now: new Date(),
-      clickhouse: server.ch,
-      lookup: {
-        dataSource: find('DataSource'),
-        dataSourcesIn: (ns) => resources.filter((r): r is DataSource => r.kind === 'DataSource' && r.metadata.namespace === ns),
-        pipe: find('Pipe'),
-        endpoint: find('Endpoint'),
-      },
-    };
-  };
-
-  it("golden: the same fixture gives weir plan's lines and -o json equal to status.pendingPlan.steps, with the same hash", async () => {
-    const ns = uniqueNamespace('golden');
+  const operatorContext = (dir: string): ReconcileContext => ({
+    now: new Date(),
+    clickhouse: server.ch,
+    lookup: listLookup(loadResources(dir).resources.map((r) => r.object as unknown as DataSource | Pipe | Endpoint)),
+  });
+  const exampleIn = (ns: string): string => {
     const dir = mkdtempSync(join(tmpdir(), 'weir-golden-'));
     for (const f of ['datasources.yaml', 'pipes.yaml', 'endpoints.yaml']) {
       writeFileSync(
@@ -228,6 +219,17 @@ describe("weir plan is the operator's plan", () => {
         readFileSync(join(process.cwd(), 'manifests/examples/web-analytics', f), 'utf8').replace(/namespace: web/g, `namespace: ${ns}`),
       );
     }
+    return dir;
+  };
+  const linesOf = (out: string, key: string): string[] =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith(`  ${key}: `))
+      .map((l) => l.slice(`  ${key}: `.length));
+
+  it("golden: the same fixture gives weir plan's lines and -o json equal to status.pendingPlan.steps, with the same hash", async () => {
+    const ns = uniqueNamespace('golden');
+    const dir = exampleIn(ns);
     const file = join(dir, 'datasources.yaml');
     writeFileSync(file, readFileSync(file, 'utf8').replace('approval: Automatic', 'approval: Manual'));
     expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
@@ -237,23 +239,28 @@ describe("weir plan is the operator's plan", () => {
       .resources.map((r) => r.object as unknown as DataSource)
       .find((r) => r.kind === 'DataSource' && r.metadata.name === 'page-views');
     if (!ds) throw new Error('no page-views in the fixture');
-    const pending = (await reconcileDataSource(ds, operatorContext(dir))).status.pendingPlan;
+    const status = (await reconcileDataSource(ds, operatorContext(dir))).status;
+    const pending = status.pendingPlan;
+    const waiting = condition({ status }, 'Reconciling');
+    expect(waiting?.reason).toBe('AwaitingApproval');
     expect(pending?.steps).toHaveLength(1);
     expect(pending?.steps[0]).toMatch(new RegExp(`^migrate ${ns.replace(/-/g, '_')}\\.page_views v1 → v2 by copy-and-swap`));
 
     const key = `DataSource/${ns}/page-views`;
     const text = await weir('plan', '-f', dir, '--clickhouse', server.url);
     expect(text.code, text.out).toBe(2);
-    const lines = text.out
-      .split('\n')
-      .filter((l) => l.startsWith(`  ${key}: `))
-      .map((l) => l.slice(`  ${key}: `.length));
-    expect(lines).toEqual([...(pending?.steps ?? []), `plan hash ${pending?.hash ?? ''}`]);
+    expect(linesOf(text.out, key)).toEqual([...(pending?.steps ?? []), `plan hash ${pending?.hash ?? ''}`, `awaiting approval: ${waiting?.message ?? ''}`]);
 
     const json = await weir('plan', '-f', dir, '--clickhouse', server.url, '-o', 'json', '--sql');
     expect(json.code, json.out).toBe(2);
     const doc = JSON.parse(json.out) as {
-      resources: { key: string; steps: { kind: string; description: string; sql: string[] }[]; planHash?: string; refusals: string[] }[];
+      resources: {
+        key: string;
+        steps: { kind: string; description: string; sql: string[] }[];
+        planHash?: string;
+        awaitingApproval?: string;
+        refusals: string[];
+      }[];
       pending: number;
       refused: number;
     };
@@ -262,7 +269,47 @@ describe("weir plan is the operator's plan", () => {
     const mine = doc.resources.find((r) => r.key === key);
     expect(mine?.steps.map((s) => s.description)).toEqual(pending?.steps);
     expect(mine?.planHash).toBe(pending?.hash);
+    expect(mine?.awaitingApproval).toBe(waiting?.message);
     expect(mine?.steps[0]?.kind).toBe('CopyAndSwap');
     expect(mine?.steps[0]?.sql.filter((q) => !q.startsWith('--')).map((q) => q.split(/\s/)[0])).toEqual(['CREATE', 'INSERT', 'INSERT', 'EXCHANGE', 'RENAME']);
+  });
+
+  it("an Endpoint: weir plan prints the rollout and the served hash, and refuses SQL that does not compile with the operator's message", async () => {
+    const ns = uniqueNamespace('golden-ep');
+    const dir = exampleIn(ns);
+    const key = `Endpoint/${ns}/top-pages`;
+    const before = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(linesOf(before.out, key)).toEqual([expect.stringMatching(/its query is compiled against ClickHouse once nothing is pending$/)]);
+    expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
+
+    const ep = loadResources(dir)
+      .resources.map((r) => r.object as unknown as Endpoint)
+      .find((r) => r.kind === 'Endpoint');
+    if (!ep) throw new Error('no Endpoint in the fixture');
+    const settled = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(settled.code, settled.out).toBe(0);
+    const [line] = linesOf(settled.out, key);
+    expect(line).toBe(
+      'serve /v0/pipes/top_pages.json (tenant String required, date_from Date = 2020-01-01, date_to Date = 2100-01-01, limit UInt32 = 10) ' +
+        `from Deployment top-pages-serve, served hash ${line?.match(/served hash (\w+)/)?.[1] ?? ''}`,
+    );
+    const doc = JSON.parse((await weir('plan', '-f', dir, '--clickhouse', server.url, '-o', 'json')).out) as {
+      endpoints: { key: string; serve?: { servedHash: string; deployment: string; queryChecked: boolean }; refusals: string[] }[];
+    };
+    expect(doc.endpoints).toEqual([{ key, serve: expect.objectContaining({ deployment: 'top-pages-serve', queryChecked: true }) as unknown, refusals: [] }]);
+    expect(line).toContain(`served hash ${doc.endpoints[0]?.serve?.servedHash ?? '?'}`);
+
+    // A node reading a column the rollup does not have: the operator stalls, weir plan refuses, with one message.
+    const pipes = join(dir, 'pipes.yaml');
+    writeFileSync(pipes, readFileSync(pipes, 'utf8').replace('SELECT pathname, sum(views) AS views', 'SELECT pathname, sum(no_such_column) AS views'));
+    const broken = loadResources(dir)
+      .resources.map((r) => r.object as unknown as Endpoint)
+      .find((r) => r.kind === 'Endpoint');
+    if (!broken) throw new Error('no Endpoint in the fixture');
+    const stalled = condition(await reconcileEndpoint(broken, operatorContext(dir)), 'Stalled');
+    expect(stalled).toMatchObject({ status: 'True', reason: 'SqlDoesNotCompile' });
+    const refused = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(refused.code, refused.out).toBe(1);
+    expect(linesOf(refused.out, key)).toEqual([`REFUSED: ${stalled?.message ?? ''} (SqlDoesNotCompile)`]);
   });
 });

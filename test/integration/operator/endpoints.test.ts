@@ -4,6 +4,10 @@
 // from what the operator wrote (test/fixtures/kubelet.ts); a small balancer stands in for the
 // Service, sending traffic only to pods whose /readyz says so, as kube-proxy does.
 import { AutoscalingV2Api, CoreV1Api, CustomObjectsApi, PolicyV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
 import type { Endpoint } from '../../../src/api/endpoint.js';
@@ -136,6 +140,23 @@ describe('query Deployments', () => {
     expect(ep.status?.replicasSummary).toBe('2/2');
   });
 
+  it('shows in status.servedHash the hash weir plan prints for the same resources, and weir plan finds nothing pending', async () => {
+    const ep = await endpointWhere('servedHash in status', (o) => o.status?.servedHash !== undefined);
+    const dir = mkdtempSync(join(tmpdir(), 'weir-served-'));
+    writeFileSync(
+      join(dir, 'project.yaml'),
+      exampleResources(ns)
+        .map((o) => stringify(o))
+        .join('---\n'),
+    );
+    const plan = startWeir(['plan', '-f', dir, '--clickhouse', server.url]);
+    const code = await plan.exited;
+    expect(code, plan.output.join('\n')).toBe(0);
+    expect(plan.output).toContain(
+      `  Endpoint/${ns}/top-pages: serve /v0/pipes/top_pages.json (tenant String required, date_from Date = 2020-01-01, date_to Date = 2100-01-01, limit UInt32 = 10) from Deployment ${DEPLOYMENT}, served hash ${ep.status?.servedHash ?? ''}`,
+    );
+  });
+
   it('rolls a changed Endpoint out under a looping client without one failed request', async () => {
     const old = kubelet.pods().find(running) ?? (await startPod());
     const before = (await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
@@ -230,11 +251,15 @@ describe('query Deployments', () => {
     // The finalizer comes off once every owned object is deleted: then nothing of it is left.
     await waitFor(
       'the Endpoint finalized',
-      () =>
-        getResource<Endpoint>(kc, 'Endpoint', ns, 'top-pages').then(
-          () => undefined,
-          (e: unknown) => (isNotFound(e) ? true : Promise.reject(e)),
-        ),
+      async () => {
+        try {
+          await getResource<Endpoint>(kc, 'Endpoint', ns, 'top-pages');
+          return undefined;
+        } catch (e) {
+          if (isNotFound(e)) return true;
+          throw e;
+        }
+      },
       { timeoutMs: 30_000 },
     );
     expect((await apps(kc).listNamespacedDeployment({ namespace: ns, labelSelector: 'weir.dev/owner-kind=Endpoint' })).items).toEqual([]);
