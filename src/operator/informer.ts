@@ -48,7 +48,13 @@ export class ResilientInformer<T extends KubernetesObject> {
     private readonly opts: WatchOptions<T>,
     private readonly log: Logger,
   ) {
-    this.informer = makeInformer<T>(kc, opts.path, opts.list, opts.labelSelector);
+    // The cache is complete once a list succeeded (start() resolves even when the first list failed).
+    const list: ListPromise<T> = async () => {
+      const listed = await opts.list();
+      this.synced = true;
+      return listed;
+    };
+    this.informer = makeInformer<T>(kc, opts.path, list, opts.labelSelector);
     const seen = (obj: T) => {
       this.lastEventAt = Date.now();
       this.attemptHeld?.();
@@ -67,6 +73,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.informer.on('error', (e) => this.watchFailed(e));
   }
 
+  /** A list has succeeded: the cache holds every object (controller-runtime's WaitForCacheSync). */
   get hasSynced(): boolean {
     return this.synced;
   }
@@ -79,9 +86,11 @@ export class ResilientInformer<T extends KubernetesObject> {
     return this.informer.get(name, namespace);
   }
 
+  /** Start the watch; resolves once the cache is complete (a list succeeded, retried as a watch is), or on stop(). */
   async start(): Promise<void> {
     await this.informer.start();
-    this.synced = true;
+    // A first list that failed was handed to watchFailed, which restarts until a watch holds.
+    while (!this.synced && !this.stopping.signal.aborted) await (this.restarting ?? sleep(50, this.stopping.signal).catch(() => undefined));
     const idle = this.opts.idleRestartMs ?? 5 * 60_000;
     this.idleTimer = setInterval(
       () => {

@@ -168,4 +168,27 @@ describe('ResilientInformer', () => {
     await waitFor('the ConfigMap made after the idle restarts, from the watch', () => (seen.includes('after-idle') ? true : undefined));
     expect(lines.filter((l) => l.message.startsWith('watch failed'))).toEqual([]);
   });
+
+  it('does not call itself started until a list succeeded: a first list that fails is retried, and nothing is missed', async () => {
+    const ns = await createNamespace(kc, 'informer');
+    const upstream = new URL(kc.getCurrentCluster()?.server ?? '');
+    const proxy = new CuttableProxy(upstream);
+    await proxy.open();
+    const port = proxy.port;
+    await proxy.cut();
+    await createConfigMap(ns, 'before');
+    const lines: LogLine[] = [];
+    const informer = configMapInformer(viaPort(kc, port), ns, capturingLogger(lines), []);
+    let started = false;
+    const starting = informer.start().then(() => (started = true));
+    await waitFor('two failed restarts of the first list', () =>
+      lines.filter((l) => l.message === 'watch failed again; restarting').length >= 2 ? true : undefined,
+    );
+    expect(started).toBe(false);
+    expect(informer.hasSynced).toBe(false);
+    await proxy.open();
+    await starting;
+    expect(informer.hasSynced).toBe(true);
+    expect(informer.list().map((c) => c.metadata?.name)).toEqual(['before']);
+  });
 });
