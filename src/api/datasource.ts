@@ -106,7 +106,7 @@ export interface DataSourceStatus extends CommonStatus {
   specHash?: string;
   rows?: number;
   history?: TableVersionRecord[];
-  pendingPlan?: { hash: string; steps: string[] };
+  pendingPlan?: { hash: string; steps: string[]; copy?: { rows: number; bytes: number; disk: string; freeBytes: number } };
   migration?: { id: string; state: string; step?: string; startedAt?: string };
   ingestion?: { readyReplicas?: number; replicas?: number; lag?: number; rowsIngested?: number; quarantinedRows?: number };
 }
@@ -373,6 +373,12 @@ export const dataSourceStatusSchema: Schema = obj('Observed state, written by th
   pendingPlan: obj('A plan waiting for approval (migration.approval: Manual).', {
     hash: str('Hash to put in the weir.dev/approve-plan annotation to approve it.'),
     steps: arr('The steps, in order.', str('A plan step.')),
+    copy: obj('What the copy-and-swap will rewrite, read from system.parts and system.disks before it starts.', {
+      rows: int('Rows of the live table.', { minimum: 0 }),
+      bytes: int('Bytes of the live table on disk (compressed).', { minimum: 0 }),
+      disk: str('The disk holding most of the table.'),
+      freeBytes: int('Free space on that disk when the plan was made.', { minimum: 0 }),
+    }),
   }),
   migration: obj('The migration in progress, if any.', {
     id: str('Migration id.'),

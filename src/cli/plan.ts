@@ -7,6 +7,7 @@ import type { ProjectResource } from '../plan/graph.js';
 import { describeAnyStep, isPipeStep, pendingChanges, planProject, type ProjectPlan, type ResourcePlan, type Step } from '../plan/project-plan.js';
 import { planHash, type MigrationStep } from '../plan/datasource-plan.js';
 import { stepStatements } from '../plan/step-sql.js';
+import { describeCapacity } from '../plan/preflight.js';
 import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
 import { createLogger, errorMessage } from '../runtime/log.js';
 import type { DataSource } from '../api/datasource.js';
@@ -127,6 +128,7 @@ export function planDocument(plan: ProjectPlan, decided: Decided[], against: str
       key: r.key,
       steps: r.steps.map((s) => ({ kind: s.kind, description: describeAnyStep(s), ...(withSql ? { sql: stepStatements(s) } : {}) })),
       ...(hash ? { planHash: hash } : {}),
+      ...(r.capacity ? { copy: r.capacity } : {}),
       ...(approval ? { awaitingApproval: approval } : {}),
       refusals: r.refusals,
     };
@@ -155,6 +157,7 @@ export function printPlan(plan: ProjectPlan, decided: Decided[], against: string
       console.log(`  ${r.key}: ${describeAnyStep(s)}`);
       if (withSql) for (const sql of stepStatements(s)) console.log(`      ${sql.replace(/\n/g, '\n      ')}${sql.startsWith('--') ? '' : ';'}`);
     }
+    if (r.capacity) console.log(`  ${r.key}: ${describeCapacity(r.capacity.table, r.capacity)}`);
     const hash = hashOf(r);
     if (hash) console.log(`  ${r.key}: plan hash ${hash}`);
     const approval = decided.find((d) => d.key === r.key)?.awaitingApproval;

@@ -96,7 +96,7 @@ const awaitingApproval: Policy = (ds, world, plan) => {
       message: `A migration is planned; approve it with: kubectl annotate datasource ${ds.metadata.name} ${APPROVE_ANNOTATION}=${hash} --overwrite`,
     },
     phase: 'AwaitingApproval',
-    extra: { ...observed(ds, world.catalog), pendingPlan: { hash, steps: plan.steps.map(describeStep) } },
+    extra: { ...observed(ds, world.catalog), pendingPlan: { hash, steps: plan.steps.map(describeStep), ...(plan.capacity ? { copy: plan.capacity } : {}) } },
   };
 };
 

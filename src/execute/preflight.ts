@@ -6,7 +6,9 @@ import { isMissingDependency, toClickHouseError } from '../clickhouse/errors.js'
 import type { Catalog } from '../plan/catalog.js';
 import type { MigrationStep } from '../plan/datasource-plan.js';
 import {
+  tablePartsSql,
   checkedTypeChanges,
+  type Capacity,
   dependentViews,
   unconvertibleSql,
   viewAgainstNextShapeSql,
@@ -54,6 +56,16 @@ async function brokenViews(ch: ClickHouse, catalog: Catalog, step: CopyStep): Pr
   return out;
 }
 
+/** Rows and bytes of the table's active parts, and the free space of the disk holding most of them. */
+async function capacity(ch: ClickHouse, step: CopyStep): Promise<Capacity | undefined> {
+  const parts = await ch.query<{ disk: string; rows: string; bytes: string }>(tablePartsSql(), { params: { db: step.database, t: step.table } });
+  const rows = parts.reduce((n, p) => n + Number(p.rows), 0);
+  const bytes = parts.reduce((n, p) => n + Number(p.bytes), 0);
+  const disk = parts[0]?.disk ?? 'default';
+  const [free] = await ch.query<{ free: string }>('SELECT toString(free_space) AS free FROM system.disks WHERE name = {d:String}', { params: { d: disk } });
+  return free ? { rows, bytes, disk, freeBytes: Number(free.free) } : undefined;
+}
+
 /**
  * The facts for every new copy-and-swap among the steps. A copy already under way (its row in
  * weir.migrations past Started) was checked when it began and is left to finish.
@@ -64,7 +76,12 @@ export async function gatherPreflight(ch: ClickHouse, catalog: Catalog, steps: r
     if (step.kind !== 'CopyAndSwap') continue;
     const state = await activeMigrationState(ch, step.database, step.table);
     if (state !== undefined && state !== 'Started') continue;
-    out[`${step.database}.${step.table}`] = { unconvertible: await unconvertible(ch, step), brokenViews: await brokenViews(ch, catalog, step) };
+    const room = await capacity(ch, step);
+    out[`${step.database}.${step.table}`] = {
+      unconvertible: await unconvertible(ch, step),
+      brokenViews: await brokenViews(ch, catalog, step),
+      ...(room ? { capacity: room } : {}),
+    };
   }
   return out;
 }

@@ -7,7 +7,7 @@ import { stableHash } from '../runtime/hash.js';
 import type { ProjectResource } from './graph.js';
 import { VIEW_MARKER_PREFIX } from './pipe-plan.js';
 import { forwardQueryProblem, nameRefusals } from './project-checks.js';
-import { preflightRefusals, type Preflight, type TypeChange } from './preflight.js';
+import { preflightRefusals, type Capacity, type Preflight, type TypeChange } from './preflight.js';
 import { columnDetails, indexDefinition, keyTuple, quarantineTableName, quoteIdentifier, quoteString, tableShape, type TableShape } from './sql.js';
 
 export type { TypeChange } from './preflight.js';
@@ -52,6 +52,8 @@ export interface DataSourcePlan {
   refusals: string[];
   /** Non-empty: the copy-and-swap would be refused once it ran (MigrationRefused), found by the preflight. */
   preflightRefusals: string[];
+  /** What the copy-and-swap will rewrite and the room on its disk, when the preflight read them. */
+  capacity?: Capacity;
 }
 
 export const shapeHash = (shape: TableShape): string => stableHash(shape);
@@ -306,6 +308,8 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
   };
   plan.steps.push(copy);
   plan.preflightRefusals.push(...preflightRefusals(copy, preflight[plan.table]));
+  const room = preflight[plan.table]?.capacity;
+  if (room) plan.capacity = room;
   return plan;
 }
 

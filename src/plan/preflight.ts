@@ -35,10 +35,51 @@ export interface BrokenView {
   error: string;
 }
 
+/** What a copy-and-swap of the table will rewrite, and the room its disk has, from system.parts and system.disks. */
+export interface Capacity {
+  /** The live table's rows and compressed bytes on disk (active parts). */
+  rows: number;
+  bytes: number;
+  /** The disk holding most of the table's bytes, and its free space. */
+  disk: string;
+  freeBytes: number;
+}
+
 export interface TablePreflight {
   unconvertible: Unconvertible[];
   brokenViews: BrokenView[];
+  /** Undefined where the server does not say (no parts yet counts as 0 rows, 0 bytes). */
+  capacity?: Capacity;
 }
+
+/**
+ * The room a copy needs, over the table's own bytes: the next version may compress less well
+ * under another sorting key, and merges of the new parts need room of their own while both versions exist.
+ */
+export const COPY_SPACE_MARGIN = 1.2;
+
+export const copySpaceNeeded = (c: Capacity): number => Math.ceil(c.bytes * COPY_SPACE_MARGIN);
+
+/** 1536 → "1.5 KiB". */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i] ?? ''}`;
+}
+
+/** "copies 1,000,000 rows (38.2 MiB on disk); disk default has 68.5 GiB free", as weir plan and status.pendingPlan say it. */
+export const describeCapacity = (table: string, c: Capacity): string =>
+  `copy of ${table}: ${c.rows.toLocaleString('en-US')} rows, ${formatBytes(c.bytes)} on disk; disk ${c.disk} has ${formatBytes(c.freeBytes)} free`;
+
+/** The parts of a table: rows and bytes per disk (the largest first). */
+export const tablePartsSql = (): string =>
+  `SELECT disk_name AS disk, toString(sum(rows)) AS rows, toString(sum(bytes_on_disk)) AS bytes FROM system.parts
+   WHERE database = {db:String} AND table = {t:String} AND active GROUP BY disk_name ORDER BY sum(bytes_on_disk) DESC`;
 
 /** Per database.table: the facts of the copy-and-swap planned for it. */
 export type Preflight = Readonly<Record<string, TablePreflight>>;
@@ -78,7 +119,14 @@ export function viewAgainstNextShapeSql(view: ObservedView, step: CopyStep): str
 export function preflightRefusals(step: CopyStep, facts: TablePreflight | undefined): string[] {
   if (!facts) return [];
   const t = `${step.database}.${step.table}`;
+  const c = facts.capacity;
   return [
+    ...(c && copySpaceNeeded(c) > c.freeBytes
+      ? [
+          `the copy of ${t} needs about ${formatBytes(copySpaceNeeded(c))} (${formatBytes(c.bytes)} on disk × ${COPY_SPACE_MARGIN}, ${c.rows} rows) ` +
+            `but disk ${c.disk} has ${formatBytes(c.freeBytes)} free; free space or drop retained versions, then plan again. Nothing was changed.`,
+        ]
+      : []),
     ...facts.unconvertible.map(
       (u) =>
         `${u.rows} row(s) of ${t} have a ${u.column} that does not convert from ${u.from} to ${u.to} ` +

@@ -5,7 +5,7 @@
 import type { DataSource } from '../api/datasource.js';
 import type { Pipe } from '../api/pipe.js';
 import type { Catalog } from './catalog.js';
-import type { Preflight } from './preflight.js';
+import type { Capacity, Preflight } from './preflight.js';
 import { describeStep, planDataSource, type MigrationStep } from './datasource-plan.js';
 import { applyOrder, resourceKey, type ProjectResource } from './graph.js';
 import { describePipeStep, planPipe, type PipeStep } from './pipe-plan.js';
@@ -16,6 +16,8 @@ export interface ResourcePlan {
   key: string;
   steps: Step[];
   refusals: string[];
+  /** A DataSource's copy-and-swap: the table, its rows and bytes, and the room on its disk. */
+  capacity?: Capacity & { table: string };
 }
 
 export interface ProjectPlan {
@@ -42,7 +44,12 @@ export function planProject(resources: ProjectResource[], catalog: Catalog, pref
     if (r.kind === 'DataSource') {
       const p = planDataSource(r as DataSource, planned, resources, preflight);
       for (const s of p.steps) if (s.kind === 'CreateDatabase') planned.databases.push(s.database);
-      out.resources.push({ key, steps: p.steps, refusals: [...p.refusals, ...p.preflightRefusals] });
+      out.resources.push({
+        key,
+        steps: p.steps,
+        refusals: [...p.refusals, ...p.preflightRefusals],
+        ...(p.capacity ? { capacity: { table: p.table, ...p.capacity } } : {}),
+      });
     } else {
       const p = planPipe(r as Pipe, dataSources, planned, resources);
       out.resources.push({ key, steps: p.steps, refusals: p.refusals });

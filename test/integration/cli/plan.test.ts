@@ -233,6 +233,9 @@ describe("weir plan is the operator's plan", () => {
     const file = join(dir, 'datasources.yaml');
     writeFileSync(file, readFileSync(file, 'utf8').replace('approval: Automatic', 'approval: Manual'));
     expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
+    await server.ch.command(
+      `INSERT INTO ${ns.replace(/-/g, '_')}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', '/' FROM numbers(1000)`,
+    );
     writeFileSync(file, readFileSync(file, 'utf8').replace('sortingKey: [tenant_id, timestamp]', 'sortingKey: [tenant_id, pathname, timestamp]'));
 
     const ds = loadResources(dir)
@@ -249,7 +252,18 @@ describe("weir plan is the operator's plan", () => {
     const key = `DataSource/${ns}/page-views`;
     const text = await weir('plan', '-f', dir, '--clickhouse', server.url);
     expect(text.code, text.out).toBe(2);
-    expect(linesOf(text.out, key)).toEqual([...(pending?.steps ?? []), `plan hash ${pending?.hash ?? ''}`, `awaiting approval: ${waiting?.message ?? ''}`]);
+    // The copy's figures: rows and bytes as the operator read them (the disk's free space moves between the two reads).
+    const copy = pending?.copy;
+    expect(copy?.rows).toBe(1000);
+    expect(copy?.bytes).toBeGreaterThan(0);
+    expect(linesOf(text.out, key)).toEqual([
+      ...(pending?.steps ?? []),
+      expect.stringMatching(
+        new RegExp(`^copy of ${ns.replace(/-/g, '_')}\\.page_views: 1,000 rows, [\\d.]+ KiB on disk; disk ${copy?.disk ?? '?'} has [\\d.]+ [KMGTP]iB free$`),
+      ),
+      `plan hash ${pending?.hash ?? ''}`,
+      `awaiting approval: ${waiting?.message ?? ''}`,
+    ]);
 
     const json = await weir('plan', '-f', dir, '--clickhouse', server.url, '-o', 'json', '--sql');
     expect(json.code, json.out).toBe(2);
@@ -258,6 +272,7 @@ describe("weir plan is the operator's plan", () => {
         key: string;
         steps: { kind: string; description: string; sql: string[] }[];
         planHash?: string;
+        copy?: { rows: number; bytes: number; disk: string };
         awaitingApproval?: string;
         refusals: string[];
       }[];
@@ -270,6 +285,7 @@ describe("weir plan is the operator's plan", () => {
     expect(mine?.steps.map((s) => s.description)).toEqual(pending?.steps);
     expect(mine?.planHash).toBe(pending?.hash);
     expect(mine?.awaitingApproval).toBe(waiting?.message);
+    expect(mine?.copy).toMatchObject({ rows: copy?.rows, bytes: copy?.bytes, disk: copy?.disk });
     expect(mine?.steps[0]?.kind).toBe('CopyAndSwap');
     expect(mine?.steps[0]?.sql.filter((q) => !q.startsWith('--')).map((q) => q.split(/\s/)[0])).toEqual(['CREATE', 'INSERT', 'INSERT', 'EXCHANGE', 'RENAME']);
   });

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
 import { planDataSource, type MigrationStep } from '../../../src/plan/datasource-plan.js';
-import { dependentViews, unconvertibleSql, viewAgainstNextShapeSql, type CopyStep } from '../../../src/plan/preflight.js';
+import {
+  copySpaceNeeded,
+  dependentViews,
+  describeCapacity,
+  formatBytes,
+  unconvertibleSql,
+  viewAgainstNextShapeSql,
+  type CopyStep,
+} from '../../../src/plan/preflight.js';
 import { column, dataSource, inNamespace, withColumns, withSortingKey } from '../../fixtures/builders.js';
 import { catalogOf, tableFor } from '../../fixtures/catalog.js';
 
@@ -54,6 +62,41 @@ describe("preflight facts become the executor's refusals", () => {
     expect(dependentViews([reading, other], step)).toEqual([reading]);
     expect(viewAgainstNextShapeSql(reading, step)).toBe(
       "DESCRIBE TABLE (SELECT user, sum(amount) AS t FROM null('`ts` DateTime, `user` String, `amount` UInt32') GROUP BY user\n)",
+    );
+  });
+});
+
+describe('capacity preflight', () => {
+  const GiB = 1024 ** 3;
+  const facts = (bytes: number, freeBytes: number) => ({
+    'shop.events': { unconvertible: [], brokenViews: [], capacity: { rows: 300_000_000, bytes, disk: 'default', freeBytes } },
+  });
+
+  it('a copy that fits with the margin is planned, and the plan carries its rows, bytes and room', () => {
+    const plan = planDataSource(events('UInt32'), catalog, [], facts(10 * GiB, 12 * GiB + 1));
+    expect(plan.preflightRefusals).toEqual([]);
+    expect(plan.capacity).toEqual({ rows: 300_000_000, bytes: 10 * GiB, disk: 'default', freeBytes: 12 * GiB + 1 });
+  });
+
+  it('a copy that does not fit with the margin is refused with both numbers, and nothing else changes', () => {
+    const plan = planDataSource(events('UInt32'), catalog, [], facts(10 * GiB, 11 * GiB));
+    expect(plan.steps.map((s) => s.kind)).toEqual(['CopyAndSwap']);
+    expect(plan.refusals).toEqual([]);
+    expect(plan.preflightRefusals).toEqual([
+      'the copy of shop.events needs about 12.0 GiB (10.0 GiB on disk × 1.2, 300000000 rows) but disk default has 11.0 GiB free; free space or drop retained versions, then plan again. Nothing was changed.',
+    ]);
+  });
+
+  it('an empty table needs no room; in-place changes read no capacity', () => {
+    expect(copySpaceNeeded({ rows: 0, bytes: 0, disk: 'default', freeBytes: 0 })).toBe(0);
+    expect(planDataSource(events('UInt32'), catalog, [], facts(0, 0)).preflightRefusals).toEqual([]);
+    expect(planDataSource(events('String'), catalog, [], facts(10 * GiB, 0)).capacity).toBeUndefined();
+  });
+
+  it('says the figures as a person reads them', () => {
+    expect([0, 1023, 1536, 5 * 1024 ** 2, 68.5 * GiB, 3 * 1024 ** 4].map(formatBytes)).toEqual(['0 B', '1023 B', '1.5 KiB', '5.0 MiB', '68.5 GiB', '3.0 TiB']);
+    expect(describeCapacity('shop.events', { rows: 1_234_567, bytes: 40 * 1024 ** 2, disk: 'default', freeBytes: 68.5 * GiB })).toBe(
+      'copy of shop.events: 1,234,567 rows, 40.0 MiB on disk; disk default has 68.5 GiB free',
     );
   });
 });
