@@ -16,7 +16,7 @@ import type { MigrationStep } from '../plan/datasource-plan.js';
 import type { Preflight } from '../plan/preflight.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { ErrorCode, toClickHouseError } from '../clickhouse/errors.js';
-import { Executor, type ExecutionHooks } from './executor.js';
+import { Executor, type BackfillOptions, type ExecutionHooks } from './executor.js';
 import type { FenceTiming } from './fence.js';
 import { gatherPreflight } from './preflight.js';
 
@@ -109,6 +109,7 @@ export interface ApplyOptions {
   log: Logger;
   hooks?: ExecutionHooks;
   fenceTiming?: FenceTiming;
+  backfill?: Partial<BackfillOptions>;
 }
 
 /**
@@ -127,8 +128,14 @@ export async function applyProject(ch: ClickHouse, resources: ProjectResource[],
       if (state === 'Done') done.add(step);
       opts.hooks?.onProgress?.(step, state, detail);
     },
+    onMigrationProgress: (step, progress) => opts.hooks?.onMigrationProgress?.(step, progress),
   };
-  const executor = new Executor(ch, { log: opts.log, hooks, ...(opts.fenceTiming ? { fenceTiming: opts.fenceTiming } : {}) });
+  const executor = new Executor(ch, {
+    log: opts.log,
+    hooks,
+    ...(opts.fenceTiming ? { fenceTiming: opts.fenceTiming } : {}),
+    ...(opts.backfill ? { backfill: opts.backfill } : {}),
+  });
   const byKey = new Map(resources.map((r) => [resourceKey(r), r]));
   for (const [i, r] of plan.resources.entries()) {
     try {

@@ -1,20 +1,24 @@
 // Copy-and-swap: a DataSource's next table version is built beside the live one, backfilled up
-// to a recorded block, and, with the writers fenced, given the rows written since, verified and
-// exchanged in; the previous version is kept. A state machine whose progress is kept in
+// to a recorded block in chunks (partitions, block ranges), caught up in rounds while writers
+// write, and, with the writers fenced, given the last rows written since, verified and exchanged
+// in; the previous version is kept. A state machine whose progress is kept in
 // weir.migrations (and in each table's own marker), so an executor killed at any point resumes
 // where it was, with nothing lost or doubled.
 import { observeCatalog } from '../clickhouse/catalog.js';
 import { deduplicationOff } from '../clickhouse/dedup.js';
-import { encodeMarker } from '../plan/catalog.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
+import { encodeMarker, type TableRef } from '../plan/catalog.js';
+import { blockRangeWhere, chunkWhere, exactRowsInRange, partitionsAfterBlock, planChunks, rowsAfterBlock, type PartInfo } from '../plan/chunks.js';
 import { NEXT_TABLE_SUFFIX, type MigrationStep } from '../plan/datasource-plan.js';
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import { createTableSql, embedSql, qualified, quoteIdentifier, quoteString } from '../plan/sql.js';
 import { faultPoint } from '../runtime/fault.js';
-import { BACKFILL_SETTINGS, type StepContext } from './context.js';
+import { BACKFILL_SETTINGS, type MigrationProgress, type StepContext } from './context.js';
 import { MigrationRefusedError } from './errors.js';
 import { withFence } from './fence.js';
-import { activeMigration, newMigration, record, type MigrationRow } from './ledger.js';
-import { count, exists, fencedTables, markerVersion, maxBlock } from './probes.js';
+import { activeMigration, chunkPlan, newMigration, record, recordChunkDone, recordChunkPlan, type MigrationRow } from './ledger.js';
+import { activeParts, count, countByPartition, exists, fencedTables, markerVersion, maxBlock, partitionKey } from './probes.js';
+import { settleOrphans } from './orphans.js';
 import { ensureSystemTables } from './system-tables.js';
 import { dropRowsAfter, retain } from './versions.js';
 
@@ -42,6 +46,11 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     cx.log.info('migration progress', { table: `${database}.${table}`, migration: m?.id, state, ...detail });
     cx.hooks?.onProgress?.(step, state, detail);
   };
+  const startedAtMs = Date.now();
+  const reportCopy: Report = (p) => {
+    cx.log.info('migration copy', { table: `${database}.${table}`, migration: m?.id, ...p });
+    cx.hooks?.onMigrationProgress?.(step, { ...p, startedAtMs });
+  };
 
   // The live table's marker tells whether the swap already happened (the crash may have come right after it).
   const liveVersion = await markerVersion(ch, database, table);
@@ -58,49 +67,66 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
   }
 
   const map = await mapping(cx, live, step);
+  const liveRef = { database, table };
+  const nextRef = { database, table: nextName };
   if (m.state === 'Created') {
-    const n = await maxBlock(ch, { database, table });
+    // The backfill's chunks, planned once from the live table's parts and kept in the ledger, so a
+    // resumed executor copies the same chunks (merges since do not move a row out of its chunk).
+    const n = await maxBlock(ch, liveRef);
     await ch.command(`TRUNCATE TABLE ${next}`);
-    progress('Backfilling', { upToBlock: n });
-    // The insert side is single-threaded by default: two threads nearly halve a large backfill.
-    await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(`_block_number <= ${n}`)}`, {
-      settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) },
-    });
-    faultPoint('Backfilled');
-    const b = await maxBlock(ch, { database, table: nextName });
-    m = await record(ch, { ...m, state: 'Backfilled', source_block: String(n), next_block: String(b) });
-    progress('Backfilled', { rows: await count(ch, next) });
+    const chunks = planChunks(await activeParts(ch, liveRef), Number(n), cx.backfill.chunkRows);
+    const planId = await recordChunkPlan(ch, m.id, chunks);
+    m = await record(ch, { ...m, state: 'Backfilling', source_block: n, next_block: '0', chunk_plan: planId });
+    progress('Backfilling', { upToBlock: n, chunks: chunks.length, rowsTotal: chunks.reduce((s, c) => s + c.rows, 0) });
   }
 
-  // Verified but not swapped: the critical section is redone from the backfill point.
-  if (m.state === 'Backfilled' || m.state === 'Verified') {
-    const current: MigrationRow = m;
-    // Rows a previous, interrupted attempt copied after the backfill are dropped first, before
+  if (m.state === 'Backfilling') m = await backfillChunks(cx, m, map, next, nextRef, progress, reportCopy);
+
+  // Verified but not swapped: the catch-up and the critical section are redone from the last recorded point.
+  if (m.state === 'Backfilled' || m.state === 'CatchingUp' || m.state === 'Verified') {
+    // A statement of an attempt that died may still be running (on a ClickHouse server it outlives its client).
+    await settleOrphans(ch, [roundQueryId(m, 'u'), roundQueryId(m, 'd')], cx.log);
+    // Rows a previous, interrupted attempt copied after the recorded point are dropped first, before
     // the fence: only the executor writes the next version, and the DELETE is too slow to hold writers for.
-    await dropRowsAfter(ch, next, current.next_block);
-    const fenced = await fencedTables(ch, { database, table });
+    await dropRowsAfter(ch, next, m.next_block);
+    m = await catchUp(cx, m, map, next, liveRef, nextRef, progress, reportCopy, await count(ch, next));
+    if (step.oneToOne) await verifyCopy(ch, live, next, liveRef, nextRef, m.source_block);
+    const current: MigrationRow = m;
+    const fenced = await fencedTables(ch, liveRef);
     const { result, report } = await withFence(
       ch,
       fenced,
       async (assertHeld) => {
         progress('Fenced', { writersOf: fenced.map((t) => `${t.database}.${t.table}`) });
-        await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(`_block_number > ${current.source_block}`)}`, {
-          settings: await deduplicationOff(ch),
-        });
-        faultPoint('DeltaCopied');
-        const [liveRows, nextRows, verifyBlock, swapBlock] = await Promise.all([
-          count(ch, live),
-          count(ch, next),
-          maxBlock(ch, { database, table }),
-          maxBlock(ch, { database, table: nextName }),
-        ]);
-        if (step.oneToOne && liveRows !== nextRows) {
-          throw new MigrationRefusedError(
-            `verification failed: ${database}.${table} has ${liveRows} rows but the new version has ${nextRows}; nothing was swapped`,
-          );
+        // O(what was written since the last round): the block from metadata, partitions pruned to those written since.
+        const verifyBlock = await maxBlock(ch, liveRef);
+        const liveParts = await activeParts(ch, liveRef);
+        const delta = blockRangeWhere(partitionsAfterBlock(liveParts, Number(current.source_block)), current.source_block, verifyBlock);
+        if (delta !== '0') {
+          await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(delta)}`, {
+            queryId: roundQueryId(current, 'd'),
+            settings: await deduplicationOff(ch),
+          });
         }
-        const verified = await record(ch, { ...current, state: 'Verified', verify_block: String(verifyBlock), swap_block: String(swapBlock) });
-        progress('Verified', { rows: nextRows });
+        faultPoint('DeltaCopied');
+        const nextParts = await activeParts(ch, nextRef);
+        const swapBlock = String(Math.max(Number(current.next_block), ...nextParts.map((p) => p.maxBlock)));
+        let deltaRows: number | undefined;
+        if (step.oneToOne) {
+          const nextDelta = blockRangeWhere(partitionsAfterBlock(nextParts, Number(current.next_block)), current.next_block);
+          const [liveRows, nextRows] = await Promise.all([
+            rowsBetween(ch, live, liveParts, delta, Number(current.source_block), Number(verifyBlock)),
+            rowsBetween(ch, next, nextParts, nextDelta, Number(current.next_block), Number(swapBlock)),
+          ]);
+          if (liveRows !== nextRows) {
+            throw new MigrationRefusedError(
+              `verification failed: ${database}.${table} has ${liveRows} rows written since block ${current.source_block} but ${nextRows} of them reached the new version; nothing was swapped`,
+            );
+          }
+          deltaRows = nextRows;
+        }
+        const verified = await record(ch, { ...current, state: 'Verified', verify_block: verifyBlock, swap_block: swapBlock });
+        progress('Verified', { deltaRows });
         await assertHeld();
         faultPoint('Verified');
         await ch.command(`EXCHANGE TABLES ${live} AND ${next}`);
@@ -118,10 +144,11 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     // The previous version now sits under the temporary name. Rows that unmanaged writers
     // put into it between verification and the swap are found by block number and moved.
     if (await exists(ch, database, nextName)) {
-      const gap = await count(ch, next, `_block_number > ${m.verify_block}`);
+      const after = blockRangeWhere(partitionsAfterBlock(await activeParts(ch, nextRef), Number(m.verify_block)), m.verify_block);
+      const gap = after === '0' ? 0 : await count(ch, next, after);
       if (gap > 0) {
         const reverse = await mapping(cx, next, step);
-        await ch.command(`INSERT INTO ${live} (${reverse.columns}) ${reverse.select(`_block_number > ${m.verify_block}`)}`, {
+        await ch.command(`INSERT INTO ${live} (${reverse.columns}) ${reverse.select(after)}`, {
           settings: await deduplicationOff(ch),
         });
         cx.log.warn('rows written by writers weir does not fence arrived during the swap; copied them over', { table: `${database}.${table}`, rows: gap });
@@ -132,6 +159,140 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     m = await record(ch, { ...m, state: 'Done' });
     progress('Completed', { version: step.toVersion });
   }
+}
+
+type Progress = (state: string, detail?: Record<string, unknown>) => void;
+type Report = (p: Omit<MigrationProgress, 'startedAtMs'>) => void;
+const percentOf = (rows: number, total: number): number => (total > 0 ? Math.min(100, Math.round((1000 * rows) / total) / 10) : 100);
+type Mapping = { columns: string; select: (where: string) => string };
+
+/** The query_id of a backfill chunk: deterministic, so a resumed executor finds an orphan by it. */
+export const chunkQueryId = (m: Pick<MigrationRow, 'id'>, index: number): string => `${m.id}-c${index}`;
+/** The query_id of a catch-up round ('u') or of the fenced delta ('d'): named by the block they copy from. */
+export const roundQueryId = (m: Pick<MigrationRow, 'id' | 'source_block'>, kind: 'u' | 'd'): string => `${m.id}-${kind}${m.source_block}`;
+
+/**
+ * Copy the planned chunks not yet done, one statement each, recording each as it lands with the
+ * next table's highest block. Rows of a chunk that was in flight when an attempt died are above the
+ * last recorded block: deleted first, so the chunk lands exactly once.
+ */
+async function backfillChunks(
+  cx: StepContext,
+  m: MigrationRow,
+  map: Mapping,
+  next: string,
+  nextRef: TableRef,
+  progress: Progress,
+  report: Report,
+): Promise<MigrationRow> {
+  const { ch } = cx;
+  const ledger = await chunkPlan(ch, m.id, m.chunk_plan);
+  const rowsTotal = ledger.reduce((s, c) => s + c.chunk.rows, 0);
+  const todo = ledger.filter((c) => !c.done);
+  const lastDone = ledger.filter((c) => c.done).at(-1);
+  const first = todo[0];
+  if (first) {
+    await settleOrphans(ch, [chunkQueryId(m, first.chunk.index)], cx.log);
+    if (lastDone) await dropRowsAfter(ch, next, lastDone.nextBlock);
+    else await ch.command(`TRUNCATE TABLE ${next}`);
+    if (lastDone) progress('Backfilling', { resumedAtChunk: first.chunk.index + 1, chunks: ledger.length });
+  }
+  const settings = { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) };
+  let lastQuarter = Math.floor(percentOf(lastDone ? await count(ch, next) : 0, rowsTotal) / 25);
+  for (const { chunk } of todo) {
+    // The insert side is single-threaded by default: two threads nearly halve a large backfill.
+    await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(chunkWhere(chunk))}`, { queryId: chunkQueryId(m, chunk.index), settings });
+    faultPoint('ChunkCopied');
+    faultPoint(`ChunkCopied@${chunk.index + 1}`);
+    const [nextBlock, rowsCopied] = await Promise.all([maxBlock(ch, nextRef), count(ch, next)]);
+    await recordChunkDone(ch, m.id, m.chunk_plan, chunk, ledger.length, nextBlock, rowsCopied);
+    const percent = percentOf(rowsCopied, rowsTotal);
+    report({ phase: 'Backfilling', rowsCopied, rowsTotal, percent, chunk: chunk.index + 1, chunks: ledger.length, catchUpRounds: 0 });
+    // A milestone (an Event) at every quarter, not at every chunk.
+    const quarter = Math.floor(percent / 25);
+    if (quarter > lastQuarter && chunk.index + 1 < ledger.length)
+      progress('Backfilling', { percent: quarter * 25, chunk: chunk.index + 1, chunks: ledger.length, rowsCopied, rowsTotal });
+    lastQuarter = Math.max(lastQuarter, quarter);
+  }
+  faultPoint('Backfilled');
+  const [b, rows] = await Promise.all([maxBlock(ch, nextRef), count(ch, next)]);
+  const done = await record(ch, { ...m, state: 'Backfilled', next_block: b });
+  progress('Backfilled', { rows, chunks: ledger.length });
+  return done;
+}
+
+/**
+ * Outside the fence, copy what writers wrote since the last recorded point, round after round,
+ * until what is left is small (by rows, or because the last round was quick) or the rounds run
+ * out; each round is recorded, so the fence then copies only the last remainder.
+ */
+async function catchUp(
+  cx: StepContext,
+  m: MigrationRow,
+  map: Mapping,
+  next: string,
+  liveRef: TableRef,
+  nextRef: TableRef,
+  progress: Progress,
+  report: Report,
+  rowsTotal: number,
+): Promise<MigrationRow> {
+  const { ch } = cx;
+  const { catchUpRows, catchUpRoundMs, catchUpMaxRounds } = cx.backfill;
+  let lastRoundMs: number | undefined;
+  for (let round = 1; round <= catchUpMaxRounds; round++) {
+    const upTo = await maxBlock(ch, liveRef); // before the parts: they then hold every row up to it
+    const parts = await activeParts(ch, liveRef);
+    const remaining = rowsAfterBlock(parts, Number(m.source_block));
+    if (remaining <= catchUpRows || (lastRoundMs !== undefined && lastRoundMs <= catchUpRoundMs)) break;
+    const started = Date.now();
+    const before = await count(ch, next);
+    await ch.command(
+      `INSERT INTO ${next} (${map.columns}) ${map.select(blockRangeWhere(partitionsAfterBlock(parts, Number(m.source_block)), m.source_block, upTo))}`,
+      {
+        queryId: roundQueryId(m, 'u'),
+        settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) },
+      },
+    );
+    faultPoint('CaughtUp');
+    const [b, after] = await Promise.all([maxBlock(ch, nextRef), count(ch, next)]);
+    m = await record(ch, { ...m, state: 'CatchingUp', source_block: upTo, next_block: b });
+    lastRoundMs = Date.now() - started;
+    progress('CatchingUp', { round, rowsCopied: after - before, upToBlock: upTo, roundMs: lastRoundMs });
+    report({ phase: 'CatchingUp', rowsCopied: after, rowsTotal: Math.max(after, rowsTotal), percent: 100, chunk: 0, chunks: 0, catchUpRounds: round });
+  }
+  return m;
+}
+
+/**
+ * Before the fence, for a 1:1 mapping: every row of the live table up to the caught-up block is in
+ * the next version (which holds nothing else yet), partition by partition when both are partitioned
+ * alike. Reads the whole table, so it runs while writers write.
+ */
+async function verifyCopy(ch: ClickHouse, live: string, next: string, liveRef: TableRef, nextRef: TableRef, upToBlock: string): Promise<void> {
+  const [liveKey, nextKey] = await Promise.all([partitionKey(ch, liveRef), partitionKey(ch, nextRef)]);
+  const where = `_block_number <= ${upToBlock}`;
+  if (liveKey === nextKey) {
+    const [a, b] = await Promise.all([countByPartition(ch, live, where), countByPartition(ch, next)]);
+    for (const p of new Set([...a.keys(), ...b.keys()])) {
+      if ((a.get(p) ?? 0) !== (b.get(p) ?? 0)) {
+        throw new MigrationRefusedError(
+          `verification failed: partition ${p} of ${live} has ${a.get(p) ?? 0} rows up to block ${upToBlock} but the new version has ${b.get(p) ?? 0}; nothing was swapped`,
+        );
+      }
+    }
+    return;
+  }
+  const [a, b] = await Promise.all([count(ch, live, where), count(ch, next)]);
+  if (a !== b)
+    throw new MigrationRefusedError(`verification failed: ${live} has ${a} rows up to block ${upToBlock} but the new version has ${b}; nothing was swapped`);
+}
+
+/** Rows in (after, upTo] under `where`: from the parts when they hold exactly those rows, else counted (pruned by partition). */
+async function rowsBetween(ch: ClickHouse, table: string, parts: PartInfo[], where: string, after: number, upTo: number): Promise<number> {
+  const exact = exactRowsInRange(parts, after, upTo);
+  if (exact !== undefined) return exact;
+  return where === '0' ? 0 : count(ch, table, where);
 }
 
 /** Column list and SELECT that map rows of `source` to the new shape (a forward query or by name). */

@@ -8,7 +8,7 @@ import { describeAnyStep, isPipeStep, type Step } from '../plan/project-plan.js'
 import { quoteIdentifier, type TableShape } from '../plan/sql.js';
 import { retry } from '../runtime/backoff.js';
 import { createLogger, errorMessage, type Logger } from '../runtime/log.js';
-import type { ExecutionHooks, StepContext } from './context.js';
+import { backfillOptions, type BackfillOptions, type ExecutionHooks, type StepContext } from './context.js';
 import { copyAndSwap } from './copy-and-swap.js';
 import { DEFAULT_FENCE_TIMING, FenceTimeoutError, type FenceReport, type FenceTiming } from './fence.js';
 import { alterTable, createQuarantine, createTable } from './in-place.js';
@@ -16,13 +16,14 @@ import { createView, finishRecompute, modifyViewQuery, recomputeView } from './r
 import { swapBack } from './swap-back.js';
 
 export { MigrationRefusedError } from './errors.js';
-export type { ExecutionHooks } from './context.js';
+export type { BackfillOptions, ExecutionHooks, MigrationProgress } from './context.js';
 export type { TableShape };
 
 export interface ExecutorOptions {
   log?: Logger;
   fenceTiming?: FenceTiming;
   hooks?: ExecutionHooks;
+  backfill?: Partial<BackfillOptions>;
 }
 
 /** Attempts of a step whose fence timed out (writers slow to pause, a critical section too long). */
@@ -35,6 +36,7 @@ export class Executor {
   constructor(ch: ClickHouse, opts: ExecutorOptions = {}) {
     this.cx = {
       ch,
+      backfill: backfillOptions(opts.backfill),
       timing: opts.fenceTiming ?? DEFAULT_FENCE_TIMING,
       log: opts.log ?? createLogger({ level: 'warn' }),
       hooks: opts.hooks,

@@ -2,6 +2,7 @@
 // killed at any point finds where the migration stood (the row with the highest seq wins).
 import { randomBytes } from 'node:crypto';
 import type { ClickHouse } from '../clickhouse/connection.js';
+import type { BackfillChunk } from '../plan/chunks.js';
 
 export interface MigrationRow {
   id: string;
@@ -16,6 +17,8 @@ export interface MigrationRow {
   verify_block: string;
   swap_block: string;
   detail: string;
+  /** The backfill's chunk plan in weir.migration_chunks ('' before one is made). */
+  chunk_plan: string;
   /** Increments with every recorded state: orders states written within one millisecond. */
   seq: number;
 }
@@ -32,6 +35,7 @@ export function newMigration(
     verify_block: '0',
     swap_block: '0',
     detail: '',
+    chunk_plan: '',
     seq: 0,
     ...m,
   };
@@ -62,4 +66,77 @@ export async function swapBlockOf(ch: ClickHouse, database: string, table: strin
     { params: { db: database, t: table, v: version } },
   );
   return rows[0]?.swap_block;
+}
+
+/** A planned chunk of a backfill, with whether it has landed and the next table's highest block once it had. */
+export interface LedgerChunk {
+  chunk: BackfillChunk;
+  done: boolean;
+  /** max_block_number of the next table right after this chunk landed ('0' while not done). */
+  nextBlock: string;
+}
+
+interface ChunkRow {
+  migration_id: string;
+  plan_id: string;
+  chunk: number;
+  chunks: number;
+  partition_ids: string[];
+  from_block: string | number;
+  to_block: string | number;
+  rows: string | number;
+  done: number;
+  next_block: string | number;
+  copied_rows: string | number;
+}
+
+const chunkRow = (migrationId: string, planId: string, c: BackfillChunk, chunks: number, done: boolean, nextBlock = '0', copiedRows = 0): ChunkRow => ({
+  migration_id: migrationId,
+  plan_id: planId,
+  chunk: c.index,
+  chunks,
+  partition_ids: c.partitionIds,
+  from_block: c.fromBlock,
+  to_block: c.toBlock,
+  rows: c.rows,
+  done: done ? 1 : 0,
+  next_block: nextBlock,
+  copied_rows: copiedRows,
+});
+
+/** Write a backfill's chunk plan (every chunk not done) under a fresh plan id, and return the id. */
+export async function recordChunkPlan(ch: ClickHouse, migrationId: string, chunks: BackfillChunk[]): Promise<string> {
+  const planId = `plan-${randomBytes(4).toString('hex')}`;
+  if (chunks.length > 0)
+    await ch.insert(
+      'weir.migration_chunks',
+      chunks.map((c) => chunkRow(migrationId, planId, c, chunks.length, false)),
+    );
+  return planId;
+}
+
+/** A chunk has landed: after it, the next table's highest block is `nextBlock`. */
+export async function recordChunkDone(
+  ch: ClickHouse,
+  migrationId: string,
+  planId: string,
+  c: BackfillChunk,
+  chunks: number,
+  nextBlock: string,
+  copiedRows: number,
+) {
+  await ch.insert('weir.migration_chunks', [chunkRow(migrationId, planId, c, chunks, true, nextBlock, copiedRows)]);
+}
+
+/** The chunks of a plan in order, each with its latest state. */
+export async function chunkPlan(ch: ClickHouse, migrationId: string, planId: string): Promise<LedgerChunk[]> {
+  const rows = await ch.query<ChunkRow>(
+    `SELECT * EXCEPT updated_at FROM weir.migration_chunks FINAL WHERE migration_id = {m:String} AND plan_id = {p:String} ORDER BY chunk`,
+    { params: { m: migrationId, p: planId } },
+  );
+  return rows.map((r) => ({
+    chunk: { index: Number(r.chunk), partitionIds: r.partition_ids, fromBlock: Number(r.from_block), toBlock: Number(r.to_block), rows: Number(r.rows) },
+    done: Number(r.done) === 1,
+    nextBlock: String(r.next_block),
+  }));
 }

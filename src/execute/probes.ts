@@ -3,6 +3,7 @@
 import { observeCatalog } from '../clickhouse/catalog.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { decodeMarker, upstreamTables, type TableRef } from '../plan/catalog.js';
+import type { PartInfo } from '../plan/chunks.js';
 import { MigrationRefusedError } from './errors.js';
 
 /**
@@ -17,6 +18,36 @@ export async function maxBlock(ch: ClickHouse, t: TableRef): Promise<string> {
     { params: { db: t.database, t: t.table } },
   );
   return row?.b ?? '0';
+}
+
+/** The table's active parts (metadata only): what backfill chunks are planned from and catch-up rounds estimated by. */
+export async function activeParts(ch: ClickHouse, t: TableRef): Promise<PartInfo[]> {
+  const rows = await ch.query<{ partition_id: string; min_block_number: string; max_block_number: string; rows: string; deletes: number }>(
+    `SELECT partition_id, min_block_number, max_block_number, rows, has_lightweight_delete AS deletes FROM system.parts
+     WHERE database = {db:String} AND table = {t:String} AND active ORDER BY partition_id, min_block_number`,
+    { params: { db: t.database, t: t.table } },
+  );
+  return rows.map((r) => ({
+    partitionId: r.partition_id,
+    minBlock: Number(r.min_block_number),
+    maxBlock: Number(r.max_block_number),
+    rows: Number(r.rows),
+    hasDeletes: Number(r.deletes) === 1,
+  }));
+}
+
+/** The table's partition key as ClickHouse prints it ('' when unpartitioned). */
+export async function partitionKey(ch: ClickHouse, t: TableRef): Promise<string> {
+  const rows = await ch.query<{ k: string }>('SELECT partition_key AS k FROM system.tables WHERE database = {db:String} AND name = {t:String}', {
+    params: { db: t.database, t: t.table },
+  });
+  return rows[0]?.k ?? '';
+}
+
+/** Rows per partition id, of the rows `where` selects. */
+export async function countByPartition(ch: ClickHouse, table: string, where = '1'): Promise<Map<string, number>> {
+  const rows = await ch.query<{ p: string; n: string }>(`SELECT _partition_id AS p, count() AS n FROM ${table} WHERE ${where} GROUP BY p`);
+  return new Map(rows.map((r) => [r.p, Number(r.n)]));
 }
 
 export async function count(ch: ClickHouse, table: string, where = '1'): Promise<number> {

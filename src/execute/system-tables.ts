@@ -27,6 +27,15 @@ const TABLES = [
     detail String, seq UInt64, updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
   ) ENGINE = ReplacingMergeTree(seq) ORDER BY (database, table, id)
   COMMENT 'weir: progress of copy-and-swap migrations, for resuming after a crash'`,
+  // Tables made before chunked backfills lack the column: added in place (a no-op once there).
+  `ALTER TABLE weir.migrations ADD COLUMN IF NOT EXISTS chunk_plan String DEFAULT '' AFTER detail`,
+  `CREATE TABLE IF NOT EXISTS weir.migration_chunks (
+    migration_id String, plan_id String, chunk UInt32, chunks UInt32,
+    partition_ids Array(String), from_block UInt64, to_block UInt64, rows UInt64,
+    done UInt8, next_block UInt64, copied_rows UInt64, updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = ReplacingMergeTree(done) ORDER BY (migration_id, plan_id, chunk)
+  TTL toDateTime(updated_at) + INTERVAL 30 DAY
+  COMMENT 'weir: the chunks of copy-and-swap backfills, planned then done, for resuming after a crash'`,
   `CREATE TABLE IF NOT EXISTS weir.ingest_batches (
     group_id String, topic String, partition Int32, first_offset Int64, last_offset Int64,
     database String, table String,

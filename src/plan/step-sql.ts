@@ -20,10 +20,12 @@ function copyAndSwap(s: Extract<MigrationStep, { kind: 'CopyAndSwap' }>): string
       : `INSERT INTO ${next} SELECT ${s.shape.columns.map((c) => `CAST(${quoteIdentifier(c.name)} AS ${c.type})`).join(', ')} FROM ${live} WHERE ${where}`;
   return [
     createTableSql(s.database, nextName, s.shape, marker(s.toVersion)),
-    rows('_block_number <= {recorded block}'),
+    `${rows('_partition_id IN {chunk partitions} AND _block_number BETWEEN {chunk first block} AND {chunk last block}')} -- once per chunk (partitions, block ranges of the parts) up to {recorded block}`,
+    '-- catch-up rounds while writers write, until little is left: the same INSERT for the rows with _block_number in ({caught-up block}, {current block}]',
+    `-- verify${s.oneToOne ? '' : ' (forwardQuery: skipped)'}: count() per partition of ${live} up to {caught-up block} and of ${next} must match`,
     `-- fence the writers of ${s.database}.${s.table} (and of the tables feeding it)`,
-    rows('_block_number > {recorded block}'),
-    `-- verify: SELECT count() of ${live} and ${next} must match${s.oneToOne ? '' : ' (forwardQuery: the count of its rows)'}`,
+    rows('_partition_id IN {partitions written since} AND _block_number > {caught-up block} AND _block_number <= {fenced block}'),
+    `-- verify${s.oneToOne ? '' : ' (forwardQuery: skipped)'}: the rows of ${live} after {caught-up block} and those copied into ${next} must match`,
     `EXCHANGE TABLES ${live} AND ${next}`,
     s.keepPreviousVersions > 0 ? `RENAME TABLE ${next} TO ${qualified(s.database, versionTableName(s.table, s.fromVersion))}` : `DROP TABLE ${next}`,
   ];

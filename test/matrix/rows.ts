@@ -121,7 +121,7 @@ const expectThat = (what: string, actual: unknown, expected: unknown): string[] 
 const expectMatch = (what: string, actual: string, pattern: RegExp): string[] =>
   pattern.test(actual) ? [] : [`${what} is ${JSON.stringify(actual)}, expected ${pattern}`];
 
-const COPY_AND_SWAP = ['Created', 'Backfilled', 'DeltaCopied', 'Verified', 'Exchanged', 'GapChecked'];
+const COPY_AND_SWAP = ['Created', 'ChunkCopied', 'Backfilled', 'DeltaCopied', 'Verified', 'Exchanged', 'GapChecked'];
 const IN_PLACE = ['AlterApplied', 'Altered', 'MarkerMoved'];
 const NO_STEPS = 'a refused change stops before its first step: there is nothing to interrupt';
 

@@ -24,11 +24,15 @@ describe('weir plan --sql', () => {
         withSpec<DataSource>({ migration: { forwardQuery: "SELECT ts, lower(amount) AS amount FROM {source} WHERE amount != 'secret-looking'" } }),
       ),
     );
-    expect(sql.map((s) => s.split(/\s/)[0])).toEqual(['CREATE', 'INSERT', '--', 'INSERT', '--', 'EXCHANGE', 'RENAME']);
+    expect(sql.map((s) => s.split(/\s/)[0])).toEqual(['CREATE', 'INSERT', '--', '--', '--', 'INSERT', '--', 'EXCHANGE', 'RENAME']);
     expect(sql[1]).toBe(
-      "INSERT INTO `shop`.`events__weir_next` SELECT * FROM (SELECT ts, lower(amount) AS amount FROM (SELECT * FROM `shop`.`events` WHERE _block_number <= {recorded block}) WHERE amount != 'secret-looking'\n)",
+      "INSERT INTO `shop`.`events__weir_next` SELECT * FROM (SELECT ts, lower(amount) AS amount FROM (SELECT * FROM `shop`.`events` WHERE _partition_id IN {chunk partitions} AND _block_number BETWEEN {chunk first block} AND {chunk last block}) WHERE amount != 'secret-looking'\n) -- once per chunk (partitions, block ranges of the parts) up to {recorded block}",
     );
-    expect(sql[5]).toBe('EXCHANGE TABLES `shop`.`events` AND `shop`.`events__weir_next`');
-    expect(sql[6]).toBe('RENAME TABLE `shop`.`events__weir_next` TO `shop`.`events__v1`');
+    expect(sql[3]).toBe(
+      '-- verify (forwardQuery: skipped): count() per partition of `shop`.`events` up to {caught-up block} and of `shop`.`events__weir_next` must match',
+    );
+    expect(sql[5]).toContain('_block_number > {caught-up block} AND _block_number <= {fenced block}');
+    expect(sql[7]).toBe('EXCHANGE TABLES `shop`.`events` AND `shop`.`events__weir_next`');
+    expect(sql[8]).toBe('RENAME TABLE `shop`.`events__weir_next` TO `shop`.`events__v1`');
   });
 });

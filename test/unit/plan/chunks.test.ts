@@ -1,0 +1,192 @@
+import { describe, expect, it } from 'vitest';
+import {
+  blockRangeWhere,
+  chunkWhere,
+  exactRowsInRange,
+  partitionsAfterBlock,
+  planChunks,
+  rowsAfterBlock,
+  rowsInRange,
+  type BackfillChunk,
+  type PartInfo,
+} from '../../../src/plan/chunks.js';
+
+const part = (partitionId: string, minBlock: number, maxBlock: number, rows: number): PartInfo => ({ partitionId, minBlock, maxBlock, rows });
+const shape = (chunks: BackfillChunk[]) => chunks.map((c) => [c.partitionIds.join('+'), c.fromBlock, c.toBlock, c.rows]);
+
+/** Every (partition, block) up to `upTo` is in exactly one chunk: the property every plan must have. */
+function assertCovers(chunks: BackfillChunk[], parts: PartInfo[], upTo: number): void {
+  for (const p of parts) {
+    for (let b = p.minBlock; b <= Math.min(p.maxBlock, upTo); b++) {
+      const holders = chunks.filter((c) => c.partitionIds.includes(p.partitionId) && b >= c.fromBlock && b <= c.toBlock);
+      expect(
+        holders.map((c) => c.index),
+        `block ${b} of partition ${p.partitionId}`,
+      ).toHaveLength(1);
+    }
+    for (let b = upTo + 1; b <= p.maxBlock; b++) {
+      expect(chunks.some((c) => c.partitionIds.includes(p.partitionId) && b >= c.fromBlock && b <= c.toBlock)).toBe(false);
+    }
+  }
+  expect(chunks.map((c) => c.index)).toEqual(chunks.map((_, i) => i));
+}
+
+describe('rowsInRange', () => {
+  it('is exact for a part wholly inside the range and prorated by blocks otherwise', () => {
+    expect(rowsInRange(part('a', 1, 10, 1000), 0, 100)).toBe(1000);
+    expect(rowsInRange(part('a', 1, 10, 1000), 1, 5)).toBe(500);
+    expect(rowsInRange(part('a', 1, 10, 1000), 11, 20)).toBe(0);
+    expect(rowsInRange(part('a', 5, 5, 7), 5, 5)).toBe(7);
+  });
+});
+
+describe('planChunks', () => {
+  it('has no chunks for an empty table, or one whose parts all came after the block', () => {
+    expect(planChunks([], 10, 100)).toEqual([]);
+    expect(planChunks([part('a', 11, 12, 50)], 10, 100)).toEqual([]);
+  });
+
+  it('copies small partitions whole, several to a chunk while they fit, in partition id order', () => {
+    const parts = [part('202603', 5, 5, 30), part('202601', 1, 2, 40), part('202602', 3, 4, 50), part('202604', 6, 6, 90)];
+    const chunks = planChunks(parts, 6, 100);
+    expect(shape(chunks)).toEqual([
+      ['202601+202602', 0, 6, 90],
+      ['202603', 0, 6, 30],
+      ['202604', 0, 6, 90],
+    ]);
+    assertCovers(chunks, parts, 6);
+  });
+
+  it('cuts a large partition at part boundaries, ranges contiguous from block 0 to the plan block', () => {
+    const parts = [part('all', 1, 3, 60), part('all', 4, 4, 60), part('all', 7, 9, 60), part('all', 12, 12, 10)];
+    const chunks = planChunks(parts, 20, 100);
+    expect(shape(chunks)).toEqual([
+      ['all', 0, 3, 60],
+      ['all', 4, 6, 60],
+      ['all', 7, 20, 70],
+    ]);
+    assertCovers(chunks, parts, 20);
+  });
+
+  it('cuts one part larger than the chunk size by even block ranges (rows keep their blocks through merges)', () => {
+    const parts = [part('p', 1, 100, 1000)];
+    const chunks = planChunks(parts, 100, 250);
+    expect(chunks).toHaveLength(4);
+    expect(chunks.map((c) => [c.fromBlock, c.toBlock])).toEqual([
+      [0, 25],
+      [26, 50],
+      [51, 75],
+      [76, 100],
+    ]);
+    expect(chunks.reduce((s, c) => s + c.rows, 0)).toBe(1000);
+    assertCovers(chunks, parts, 100);
+  });
+
+  it('a merged part of a single block cannot be cut: one chunk, whatever its size', () => {
+    const parts = [part('p', 7, 7, 10_000)];
+    expect(shape(planChunks(parts, 7, 100))).toEqual([['p', 0, 7, 10_000]]);
+  });
+
+  it('a big part after small ones: the small ones end a chunk before it', () => {
+    const parts = [part('p', 1, 1, 10), part('p', 2, 2, 10), part('p', 3, 10, 400)];
+    const chunks = planChunks(parts, 10, 200);
+    expect(chunks[0]).toMatchObject({ fromBlock: 0, toBlock: 2, rows: 20 });
+    expect(chunks.slice(1).map((c) => c.rows)).toEqual([200, 200]);
+    assertCovers(chunks, parts, 10);
+  });
+
+  it('prorates a part that straddles the plan block and copies only up to it', () => {
+    const parts = [part('p', 1, 10, 100), part('p', 11, 20, 100)];
+    const chunks = planChunks(parts, 15, 1000);
+    expect(shape(chunks)).toEqual([['p', 0, 15, 150]]);
+    assertCovers(chunks, parts, 15);
+  });
+
+  it('mixes whole and cut partitions, and numbers the chunks in order', () => {
+    const parts = [part('a', 1, 1, 10), part('b', 2, 5, 300), part('b', 8, 8, 300), part('c', 6, 6, 20), part('d', 7, 7, 30)];
+    const chunks = planChunks(parts, 8, 250);
+    expect(shape(chunks)).toEqual([
+      ['a', 0, 8, 10],
+      ['b', 0, 3, 150],
+      ['b', 4, 5, 150],
+      ['b', 6, 8, 300],
+      ['c+d', 0, 8, 50],
+    ]);
+    assertCovers(chunks, parts, 8);
+  });
+
+  it('covers every block exactly once on many generated part layouts', () => {
+    let seed = 42;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let layout = 0; layout < 200; layout++) {
+      const parts: PartInfo[] = [];
+      let block = 1 + random(3);
+      const partitions = ['a', 'b', 'c', 'd'].slice(0, 1 + random(4));
+      for (let i = 0; i < 1 + random(12); i++) {
+        const span = 1 + random(random(4) === 0 ? 40 : 3);
+        parts.push(part(partitions[random(partitions.length)] ?? 'a', block, block + span - 1, 1 + random(500)));
+        block += span + random(3);
+      }
+      const upTo = random(block + 2);
+      const target = 1 + random(800);
+      const chunks = planChunks(parts, upTo, target);
+      assertCovers(chunks, parts, upTo);
+      const expected = parts.reduce((s, p) => s + rowsInRange(p, 0, upTo), 0);
+      expect(Math.abs(chunks.reduce((s, c) => s + c.rows, 0) - expected)).toBeLessThanOrEqual(chunks.length);
+    }
+  });
+
+  it('refuses a chunk size below one row', () => {
+    expect(() => planChunks([part('a', 1, 1, 1)], 1, 0)).toThrow(/at least 1 row/);
+  });
+});
+
+describe('rows and partitions after a block (catch-up rounds, the fenced delta)', () => {
+  const parts = [part('202601', 1, 10, 1000), part('202602', 11, 11, 50), part('202602', 12, 20, 90)];
+
+  it('estimates the rows after a block: whole parts above it, prorated parts across it', () => {
+    expect(rowsAfterBlock(parts, 20)).toBe(0);
+    expect(rowsAfterBlock(parts, 11)).toBe(90);
+    expect(rowsAfterBlock(parts, 5)).toBe(500 + 50 + 90);
+  });
+
+  it('lists only the partitions with a part past the block', () => {
+    expect(partitionsAfterBlock(parts, 20)).toEqual([]);
+    expect(partitionsAfterBlock(parts, 10)).toEqual(['202602']);
+    expect(partitionsAfterBlock(parts, 9)).toEqual(['202601', '202602']);
+  });
+});
+
+describe('chunk predicates', () => {
+  it('prune by partition and select rows by block number, quoted', () => {
+    expect(chunkWhere({ partitionIds: ['202601'], fromBlock: 0, toBlock: 9 })).toBe("_partition_id = '202601' AND _block_number <= 9");
+    expect(chunkWhere({ partitionIds: ['a', "b'c"], fromBlock: 4, toBlock: 9 })).toBe(
+      "_partition_id IN ('a', 'b\\'c') AND _block_number >= 4 AND _block_number <= 9",
+    );
+    expect(blockRangeWhere(['p'], 5, 9)).toBe("_partition_id IN ('p') AND _block_number > 5 AND _block_number <= 9");
+    expect(blockRangeWhere(['p', 'q'], '5')).toBe("_partition_id IN ('p', 'q') AND _block_number > 5");
+    expect(blockRangeWhere([], 5, 9)).toBe('0');
+  });
+});
+
+describe('exactRowsInRange (counts under the fence from metadata)', () => {
+  it('sums the parts wholly inside the range, ignoring the rest', () => {
+    const parts = [part('a', 1, 10, 1000), part('a', 11, 11, 5), part('b', 12, 12, 7), part('b', 15, 15, 9)];
+    expect(exactRowsInRange(parts, 10, 12)).toBe(12);
+    expect(exactRowsInRange(parts, 15, 20)).toBe(0);
+  });
+
+  it('is undefined when a merged part straddles either end of the range: then the rows are counted', () => {
+    const parts = [part('a', 1, 12, 1000), part('b', 13, 13, 5)];
+    expect(exactRowsInRange(parts, 10, 13)).toBeUndefined();
+    expect(exactRowsInRange([part('a', 11, 20, 50)], 10, 15)).toBeUndefined();
+  });
+
+  it('is undefined when a lightweight DELETE masked rows of a part in the range (system.parts still counts them)', () => {
+    expect(exactRowsInRange([{ ...part('a', 11, 11, 50), hasDeletes: true }], 10, 15)).toBeUndefined();
+    expect(exactRowsInRange([{ ...part('a', 1, 1, 50), hasDeletes: true }, part('a', 11, 11, 5)], 10, 15)).toBe(5);
+  });
+});
