@@ -1,7 +1,7 @@
 // Copy-and-swap benchmark: weir migrating a DataSource's sorting key, next to a bare
 // CREATE TABLE … AS + INSERT … SELECT of the same table, while a fenced writer keeps inserting.
 //
-//   npx tsx bench/copy-and-swap.ts [--rows N] [--repeat K] [--batch-rows R] [--writer-interval-ms MS] [--probe [--probe-rounds P]]
+//   npx tsx bench/copy-and-swap.ts [--rows N[,N2,…]] [--repeat K] [--chunk-rows C] [--batch-rows R] [--writer-interval-ms MS] [--probe [--probe-rounds P]]
 //
 // One embedded ClickHouse server (chDB over HTTP, temp data dir, port 0) for the whole run; each
 // repetition gets its own database. See bench/README.md for what the figures mean.
@@ -36,8 +36,11 @@ const REQUEST_TIMEOUT_MS = 2 * 3600_000;
 const LISTED_STATEMENT_MS = 50;
 
 interface BenchOptions {
-  rows: number;
+  /** Table sizes, each run `repeat` times: the writer pause side by side against size. */
+  sizes: number[];
   repeat: number;
+  /** Backfill chunk size; undefined: weir's default. */
+  chunkRows: number | undefined;
   batchRows: number;
   writerIntervalMs: number;
   /** Rounds of copy-cost probes after each run; 0 skips them. */
@@ -57,6 +60,9 @@ interface RunResult {
   fenceWaitedMs: number;
   longestPauseMs: number;
   rowsDuringMigration: number;
+  /** Backfill chunks copied, and catch-up rounds before the fence. */
+  chunks: number;
+  catchUpRounds: number;
   phases: PhaseTiming[];
   statementTotals: StatementTotal[];
   probes: ProbeResult[];
@@ -67,6 +73,7 @@ function options(): BenchOptions {
     options: {
       rows: { type: 'string', default: '10000000' },
       repeat: { type: 'string', default: '1' },
+      'chunk-rows': { type: 'string' },
       'batch-rows': { type: 'string', default: '1000' },
       'writer-interval-ms': { type: 'string', default: '0' },
       probe: { type: 'boolean', default: false },
@@ -79,8 +86,9 @@ function options(): BenchOptions {
     return n;
   };
   return {
-    rows: integerFlag('rows', values.rows, 1),
+    sizes: (values.rows ?? '').split(',').map((v) => integerFlag('rows', v, 1)),
     repeat: integerFlag('repeat', values.repeat, 1),
+    chunkRows: values['chunk-rows'] === undefined ? undefined : integerFlag('chunk-rows', values['chunk-rows'], 1),
     batchRows: integerFlag('batch-rows', values['batch-rows'], 1),
     writerIntervalMs: integerFlag('writer-interval-ms', values['writer-interval-ms'], 0),
     probeRounds: values.probe ? integerFlag('probe-rounds', values['probe-rounds'], 1) : 0,
@@ -173,7 +181,7 @@ async function verify(ch: ClickHouse, database: string, expected: number, writer
   if (failures.length > 0) throw new Error(`verification of ${table} failed:\n  ${failures.join('\n  ')}`);
 }
 
-async function runOnce(connect: () => ClickHouse, opts: BenchOptions, run: number): Promise<RunResult> {
+async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: number }, run: number): Promise<RunResult> {
   const namespace = `bench-${randomBytes(4).toString('hex')}`;
   const database = namespace.replace(/-/g, '_');
   const table: TableRef = { database, table: TABLE };
@@ -201,9 +209,19 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions, run: numbe
   timeline.start();
   const cpu = process.cpuUsage();
   started = performance.now();
+  let chunks = 0;
+  let catchUpRounds = 0;
   const { executor } = await applyProject(timeline.timed(ch), [pageViews(namespace, NEW_KEY)], {
     log: weirLog,
-    hooks: { onProgress: (_step, state) => timeline.mark(state) },
+    ...(opts.chunkRows !== undefined ? { backfill: { chunkRows: opts.chunkRows } } : {}),
+    hooks: {
+      onProgress: (_step, state, detail) =>
+        timeline.mark(state === 'Backfilling' && detail?.percent !== undefined ? `Backfilling ${Number(detail.percent)}%` : state),
+      onMigrationProgress: (_step, p) => {
+        chunks = Math.max(chunks, p.chunk);
+        catchUpRounds = Math.max(catchUpRounds, p.catchUpRounds);
+      },
+    },
   });
   const copyAndSwapS = seconds(started);
   const copyAndSwapCpuS = cpuSeconds(cpu);
@@ -233,13 +251,15 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions, run: numbe
     fenceWaitedMs: fence?.waitedMs ?? NaN,
     longestPauseMs: writer.fence.longestPauseMs,
     rowsDuringMigration,
+    chunks,
+    catchUpRounds,
     phases: timeline.phases(),
     statementTotals: timeline.statementTotals(),
     probes,
   };
 }
 
-async function probe(ch: ClickHouse, writerCh: ClickHouse, namespace: string, opts: BenchOptions, run: number): Promise<ProbeResult[]> {
+async function probe(ch: ClickHouse, writerCh: ClickHouse, namespace: string, opts: BenchOptions & { rows: number }, run: number): Promise<ProbeResult[]> {
   const database = namespace.replace(/-/g, '_');
   log(`run ${run}: ${opts.probeRounds} round(s) of copy-cost probes`);
   const [migration] = await ch.query<{ b: string }>(
@@ -286,6 +306,8 @@ function resultTable(results: RunResult[]): string {
     n(r.fenceWaitedMs),
     n(r.longestPauseMs),
     n(r.rowsDuringMigration),
+    n(r.chunks),
+    n(r.catchUpRounds),
   ];
   const header = [
     'run',
@@ -300,9 +322,11 @@ function resultTable(results: RunResult[]): string {
     'fence ack wait ms',
     'longest writer pause ms (goal ≤ 1000)',
     'rows written during migration',
+    'chunks',
+    'catch-up rounds',
   ];
   const rows = [header, ...results.map((r, i) => line(String(i + 1), r))];
-  if (results.length > 1) {
+  if (results.length > 1 && results.every((r) => r.rows === results[0]?.rows)) {
     const med = (f: (r: RunResult) => number) => median(results.map(f));
     rows.push(
       line('median', {
@@ -317,10 +341,54 @@ function resultTable(results: RunResult[]): string {
         fenceWaitedMs: med((r) => r.fenceWaitedMs),
         longestPauseMs: med((r) => r.longestPauseMs),
         rowsDuringMigration: med((r) => r.rowsDuringMigration),
+        chunks: med((r) => r.chunks),
+        catchUpRounds: med((r) => r.catchUpRounds),
       }),
     );
   }
   return formatTable(rows);
+}
+
+/** The figures that must not grow with the table, side by side against its size (medians of each size's runs). */
+function sizeTable(bySize: RunResult[][]): string {
+  const n = (v: number, digits = 0) => v.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const rows = [
+    [
+      'rows',
+      'runs',
+      'chunks',
+      'catch-up rounds',
+      'baseline s',
+      'copy-and-swap s',
+      'ratio (goal ≤ 1.3)',
+      'fence held ms',
+      'longest writer pause ms (goal ≤ 1000)',
+    ],
+    ...bySize.map((rs) => {
+      const med = (f: (r: RunResult) => number) => median(rs.map(f));
+      return [
+        n(rs[0]?.rows ?? 0),
+        String(rs.length),
+        n(med((r) => r.chunks)),
+        n(med((r) => r.catchUpRounds)),
+        n(
+          med((r) => r.baselineS),
+          1,
+        ),
+        n(
+          med((r) => r.copyAndSwapS),
+          1,
+        ),
+        n(
+          med((r) => r.ratio),
+          2,
+        ),
+        n(med((r) => r.fenceHeldMs)),
+        n(med((r) => r.longestPauseMs)),
+      ];
+    }),
+  ];
+  return `Against table size (medians):\n${formatTable(rows)}`;
 }
 
 function phaseReport(r: RunResult, run: number): string {
@@ -363,8 +431,8 @@ async function machine(ch: ClickHouse, commit: string): Promise<string> {
 function weirCommit(): string {
   try {
     const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8' }).trim();
-    const dirty = git('status', '--porcelain', '--', 'src/clickhouse', 'src/plan') !== '';
-    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' + uncommitted changes in src/clickhouse or src/plan' : ''}`;
+    const dirty = git('status', '--porcelain', '--', 'src/clickhouse', 'src/plan', 'src/execute') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' + uncommitted changes in src/clickhouse, src/plan or src/execute' : ''}`;
   } catch {
     return 'commit unknown';
   }
@@ -383,14 +451,21 @@ async function main(): Promise<void> {
     return c;
   };
   try {
-    const results: RunResult[] = [];
-    for (let run = 1; run <= opts.repeat; run++) results.push(await runOnce(connect, opts, run));
+    const bySize: RunResult[][] = [];
+    let run = 0;
+    for (const rows of opts.sizes) {
+      const results: RunResult[] = [];
+      for (let k = 1; k <= opts.repeat; k++) results.push(await runOnce(connect, { ...opts, rows }, ++run));
+      bySize.push(results);
+    }
+    const results = bySize.flat();
 
     console.log(`\nCopy-and-swap: sorting key (${OLD_KEY.join(', ')}) → (${NEW_KEY.join(', ')})`);
     console.log(await machine(connect(), commit));
     const pace = opts.writerIntervalMs > 0 ? `, ${opts.writerIntervalMs} ms apart` : ', back to back';
     console.log(`writer: one weir-fenced writer, ${opts.batchRows}-row batches${pace}; default fence timing\n`);
-    console.log(resultTable(results));
+    for (const size of bySize) console.log(`${resultTable(size)}\n`);
+    if (bySize.length > 1) console.log(`${sizeTable(bySize)}\n`);
     for (const [i, r] of results.entries()) console.log(`\n${phaseReport(r, i + 1)}`);
     for (const [i, r] of results.entries()) if (r.probes.length > 0) console.log(`\n${probeReport(r, i + 1)}`);
   } finally {
