@@ -106,6 +106,8 @@ export interface DataSourceStatus extends CommonStatus {
   specHash?: string;
   rows?: number;
   history?: TableVersionRecord[];
+  /** How the live table differs from the shape weir built it with (the Drifted condition); [] when it does not. */
+  drift?: string[];
   pendingPlan?: { hash: string; steps: string[]; copy?: { rows: number; bytes: number; disk: string; freeBytes: number } };
   migration?: { id: string; state: string; step?: string; startedAt?: string };
   ingestion?: { readyReplicas?: number; replicas?: number; lag?: number; rowsIngested?: number; quarantinedRows?: number };
@@ -370,6 +372,9 @@ export const dataSourceStatusSchema: Schema = obj('Observed state, written by th
     }),
     { maxItems: 64 },
   ),
+  drift: arr('How the live table differs from the shape weir built it with (ALTER TABLE run by hand); empty when it does not.', str('A difference.'), {
+    maxItems: 64,
+  }),
   pendingPlan: obj('A plan waiting for approval (migration.approval: Manual).', {
     hash: str('Hash to put in the weir.dev/approve-plan annotation to approve it.'),
     steps: arr('The steps, in order.', str('A plan step.')),

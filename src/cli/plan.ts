@@ -129,6 +129,7 @@ export function planDocument(plan: ProjectPlan, decided: Decided[], against: str
       steps: r.steps.map((s) => ({ kind: s.kind, description: describeAnyStep(s), ...(withSql ? { sql: stepStatements(s) } : {}) })),
       ...(hash ? { planHash: hash } : {}),
       ...(r.capacity ? { copy: r.capacity } : {}),
+      ...(r.drift ? { drift: r.drift } : {}),
       ...(approval ? { awaitingApproval: approval } : {}),
       refusals: r.refusals,
     };
@@ -149,6 +150,7 @@ export function printPlan(plan: ProjectPlan, decided: Decided[], against: string
   console.log(`Plan (against ${against}):`);
   let refusals = 0;
   for (const r of plan.resources) {
+    for (const d of r.drift ?? []) console.log(`  ${r.key}: drift: ${d}`);
     if (r.steps.length === 0 && r.refusals.length === 0) {
       console.log(`  ${r.key}: up to date`);
       continue;

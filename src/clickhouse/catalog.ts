@@ -8,8 +8,18 @@ export async function observeCatalog(ch: ClickHouse, databases: string[]): Promi
   const params = { dbs: databases };
   const [dbs, tables, columns] = await Promise.all([
     ch.query<{ name: string }>('SELECT name FROM system.databases WHERE name IN {dbs:Array(String)}', { params }),
-    ch.query<{ database: string; name: string; engine: string; comment: string; total_rows: string | null; as_select: string; create_table_query: string }>(
-      'SELECT database, name, engine, comment, total_rows, as_select, create_table_query FROM system.tables WHERE database IN {dbs:Array(String)} AND NOT is_temporary',
+    ch.query<{
+      database: string;
+      name: string;
+      engine: string;
+      comment: string;
+      total_rows: string | null;
+      as_select: string;
+      create_table_query: string;
+      sorting_key: string;
+      partition_key: string;
+    }>(
+      'SELECT database, name, engine, comment, total_rows, as_select, create_table_query, sorting_key, partition_key FROM system.tables WHERE database IN {dbs:Array(String)} AND NOT is_temporary',
       { params },
     ),
     ch.query<{ database: string; table: string; name: string; type: string }>(
@@ -38,6 +48,8 @@ export async function observeCatalog(ch: ClickHouse, databases: string[]): Promi
       comment: t.comment,
       ...(marker ? { marker } : {}),
       totalRows: Number(t.total_rows ?? 0),
+      sortingKey: t.sorting_key,
+      partitionKey: t.partition_key,
     });
   }
   return catalog;

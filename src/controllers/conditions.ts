@@ -18,6 +18,8 @@ export const CONDITION_REASONS = {
     'Serving',
     'ScaledToZero',
   ],
+  /** DataSource: the live table against the shape in its marker (ALTERs by hand). */
+  Drifted: ['Drifted', 'NoDrift'],
   IngestionReady: ['AllReplicasReady', 'ReplicasCappedAtPartitions', 'ScaledToZero', 'NoReplicaReady', 'ReplicasNotAllReady'],
   /** Reconciling=False and Stalled=False, on every kind. */
   Idle: ['Idle', 'Progressing'],

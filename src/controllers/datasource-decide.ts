@@ -6,10 +6,11 @@ import type { DataSource, DataSourceStatus } from '../api/datasource.js';
 import { databaseOf, qualifiedTableOf, tableOf } from '../api/names.js';
 import { findTable, type Catalog } from '../plan/catalog.js';
 import { describeStep, planDataSource, planHash, type DataSourcePlan, type MigrationStep } from '../plan/datasource-plan.js';
+import { tableDrift } from '../plan/drift.js';
 import type { ProjectResource } from '../plan/graph.js';
 import type { Preflight } from '../plan/preflight.js';
 import { stableHash } from '../runtime/hash.js';
-import type { ConditionReason, Health } from './conditions.js';
+import { setCondition, type ConditionReason, type Health } from './conditions.js';
 import { healthStatus } from './status.js';
 import type { ReconcileDecision } from './types.js';
 
@@ -49,8 +50,11 @@ export { planHash };
 export function observed(ds: DataSource, catalog: Catalog | undefined): Partial<DataSourceStatus> {
   const live = catalog && findTable(catalog, databaseOf(ds), tableOf(ds));
   if (!live?.marker) return {};
-  return { version: live.marker.version, specHash: live.marker.specHash, rows: live.totalRows };
+  return { version: live.marker.version, specHash: live.marker.specHash, rows: live.totalRows, drift: tableDrift(live) };
 }
+
+/** The condition type saying whether the live table still has the shape weir built it with. */
+export const DRIFTED = 'Drifted';
 
 const needsApproval = (ds: DataSource, steps: MigrationStep[]) => ds.spec.migration?.approval === 'Manual' && steps.some(isMigration);
 
@@ -108,6 +112,18 @@ export function statusFor(ds: DataSource, verdict: Verdict, now: Date): Reconcil
   const { status, events } = healthStatus(ds.status, ds.metadata.generation ?? 0, verdict.health, verdict.phase, now);
   const next: DataSourceStatus = { ...ds.status, ...status, database: databaseOf(ds), table: qualifiedTableOf(ds), ...verdict.extra };
   if (!('pendingPlan' in verdict.extra)) delete next.pendingPlan;
+  // Only a verdict that observed the table knows its drift; otherwise the last condition stands.
+  const drift = verdict.extra.drift;
+  if (drift) {
+    next.conditions = setCondition(
+      next.conditions,
+      drift.length > 0
+        ? { type: DRIFTED, status: 'True', reason: 'Drifted', message: `${qualifiedTableOf(ds)} was changed outside weir: ${drift.join('; ')}` }
+        : { type: DRIFTED, status: 'False', reason: 'NoDrift', message: 'The table has the shape weir built it with.' },
+      ds.metadata.generation ?? 0,
+      now,
+    );
+  }
   if (!('migration' in verdict.extra)) delete next.migration;
   return { status: next, events };
 }

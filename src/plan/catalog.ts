@@ -43,6 +43,9 @@ export interface ObservedTable {
   /** Decoded from `comment`; undefined when the comment holds no marker. */
   marker?: TableMarker | undefined;
   totalRows: number;
+  /** As system.tables prints them ('' when none); undefined where not observed. */
+  sortingKey?: string;
+  partitionKey?: string;
 }
 
 export interface ObservedView {

@@ -7,6 +7,7 @@ import { stableHash } from '../runtime/hash.js';
 import type { ProjectResource } from './graph.js';
 import { VIEW_MARKER_PREFIX } from './pipe-plan.js';
 import { forwardQueryProblem, nameRefusals } from './project-checks.js';
+import { handAddedColumns, tableDrift } from './drift.js';
 import { preflightRefusals, type Capacity, type Preflight, type TypeChange } from './preflight.js';
 import { columnDetails, indexDefinition, keyTuple, quarantineTableName, quoteIdentifier, quoteString, tableShape, type TableShape } from './sql.js';
 
@@ -54,6 +55,8 @@ export interface DataSourcePlan {
   preflightRefusals: string[];
   /** What the copy-and-swap will rewrite and the room on its disk, when the preflight read them. */
   capacity?: Capacity;
+  /** How the live table differs from the shape weir built it with (ALTERs by hand); [] when it does not. */
+  drift: string[];
 }
 
 export const shapeHash = (shape: TableShape): string => stableHash(shape);
@@ -231,7 +234,7 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
   const shape = tableShape(ds.spec);
   const specHash = shapeHash(shape);
   const keep = ds.spec.migration?.keepPreviousVersions ?? 1;
-  const plan: DataSourcePlan = { table: qualifiedTableOf(ds), steps: [], refusals: [], preflightRefusals: [] };
+  const plan: DataSourcePlan = { table: qualifiedTableOf(ds), steps: [], refusals: [], preflightRefusals: [], drift: [] };
 
   // A clash with a known resource says more than what the catalog shows of it.
   const names = nameRefusals(ds, project);
@@ -249,6 +252,7 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
     );
     return plan;
   }
+  plan.drift = tableDrift(live);
   // A swap that went live but was interrupted before the old version was put away.
   const previous = findTable(catalog, database, `${table}${NEXT_TABLE_SUFFIX}`);
   if (previous?.marker && previous.marker.version < live.marker.version) {
@@ -271,8 +275,16 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
   }
   if (live.marker.specHash === specHash) return planUnfinishedRollback(plan, catalog, database, table, live, specHash, keep);
 
-  const diff = diffShape(live.marker.shape, shape, ds.spec.migration?.allowDestructive === true);
+  const allowDestructive = ds.spec.migration?.allowDestructive === true;
+  const diff = diffShape(live.marker.shape, shape, allowDestructive);
   plan.refusals.push(...diff.refusals);
+  // A new version is built from the spec: a column added by hand that the spec does not adopt would vanish with the swap.
+  const lost = diff.copyReasons.length > 0 && !allowDestructive ? handAddedColumns(live).filter((c) => !shape.columns.some((s) => s.name === c.name)) : [];
+  for (const c of lost)
+    plan.refusals.push(
+      `column ${c.name} (${c.type}) of ${database}.${table} was added by hand (weir's marker does not list it); the copy-and-swap would drop it: ` +
+        'add it to spec.columns to keep it, or set spec.migration.allowDestructive: true to drop it',
+    );
   if (diff.copyReasons.length === 0) {
     plan.steps.push({ kind: 'AlterTable', database, table, actions: diff.alter, changes: diff.changes, version: live.marker.version, shape, specHash });
     return plan;

@@ -18,6 +18,8 @@ export interface ResourcePlan {
   refusals: string[];
   /** A DataSource's copy-and-swap: the table, its rows and bytes, and the room on its disk. */
   capacity?: Capacity & { table: string };
+  /** How a DataSource's live table differs from the shape weir built it with (ALTERs by hand). */
+  drift?: string[];
 }
 
 export interface ProjectPlan {
@@ -49,6 +51,7 @@ export function planProject(resources: ProjectResource[], catalog: Catalog, pref
         steps: p.steps,
         refusals: [...p.refusals, ...p.preflightRefusals],
         ...(p.capacity ? { capacity: { table: p.table, ...p.capacity } } : {}),
+        ...(p.drift.length > 0 ? { drift: p.drift } : {}),
       });
     } else {
       const p = planPipe(r as Pipe, dataSources, planned, resources);

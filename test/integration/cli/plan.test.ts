@@ -328,4 +328,38 @@ describe("weir plan is the operator's plan", () => {
     expect(refused.code, refused.out).toBe(1);
     expect(linesOf(refused.out, key)).toEqual([`REFUSED: ${stalled?.message ?? ''} (SqlDoesNotCompile)`]);
   });
+
+  it('a column added by hand: weir plan shows the drift, refuses the copy-and-swap that would drop it, and copies it once the spec adopts it', async () => {
+    const ns = uniqueNamespace('drift');
+    const db = ns.replace(/-/g, '_');
+    const dir = exampleIn(ns);
+    const key = `DataSource/${ns}/page-views`;
+    expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
+    await server.ch.command(
+      `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', '/' FROM numbers(500)`,
+    );
+    await server.ch.command(`ALTER TABLE ${db}.page_views ADD COLUMN note String DEFAULT 'n'`);
+    await server.ch.command(`ALTER TABLE ${db}.page_views UPDATE note = concat('n', session_id) WHERE 1 SETTINGS mutations_sync = 2`);
+
+    const drifted = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(drifted.code, drifted.out).toBe(0);
+    expect(linesOf(drifted.out, key)).toEqual(['drift: column note String was added by hand', 'up to date']);
+
+    const file = join(dir, 'datasources.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('sortingKey: [tenant_id, timestamp]', 'sortingKey: [tenant_id, pathname, timestamp]'));
+    const refused = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(refused.code, refused.out).toBe(1);
+    expect(linesOf(refused.out, key)).toContain(
+      `REFUSED: column note (String) of ${db}.page_views was added by hand (weir's marker does not list it); the copy-and-swap would drop it: add it to spec.columns to keep it, or set spec.migration.allowDestructive: true to drop it`,
+    );
+    expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(1);
+
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/(\n {4}- \{name: duration_ms[^\n]+)/, '$1\n    - {name: note, type: String, default: "\'n\'"}'));
+    const adopted = await weir('apply', '-f', dir, '--clickhouse', server.url);
+    expect(adopted.code, adopted.out).toBe(0);
+    const rows = await server.ch.query<{ n: string; ok: string }>(`SELECT count() AS n, countIf(note = concat('n', session_id)) AS ok FROM ${db}.page_views`);
+    expect(rows).toEqual([{ n: '500', ok: '500' }]);
+    const after = await weir('plan', '-f', dir, '--clickhouse', server.url);
+    expect(linesOf(after.out, key)).toEqual(['up to date']);
+  });
 });

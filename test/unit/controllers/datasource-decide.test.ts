@@ -16,7 +16,7 @@ import {
   withSpec,
   withStatus,
 } from '../../fixtures/builders.js';
-import { applied, tableWorld, withoutClickHouse, withPreflight } from '../../fixtures/world.js';
+import { alteredByHand, applied, tableWorld, withoutClickHouse, withPreflight } from '../../fixtures/world.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
 const events = (...mods: ((d: DataSource) => void)[]) =>
@@ -71,7 +71,28 @@ describe('decideTable: one verdict per reason', () => {
       'Ready=True:UpToDate',
       'Reconciling=False:Idle',
       'Stalled=False:Progressing',
+      'Drifted=False:NoDrift',
     ]);
+  });
+
+  it('Drifted: a column added by hand sets Drifted=True naming it, beside Ready, and status.drift lists it', () => {
+    const r = written(
+      events(),
+      tableWorld(
+        applied(events()),
+        alteredByHand('shop', 'events', (t) => t.columns.push({ name: 'note', type: 'String' })),
+      ),
+    );
+    expect(reasonOf(r)).toBe('UpToDate');
+    expect(r.status.drift).toEqual(['column note String was added by hand']);
+    expect(r.status.conditions?.find((c) => c.type === 'Drifted')).toMatchObject({
+      status: 'True',
+      reason: 'Drifted',
+      message: 'shop.events was changed outside weir: column note String was added by hand',
+    });
+    // Without a connection nothing was observed: the last Drifted condition stands.
+    const offline = written(events(withStatus<DataSource>(r.status)), tableWorld(withoutClickHouse));
+    expect(offline.status.conditions?.find((c) => c.type === 'Drifted')?.status).toBe('True');
   });
 
   it('PlanRefused: a dropped column without allowDestructive, Stalled with what to do', () => {

@@ -206,6 +206,7 @@ describe('planDataSource: names taken', () => {
       steps: [],
       refusals: ["web.page_views exists as a materialized Pipe's view, so its table cannot be created; rename the DataSource or drop the view"],
       preflightRefusals: [],
+      drift: [],
     });
     expect(planDataSource(pageViews(), { databases: ['web'], tables: [], views: [view('page_views', '')] }).refusals).toEqual([
       'web.page_views exists as a view weir did not create, so its table cannot be created; rename the DataSource or drop the view',
