@@ -8,7 +8,17 @@ import { observeCatalog } from '../clickhouse/catalog.js';
 import { deduplicationOff } from '../clickhouse/dedup.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { encodeMarker, type TableRef } from '../plan/catalog.js';
-import { blockRangeWhere, chunkWhere, exactRowsInRange, partitionsAfterBlock, planChunks, rowsAfterBlock, type PartInfo } from '../plan/chunks.js';
+import {
+  blockRangeWhere,
+  chunkWhere,
+  exactRowsInRange,
+  partitionsAfterBlock,
+  partsInRange,
+  partsRangeWhere,
+  planChunks,
+  rowsAfterBlock,
+  type PartInfo,
+} from '../plan/chunks.js';
 import { NEXT_TABLE_SUFFIX, type MigrationStep } from '../plan/datasource-plan.js';
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import { createTableSql, embedSql, qualified, quoteIdentifier, quoteString } from '../plan/sql.js';
@@ -88,7 +98,7 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     await settleOrphans(ch, [roundQueryId(m, 'u'), roundQueryId(m, 'd')], cx.log);
     // Rows a previous, interrupted attempt copied after the recorded point are dropped first, before
     // the fence: only the executor writes the next version, and the DELETE is too slow to hold writers for.
-    await dropRowsAfter(ch, next, m.next_block);
+    await dropRowsAfter(ch, next, m.next_block, nextRef);
     m = await catchUp(cx, m, map, next, liveRef, nextRef, progress, reportCopy, await count(ch, next));
     if (step.oneToOne) await verifyCopy(ch, live, next, liveRef, nextRef, m.source_block);
     const current: MigrationRow = m;
@@ -98,25 +108,18 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
       fenced,
       async (assertHeld) => {
         progress('Fenced', { writersOf: fenced.map((t) => `${t.database}.${t.table}`) });
-        // O(what was written since the last round): the block from metadata, partitions pruned to those written since.
+        const after = Number(current.source_block);
         const verifyBlock = await maxBlock(ch, liveRef);
-        const liveParts = await activeParts(ch, liveRef);
-        const delta = blockRangeWhere(partitionsAfterBlock(liveParts, Number(current.source_block)), current.source_block, verifyBlock);
-        if (delta !== '0') {
-          await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(delta)}`, {
-            queryId: roundQueryId(current, 'd'),
-            settings: await deduplicationOff(ch),
-          });
-        }
+        const liveParts = await copyDelta(ch, map, next, liveRef, current, Number(verifyBlock));
         faultPoint('DeltaCopied');
-        const nextParts = await activeParts(ch, nextRef);
-        const swapBlock = String(Math.max(Number(current.next_block), ...nextParts.map((p) => p.maxBlock)));
+        const nb = Number(current.next_block);
+        const nextAll = await activeParts(ch, nextRef);
+        const swapBlock = String(Math.max(nb, ...nextAll.map((p) => p.maxBlock)));
         let deltaRows: number | undefined;
         if (step.oneToOne) {
-          const nextDelta = blockRangeWhere(partitionsAfterBlock(nextParts, Number(current.next_block)), current.next_block);
           const [liveRows, nextRows] = await Promise.all([
-            rowsBetween(ch, live, liveParts, delta, Number(current.source_block), Number(verifyBlock)),
-            rowsBetween(ch, next, nextParts, nextDelta, Number(current.next_block), Number(swapBlock)),
+            rowsBetween(ch, live, liveParts, after, Number(verifyBlock)),
+            rowsBetween(ch, next, nextAll, nb, Number(swapBlock)),
           ]);
           if (liveRows !== nextRows) {
             throw new MigrationRefusedError(
@@ -193,7 +196,7 @@ async function backfillChunks(
   const first = todo[0];
   if (first) {
     await settleOrphans(ch, [chunkQueryId(m, first.chunk.index)], cx.log);
-    if (lastDone) await dropRowsAfter(ch, next, lastDone.nextBlock);
+    if (lastDone) await dropRowsAfter(ch, next, lastDone.nextBlock, nextRef);
     else await ch.command(`TRUNCATE TABLE ${next}`);
     if (lastDone) progress('Backfilling', { resumedAtChunk: first.chunk.index + 1, chunks: ledger.length });
   }
@@ -288,10 +291,48 @@ async function verifyCopy(ch: ClickHouse, live: string, next: string, liveRef: T
     throw new MigrationRefusedError(`verification failed: ${live} has ${a} rows up to block ${upToBlock} but the new version has ${b}; nothing was swapped`);
 }
 
-/** Rows in (after, upTo] under `where`: from the parts when they hold exactly those rows, else counted (pruned by partition). */
-async function rowsBetween(ch: ClickHouse, table: string, parts: PartInfo[], where: string, after: number, upTo: number): Promise<number> {
+/** Attempts at the fenced copy by part name before it falls back to whole partitions. */
+const DELTA_BY_PART_ATTEMPTS = 3;
+
+/**
+ * Under the fence: copy the live table's rows in (source_block, upTo] into next, reading only the
+ * parts written since (O(the remainder)). A merge that replaced a named part before the statement
+ * read it would hide rows from it: if a named part is no longer active afterwards, what was copied
+ * is deleted and the copy runs again; after a few such attempts, by the partitions instead (a
+ * merge keeps rows in their partition). Returns the parts the rows came from (for the count).
+ */
+async function copyDelta(ch: ClickHouse, map: Mapping, next: string, liveRef: TableRef, m: MigrationRow, upTo: number): Promise<PartInfo[]> {
+  const after = Number(m.source_block);
+  const insert = async (where: string) => {
+    if (where === '0') return;
+    await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(where)}`, { queryId: roundQueryId(m, 'd'), settings: await deduplicationOff(ch) });
+  };
+  for (let attempt = 1; attempt <= DELTA_BY_PART_ATTEMPTS; attempt++) {
+    const parts = partsInRange(await activeParts(ch, liveRef), after, upTo);
+    await insert(
+      partsRangeWhere(
+        parts.map((p) => p.name),
+        after,
+        upTo,
+      ),
+    );
+    const active = new Set((await activeParts(ch, liveRef)).map((p) => p.name));
+    if (parts.every((p) => active.has(p.name))) return parts;
+    await dropRowsAfter(ch, next, m.next_block);
+  }
+  const parts = await activeParts(ch, liveRef);
+  await insert(blockRangeWhere(partitionsAfterBlock(parts, after), after, upTo));
+  return parts;
+}
+
+/**
+ * Rows in (after, upTo]: from the parts' metadata when the parts holding them hold exactly them,
+ * else counted in the partitions that can hold them (a merge since cannot move a row out of those).
+ */
+async function rowsBetween(ch: ClickHouse, table: string, parts: PartInfo[], after: number, upTo: number): Promise<number> {
   const exact = exactRowsInRange(parts, after, upTo);
   if (exact !== undefined) return exact;
+  const where = blockRangeWhere(partitionsAfterBlock(parts, after), after, upTo);
   return where === '0' ? 0 : count(ch, table, where);
 }
 

@@ -21,13 +21,14 @@ export async function maxBlock(ch: ClickHouse, t: TableRef): Promise<string> {
 }
 
 /** The table's active parts (metadata only): what backfill chunks are planned from and catch-up rounds estimated by. */
-export async function activeParts(ch: ClickHouse, t: TableRef): Promise<PartInfo[]> {
-  const rows = await ch.query<{ partition_id: string; min_block_number: string; max_block_number: string; rows: string; deletes: number }>(
-    `SELECT partition_id, min_block_number, max_block_number, rows, has_lightweight_delete AS deletes FROM system.parts
+export async function activeParts(ch: ClickHouse, t: TableRef): Promise<(PartInfo & { name: string })[]> {
+  const rows = await ch.query<{ name: string; partition_id: string; min_block_number: string; max_block_number: string; rows: string; deletes: number }>(
+    `SELECT name, partition_id, min_block_number, max_block_number, rows, has_lightweight_delete AS deletes FROM system.parts
      WHERE database = {db:String} AND table = {t:String} AND active ORDER BY partition_id, min_block_number`,
     { params: { db: t.database, t: t.table } },
   );
   return rows.map((r) => ({
+    name: r.name,
     partitionId: r.partition_id,
     minBlock: Number(r.min_block_number),
     maxBlock: Number(r.max_block_number),

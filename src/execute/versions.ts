@@ -3,7 +3,8 @@
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { versionTableName } from '../plan/datasource-plan.js';
 import { qualified } from '../plan/sql.js';
-import { count } from './probes.js';
+import type { TableRef } from '../plan/catalog.js';
+import { count, maxBlock } from './probes.js';
 
 /** Keep the table at `tempName` as version `version` of `table` (or drop it when keep is 0), then prune. */
 export async function retain(ch: ClickHouse, database: string, table: string, tempName: string, version: number, keep: number): Promise<void> {
@@ -31,7 +32,9 @@ export async function dropBeyond(ch: ClickHouse, database: string, table: string
 }
 
 /** Delete the rows of `table` past `block` (an interrupted attempt's copy), if there are any. */
-export async function dropRowsAfter(ch: ClickHouse, table: string, block: string): Promise<void> {
+export async function dropRowsAfter(ch: ClickHouse, table: string, block: string, ref?: TableRef): Promise<void> {
+  // No part past the block (what system.parts says in milliseconds): no row either, and no scan.
+  if (ref && Number(await maxBlock(ch, ref)) <= Number(block)) return;
   if ((await count(ch, table, `_block_number > ${block}`)) === 0) return;
   await ch.command(`DELETE FROM ${table} WHERE _block_number > ${block}`, { settings: { mutations_sync: 2, lightweight_deletes_sync: 2 } });
 }

@@ -7,6 +7,8 @@ import { quoteString } from './sql.js';
 
 /** One active part, as system.parts lists it. */
 export interface PartInfo {
+  /** The part's name (system.parts name), where the caller needs it to prune by `_part`. */
+  name?: string;
   partitionId: string;
   minBlock: number;
   maxBlock: number;
@@ -163,4 +165,19 @@ export function exactRowsInRange(parts: readonly PartInfo[], after: number, upTo
     rows += p.rows;
   }
   return rows;
+}
+
+/** The parts that can hold rows with a block number in (after, upTo]. */
+export function partsInRange<P extends PartInfo>(parts: readonly P[], after: number, upTo: number): P[] {
+  return parts.filter((p) => p.maxBlock > after && p.minBlock <= upTo);
+}
+
+/**
+ * Rows with a block number in (after, upTo], read only from the named parts: O(those parts), not
+ * O(their partitions). A merge can replace a named part before the statement starts, so the caller
+ * checks afterwards that every named part is still active (else the statement may have missed rows).
+ */
+export function partsRangeWhere(partNames: readonly string[], after: number | string, upTo: number | string): string {
+  if (partNames.length === 0) return '0';
+  return `_part IN (${partNames.map(quoteString).join(', ')}) AND _block_number > ${after} AND _block_number <= ${upTo}`;
 }

@@ -4,6 +4,8 @@ import {
   chunkWhere,
   exactRowsInRange,
   partitionsAfterBlock,
+  partsInRange,
+  partsRangeWhere,
   planChunks,
   rowsAfterBlock,
   rowsInRange,
@@ -188,5 +190,20 @@ describe('exactRowsInRange (counts under the fence from metadata)', () => {
   it('is undefined when a lightweight DELETE masked rows of a part in the range (system.parts still counts them)', () => {
     expect(exactRowsInRange([{ ...part('a', 11, 11, 50), hasDeletes: true }], 10, 15)).toBeUndefined();
     expect(exactRowsInRange([{ ...part('a', 1, 1, 50), hasDeletes: true }, part('a', 11, 11, 5)], 10, 15)).toBe(5);
+  });
+});
+
+describe('the parts the fenced delta reads', () => {
+  it('are those with a block in the range, named in the predicate', () => {
+    const parts = [
+      { ...part('a', 1, 10, 100), name: 'a_1_10_1' },
+      { ...part('a', 11, 11, 5), name: 'a_11_11_0' },
+      { ...part('b', 12, 12, 5), name: 'b_12_12_0' },
+      { ...part('b', 14, 14, 5), name: 'b_14_14_0' },
+    ];
+    expect(partsInRange(parts, 10, 12).map((p) => p.name)).toEqual(['a_11_11_0', 'b_12_12_0']);
+    expect(partsInRange(parts, 5, 12).map((p) => p.name)).toEqual(['a_1_10_1', 'a_11_11_0', 'b_12_12_0']);
+    expect(partsRangeWhere(['a_11_11_0', 'b_12_12_0'], 10, 12)).toBe("_part IN ('a_11_11_0', 'b_12_12_0') AND _block_number > 10 AND _block_number <= 12");
+    expect(partsRangeWhere([], 10, 12)).toBe('0');
   });
 });
