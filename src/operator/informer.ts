@@ -34,6 +34,8 @@ export class ResilientInformer<T extends KubernetesObject> {
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly stopping = new AbortController();
   private synced = false;
+  /** Resolves the wait of start() once a list succeeded. */
+  private onSynced: () => void = () => undefined;
   /** The restart in progress: one retry() until a new watch holds. */
   private restarting: Promise<void> | undefined;
   /** The informer's start() of the restart attempt in progress. */
@@ -52,6 +54,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     const list: ListPromise<T> = async () => {
       const listed = await opts.list();
       this.synced = true;
+      this.onSynced();
       return listed;
     };
     this.informer = makeInformer<T>(kc, opts.path, list, opts.labelSelector);
@@ -88,9 +91,10 @@ export class ResilientInformer<T extends KubernetesObject> {
 
   /** Start the watch; resolves once the cache is complete (a list succeeded, retried as a watch is), or on stop(). */
   async start(): Promise<void> {
+    const listed = new Promise<void>((resolve) => (this.onSynced = resolve));
     await this.informer.start();
-    // A first list that failed was handed to watchFailed, which restarts until a watch holds.
-    while (!this.synced && !this.stopping.signal.aborted) await (this.restarting ?? sleep(50, this.stopping.signal).catch(() => undefined));
+    // A first list that failed was handed to watchFailed, whose restarts list again: wait for one that succeeds (or stop()).
+    if (!this.synced) await Promise.race([listed, new Promise((resolve) => this.stopping.signal.addEventListener('abort', resolve, { once: true }))]);
     const idle = this.opts.idleRestartMs ?? 5 * 60_000;
     this.idleTimer = setInterval(
       () => {
