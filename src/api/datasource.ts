@@ -14,7 +14,7 @@ import {
   type SecretRef,
 } from './common.js';
 import { celRules, type CrossFieldRule } from './rules.js';
-import { arr, bool, IDENTIFIER, int, namedList, obj, oneOf, str, stringMap, type Schema } from './schema-dsl.js';
+import { arr, bool, IDENTIFIER, int, namedList, num, obj, oneOf, str, stringMap, type Schema } from './schema-dsl.js';
 
 export const ENGINE_TYPES = [
   'MergeTree',
@@ -109,7 +109,22 @@ export interface DataSourceStatus extends CommonStatus {
   /** How the live table differs from the shape weir built it with (the Drifted condition); [] when it does not. */
   drift?: string[];
   pendingPlan?: { hash: string; steps: string[]; copy?: { rows: number; bytes: number; disk: string; freeBytes: number } };
-  migration?: { id: string; state: string; step?: string; startedAt?: string };
+  migration?: {
+    id: string;
+    state: string;
+    step?: string;
+    startedAt?: string;
+    progress?: {
+      phase: string;
+      rowsCopied: number;
+      rowsTotal: number;
+      percent: number;
+      chunk: number;
+      chunks: number;
+      catchUpRounds: number;
+      etaSeconds?: number;
+    };
+  };
   ingestion?: { readyReplicas?: number; replicas?: number; lag?: number; rowsIngested?: number; quarantinedRows?: number };
 }
 
@@ -390,6 +405,16 @@ export const dataSourceStatusSchema: Schema = obj('Observed state, written by th
     state: str('Protocol state, e.g. Backfilling, Fenced, Swapped.'),
     step: str('The step running now.'),
     startedAt: str('When the migration started.', { format: 'date-time' }),
+    progress: obj('How far the copy is (copy-and-swap), patched every 5% and at each catch-up round.', {
+      phase: str('Backfilling or CatchingUp.'),
+      rowsCopied: int('Rows in the next version so far.', { minimum: 0 }),
+      rowsTotal: int('Rows the backfill copies (from system.parts when it was planned).', { minimum: 0 }),
+      percent: num('rowsCopied of rowsTotal, 0-100.'),
+      chunk: int('Backfill chunks done.', { minimum: 0 }),
+      chunks: int('Backfill chunks planned.', { minimum: 0 }),
+      catchUpRounds: int('Catch-up rounds done after the backfill.', { minimum: 0 }),
+      etaSeconds: int('Seconds left at the rate copied so far.', { minimum: 0 }),
+    }),
   }),
   ingestion: obj('Ingestion Deployment state.', {
     replicas: int('Desired ingestion pods.', { minimum: 0 }),

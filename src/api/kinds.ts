@@ -79,6 +79,7 @@ export const KINDS: Record<KindName, KindInfo> = {
       { name: 'Version', type: 'integer', jsonPath: '.status.version', description: 'Table version (increments per swap).' },
       phaseColumn,
       { name: 'Rows', type: 'integer', jsonPath: '.status.rows', description: 'Rows in the live table.' },
+      { name: 'Progress', type: 'number', jsonPath: '.status.migration.progress.percent', description: 'Percent of the running copy-and-swap copied.' },
       { name: 'Lag', type: 'integer', jsonPath: '.status.ingestion.lag', description: 'Kafka consumer lag (sum over partitions).' },
       readyColumn,
       reasonColumn,

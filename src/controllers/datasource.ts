@@ -8,6 +8,7 @@ import { gatherPreflight } from '../execute/preflight.js';
 import { describeStep, planDataSource, type DataSourcePlan } from '../plan/datasource-plan.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { decideTable, observed, statusFor, type TableDecision, type TableWorld } from './datasource-decide.js';
+import { progressWorthReporting, statusProgress, type StatusProgress } from './progress.js';
 import { workerName } from './workloads.js';
 import { quarantineTableName } from '../plan/sql.js';
 import { errorMessage } from '../runtime/log.js';
@@ -91,6 +92,7 @@ async function executeTable(
     );
   }
   let reports: Promise<void> = Promise.resolve();
+  let progress: StatusProgress | undefined;
   const executor = new Executor(ch, {
     ...(ctx.log ? { log: ctx.log } : {}),
     ...(ctx.fenceTiming ? { fenceTiming: ctx.fenceTiming } : {}),
@@ -103,7 +105,14 @@ async function executeTable(
           message: `${plan.table} v${step.fromVersion} → v${step.toVersion}: ${state}${detail ? ` ${JSON.stringify(detail)}` : ''}`,
         };
         // Chained, so reports land in order and all before the final status is written.
-        reports = reports.then(() => ctx.report?.(event, { migration: { id, state, step: state, startedAt } }));
+        reports = reports.then(() => ctx.report?.(event, { migration: { id, state, step: state, startedAt, ...(progress ? { progress } : {}) } }));
+      },
+      onMigrationProgress: (step, p) => {
+        if (step.kind !== 'CopyAndSwap') return;
+        const next = statusProgress(p, Date.now());
+        if (!progressWorthReporting(progress, next)) return;
+        progress = next;
+        reports = reports.then(() => ctx.report?.(undefined, { migration: { id, state: p.phase, step: p.phase, startedAt, progress: next } }));
       },
     },
   });

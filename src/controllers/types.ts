@@ -37,6 +37,6 @@ export interface ReconcileContext {
   fenceTiming?: FenceTiming;
   /** Runs workers (Deployments) in the cluster; undefined where there is none (weir dev, weir apply). */
   workloads?: Workloads;
-  /** Report progress while a long reconcile runs: an Event, and optionally a status patch. */
-  report?: (event: EventRecord, status?: Record<string, unknown>) => Promise<void>;
+  /** Report progress while a long reconcile runs: an Event (when given), and optionally a status patch. */
+  report?: (event: EventRecord | undefined, status?: Record<string, unknown>) => Promise<void>;
 }

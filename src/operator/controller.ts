@@ -157,8 +157,8 @@ export class Controller<R extends AnyResource> {
     }
 
     const involved = { apiVersion: API_VERSION, kind: this.kind, metadata: obj.metadata as never };
-    const report = async (event: EventRecord, status?: Record<string, unknown>) => {
-      await this.deps.events.record(involved, event);
+    const report = async (event: EventRecord | undefined, status?: Record<string, unknown>) => {
+      if (event) await this.deps.events.record(involved, event);
       if (status) {
         await this.api
           .patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, namespace, plural: this.plural, name, body: { status } }, mergePatch())

@@ -1,10 +1,10 @@
 // The operator converging the real ClickHouse engine from resources in the real API server:
 // creation, a copy-and-swap migration visible in status and Events, manual approval, and
 // deletionPolicy.
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
-import type { DataSource } from '../../../src/api/datasource.js';
+import type { DataSource, DataSourceStatus } from '../../../src/api/datasource.js';
 import type { Pipe } from '../../../src/api/pipe.js';
 import { APPROVE_ANNOTATION } from '../../../src/controllers/datasource.js';
 import { mergePatch } from '../../../src/operator/events.js';
@@ -43,7 +43,8 @@ beforeAll(async () => {
   ns = await createNamespace(kc, 'converge');
   db = ns.replace(/-/g, '_');
   server = await startTestClickHouse();
-  operator = startWeir(operatorArgs(ns, '--clickhouse-url', server.url, '--resync', '3000'));
+  // Small backfill chunks, so the migration below copies in several and reports its progress.
+  operator = startWeir(operatorArgs(ns, '--clickhouse-url', server.url, '--resync', '3000'), { WEIR_BACKFILL_CHUNK_ROWS: '100' });
   await operator.waitForLog('controllers started', (l) => l.message === 'controllers started');
 });
 
@@ -60,15 +61,34 @@ describe('operator with ClickHouse', () => {
     const rollup = await ready<Pipe>('Pipe', 'daily-rollup');
     expect(rollup.status?.view).toBe(`${db}.daily_rollup`);
     expect(rollup.status?.reads).toEqual([`${ns}/page-views`]);
-    await server.ch.command(
-      `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't1', '/a' FROM numbers(500)`,
-    );
+    // Five inserts, five blocks: the backfill can cut them into chunks of 100 rows.
+    for (let i = 0; i < 5; i++) {
+      await server.ch.command(
+        `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number + ${i * 100}), 't1', '/a' FROM numbers(100)`,
+      );
+    }
     expect(await count(server.ch, `SELECT countMerge(views) AS n FROM ${db}.page_views_daily`)).toBe(500);
   });
 
-  it('migrates page_views to a new sorting key, recording version, history and every step as an Event', async () => {
+  it('migrates page_views to a new sorting key, recording version, history, its progress in status and every step as an Event', async () => {
+    // Every status the API server holds during the migration, from a watch (a poll could miss them).
+    const progress: NonNullable<NonNullable<DataSourceStatus['migration']>['progress']>[] = [];
+    const watching = await new Watch(kc).watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${ns}/datasources`,
+      { fieldSelector: 'metadata.name=page-views' },
+      (_type, obj: DataSource) => {
+        const p = obj.status?.migration?.progress;
+        if (p) progress.push(p);
+      },
+      () => undefined,
+    );
     await patchSpec('datasources', 'page-views', { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } });
     const pv = await ready<DataSource>('DataSource', 'page-views', (o) => o.status?.version === 2);
+    watching.abort();
+    const backfill = progress.filter((p) => p.phase === 'Backfilling');
+    expect(backfill.length).toBeGreaterThan(1);
+    expect(backfill.map((p) => p.percent)).toEqual([...backfill.map((p) => p.percent)].sort((a, b) => a - b));
+    expect(backfill.at(-1)).toMatchObject({ rowsCopied: 500, rowsTotal: 500, percent: 100, chunk: 5, chunks: 5 });
     expect(pv.status?.history?.map((h) => h.version)).toEqual([1, 2]);
     expect(pv.status?.history?.[0]?.plan?.join('\n')).toMatch(/create table .*page_views .* as version 1/);
     expect(pv.status?.history?.[1]?.plan?.[0]).toMatch(/^migrate .*page_views v1 → v2 by copy-and-swap/);
