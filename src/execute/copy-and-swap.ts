@@ -118,8 +118,8 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
         let deltaRows: number | undefined;
         if (step.oneToOne) {
           const [liveRows, nextRows] = await Promise.all([
-            rowsBetween(ch, live, liveParts, after, Number(verifyBlock)),
-            rowsBetween(ch, next, nextAll, nb, Number(swapBlock)),
+            rowsBetween(ch, live, liveRef, liveParts, after, Number(verifyBlock)),
+            rowsBetween(ch, next, nextRef, nextAll, nb, Number(swapBlock)),
           ]);
           if (liveRows !== nextRows) {
             throw new MigrationRefusedError(
@@ -167,6 +167,7 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
 type Progress = (state: string, detail?: Record<string, unknown>) => void;
 type Report = (p: Omit<MigrationProgress, 'startedAtMs'>) => void;
 const percentOf = (rows: number, total: number): number => (total > 0 ? Math.min(100, Math.round((1000 * rows) / total) / 10) : 100);
+type NamedPart = PartInfo & { name: string };
 type Mapping = { columns: string; select: (where: string) => string };
 
 /** The query_id of a backfill chunk: deterministic, so a resumed executor finds an orphan by it. */
@@ -301,7 +302,7 @@ const DELTA_BY_PART_ATTEMPTS = 3;
  * is deleted and the copy runs again; after a few such attempts, by the partitions instead (a
  * merge keeps rows in their partition). Returns the parts the rows came from (for the count).
  */
-async function copyDelta(ch: ClickHouse, map: Mapping, next: string, liveRef: TableRef, m: MigrationRow, upTo: number): Promise<PartInfo[]> {
+async function copyDelta(ch: ClickHouse, map: Mapping, next: string, liveRef: TableRef, m: MigrationRow, upTo: number): Promise<NamedPart[]> {
   const after = Number(m.source_block);
   const insert = async (where: string) => {
     if (where === '0') return;
@@ -327,11 +328,24 @@ async function copyDelta(ch: ClickHouse, map: Mapping, next: string, liveRef: Ta
 
 /**
  * Rows in (after, upTo]: from the parts' metadata when the parts holding them hold exactly them,
- * else counted in the partitions that can hold them (a merge since cannot move a row out of those).
+ * else counted in those parts only (checked still active afterwards, as for the copy), and failing
+ * that in the partitions that can hold them (a merge cannot move a row out of those).
  */
-async function rowsBetween(ch: ClickHouse, table: string, parts: PartInfo[], after: number, upTo: number): Promise<number> {
-  const exact = exactRowsInRange(parts, after, upTo);
+async function rowsBetween(ch: ClickHouse, table: string, ref: TableRef, parts: NamedPart[], after: number, upTo: number): Promise<number> {
+  const inRange = partsInRange(parts, after, upTo);
+  const exact = exactRowsInRange(inRange, after, upTo);
   if (exact !== undefined) return exact;
+  const n = await count(
+    ch,
+    table,
+    partsRangeWhere(
+      inRange.map((p) => p.name),
+      after,
+      upTo,
+    ),
+  );
+  const active = new Set((await activeParts(ch, ref)).map((p) => p.name));
+  if (inRange.every((p) => active.has(p.name))) return n;
   const where = blockRangeWhere(partitionsAfterBlock(parts, after), after, upTo);
   return where === '0' ? 0 : count(ch, table, where);
 }

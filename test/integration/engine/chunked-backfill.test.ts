@@ -138,6 +138,16 @@ describe('chunked backfill', () => {
     expect(chunksReported(resumed.out)).toEqual(Array.from({ length: before.chunks - 2 }, (_, i) => i + 3));
     await assertEventsExact(db);
     expect(await migrationOf(db)).toMatchObject({ id: m.id, state: 'Done', chunk_plan: m.chunk_plan });
+    // What the executor copied twice: chunk 3, once before the kill and once after (the ledger's running total).
+    const [redone] = await server.ch.query<{ twice: string; planned: string }>(
+      `SELECT toString(anyIf(copied_rows, chunk = 2) - anyIf(copied_rows, chunk = 1)) AS twice, toString(anyIf(rows, chunk = 2)) AS planned
+       FROM weir.migration_chunks FINAL WHERE migration_id = '${m.id}' AND plan_id = '${m.chunk_plan}'`,
+    );
+    expect(Number(redone?.twice)).toBeGreaterThan(0);
+    expect(Number(redone?.twice)).toBeLessThanOrEqual(CHUNK_ROWS);
+    console.log(
+      `SIGKILL after chunk 3 of ${before.chunks}: rows copied twice by the executor ${redone?.twice} (chunk 3, planned ${redone?.planned}); rows twice in the table 0`,
+    );
     expect(await chunkStates(m.id, m.chunk_plan)).toEqual({ chunks: before.chunks, done: before.chunks });
   });
 
