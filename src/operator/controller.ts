@@ -50,8 +50,8 @@ export class Controller<R extends AnyResource> {
   private readonly plural: string;
   private resyncTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  /** Hooks run after an object of this kind changes (e.g. requeue dependants). */
-  readonly onChange: ((obj: R) => void)[] = [];
+  /** Hooks run after an object of this kind changes or (deleted: true) is gone (e.g. requeue dependants). */
+  readonly onChange: ((obj: R, deleted: boolean) => void)[] = [];
 
   constructor(
     private readonly handler: KindHandler<R>,
@@ -76,10 +76,10 @@ export class Controller<R extends AnyResource> {
         list,
         onChange: (obj) => {
           this.queue.add(keyOf(obj));
-          for (const hook of this.onChange) hook(obj);
+          for (const hook of this.onChange) hook(obj, false);
         },
         onDelete: (obj) => {
-          for (const hook of this.onChange) hook(obj);
+          for (const hook of this.onChange) hook(obj, true);
         },
       },
       deps.log,
@@ -95,9 +95,7 @@ export class Controller<R extends AnyResource> {
   }
 
   enqueueAll(namespace?: string): void {
-    for (const obj of this.informer.list()) {
-      if (namespace === undefined || obj.metadata?.namespace === namespace) this.queue.add(keyOf(obj));
-    }
+    for (const obj of this.informer.list(namespace)) this.queue.add(keyOf(obj));
   }
 
   async start(): Promise<void> {

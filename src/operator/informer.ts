@@ -1,4 +1,4 @@
-import { makeInformer, type KubeConfig, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
+import { ListWatch, Watch, type KubeConfig, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
 import { retry, sleep, type BackoffPolicy } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage } from '../runtime/log.js';
@@ -16,6 +16,43 @@ export interface WatchOptions<T extends KubernetesObject> {
   backoff?: BackoffPolicy;
   /** A restarted watch is healthy again once it delivers an event, or stays up this long (default 10 s). */
   healthyAfterMs?: number;
+}
+
+/** The client-side apply annotation: a full second copy of the spec, which no reconcile reads. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * What the cache keeps of an object (controller-runtime's TransformStripManagedFields): everything
+ * but metadata.managedFields and the last-applied annotation, which are often most of its bytes
+ * and which no reconcile reads. In place, so the cache holds the one copy that was parsed.
+ */
+export function stripForCache<T extends KubernetesObject>(obj: T): T {
+  const meta = obj.metadata;
+  if (!meta) return obj;
+  delete meta.managedFields;
+  const annotations = meta.annotations;
+  if (annotations && LAST_APPLIED_ANNOTATION in annotations) {
+    delete annotations[LAST_APPLIED_ANNOTATION];
+    if (Object.keys(annotations).length === 0) delete meta.annotations;
+  }
+  return obj;
+}
+
+/** A watch whose objects are stripped (stripForCache) before the cache stores them. */
+class StrippingWatch extends Watch {
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    return super.watch(
+      path,
+      queryParams,
+      (phase, obj, watchObj) => callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? obj : stripForCache(obj as KubernetesObject), watchObj),
+      done,
+    );
+  }
 }
 
 const WATCH_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.2 };
@@ -53,11 +90,13 @@ export class ResilientInformer<T extends KubernetesObject> {
     // The cache is complete once a list succeeded (start() resolves even when the first list failed).
     const list: ListPromise<T> = async () => {
       const listed = await opts.list();
+      for (const item of listed.items) stripForCache(item);
       this.synced = true;
       this.onSynced();
       return listed;
     };
-    this.informer = makeInformer<T>(kc, opts.path, list, opts.labelSelector);
+    // makeInformer's ListWatch, with a watch that strips objects on the way in, as the list does.
+    this.informer = new ListWatch<T>(opts.path, new StrippingWatch(kc), list, false, opts.labelSelector);
     const seen = (obj: T) => {
       this.lastEventAt = Date.now();
       this.attemptHeld?.();
@@ -81,8 +120,9 @@ export class ResilientInformer<T extends KubernetesObject> {
     return this.synced;
   }
 
-  list(): readonly T[] {
-    return this.informer.list();
+  /** The cached objects, of one namespace when given (the cache is indexed by namespace). */
+  list(namespace?: string): readonly T[] {
+    return this.informer.list(namespace);
   }
 
   get(name: string, namespace?: string): T | undefined {

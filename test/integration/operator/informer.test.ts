@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import winston from 'winston';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ResilientInformer } from '../../../src/operator/informer.js';
+import { LAST_APPLIED_ANNOTATION, ResilientInformer } from '../../../src/operator/informer.js';
 import { waitFor } from '../../env/wait.js';
 import { createNamespace, testKubeConfig } from '../../fixtures/kube.js';
 
@@ -190,5 +190,30 @@ describe('ResilientInformer', () => {
     await starting;
     expect(informer.hasSynced).toBe(true);
     expect(informer.list().map((c) => c.metadata?.name)).toEqual(['before']);
+  });
+
+  it('keeps objects without managedFields or the last-applied annotation, from the list and from the watch', async () => {
+    const ns = await createNamespace(kc, 'informer');
+    const applied = (name: string) => ({ metadata: { name, annotations: { [LAST_APPLIED_ANNOTATION]: '{"data":{"k":"v"}}', team: 'a' } }, data: { k: 'v' } });
+    await core.createNamespacedConfigMap({ namespace: ns, body: applied('listed') });
+    // The API server does keep both: what the cache must not.
+    const stored = await core.readNamespacedConfigMap({ namespace: ns, name: 'listed' });
+    expect(stored.metadata?.managedFields?.length).toBeGreaterThan(0);
+    expect(stored.metadata?.annotations?.[LAST_APPLIED_ANNOTATION]).toBeDefined();
+
+    const seen: string[] = [];
+    const informer = configMapInformer(kc, ns, capturingLogger([]), seen);
+    await informer.start();
+    await core.createNamespacedConfigMap({ namespace: ns, body: applied('watched') });
+    await waitFor('the ConfigMap made after the start, from the watch', () => (informer.get('watched', ns) ? true : undefined));
+    await core.patchNamespacedConfigMap({ namespace: ns, name: 'listed', body: [{ op: 'add', path: '/data/k2', value: 'v2' }] });
+    await waitFor('the patched ConfigMap, from the watch', () => (informer.get('listed', ns)?.data?.k2 === 'v2' ? true : undefined));
+
+    for (const name of ['listed', 'watched']) {
+      const cached = informer.get(name, ns);
+      expect(cached?.metadata?.managedFields).toBeUndefined();
+      expect(cached?.metadata?.annotations).toEqual({ team: 'a' });
+      expect(cached?.metadata?.resourceVersion).toBeDefined();
+    }
   });
 });
