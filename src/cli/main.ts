@@ -102,6 +102,18 @@ program
   .addOption(new Option('--renew-deadline <ms>', 'leader gives up when it could not renew for this long').default(10000).argParser(Number))
   .addOption(new Option('--retry-period <ms>', 'candidates retry and the leader renews this often').default(2000).argParser(Number))
   .addOption(new Option('--resync <ms>', 'reconcile everything again this often').default(300000).argParser(Number))
+  .addOption(
+    new Option('--max-concurrent-reconciles <n>', "resources of one kind reconciled at once (controller-runtime's MaxConcurrentReconciles)")
+      .default(4)
+      .argParser(Number),
+  )
+  .addOption(new Option('--kube-api-qps <n>', 'API server requests per second after the burst (watches aside; 0: no limit)').default(100).argParser(Number))
+  .addOption(new Option('--kube-api-burst <n>', 'API server requests sent at once before --kube-api-qps applies').default(200).argParser(Number))
+  .addOption(
+    new Option('--catalog-ttl <ms>', "how long reconciles share one read of a database's catalog (0: only reads in flight are shared)")
+      .default(2000)
+      .argParser(Number),
+  )
   .option('--clickhouse-url <url>', 'ClickHouse HTTP URL the operator converges (or WEIR_CLICKHOUSE_URL)', process.env.WEIR_CLICKHOUSE_URL)
   .option('--clickhouse-user <user>', 'ClickHouse user (password from WEIR_CLICKHOUSE_PASSWORD)', process.env.WEIR_CLICKHOUSE_USER)
   .option(

@@ -13,6 +13,10 @@ interface OperatorFlags {
   renewDeadline: number;
   retryPeriod: number;
   resync: number;
+  maxConcurrentReconciles: number;
+  kubeApiQps: number;
+  kubeApiBurst: number;
+  catalogTtl: number;
   logFormat: 'json' | 'pretty';
   clickhouseUrl?: string;
   clickhouseUser?: string;
@@ -39,6 +43,10 @@ export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
     renewDeadlineMs: flags.renewDeadline,
     retryPeriodMs: flags.retryPeriod,
     resyncMs: flags.resync,
+    maxConcurrentReconciles: flags.maxConcurrentReconciles,
+    kubeApiQps: flags.kubeApiQps,
+    kubeApiBurst: flags.kubeApiBurst,
+    catalogTtlMs: flags.catalogTtl,
     ...(flags.clickhouseUrl
       ? {
           clickhouse: {

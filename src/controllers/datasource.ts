@@ -56,7 +56,7 @@ export async function gatherTableWorld(ds: DataSource, ctx: ReconcileContext): P
   const near = neighbours(ds, ctx);
   const ch = ctx.clickhouse;
   if (!ch) return { preflight: {}, neighbours: near };
-  const catalog = await observeCatalog(ch, [databaseOf(ds)]);
+  const catalog = await (ctx.catalog ?? ((dbs) => observeCatalog(ch, dbs)))([databaseOf(ds)]);
   const preflight = await gatherPreflight(ch, catalog, planDataSource(ds, catalog, near).steps);
   return { catalog, preflight, neighbours: near };
 }

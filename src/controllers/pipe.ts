@@ -31,7 +31,7 @@ export async function gatherPipeWorld(pipe: Pipe, ctx: ReconcileContext): Promis
       return { ...world, compileProblem: { node: node.name, message: errorMessage(e) } };
     }
   }
-  return { ...world, catalog: await observeCatalog(ch, [queryDb]) };
+  return { ...world, catalog: await (ctx.catalog ?? ((dbs) => observeCatalog(ch, dbs)))([queryDb]) };
 }
 
 /**

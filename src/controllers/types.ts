@@ -2,6 +2,7 @@ import type { DataSource } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
+import type { Catalog } from '../plan/catalog.js';
 import type { FenceTiming } from '../execute/fence.js';
 import type { Logger } from '../runtime/log.js';
 import type { Workloads } from './ingestion.js';
@@ -32,6 +33,8 @@ export interface ReconcileContext {
   lookup: ResourceLookup;
   /** The ClickHouse to converge; undefined when none is configured. */
   clickhouse?: ClickHouse;
+  /** How gatherers observe the catalog (the operator shares one read per database; default observeCatalog on clickhouse). */
+  catalog?: (databases: string[]) => Promise<Catalog>;
   log?: Logger;
   /** Fence timing for migrations (default: DEFAULT_FENCE_TIMING). */
   fenceTiming?: FenceTiming;

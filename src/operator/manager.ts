@@ -1,4 +1,5 @@
 import { resourceName } from '../api/names.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -9,6 +10,7 @@ import { finalizeDataSource, reconcileDataSource } from '../controllers/datasour
 import { finalizeEndpoint, reconcileEndpoint } from '../controllers/endpoint.js';
 import { finalizePipe, reconcilePipe } from '../controllers/pipe.js';
 import { connectClickHouse } from '../clickhouse/connection.js';
+import { countingRequests, DEFAULT_CATALOG_TTL_MS, sharedCatalog } from '../clickhouse/catalog-cache.js';
 import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
 import type { ReconcileContext } from '../controllers/types.js';
 import { startHealthServer, type HealthServer } from '../runtime/health-server.js';
@@ -18,6 +20,9 @@ import { Controller, type AnyResource } from './controller.js';
 import { EventRecorder } from './events.js';
 import { DEFAULT_LEADER_TIMING, LeaderElector } from './leader.js';
 import { KubeWorkloads } from './kube-workloads.js';
+import { DEFAULT_KUBE_CLIENT_LIMITS, limitKubeClient } from './kube-client.js';
+import { SeenVerdicts } from './verdicts.js';
+import { KINDS } from '../api/kinds.js';
 import { watchOwnedObjects } from './owned.js';
 import type { WorkerSettings } from '../controllers/workloads.js';
 
@@ -32,6 +37,13 @@ export interface OperatorOptions {
   fenceTtlMs?: number;
   /** Watch one namespace only; default all. */
   namespace?: string | undefined;
+  /** Keys of one kind reconciled at once (controller-runtime's MaxConcurrentReconciles; default 4). */
+  maxConcurrentReconciles?: number | undefined;
+  /** API server requests per second and burst (client-go's QPS and Burst; default 100 and 200). */
+  kubeApiQps?: number | undefined;
+  kubeApiBurst?: number | undefined;
+  /** How long gatherers share one catalog read of a database (default 2 s). */
+  catalogTtlMs?: number | undefined;
   metricsPort: number;
   metricsHost?: string | undefined;
   leaderElection: boolean;
@@ -54,6 +66,11 @@ export interface RunningOperator {
 
 type Typed<T> = T & AnyResource;
 
+/** Keys of one kind reconciled at once, by default (controller-runtime's MaxConcurrentReconciles is 1). */
+export const DEFAULT_MAX_CONCURRENT_RECONCILES = 4;
+
+const PLURAL_KINDS: Record<string, string> = Object.fromEntries(Object.entries(KINDS).map(([kind, k]) => [k.plural, kind]));
+
 /** The operator process: health and metrics at once, controllers only while leading. */
 export async function startOperator(opts: OperatorOptions): Promise<RunningOperator> {
   const kc = new KubeConfig();
@@ -62,38 +79,106 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const log = opts.log;
   const identity = `${hostname()}_${process.pid}_${randomBytes(3).toString('hex')}`;
   const metrics = new OperatorMetrics();
+  limitKubeClient(
+    kc,
+    { qps: opts.kubeApiQps ?? DEFAULT_KUBE_CLIENT_LIMITS.qps, burst: opts.kubeApiBurst ?? DEFAULT_KUBE_CLIENT_LIMITS.burst },
+    {
+      onRequest: (method, url) => {
+        metrics.kubeRequests.inc({ verb: method });
+        const status = method === 'PATCH' ? /\/([a-z]+)\/[^/]+\/status(\?|$)/.exec(url) : null;
+        if (status) metrics.statusWrites.inc({ kind: PLURAL_KINDS[status[1] ?? ''] ?? status[1] ?? '' });
+      },
+      onThrottled: (ms) => metrics.kubeThrottledSeconds.inc(ms / 1000),
+    },
+  );
   const events = new EventRecorder(kc, 'weir-operator', log, identity);
 
   let controllers: Controller<AnyResource>[] = [];
   const health: { server?: HealthServer } = {};
   const clickhouse = opts.clickhouse ? connectClickHouse({ ...opts.clickhouse, logger: log }) : undefined;
+  // Every request is counted against the reconcile that sent it; gatherers share catalog reads.
+  const reconciling = new AsyncLocalStorage<{ requests: number }>();
+  const counted = clickhouse
+    ? countingRequests(clickhouse, () => {
+        const current = reconciling.getStore();
+        if (current) current.requests++;
+        metrics.clickhouseRequests.inc({ kind: current ? (currentKind.getStore() ?? 'none') : 'none' });
+      })
+    : undefined;
+  const shared = counted
+    ? sharedCatalog(counted, { ttlMs: opts.catalogTtlMs ?? DEFAULT_CATALOG_TTL_MS, onLookup: (result) => metrics.catalogLookups.inc({ result }) })
+    : undefined;
+  const currentKind = new AsyncLocalStorage<string>();
+  /** Runs one reconcile or finalize of `kind`, observing how many ClickHouse round trips it made. */
+  const measured =
+    <A extends unknown[], T>(kind: string, fn: (...args: A) => Promise<T> | T) =>
+    (...args: A): Promise<T> => {
+      const store = { requests: 0 };
+      return currentKind.run(kind, () =>
+        reconciling.run(store, async () => {
+          try {
+            return await fn(...args);
+          } finally {
+            metrics.reconcileClickhouseRequests.observe({ kind }, store.requests);
+          }
+        }),
+      );
+    };
   const workloads = opts.workers ? new KubeWorkloads(kc, opts.workers, log) : undefined;
   const context = (): ReconcileContext => ({
     now: new Date(),
     log,
     ...(workloads ? { workloads } : {}),
     ...(opts.fenceTtlMs ? { fenceTiming: { ...DEFAULT_FENCE_TIMING, fenceTtlMs: opts.fenceTtlMs } } : {}),
-    ...(clickhouse ? { clickhouse } : {}),
+    ...(shared ? { clickhouse: shared.clickhouse, catalog: (dbs: string[]) => shared.cache.observe(dbs) } : {}),
     lookup: {
       dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns),
-      dataSourcesIn: (ns) => dataSources.informer.list().filter((d) => d.metadata?.namespace === ns),
+      dataSourcesIn: (ns) => [...dataSources.informer.list(ns)],
       pipe: (ns, name) => pipes.informer.get(resourceName(name), ns),
       endpoint: (ns, name) => endpoints.informer.get(resourceName(name), ns),
     },
   });
-  const deps = { kc, log, metrics, events, context, resyncMs: opts.resyncMs, namespace: opts.namespace };
+  const deps = {
+    kc,
+    log,
+    metrics,
+    events,
+    context,
+    resyncMs: opts.resyncMs,
+    namespace: opts.namespace,
+    concurrency: opts.maxConcurrentReconciles ?? DEFAULT_MAX_CONCURRENT_RECONCILES,
+  };
   const dataSources = new Controller<Typed<DataSource>>(
-    { kind: 'DataSource', reconcile: reconcileDataSource, finalize: (ds) => finalizeDataSource(ds, context()) },
+    {
+      kind: 'DataSource',
+      reconcile: measured('DataSource', reconcileDataSource),
+      finalize: measured('DataSource', (ds: DataSource) => finalizeDataSource(ds, context())),
+    },
     deps,
   );
-  const pipes = new Controller<Typed<Pipe>>({ kind: 'Pipe', reconcile: reconcilePipe, finalize: (p) => finalizePipe(p, context()) }, deps);
+  const pipes = new Controller<Typed<Pipe>>(
+    { kind: 'Pipe', reconcile: measured('Pipe', reconcilePipe), finalize: measured('Pipe', (p: Pipe) => finalizePipe(p, context())) },
+    deps,
+  );
   const endpoints = new Controller<Typed<Endpoint>>(
-    { kind: 'Endpoint', reconcile: reconcileEndpoint, finalize: (ep) => finalizeEndpoint(ep, context()) },
+    {
+      kind: 'Endpoint',
+      reconcile: measured('Endpoint', reconcileEndpoint),
+      finalize: measured('Endpoint', (ep: Endpoint) => finalizeEndpoint(ep, context())),
+    },
     deps,
   );
-  // A change upstream can change the verdict downstream: DataSource → Pipe → Endpoint.
-  dataSources.onChange.push((ds) => pipes.enqueueAll(ds.metadata.namespace));
-  pipes.onChange.push((p) => endpoints.enqueueAll(p.metadata.namespace));
+  // A change upstream can change the verdict downstream: DataSource → Pipe → Endpoint. Only a change
+  // a dependant's decision reads (spec, version, phase, readiness, deletion) requeues them: not every
+  // status patch, which at 10,000 resources would requeue each namespace's Pipes thousands of times.
+  const dataSourceSeen = new SeenVerdicts();
+  const pipeSeen = new SeenVerdicts();
+  dataSources.onChange.push((ds, deleted) => {
+    if (dataSourceSeen.changed(ds, deleted)) pipes.enqueueAll(ds.metadata.namespace);
+  });
+  pipes.onChange.push((p, deleted) => {
+    if (pipeSeen.changed(p, deleted)) endpoints.enqueueAll(p.metadata.namespace);
+  });
   let ready = false;
 
   health.server = await startHealthServer({
