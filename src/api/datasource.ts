@@ -72,11 +72,22 @@ export interface Ingestion {
   resources?: Resources;
 }
 
+/** What a backfill may take from the server while endpoints serve. */
+export interface BackfillLimits {
+  /** Threads per backfill statement (max_threads; max_insert_threads at most 2). */
+  maxThreads?: number;
+  /** Memory per backfill statement, bytes (max_memory_usage); GROUP BY spills to disk past half of it. */
+  maxMemoryBytes?: number;
+  /** Rows per second the backfill copies at most, averaged over chunks (weir waits between chunks). */
+  maxRowsPerSecond?: number;
+}
+
 export interface Migration {
   approval?: 'Automatic' | 'Manual';
   keepPreviousVersions?: number;
   allowDestructive?: boolean;
   forwardQuery?: string;
+  backfill?: BackfillLimits;
 }
 
 export interface DataSourceSpec {
@@ -340,6 +351,16 @@ const migrationSchema = obj('How changes that need a copy-and-swap migration are
   forwardQuery: str(
     'SELECT mapping rows of the current table version (read as FROM {source}) to the new schema, for copy-and-swap migrations; default: by column name, with defaults for new columns.',
     { maxLength: 65536 },
+  ),
+  backfill: obj(
+    "What a migration's backfill may take from the server, so endpoints keep serving; default: 2 threads, the server's memory limit, no rate limit.",
+    {
+      maxThreads: int('Threads per backfill statement (max_threads; max_insert_threads is at most 2).', { minimum: 1, maximum: 64 }),
+      maxMemoryBytes: int('Memory per backfill statement in bytes (max_memory_usage); a GROUP BY spills to disk past half of it.', {
+        minimum: 64 * 1024 * 1024,
+      }),
+      maxRowsPerSecond: int('Rows per second the backfill copies at most, on average over its chunks (weir waits between chunks).', { minimum: 1 }),
+    },
   ),
 });
 

@@ -13,6 +13,7 @@ import { clickhouseName, resourceName } from '../api/names.js';
 import type { Pipe } from '../api/pipe.js';
 import { formatValidationError } from '../api/validate.js';
 import { ApplyFailedError, applyProject } from '../execute/apply.js';
+import { holderName } from '../execute/table-lock.js';
 import { connectClickHouse, type ClickHouse } from '../clickhouse/connection.js';
 import { toClickHouseError } from '../clickhouse/errors.js';
 import { startClickHouseServer } from '../clickhouse/server.js';
@@ -201,6 +202,7 @@ async function startDev(flags: DevFlags): Promise<void> {
     try {
       ({ plan } = await applyProject(ch, next, {
         log,
+        holder: holderName('weir dev'),
         hooks: {
           onProgress: (step, state, detail) => {
             const what = describeAnyStep(step).split(':')[0] ?? step.kind;

@@ -126,6 +126,11 @@ program
   .option('--worker-clickhouse-password-secret <name>', 'Secret in each namespace whose `password` key worker pods use for ClickHouse')
   .option('--worker-service-account <name>', 'ServiceAccount of worker pods (they need no API access)')
   .addOption(new Option('--fence-ttl <ms>', 'longest a migration fence holds writers if the operator dies holding it').default(30000).argParser(Number))
+  .addOption(
+    new Option('--max-concurrent-migrations <n>', 'copy-and-swap migrations run at once on the ClickHouse connection (the rest wait, MigrationQueued)')
+      .default(2)
+      .argParser(Number),
+  )
   .option('--no-workers', 'create no ingestion or endpoint Deployments (tables and views only)')
   .option('--log-format <format>', 'json or pretty', 'json')
   .action(async (o: Parameters<typeof import('./operator.js').runOperatorCommand>[0]) => (await import('./operator.js')).runOperatorCommand(o));

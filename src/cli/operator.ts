@@ -27,6 +27,7 @@ interface OperatorFlags {
   workerServiceAccount?: string;
   workers: boolean;
   fenceTtl?: number;
+  maxConcurrentMigrations?: number;
 }
 
 export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
@@ -56,6 +57,7 @@ export async function runOperatorCommand(flags: OperatorFlags): Promise<void> {
         }
       : {}),
     ...(flags.fenceTtl ? { fenceTtlMs: flags.fenceTtl } : {}),
+    ...(flags.maxConcurrentMigrations ? { maxConcurrentMigrations: flags.maxConcurrentMigrations } : {}),
     ...(flags.workers
       ? {
           workers: {

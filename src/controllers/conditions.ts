@@ -4,7 +4,7 @@ export type ConditionStatus = Condition['status'];
 
 /** Every condition reason weir sets, per kind (docs/api.md, "Condition reasons in use", lists each). */
 export const CONDITION_REASONS = {
-  DataSource: ['NoClickHouseConnection', 'UpToDate', 'AwaitingApproval', 'PlanRefused', 'MigrationRefused'],
+  DataSource: ['NoClickHouseConnection', 'UpToDate', 'AwaitingApproval', 'PlanRefused', 'MigrationRefused', 'Migrating', 'MigrationQueued', 'TableLocked'],
   Pipe: ['WaitingForDataSource', 'InvalidSql', 'NoClickHouseConnection', 'SqlDoesNotCompile', 'PlanRefused', 'UpToDate'],
   Endpoint: [
     'WaitingForPipe',

@@ -104,6 +104,49 @@ const awaitingApproval: Policy = (ds, world, plan) => {
   };
 };
 
+/** A migration handed to a job (the operator's MigrationJobs): where it stands, for the status a reconcile writes meanwhile. */
+export interface JobState {
+  state: 'running' | 'queued';
+  /** The keys (namespace/name) of the migrations running on this connection, and how many may. */
+  running: string[];
+  maxConcurrent: number;
+}
+
+/** Migrating while the job runs (its progress is patched in by the job), MigrationQueued while it waits for a slot. */
+export function jobVerdict(ds: DataSource, catalog: Catalog | undefined, job: JobState, now: Date): Verdict {
+  const table = qualifiedTableOf(ds);
+  if (job.state === 'queued')
+    return {
+      health: {
+        state: 'Reconciling',
+        reason: 'MigrationQueued',
+        message:
+          `A migration of ${table} waits for a slot: ${job.running.length} of ${job.maxConcurrent} migrations run on this ClickHouse connection ` +
+          `(${job.running.join(', ')}); it starts when one ends (--max-concurrent-migrations sets how many run at once).`,
+      },
+      phase: 'Pending',
+      extra: observed(ds, catalog),
+    };
+  const migration = ds.status?.migration ?? { id: 'pending', state: 'Started', startedAt: now.toISOString() };
+  const p = migration.progress;
+  return {
+    health: {
+      state: 'Reconciling',
+      reason: 'Migrating',
+      message: `Migrating ${table} in the background: ${p ? `${p.phase} ${p.percent}% (${p.rowsCopied} of ${p.rowsTotal} rows, chunk ${p.chunk} of ${p.chunks})` : migration.state}.`,
+    },
+    phase: 'Migrating',
+    extra: { ...observed(ds, catalog), migration },
+  };
+}
+
+/** Another executor holds the table (TableLockedError's message names it): wait, changing nothing. */
+export const lockedVerdict = (ds: DataSource, catalog: Catalog | undefined, message: string): Verdict => ({
+  health: { state: 'Reconciling', reason: 'TableLocked', message },
+  phase: 'Pending',
+  extra: observed(ds, catalog),
+});
+
 /** In order: the first policy with a verdict decides; none means the plan runs. */
 const POLICIES: readonly Policy[] = [planRefused, migrationRefused, upToDate, awaitingApproval];
 

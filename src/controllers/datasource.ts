@@ -7,7 +7,8 @@ import { MigrationRefusedError, Executor } from '../execute/executor.js';
 import { gatherPreflight } from '../execute/preflight.js';
 import { describeStep, planDataSource, type DataSourcePlan } from '../plan/datasource-plan.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
-import { decideTable, observed, statusFor, type TableDecision, type TableWorld } from './datasource-decide.js';
+import { decideTable, jobVerdict, lockedVerdict, observed, statusFor, type TableDecision, type TableWorld } from './datasource-decide.js';
+import { holderName, TableLockedError, withTableLock } from '../execute/table-lock.js';
 import { progressWorthReporting, statusProgress, type StatusProgress } from './progress.js';
 import { workerName } from './workloads.js';
 import { quarantineTableName } from '../plan/sql.js';
@@ -66,12 +67,30 @@ export async function gatherTableWorld(ds: DataSource, ctx: ReconcileContext): P
  * approval, or of a refusal). Long steps report progress as Events and status while they run.
  */
 async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<ReconcileDecision<DataSourceStatus>> {
+  const jobs = ctx.migrations;
+  const key = `${ds.metadata.namespace ?? 'default'}/${ds.metadata.name}`;
+  const job = (state: 'running' | 'queued', catalog?: TableWorld['catalog']) =>
+    statusFor(ds, jobVerdict(ds, catalog, { state, running: jobs?.runningKeys() ?? [], maxConcurrent: jobs?.maxConcurrent ?? 0 }, ctx.now), ctx.now);
+  if (jobs) {
+    // A job that ended: write what it decided (or retry what failed). One running: say so, touching nothing.
+    const outcome = jobs.take(key);
+    if (outcome) {
+      if ('error' in outcome) throw outcome.error;
+      return outcome.decision;
+    }
+    if (jobs.state(key) === 'running') return job('running');
+  }
   const world = await gatherTableWorld(ds, ctx);
   const decided = decideTable(ds, world, ctx.now);
   if ('decision' in decided) return decided.decision;
   const ch = ctx.clickhouse;
   // Only a world with a catalog decides to execute, and only a connection reads one.
   if (!ch) throw new Error('a plan to execute needs a ClickHouse connection');
+  // A migration runs as a job and this reconcile returns at once; other steps are quick and run here.
+  if (jobs && decided.execute.migrating) {
+    const state = jobs.submit(key, () => executeTable(ds, ctx, ch, decided.plan, decided.execute));
+    return state === 'running' ? { ...job('running'), requeueAfterMs: 30_000 } : job('queued', world.catalog);
+  }
   return executeTable(ds, ctx, ch, decided.plan, decided.execute);
 }
 
@@ -117,10 +136,15 @@ async function executeTable(
     },
   });
   const database = databaseOf(ds);
+  const holder = `${ctx.lockHolder ?? holderName('weir')}${migrating ? ` migration ${id}` : ''}`;
   try {
-    await executor.run(plan.steps);
+    // One executor per table: another (a weir apply by hand, the previous leader) holds it until it ends or its lease expires.
+    await withTableLock(ch, { database, table: tableOf(ds) }, holder, () => executor.run(plan.steps), ctx.log ? { log: ctx.log } : {});
   } catch (e) {
     await reports;
+    if (e instanceof TableLockedError) {
+      return { ...statusFor(ds, lockedVerdict(ds, await observeCatalog(ch, [database]), e.message), new Date()), requeueAfterMs: 5_000 };
+    }
     if (e instanceof MigrationRefusedError) {
       return statusFor(
         ds,
@@ -129,7 +153,7 @@ async function executeTable(
           phase: 'Failed',
           extra: observed(ds, await observeCatalog(ch, [database])),
         },
-        ctx.now,
+        new Date(),
       );
     }
     throw e;
@@ -141,7 +165,7 @@ async function executeTable(
       ? withHistory(ds, {
           version: now.version,
           specHash: now.specHash ?? '',
-          appliedAt: ctx.now.toISOString().replace(/\.\d+Z$/, 'Z'),
+          appliedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
           table: plan.table,
           plan: steps,
         })
@@ -155,7 +179,7 @@ async function executeTable(
         phase: 'Ready',
         extra: { ...now, ...(history ? { history } : {}) },
       },
-      ctx.now,
+      new Date(),
     ),
     events: [
       {

@@ -1,4 +1,4 @@
-import type { DataSource } from '../api/datasource.js';
+import type { DataSource, DataSourceStatus } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
@@ -6,6 +6,7 @@ import type { Catalog } from '../plan/catalog.js';
 import type { FenceTiming } from '../execute/fence.js';
 import type { Logger } from '../runtime/log.js';
 import type { Workloads } from './ingestion.js';
+import type { MigrationJobs } from './migration-jobs.js';
 
 export interface EventRecord {
   type: 'Normal' | 'Warning';
@@ -40,6 +41,10 @@ export interface ReconcileContext {
   fenceTiming?: FenceTiming;
   /** Runs workers (Deployments) in the cluster; undefined where there is none (weir dev, weir apply). */
   workloads?: Workloads;
+  /** Runs migrations as background jobs (the operator); undefined: a reconcile runs its migration itself (weir dev). */
+  migrations?: MigrationJobs<ReconcileDecision<DataSourceStatus>>;
+  /** Who this process is, as a table lock's holder (e.g. "operator on host (pid 1)"). */
+  lockHolder?: string;
   /** Report progress while a long reconcile runs: an Event (when given), and optionally a status patch. */
   report?: (event: EventRecord | undefined, status?: Record<string, unknown>) => Promise<void>;
 }

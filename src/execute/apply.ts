@@ -1,7 +1,7 @@
 // observe → plan → execute for a whole project, against one ClickHouse. Used by `weir apply`,
 // `weir dev` and (per resource) the operator.
 import type { DataSource } from '../api/datasource.js';
-import { databaseOf } from '../api/names.js';
+import { databaseOf, tableOf } from '../api/names.js';
 import type { Pipe } from '../api/pipe.js';
 import { resourceKey, type ProjectResource } from '../plan/graph.js';
 import { composeQuery } from '../plan/pipe-plan.js';
@@ -19,6 +19,7 @@ import { ErrorCode, toClickHouseError } from '../clickhouse/errors.js';
 import { Executor, type BackfillOptions, type ExecutionHooks } from './executor.js';
 import type { FenceTiming } from './fence.js';
 import { gatherPreflight } from './preflight.js';
+import { holderName, withTableLock } from './table-lock.js';
 
 export const databasesOf = (resources: ProjectResource[]): string[] => [
   ...new Set(resources.filter((r): r is DataSource => r.kind === 'DataSource').map(databaseOf)),
@@ -107,6 +108,8 @@ async function syntaxProblem(ch: ClickHouse, query: string, database: string, fa
 
 export interface ApplyOptions {
   log: Logger;
+  /** Who holds the tables while this applies (default "weir apply on <host> (pid N)"). */
+  holder?: string;
   hooks?: ExecutionHooks;
   fenceTiming?: FenceTiming;
   backfill?: Partial<BackfillOptions>;
@@ -142,7 +145,13 @@ export async function applyProject(ch: ClickHouse, resources: ProjectResource[],
       const resource = byKey.get(r.key);
       const pipeStep = r.steps.find(isPipeStep);
       if (resource?.kind === 'Pipe' && pipeStep) await compilePipeNodes(ch, resource as Pipe, pipeStep.database);
-      await executor.run(r.steps);
+      // A DataSource's table has one executor at a time: an operator migrating it refuses this apply, by name.
+      if (resource?.kind === 'DataSource' && r.steps.length > 0) {
+        const ds = resource as DataSource;
+        await withTableLock(ch, { database: databaseOf(ds), table: tableOf(ds) }, opts.holder ?? holderName('weir apply'), () => executor.run(r.steps), {
+          log: opts.log,
+        });
+      } else await executor.run(r.steps);
     } catch (e) {
       const steps = plan.resources.flatMap((x) => x.steps);
       const reason = e instanceof NodeDoesNotCompile ? e.message : errorMessage(e);

@@ -2,6 +2,7 @@
 // progress hooks, and where the fences it held are reported.
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { DEFAULT_CHUNK_ROWS } from '../plan/chunks.js';
+import type { BackfillLimits } from '../api/datasource.js';
 import type { Step } from '../plan/project-plan.js';
 import type { Logger } from '../runtime/log.js';
 import type { FenceReport, FenceTiming } from './fence.js';
@@ -72,3 +73,21 @@ export interface StepContext {
 
 /** Backfills are the long part of a migration; measured in bench/copy-and-swap.ts. */
 export const BACKFILL_SETTINGS = { max_insert_threads: 2 };
+
+/**
+ * The settings of a backfill statement under spec.migration.backfill: threads (the insert side at
+ * most 2), memory, and a GROUP BY that spills to disk past half of that memory instead of failing.
+ */
+export function backfillSettings(limits: BackfillLimits | undefined): Record<string, number> {
+  const threads = limits?.maxThreads;
+  const memory = limits?.maxMemoryBytes;
+  return {
+    max_insert_threads: Math.min(BACKFILL_SETTINGS.max_insert_threads, threads ?? BACKFILL_SETTINGS.max_insert_threads),
+    ...(threads !== undefined ? { max_threads: threads } : {}),
+    ...(memory !== undefined ? { max_memory_usage: memory, max_bytes_before_external_group_by: Math.floor(memory / 2) } : {}),
+  };
+}
+
+/** How long to wait after copying `rows` in `elapsedMs` so the copy averages at most `rowsPerSecond` (0 when not limited). */
+export const throttleWaitMs = (rows: number, elapsedMs: number, rowsPerSecond: number | undefined): number =>
+  rowsPerSecond ? Math.max(0, Math.ceil((rows / rowsPerSecond) * 1000 - elapsedMs)) : 0;

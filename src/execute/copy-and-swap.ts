@@ -23,7 +23,9 @@ import { NEXT_TABLE_SUFFIX, type MigrationStep } from '../plan/datasource-plan.j
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import { createTableSql, embedSql, qualified, quoteIdentifier, quoteString } from '../plan/sql.js';
 import { faultPoint } from '../runtime/fault.js';
-import { BACKFILL_SETTINGS, type MigrationProgress, type StepContext } from './context.js';
+import { backfillSettings, throttleWaitMs, type MigrationProgress, type StepContext } from './context.js';
+import { sleep } from '../runtime/backoff.js';
+import type { BackfillLimits } from '../api/datasource.js';
 import { MigrationRefusedError } from './errors.js';
 import { withFence } from './fence.js';
 import { activeMigration, chunkPlan, newMigration, record, recordChunkDone, recordChunkPlan, type MigrationRow } from './ledger.js';
@@ -90,7 +92,7 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     progress('Backfilling', { upToBlock: n, chunks: chunks.length, rowsTotal: chunks.reduce((s, c) => s + c.rows, 0) });
   }
 
-  if (m.state === 'Backfilling') m = await backfillChunks(cx, m, map, next, nextRef, progress, reportCopy);
+  if (m.state === 'Backfilling') m = await backfillChunks(cx, m, map, next, nextRef, progress, reportCopy, step.backfill);
 
   // Verified but not swapped: the catch-up and the critical section are redone from the last recorded point.
   if (m.state === 'Backfilled' || m.state === 'CatchingUp' || m.state === 'Verified') {
@@ -99,7 +101,7 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     // Rows a previous, interrupted attempt copied after the recorded point are dropped first, before
     // the fence: only the executor writes the next version, and the DELETE is too slow to hold writers for.
     await dropRowsAfter(ch, next, m.next_block, nextRef);
-    m = await catchUp(cx, m, map, next, liveRef, nextRef, progress, reportCopy, await count(ch, next));
+    m = await catchUp(cx, m, map, next, liveRef, nextRef, progress, reportCopy, await count(ch, next), step.backfill);
     if (step.oneToOne) await verifyCopy(ch, live, next, liveRef, nextRef, m.source_block);
     const current: MigrationRow = m;
     const fenced = await fencedTables(ch, liveRef);
@@ -188,6 +190,7 @@ async function backfillChunks(
   nextRef: TableRef,
   progress: Progress,
   report: Report,
+  limits: BackfillLimits | undefined,
 ): Promise<MigrationRow> {
   const { ch } = cx;
   const ledger = await chunkPlan(ch, m.id, m.chunk_plan);
@@ -201,8 +204,10 @@ async function backfillChunks(
     else await ch.command(`TRUNCATE TABLE ${next}`);
     if (lastDone) progress('Backfilling', { resumedAtChunk: first.chunk.index + 1, chunks: ledger.length });
   }
-  const settings = { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) };
-  let lastQuarter = Math.floor(percentOf(lastDone ? await count(ch, next) : 0, rowsTotal) / 25);
+  const settings = { ...backfillSettings(limits), ...(await deduplicationOff(ch)) };
+  const startedRows = lastDone ? await count(ch, next) : 0;
+  const started = Date.now();
+  let lastQuarter = Math.floor(percentOf(startedRows, rowsTotal) / 25);
   for (const { chunk } of todo) {
     // The insert side is single-threaded by default: two threads nearly halve a large backfill.
     await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(chunkWhere(chunk))}`, { queryId: chunkQueryId(m, chunk.index), settings });
@@ -217,6 +222,9 @@ async function backfillChunks(
     if (quarter > lastQuarter && chunk.index + 1 < ledger.length)
       progress('Backfilling', { percent: quarter * 25, chunk: chunk.index + 1, chunks: ledger.length, rowsCopied, rowsTotal });
     lastQuarter = Math.max(lastQuarter, quarter);
+    // spec.migration.backfill.maxRowsPerSecond: wait between chunks so the copy averages at most that.
+    const wait = throttleWaitMs(rowsCopied - startedRows, Date.now() - started, limits?.maxRowsPerSecond);
+    if (wait > 0) await sleep(wait);
   }
   faultPoint('Backfilled');
   const [b, rows] = await Promise.all([maxBlock(ch, nextRef), count(ch, next)]);
@@ -240,6 +248,7 @@ async function catchUp(
   progress: Progress,
   report: Report,
   rowsTotal: number,
+  limits: BackfillLimits | undefined,
 ): Promise<MigrationRow> {
   const { ch } = cx;
   const { catchUpRows, catchUpRoundMs, catchUpMaxRounds } = cx.backfill;
@@ -255,7 +264,7 @@ async function catchUp(
       `INSERT INTO ${next} (${map.columns}) ${map.select(blockRangeWhere(partitionsAfterBlock(parts, Number(m.source_block)), m.source_block, upTo))}`,
       {
         queryId: roundQueryId(m, 'u'),
-        settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) },
+        settings: { ...backfillSettings(limits), ...(await deduplicationOff(ch)) },
       },
     );
     faultPoint('CaughtUp');

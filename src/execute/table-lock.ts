@@ -19,8 +19,8 @@ import { WeirError } from '../runtime/errors.js';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage } from '../runtime/log.js';
 
-/** A lease not renewed for this long is free: a dead executor holds a table no longer than this. */
-export const TABLE_LOCK_TTL_MS = 30_000;
+/** A lease not renewed for this long is free: a dead executor holds a table no longer than this (WEIR_TABLE_LOCK_TTL_MS; tests shorten it). */
+export const TABLE_LOCK_TTL_MS = Number(process.env.WEIR_TABLE_LOCK_TTL_MS) > 0 ? Number(process.env.WEIR_TABLE_LOCK_TTL_MS) : 30_000;
 
 const CREATE = `CREATE TABLE IF NOT EXISTS weir.table_locks (
     database String, table String, claim_id String, holder String, claimed_at DateTime64(3, 'UTC'), released UInt8,

@@ -3,7 +3,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
-import type { DataSource } from '../api/datasource.js';
+import type { DataSource, DataSourceStatus } from '../api/datasource.js';
 import type { Endpoint } from '../api/endpoint.js';
 import type { Pipe } from '../api/pipe.js';
 import { finalizeDataSource, reconcileDataSource } from '../controllers/datasource.js';
@@ -12,7 +12,8 @@ import { finalizePipe, reconcilePipe } from '../controllers/pipe.js';
 import { connectClickHouse } from '../clickhouse/connection.js';
 import { countingRequests, DEFAULT_CATALOG_TTL_MS, sharedCatalog } from '../clickhouse/catalog-cache.js';
 import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
-import type { ReconcileContext } from '../controllers/types.js';
+import type { ReconcileContext, ReconcileDecision } from '../controllers/types.js';
+import { DEFAULT_MAX_CONCURRENT_MIGRATIONS, MigrationJobs } from '../controllers/migration-jobs.js';
 import { startHealthServer, type HealthServer } from '../runtime/health-server.js';
 import type { Logger } from '../runtime/log.js';
 import { OperatorMetrics } from '../runtime/metrics.js';
@@ -35,6 +36,8 @@ export interface OperatorOptions {
   workers?: WorkerSettings;
   /** Longest a migration fence holds writers if the operator dies holding it (default 30 s). */
   fenceTtlMs?: number;
+  /** Copy-and-swap migrations running at once on the ClickHouse connection (default 2). */
+  maxConcurrentMigrations?: number;
   /** Watch one namespace only; default all. */
   namespace?: string | undefined;
   /** Keys of one kind reconciled at once (controller-runtime's MaxConcurrentReconciles; default 4). */
@@ -125,12 +128,25 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       );
     };
   const workloads = opts.workers ? new KubeWorkloads(kc, opts.workers, log) : undefined;
+  // Migrations run beside the work queue, a few at a time; each one's end requeues its DataSource.
+  const migrations = clickhouse
+    ? new MigrationJobs<ReconcileDecision<DataSourceStatus>>({
+        maxConcurrent: opts.maxConcurrentMigrations ?? DEFAULT_MAX_CONCURRENT_MIGRATIONS,
+        requeue: (key) => {
+          const [ns = 'default', name = ''] = key.split('/');
+          dataSources.enqueue(ns, name);
+        },
+        log,
+      })
+    : undefined;
   const context = (): ReconcileContext => ({
     now: new Date(),
     log,
     ...(workloads ? { workloads } : {}),
     ...(opts.fenceTtlMs ? { fenceTiming: { ...DEFAULT_FENCE_TIMING, fenceTtlMs: opts.fenceTtlMs } } : {}),
     ...(shared ? { clickhouse: shared.clickhouse, catalog: (dbs: string[]) => shared.cache.observe(dbs) } : {}),
+    ...(migrations ? { migrations } : {}),
+    lockHolder: `operator ${identity}`,
     lookup: {
       dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns),
       dataSourcesIn: (ns) => [...dataSources.informer.list(ns)],

@@ -1,6 +1,6 @@
 // plan for one DataSource: desired spec + observed catalog → ordered, printable steps, or
 // refusals that say why nothing will be done. Pure: no I/O, no clock.
-import type { Column, DataSource } from '../api/datasource.js';
+import type { BackfillLimits, Column, DataSource } from '../api/datasource.js';
 import { databaseOf, qualifiedTableOf, tableOf } from '../api/names.js';
 import { findTable, type Catalog, type ObservedTable } from './catalog.js';
 import { stableHash } from '../runtime/hash.js';
@@ -33,6 +33,8 @@ export type MigrationStep =
       /** Every old row becomes exactly one new row, so counts must match before the swap. */
       oneToOne: boolean;
       keepPreviousVersions: number;
+      /** spec.migration.backfill: what the backfill may take from the server (not part of the plan hash). */
+      backfill?: BackfillLimits;
     }
   | {
       kind: 'SwapBack';
@@ -317,6 +319,7 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
     typeChanges: diff.typeChanges,
     oneToOne: forwardQuery === undefined,
     keepPreviousVersions: keep,
+    ...(ds.spec.migration?.backfill ? { backfill: ds.spec.migration.backfill } : {}),
   };
   plan.steps.push(copy);
   plan.preflightRefusals.push(...preflightRefusals(copy, preflight[plan.table]));
@@ -382,7 +385,9 @@ function nextVersion(catalog: Catalog, database: string, table: string, live: Ob
  * content (shapes, forward query, ALTER actions, versions), not of their description, so a
  * reworded description approves nothing new and a changed step needs a new approval.
  */
-export const planHash = (steps: readonly MigrationStep[]): string => stableHash(steps);
+/** The hash an approval names: of the steps' content, not of how hard the backfill may run (that can change under an approval). */
+export const planHash = (steps: readonly MigrationStep[]): string =>
+  stableHash(steps.map((s) => (s.kind === 'CopyAndSwap' && s.backfill ? (({ backfill: _limits, ...rest }) => rest)(s) : s)));
 
 /** One line per step, as `weir plan` prints and the operator records. */
 export function describeStep(s: MigrationStep): string {

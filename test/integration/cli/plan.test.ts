@@ -12,6 +12,7 @@ import { loadResources } from '../../../src/cli/load.js';
 import { reconcileDataSource } from '../../../src/controllers/datasource.js';
 import { reconcileEndpoint } from '../../../src/controllers/endpoint.js';
 import { listLookup } from '../../../src/controllers/lookup.js';
+import { acquireTableLock } from '../../../src/execute/table-lock.js';
 import type { ReconcileContext } from '../../../src/controllers/types.js';
 import { uniqueNamespace } from '../../fixtures/builders.js';
 import { startTestClickHouse, type TestClickHouse } from '../../fixtures/clickhouse.js';
@@ -361,5 +362,23 @@ describe("weir plan is the operator's plan", () => {
     expect(rows).toEqual([{ n: '500', ok: '500' }]);
     const after = await weir('plan', '-f', dir, '--clickhouse', server.url);
     expect(linesOf(after.out, key)).toEqual(['up to date']);
+  });
+
+  it('weir apply while another executor holds the table: exit 1 naming the holder, nothing changed; it applies once the lock is released', async () => {
+    const ns = uniqueNamespace('locked');
+    const db = ns.replace(/-/g, '_');
+    const dir = exampleIn(ns);
+    expect((await weir('apply', '-f', dir, '--clickhouse', server.url)).code).toBe(0);
+    const file = join(dir, 'datasources.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('sortingKey: [tenant_id, timestamp]', 'sortingKey: [tenant_id, pathname, timestamp]'));
+    const lock = await acquireTableLock(server.ch, { database: db, table: 'page_views' }, 'operator on cluster-node (pid 1) migration m-1');
+    const refused = await weir('apply', '-f', dir, '--clickhouse', server.url);
+    expect(refused.code, refused.out).toBe(1);
+    expect(refused.out).toContain(`${db}.page_views is being changed by operator on cluster-node (pid 1) migration m-1 since`);
+    expect(await server.ch.query(`SELECT count() AS n FROM system.tables WHERE database = '${db}' AND startsWith(name, 'page_views__')`)).toEqual([{ n: '0' }]);
+    await lock.release();
+    const applied = await weir('apply', '-f', dir, '--clickhouse', server.url);
+    expect(applied.code, applied.out).toBe(0);
+    expect(await server.ch.query(`SELECT count() AS n FROM system.tables WHERE database = '${db}' AND name = 'page_views__v1'`)).toEqual([{ n: '1' }]);
   });
 });

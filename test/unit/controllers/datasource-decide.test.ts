@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { DataSource, DataSourceStatus } from '../../../src/api/datasource.js';
 import { CONDITION_REASONS, type ConditionReason } from '../../../src/controllers/conditions.js';
-import { APPROVE_ANNOTATION, decideTable, planHash } from '../../../src/controllers/datasource-decide.js';
+import { APPROVE_ANNOTATION, decideTable, jobVerdict, lockedVerdict, planHash, statusFor } from '../../../src/controllers/datasource-decide.js';
 import {
   column,
   dataSource,
@@ -172,6 +172,48 @@ describe('decideTable: execute, events and status over time', () => {
 
   it('observedGeneration follows the resource', () => {
     expect(written(events(withGeneration(9))).status.observedGeneration).toBe(9);
+  });
+});
+
+describe('decideTable: a migration handed to a job', () => {
+  const catalog = tableWorld(applied(events())).catalog;
+  const verdictStatus = (v: ReturnType<typeof jobVerdict>) => {
+    const { status } = statusFor(events(), v, t0);
+    tested.add(v.health.reason);
+    return status;
+  };
+
+  it('Migrating: the job runs in the background; the message and status carry its progress', () => {
+    const progress = { phase: 'Backfilling', rowsCopied: 400, rowsTotal: 1000, percent: 40, chunk: 2, chunks: 5, catchUpRounds: 0 };
+    const migration = { id: 'v2-abc', state: 'Backfilling', startedAt: '2026-01-01T00:00:00Z', progress };
+    const status = verdictStatus(
+      jobVerdict(events(withStatus<DataSource>({ migration })), catalog, { state: 'running', running: ['shop/events'], maxConcurrent: 2 }, t0),
+    );
+    expect(status).toMatchObject({ phase: 'Migrating', migration });
+    expect(status.conditions?.find((c) => c.type === 'Reconciling')).toMatchObject({
+      status: 'True',
+      reason: 'Migrating',
+      message: 'Migrating shop.events in the background: Backfilling 40% (400 of 1000 rows, chunk 2 of 5).',
+    });
+  });
+
+  it('MigrationQueued: no slot is free; the message names the running migrations and the flag', () => {
+    const status = verdictStatus(jobVerdict(events(), catalog, { state: 'queued', running: ['a/x', 'b/y'], maxConcurrent: 2 }, t0));
+    expect(status.phase).toBe('Pending');
+    expect(status.migration).toBeUndefined();
+    expect(status.conditions?.find((c) => c.type === 'Reconciling')?.message).toBe(
+      'A migration of shop.events waits for a slot: 2 of 2 migrations run on this ClickHouse connection (a/x, b/y); it starts when one ends (--max-concurrent-migrations sets how many run at once).',
+    );
+  });
+
+  it('TableLocked: another executor holds the table; Reconciling with its name, nothing Stalled', () => {
+    const status = verdictStatus(lockedVerdict(events(), catalog, 'shop.events is being changed by weir apply on laptop (pid 7)'));
+    expect(status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual([
+      'Ready=False:TableLocked',
+      'Reconciling=True:TableLocked',
+      'Stalled=False:Progressing',
+      'Drifted=False:NoDrift',
+    ]);
   });
 });
 

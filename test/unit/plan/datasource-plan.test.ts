@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DataSource } from '../../../src/api/datasource.js';
 import { emptyCatalog } from '../../../src/plan/catalog.js';
-import { describeStep, planDataSource, type MigrationStep } from '../../../src/plan/datasource-plan.js';
+import { describeStep, planDataSource, planHash, type MigrationStep } from '../../../src/plan/datasource-plan.js';
 import { column, dataSource, inNamespace, materializedInto, pipe, withColumns, withEngine, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { catalogOf, tableFor } from '../../fixtures/catalog.js';
 
@@ -193,6 +193,21 @@ describe('planDataSource: copy-and-swap', () => {
     const next = tableFor(pageViews(withSortingKey('pathname')), { version: 2, name: 'page_views__weir_next' });
     const plan = planDataSource(pageViews(withSortingKey('pathname')), catalogOf(live, next));
     expect(copy(plan.steps)).toMatchObject({ fromVersion: 1, toVersion: 2 });
+  });
+});
+
+describe('planDataSource: backfill limits', () => {
+  it('the copy carries spec.migration.backfill, and the plan hash an approval names does not change with it', () => {
+    const resorted = (limits?: object) =>
+      planDataSource(
+        pageViews(withSortingKey('pathname', 'timestamp'), ...(limits ? [withSpec<DataSource>({ migration: { backfill: limits } })] : [])),
+        catalogOf(tableFor(pageViews())),
+      ).steps;
+    const limited = resorted({ maxThreads: 1, maxMemoryBytes: 1024 ** 3, maxRowsPerSecond: 50_000 });
+    expect(copy(limited)?.backfill).toEqual({ maxThreads: 1, maxMemoryBytes: 1024 ** 3, maxRowsPerSecond: 50_000 });
+    expect(copy(resorted())).not.toHaveProperty('backfill');
+    expect(planHash(limited)).toBe(planHash(resorted()));
+    expect(planHash(resorted())).not.toBe(planHash(planDataSource(pageViews(withSortingKey('timestamp')), catalogOf(tableFor(pageViews()))).steps));
   });
 });
 
