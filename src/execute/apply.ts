@@ -21,11 +21,9 @@ import type { FenceTiming } from './fence.js';
 import { gatherPreflight } from './preflight.js';
 import { holderName, withTableLock } from './table-lock.js';
 
-export const databasesOf = (resources: ProjectResource[]): string[] => [
-  ...new Set(resources.filter((r): r is DataSource => r.kind === 'DataSource').map(databaseOf)),
-];
+const databasesOf = (resources: ProjectResource[]): string[] => [...new Set(resources.filter((r): r is DataSource => r.kind === 'DataSource').map(databaseOf))];
 
-export async function observeProject(ch: ClickHouse, resources: ProjectResource[]): Promise<Catalog> {
+async function observeProject(ch: ClickHouse, resources: ProjectResource[]): Promise<Catalog> {
   return observeCatalog(ch, databasesOf(resources));
 }
 

@@ -2,6 +2,7 @@
 // convert (count and samples) and the dependent views that would not compile against the
 // next shape. Read-only: nothing is created; the planner refuses with them (plan/preflight.ts).
 import type { ClickHouse } from '../clickhouse/connection.js';
+import { activeMigration } from './ledger.js';
 import { isMissingDependency, toClickHouseError } from '../clickhouse/errors.js';
 import type { Catalog } from '../plan/catalog.js';
 import type { MigrationStep } from '../plan/datasource-plan.js';
@@ -17,15 +18,10 @@ import {
   type TablePreflight,
 } from '../plan/preflight.js';
 
-/** The open migration of a table in weir.migrations, if any (none before weir's tables exist). */
-export async function activeMigrationState(ch: ClickHouse, database: string, table: string): Promise<string | undefined> {
+/** The open migration of a table in weir.migrations (the ledger's), if any; none before weir's tables exist. */
+async function activeMigrationState(ch: ClickHouse, database: string, table: string): Promise<string | undefined> {
   try {
-    const rows = await ch.query<{ state: string }>(
-      `SELECT state FROM weir.migrations FINAL WHERE database = {db:String} AND table = {t:String}
-       AND state NOT IN ('Done', 'Abandoned', 'Refused') ORDER BY seq DESC, updated_at DESC LIMIT 1`,
-      { params: { db: database, t: table } },
-    );
-    return rows[0]?.state;
+    return (await activeMigration(ch, database, table))?.state;
   } catch (e) {
     if (isMissingDependency(toClickHouseError(e))) return undefined;
     throw e;

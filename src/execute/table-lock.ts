@@ -55,6 +55,18 @@ export class TableLockedError extends WeirError {
 /** A name for this process as lock holder: what it is, the host and the pid, e.g. "operator on weir-7f9c (pid 1)". */
 export const holderName = (role: string): string => `${role} on ${hostname()} (pid ${process.pid})`;
 
+/** The holder names a process on this host (holderName's "on <host> (pid N)") that no longer runs. */
+export function deadLocalHolder(holder: string): boolean {
+  const m = / on (\S+) \(pid (\d+)\)/.exec(holder);
+  if (m?.[1] !== hostname()) return false;
+  try {
+    process.kill(Number(m[2]), 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 const ensured = new WeakSet<ClickHouse>();
 
 async function ensureLockTable(ch: ClickHouse): Promise<void> {
@@ -118,7 +130,13 @@ export interface LockOptions {
 export async function acquireTableLock(ch: ClickHouse, t: TableRef, holder: string, opts: LockOptions = {}): Promise<TableLock> {
   const ttlMs = opts.ttlMs ?? TABLE_LOCK_TTL_MS;
   const table = `${t.database}.${t.table}`;
-  const before = await lockHolder(ch, t);
+  let before = await lockHolder(ch, t);
+  // A holder on this machine whose process is gone (a SIGKILLed weir apply, a killed local operator) is released at once, not waited out.
+  if (before && before.holder !== holder && deadLocalHolder(before.holder)) {
+    opts.log?.warn('released the table lock of a process that is gone', { table, holder: before.holder });
+    await claim(ch, t, { id: before.claimId, holder: before.holder, claimedAt: before.claimedAt }, 0, true);
+    before = await lockHolder(ch, t);
+  }
   if (before && before.holder !== holder) throw new TableLockedError(table, before);
   const mine: { id: string; holder: string; claimedAt?: string } = { id: randomUUID(), holder };
   await claim(ch, t, mine, ttlMs, false);

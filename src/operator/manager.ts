@@ -14,6 +14,7 @@ import { countingRequests, DEFAULT_CATALOG_TTL_MS, sharedCatalog } from '../clic
 import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
 import type { ReconcileContext, ReconcileDecision } from '../controllers/types.js';
 import { DEFAULT_MAX_CONCURRENT_MIGRATIONS, MigrationJobs } from '../controllers/migration-jobs.js';
+import { holderName } from '../execute/table-lock.js';
 import { startHealthServer, type HealthServer } from '../runtime/health-server.js';
 import type { Logger } from '../runtime/log.js';
 import { OperatorMetrics } from '../runtime/metrics.js';
@@ -146,7 +147,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     ...(opts.fenceTtlMs ? { fenceTiming: { ...DEFAULT_FENCE_TIMING, fenceTtlMs: opts.fenceTtlMs } } : {}),
     ...(shared ? { clickhouse: shared.clickhouse, catalog: (dbs: string[]) => shared.cache.observe(dbs) } : {}),
     ...(migrations ? { migrations } : {}),
-    lockHolder: `operator ${identity}`,
+    lockHolder: holderName(`operator ${identity}`),
     lookup: {
       dataSource: (ns, name) => dataSources.informer.get(resourceName(name), ns),
       dataSourcesIn: (ns) => [...dataSources.informer.list(ns)],

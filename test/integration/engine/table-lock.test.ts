@@ -1,6 +1,8 @@
 // One executor per table: the lease in weir.table_locks against the real engine. A second taker
 // is refused with the holder's name; takers that race agree on one winner; a dead holder's
 // lease expires by the server's clock; a released one is free at once.
+import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireTableLock, lockHolder, TableLockedError, withTableLock } from '../../../src/execute/table-lock.js';
 import { waitFor } from '../../env/wait.js';
@@ -78,5 +80,23 @@ describe('table lock', () => {
     const next = await waitFor('the dead holder’s lease to expire', () => acquireTableLock(server.ch, t, 'next leader').catch(() => undefined));
     expect((await lockHolder(server.ch, t))?.holder).toBe('next leader');
     await next.release();
+  });
+
+  it('a claim of a process on this host that is gone is released at once (a SIGKILLed weir apply), not waited out', async () => {
+    const t = table();
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid;
+    const dead = `weir apply on ${hostname()} (pid ${gone})`;
+    await server.ch.command(
+      `INSERT INTO weir.table_locks (database, table, claim_id, holder, claimed_at, released, expires_at)
+       VALUES ('${t.database}', 'events', 'killed-claim', '${dead}', now64(3), 0, now64(3) + toIntervalSecond(600))`,
+    );
+    expect((await lockHolder(server.ch, t))?.holder).toBe(dead);
+    const lock = await acquireTableLock(server.ch, t, 'weir apply again');
+    expect((await lockHolder(server.ch, t))?.holder).toBe('weir apply again');
+    await lock.release();
+    // A live process on this host (this one) is waited for.
+    const alive = await acquireTableLock(server.ch, t, `weir dev on ${hostname()} (pid ${process.pid})`);
+    expect(await refusal(acquireTableLock(server.ch, t, 'another'))).toBeInstanceOf(TableLockedError);
+    await alive.release();
   });
 });

@@ -137,7 +137,7 @@ describe('migrations in the background', () => {
     await exact(db, 'second', 400);
   }, 240_000);
 
-  it('a leader SIGKILLed mid-migration: the next one waits out its table lock and finishes the migration once, exactly', async () => {
+  it('a leader SIGKILLed mid-migration: the next one takes its table lock and finishes the migration once, exactly', async () => {
     const ns = await createNamespace(kc, 'bgfail');
     const db = ns.replace(/-/g, '_');
     const first = operator(ns);
@@ -159,14 +159,11 @@ describe('migrations in the background', () => {
     );
     expect(migrations).toEqual([{ id: expect.any(String) as unknown, state: 'Done' }]);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.big__v1`)).toBe(2000);
-    // The table had one holder at a time: the next leader's migration claimed it only after the killed one's lease ran out.
-    const claims = await server.ch.query<{ holder: string; first: string; until: string }>(
-      `SELECT holder, min(claimed_at) AS first, max(expires_at) AS until FROM weir.table_locks
+    // Two holders, one after the other: the killed leader's job, then the next leader's (it released the dead process's claim, on this host).
+    const claims = await server.ch.query<{ holder: string }>(
+      `SELECT holder, min(claimed_at) AS first FROM weir.table_locks
        WHERE database = '${db}' AND table = 'big' AND holder LIKE '% migration %' GROUP BY holder ORDER BY first`,
     );
-    expect(claims).toHaveLength(2);
-    expect(claims[0]?.holder).toContain(String(identityOf(first)));
-    expect(claims[1]?.holder).toContain(String(identityOf(next)));
-    expect(Date.parse(`${claims[1]?.first ?? ''}Z`)).toBeGreaterThanOrEqual(Date.parse(`${claims[0]?.until ?? ''}Z`));
+    expect(claims.map((c) => c.holder)).toEqual([expect.stringContaining(identityOf(first)), expect.stringContaining(identityOf(next))]);
   }, 240_000);
 });
