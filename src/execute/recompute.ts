@@ -3,6 +3,7 @@
 // recompute interrupted after its swap. Resumable state machines whose progress is kept in
 // weir.migrations under the view's name.
 import { deduplicationOff } from '../clickhouse/dedup.js';
+import { chunkWhere, planChunks } from '../plan/chunks.js';
 import { decodeMarker, encodeMarker, type TableRef } from '../plan/catalog.js';
 import { RECOMPUTE_TABLE_SUFFIX, VIEW_MARKER_PREFIX, viewMarker, type PipeStep } from '../plan/pipe-plan.js';
 import { embedSql, qualified, quoteIdentifier, quoteString } from '../plan/sql.js';
@@ -10,7 +11,8 @@ import { faultPoint } from '../runtime/fault.js';
 import { BACKFILL_SETTINGS, type StepContext } from './context.js';
 import { withFence } from './fence.js';
 import { activeMigration, newMigration, record, type MigrationRow } from './ledger.js';
-import { assertCreated, comment, exists, markerVersion, maxBlock } from './probes.js';
+import { activeParts, assertCreated, comment, exists, markerVersion, maxBlock } from './probes.js';
+import { settleOrphans } from './orphans.js';
 import { ensureSystemTables } from './system-tables.js';
 import { retain } from './versions.js';
 
@@ -74,7 +76,7 @@ export async function createView(cx: StepContext, step: CreateViewStep): Promise
     m = result;
   }
   if (m.state === 'ViewCreated') {
-    await stageBackfill(cx, step, step.target, JSON.parse(m.detail) as string[]);
+    await stageBackfill(cx, step, step.target, JSON.parse(m.detail) as string[], m);
     faultPoint('Staged');
     m = await record(ch, { ...m, state: 'Staged' });
   }
@@ -133,7 +135,7 @@ export async function recomputeView(cx: StepContext, step: RecomputeViewStep): P
     m = result;
   }
   if (m.state === 'ViewCreated') {
-    await stageBackfill(cx, step, tmpRef, JSON.parse(m.detail) as string[]);
+    await stageBackfill(cx, step, tmpRef, JSON.parse(m.detail) as string[], m);
     faultPoint('Staged');
     m = await record(ch, { ...m, state: 'Staged' });
   }
@@ -185,20 +187,75 @@ export async function finishRecompute({ ch }: StepContext, step: Extract<PipeSte
   if (m?.kind === 'Recompute' && m.state === 'Swapped') await record(ch, { ...m, state: 'Done' });
 }
 
-/** Backfill `into` from the view query over the sources' rows up to the recorded blocks, into a fresh staging copy. */
-async function stageBackfill(cx: StepContext, step: CreateViewStep | RecomputeViewStep, into: TableRef, blocks: string[]): Promise<void> {
+/** The query_id of a view backfill's chunk: deterministic, so a resumed executor finds an orphan by it. */
+export const viewChunkQueryId = (m: Pick<MigrationRow, 'id'>, index: number): string => `${m.id}-v${index}`;
+
+/**
+ * Backfill `into` from the view query over the sources' rows up to the recorded blocks, into a
+ * fresh staging copy (redone from scratch after a crash). The first source (the table a
+ * `FROM … JOIN` view is triggered by) is read in chunks planned from its active parts, as a
+ * copy-and-swap backfill is: one INSERT per chunk, the chunk's predicate added to that source's
+ * `additional_table_filters`. A materialized view sees each insert block on its own too, so an
+ * aggregate target stays exact, and a GROUP BY holds one chunk's groups, not the whole source's.
+ */
+async function stageBackfill(cx: StepContext, step: CreateViewStep | RecomputeViewStep, into: TableRef, blocks: string[], m: MigrationRow): Promise<void> {
   const { ch } = cx;
   const staging = qualified(into.database, `${into.table}__weir_backfill`);
   const inDb = { database: step.database };
-  const filters = step.sources.map((s, i) => `${quoteString(`${s.database}.${s.table}`)}: ${quoteString(`_block_number <= ${blocks[i] ?? '0'}`)}`);
+  const filter = (s: TableRef, where: string) => `${quoteString(`${s.database}.${s.table}`)}: ${quoteString(where)}`;
+  const upTo = (i: number) => `_block_number <= ${blocks[i] ?? '0'}`;
+  // Statements an earlier attempt left running on the server would race the fresh staging table.
+  const prefix = `${m.id}-v`;
+  const orphans = await ch.query<{ query_id: string }>('SELECT query_id FROM system.processes WHERE startsWith(query_id, {p:String})', {
+    params: { p: prefix },
+  });
+  if (orphans.length > 0)
+    await settleOrphans(
+      ch,
+      orphans.map((o) => o.query_id),
+      cx.log,
+    );
   await ch.command(`DROP TABLE IF EXISTS ${staging}`);
   await ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
   const cols = (await ch.query<{ name: string }>(`DESCRIBE TABLE (${embedSql(step.query)})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
-  cx.hooks?.onProgress?.(step, 'Backfilling');
-  await ch.command(
-    `INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${embedSql(step.query)}) SETTINGS additional_table_filters = {${filters.join(', ')}}`,
-    { ...inDb, settings: { ...BACKFILL_SETTINGS, ...(await deduplicationOff(ch)) } },
-  );
+  const [first, ...rest] = step.sources;
+  const chunks = first ? planChunks(await activeParts(ch, first), Number(blocks[0] ?? '0'), cx.backfill.chunkRows) : [];
+  const rowsTotal = chunks.reduce((s, c) => s + c.rows, 0);
+  cx.hooks?.onProgress?.(step, 'Backfilling', { chunks: chunks.length, rowsTotal });
+  cx.log.info('view backfill planned', { view: `${step.database}.${step.view}`, migration: m.id, chunks: chunks.length, rowsTotal });
+  const settings = { ...BACKFILL_SETTINGS, ...(await groupBySpill(ch)), ...(await deduplicationOff(ch)) };
+  const others = rest.map((s, i) => filter(s, upTo(i + 1)));
+  let rowsRead = 0;
+  let lastQuarter = 0;
+  for (const chunk of chunks) {
+    const filters = [filter(first as TableRef, `${upTo(0)} AND ${chunkWhere(chunk)}`), ...others];
+    await ch.command(
+      `INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${embedSql(step.query)}) SETTINGS additional_table_filters = {${filters.join(', ')}}`,
+      {
+        ...inDb,
+        queryId: viewChunkQueryId(m, chunk.index),
+        settings,
+      },
+    );
+    faultPoint('ViewChunkStaged');
+    rowsRead += chunk.rows;
+    // A milestone (an Event) at every quarter, not at every chunk.
+    const percent = rowsTotal > 0 ? (100 * rowsRead) / rowsTotal : 100;
+    const quarter = Math.floor(percent / 25);
+    if (quarter > lastQuarter && chunk.index + 1 < chunks.length)
+      cx.hooks?.onProgress?.(step, 'Backfilling', { percent: quarter * 25, chunk: chunk.index + 1, chunks: chunks.length, rowsRead, rowsTotal });
+    lastQuarter = Math.max(lastQuarter, quarter);
+  }
+}
+
+/**
+ * A GROUP BY of a backfill spills to disk past half of the session's max_memory_usage instead of
+ * failing; with no limit set (0), ClickHouse's own default stands.
+ */
+async function groupBySpill(ch: StepContext['ch']): Promise<Record<string, number>> {
+  const [row] = await ch.query<{ value: string }>("SELECT value FROM system.settings WHERE name = 'max_memory_usage'");
+  const memory = Number(row?.value ?? 0);
+  return memory > 0 ? { max_bytes_before_external_group_by: Math.floor(memory / 2) } : {};
 }
 
 /** Move a staged backfill into its table a partition at a time (each move atomic), then drop the staging table. */
