@@ -36,6 +36,10 @@ const NON_DEFAULT = (watched: string) => ({
   'metrics.serviceMonitor.enabled': true,
   'metrics.serviceMonitor.labels.release': 'prom',
   logFormat: 'pretty',
+  heapMiB: 0,
+  maxConcurrentReconciles: 8,
+  'kubeApi.qps': 50,
+  'kubeApi.burst': 80,
 });
 
 const one = (objects: K8sObject[], kind: string) => {
@@ -77,11 +81,16 @@ describe('helm lint and template', () => {
       'operator',
       '--metrics-port=8080',
       '--log-format=json',
+      '--max-concurrent-reconciles=4',
+      '--kube-api-qps=100',
+      '--kube-api-burst=200',
       '--lease-namespace=weir-system',
       '--worker-image=ghcr.io/weir-dev/weir:0.1.0',
       '--worker-image-pull-policy=IfNotPresent',
     ]);
     expect(c.env).toContainEqual({ name: 'WEIR_CLICKHOUSE_URL', valueFrom: { secretKeyRef: { name: 'weir-clickhouse', key: 'url', optional: true } } });
+    // The heap cap of docs/operations.md's sizing, for up to 10,000 resources within the 512Mi limit.
+    expect(c.env).toContainEqual({ name: 'NODE_OPTIONS', value: '--max-old-space-size=320 --max-semi-space-size=4' });
     expect(c.env).toContainEqual({
       name: 'WEIR_CLICKHOUSE_PASSWORD',
       valueFrom: { secretKeyRef: { name: 'weir-clickhouse', key: 'password', optional: true } },
@@ -107,6 +116,9 @@ describe('helm lint and template', () => {
       'operator',
       '--metrics-port=8080',
       '--log-format=pretty',
+      '--max-concurrent-reconciles=8',
+      '--kube-api-qps=50',
+      '--kube-api-burst=80',
       '--no-leader-election',
       '--namespace=web',
       '--worker-image=registry.example/weir:1.2.3',
@@ -115,6 +127,7 @@ describe('helm lint and template', () => {
       '--worker-service-account=weir-worker',
     ]);
     expect(c.env).toContainEqual({ name: 'WEIR_CLICKHOUSE_URL', value: 'http://clickhouse.db.svc:8123' });
+    expect(c.env.map((e: { name: string }) => e.name)).not.toContain('NODE_OPTIONS'); // heapMiB: 0 leaves the heap to Node
     expect(c.env).toContainEqual({ name: 'WEIR_CLICKHOUSE_USER', valueFrom: { secretKeyRef: { name: 'ch-credentials', key: 'username', optional: true } } });
     expect(one(objects, 'ServiceMonitor').metadata.labels?.release).toBe('prom');
     const noWorkers = await renderChart('weir', 'ops', { 'workers.enabled': false });
