@@ -58,17 +58,26 @@ export async function createView(cx: StepContext, step: CreateViewStep): Promise
     await record(ch, { ...m, state: 'Done' });
     return;
   }
+  if (m.state === 'Started' && m.detail !== '' && (await exists(ch, step.database, step.view))) {
+    // An earlier attempt recorded the blocks and then created the view under the same fence, and
+    // died before it said so: the view has pushed every row after those blocks (also the rows
+    // written since the attempt died), so the backfill is the rows up to them.
+    await assertOwnView(cx, step.database, step.view, m);
+    m = await record(ch, { ...m, state: 'ViewCreated' });
+  }
   if (m.state === 'Started') {
     const started: MigrationRow = m;
     const { result, report } = await withFence(
       ch,
       step.sources,
       async () => {
-        await ch.command(create, inDb);
-        await assertOwnView(cx, step.database, step.view, started);
+        // The blocks first: a view created after them (in this fence) sees exactly the rows after them.
         const blocks = await Promise.all(step.sources.map((s) => maxBlock(ch, s)));
+        const noted = await record(ch, { ...started, detail: JSON.stringify(blocks) });
+        await ch.command(create, inDb);
+        await assertOwnView(cx, step.database, step.view, noted);
         faultPoint('ViewCreated');
-        return record(ch, { ...started, state: 'ViewCreated', detail: JSON.stringify(blocks) });
+        return record(ch, { ...noted, state: 'ViewCreated' });
       },
       cx.timing,
     );
