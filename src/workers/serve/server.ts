@@ -197,14 +197,17 @@ export async function startEndpointServer(opts: EndpointServerOptions): Promise<
   let draining = false;
   let inFlight = 0;
   const idle: (() => void)[] = [];
+  /** Answers not yet begun: told to close their connection once stopping starts. */
+  const open = new Set<ServerResponse>();
   const http: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     inFlight++;
+    open.add(res);
     // While stopping, every answer closes its connection, so keep-alive clients reconnect elsewhere.
     if (draining) res.setHeader('Connection', 'close');
     // Done once answered and recorded in the request log's buffer, so that a stop flushes it.
     void handler(req, res).finally(() => {
       inFlight--;
-      if (draining) http.closeIdleConnections();
+      open.delete(res);
       if (inFlight === 0) idle.splice(0).forEach((resolve) => resolve());
     });
   });
@@ -231,6 +234,10 @@ export async function startEndpointServer(opts: EndpointServerOptions): Promise<
   let stopping: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
     draining = true;
+    // Requests in flight close their connection after answering too. Idle keep-alive connections are
+    // not closed before the delay is over: a client may be sending on one at that moment (it would get
+    // a reset); until then each is answered with Connection: close, which a client cannot race.
+    for (const res of open) if (!res.headersSent) res.setHeader('Connection', 'close');
     log.info('endpoint server stopping: readiness false', { inFlight, shutdownDelayMs: opts.shutdownDelayMs ?? 0 });
     if (opts.shutdownDelayMs) await sleep(opts.shutdownDelayMs);
     const closed = new Promise<void>((resolve) => http.close(() => resolve()));

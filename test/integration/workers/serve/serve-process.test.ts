@@ -1,6 +1,7 @@
 // `weir serve` as the query Deployment runs it: its own process (dist/cli/main.js) with a config
 // file, token Secrets mounted as kubelet mounts them, and the real ClickHouse engine. Every
 // status comes from a real request; the request log is read back from weir.endpoint_requests.
+import { Agent, request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../../../src/api/endpoint.js';
 import type { Pipe } from '../../../../src/api/pipe.js';
@@ -260,6 +261,46 @@ describe('weir serve, a real process', () => {
     const rejected = read.find((r) => r.error !== '');
     expect(rejected?.error).toMatch(/^parameter (limit|date_from)/);
     expect(read.map((r) => r.error).join('\n')).not.toMatch(/DROP TABLE|OR \('1'='1/);
+  });
+});
+
+describe('stopping', () => {
+  it('a keep-alive client whose request is in flight at SIGTERM is told to reconnect, and its next request on the same agent is answered', async () => {
+    const nap = endpoints.find((e) => e.name === 'nap');
+    if (!nap) throw new Error('no nap endpoint');
+    const proc = await startServe(server.url, [nap], { args: ['--shutdown-delay', '3000'] });
+    // One socket, kept alive: the next request reuses the connection unless the answer said close.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (path: string) =>
+      new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
+        const req = request(`${proc.base}${path}`, { agent }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      expect((await get('/v0/pipes/nap.json?n=1')).connection).toBe('keep-alive');
+      const inFlight = get('/v0/pipes/nap.json?n=2');
+      await waitFor('the nap query running in ClickHouse', async () =>
+        (await count(server.ch, `SELECT count() AS n FROM system.processes WHERE query LIKE '%sleep(1)%' AND query NOT LIKE '%system.processes%'`)) > 0
+          ? true
+          : undefined,
+      );
+      const exited = proc.stop();
+      await waitFor('readiness false', () => proc.weir.logs.find((l) => l.message === 'endpoint server stopping: readiness false'));
+      // Begun before the stop, answered after it: Connection: close, so the client does not reuse a socket the server is about to close.
+      expect(await inFlight).toMatchObject({ status: 200, connection: 'close' });
+      const next = await get('/v0/pipes/nap.json?n=3');
+      expect(next).toMatchObject({ status: 200, connection: 'close' });
+      expect(JSON.parse(next.body)).toMatchObject({ data: [{ slept: 0, n: 3 }] });
+      expect(await exited).toBe(0);
+    } finally {
+      agent.destroy();
+      await proc.stop();
+    }
   });
 });
 
