@@ -110,6 +110,8 @@ export interface JobState {
   /** The keys (namespace/name) of the migrations running on this connection, and how many may. */
   running: string[];
   maxConcurrent: number;
+  /** The migration the job runs (status.migration.id until the job reports). */
+  migrationId?: string;
 }
 
 /** Migrating while the job runs (its progress is patched in by the job), MigrationQueued while it waits for a slot. */
@@ -127,7 +129,7 @@ export function jobVerdict(ds: DataSource, catalog: Catalog | undefined, job: Jo
       phase: 'Pending',
       extra: observed(ds, catalog),
     };
-  const migration = ds.status?.migration ?? { id: 'pending', state: 'Started', startedAt: now.toISOString() };
+  const migration = ds.status?.migration ?? { id: job.migrationId ?? 'pending', state: 'Started', startedAt: now.toISOString() };
   const p = migration.progress;
   return {
     health: {

@@ -69,8 +69,17 @@ export async function gatherTableWorld(ds: DataSource, ctx: ReconcileContext): P
 async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<ReconcileDecision<DataSourceStatus>> {
   const jobs = ctx.migrations;
   const key = `${ds.metadata.namespace ?? 'default'}/${ds.metadata.name}`;
-  const job = (state: 'running' | 'queued', catalog?: TableWorld['catalog']) =>
-    statusFor(ds, jobVerdict(ds, catalog, { state, running: jobs?.runningKeys() ?? [], maxConcurrent: jobs?.maxConcurrent ?? 0 }, ctx.now), ctx.now);
+  const job = (state: 'running' | 'queued', catalog: TableWorld['catalog'], migrationId?: string) =>
+    statusFor(
+      ds,
+      jobVerdict(
+        ds,
+        catalog,
+        { state, running: jobs?.runningKeys() ?? [], maxConcurrent: jobs?.maxConcurrent ?? 0, ...(migrationId ? { migrationId } : {}) },
+        ctx.now,
+      ),
+      ctx.now,
+    );
   if (jobs) {
     // A job that ended: write what it decided (or retry what failed). One running: say so, touching nothing.
     const outcome = jobs.take(key);
@@ -78,7 +87,9 @@ async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<Re
       if ('error' in outcome) throw outcome.error;
       return outcome.decision;
     }
-    if (jobs.state(key) === 'running') return job('running');
+    // While its job runs, the job alone writes the migration's status (progress patches): a write from here,
+    // made from this reconcile's cached copy, could put an older progress back. Unchanged status is not written.
+    if (jobs.state(key) === 'running') return { status: ds.status ?? {}, events: [], requeueAfterMs: 30_000 };
   }
   const world = await gatherTableWorld(ds, ctx);
   const decided = decideTable(ds, world, ctx.now);
@@ -89,7 +100,7 @@ async function reconcileTable(ds: DataSource, ctx: ReconcileContext): Promise<Re
   // A migration runs as a job and this reconcile returns at once; other steps are quick and run here.
   if (jobs && decided.execute.migrating) {
     const state = jobs.submit(key, () => executeTable(ds, ctx, ch, decided.plan, decided.execute));
-    return state === 'running' ? { ...job('running'), requeueAfterMs: 30_000 } : job('queued', world.catalog);
+    return state === 'running' ? { ...job('running', world.catalog, decided.execute.migrationId), requeueAfterMs: 30_000 } : job('queued', world.catalog);
   }
   return executeTable(ds, ctx, ch, decided.plan, decided.execute);
 }

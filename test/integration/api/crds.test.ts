@@ -52,7 +52,7 @@ describe('valid resources', () => {
       'pipe.weir.dev/top-pages',
     ]);
     const ds = await kubectl(['get', 'wds', '-n', ns]);
-    expect(ds.stdout.split('\n')[0]).toMatch(/^NAME\s+VERSION\s+PHASE\s+ROWS\s+LAG\s+READY\s+AGE/);
+    expect(ds.stdout.split('\n')[0]).toMatch(/^NAME\s+VERSION\s+PHASE\s+ROWS\s+PROGRESS\s+LAG\s+READY\s+AGE/);
     const ep = await kubectl(['get', 'wep', '-n', ns]);
     expect(ep.stdout.split('\n')[0]).toMatch(/^NAME\s+URL\s+REPLICAS\s+PHASE\s+READY\s+AGE/);
   });

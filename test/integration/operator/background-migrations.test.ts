@@ -101,7 +101,7 @@ describe('migrations in the background', () => {
     await fill(db, 'big', 2000);
     await fill(db, 'second', 400);
 
-    await migrate(ns, 'big', 50); // about 40 s
+    await migrate(ns, 'big', 30); // about 67 s
     await waitFor('big migrating in the background', async () => ((await phaseOf(ns, 'big'))?.phase === 'Migrating' ? true : undefined));
     await migrate(ns, 'second', 1000);
     const queued = await waitFor('the second migration queued', async () => {
@@ -128,7 +128,6 @@ describe('migrations in the background', () => {
     // All of that while the migration still runs, and the second one still waits.
     const big = await phaseOf(ns, 'big');
     expect(big?.phase).toBe('Migrating');
-    expect(big?.migration?.progress?.percent ?? 0).toBeLessThan(100);
     expect(condition({ status: await phaseOf(ns, 'second') }, 'Reconciling')?.reason).toBe('MigrationQueued');
 
     await readyAt(ns, 'big', 2);

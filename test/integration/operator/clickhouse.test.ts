@@ -84,6 +84,8 @@ describe('operator with ClickHouse', () => {
     );
     await patchSpec('datasources', 'page-views', { spec: { engine: { sortingKey: ['tenant_id', 'pathname', 'timestamp'] } } });
     const pv = await ready<DataSource>('DataSource', 'page-views', (o) => o.status?.version === 2);
+    // The watch may deliver the last progress patch after the poll above saw the end.
+    await waitFor('the watch to see the backfill at 100%', () => (progress.some((p) => p.percent === 100) ? true : undefined));
     watching.abort();
     const backfill = progress.filter((p) => p.phase === 'Backfilling');
     expect(backfill.length).toBeGreaterThan(1);

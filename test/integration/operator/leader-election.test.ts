@@ -44,7 +44,8 @@ it('elects exactly one leader, and a standby takes over within seconds when the 
 
   await createResource(kc, dataSource('before-failover', inNamespace(ns)));
   await reconciledBy('before-failover');
-  expect(leader.logs.some((l) => l.message === 'status updated' && l.name === 'before-failover')).toBe(true);
+  // Its log line is written after the status it logs: wait for it rather than race its pipe.
+  await leader.waitForLog('the leader wrote the status', (l) => l.message === 'status updated' && l.name === 'before-failover');
   expect(standby.logs.some((l) => l.message === 'controllers started')).toBe(false);
 
   const killedAt = Date.now();
@@ -54,7 +55,7 @@ it('elects exactly one leader, and a standby takes over within seconds when the 
   const takeoverMs = Date.now() - killedAt;
   await reconciledBy('after-failover');
   expect(await leaseHolder()).toBe(identityOf(standby));
-  expect(standby.logs.some((l) => l.message === 'status updated' && l.name === 'after-failover')).toBe(true);
+  await standby.waitForLog('the new leader wrote the status', (l) => l.message === 'status updated' && l.name === 'after-failover');
   // Bounded by waitForLog's 15 s; the figure (about lease duration + retry period) is for the log.
   console.log(`leader failover took ${takeoverMs} ms (lease duration 3000 ms)`);
 });
