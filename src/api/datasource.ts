@@ -72,6 +72,23 @@ export interface Ingestion {
   resources?: Resources;
 }
 
+/** Where a copy-and-swap's copy stands (status.migration.progress; the executor reports it after every chunk and round). */
+export interface CopyProgress {
+  phase: 'Backfilling' | 'CatchingUp';
+  /** Rows in the next version so far, and the backfill's rows (estimated from system.parts when planned). */
+  rowsCopied: number;
+  rowsTotal: number;
+  /** rowsCopied of rowsTotal, 0–100, one decimal. */
+  percent: number;
+  /** Chunks done and planned (1-based: chunk 3 of 10 is the third). */
+  chunk: number;
+  chunks: number;
+  /** Catch-up rounds done (0 while backfilling). */
+  catchUpRounds: number;
+  /** Seconds left at the rate copied so far (status only). */
+  etaSeconds?: number;
+}
+
 /** What a backfill may take from the server while endpoints serve. */
 export interface BackfillLimits {
   /** Threads per backfill statement (max_threads; max_insert_threads at most 2). */
@@ -125,16 +142,7 @@ export interface DataSourceStatus extends CommonStatus {
     state: string;
     step?: string;
     startedAt?: string;
-    progress?: {
-      phase: string;
-      rowsCopied: number;
-      rowsTotal: number;
-      percent: number;
-      chunk: number;
-      chunks: number;
-      catchUpRounds: number;
-      etaSeconds?: number;
-    };
+    progress?: CopyProgress;
   };
   ingestion?: { readyReplicas?: number; replicas?: number; lag?: number; rowsIngested?: number; quarantinedRows?: number };
 }

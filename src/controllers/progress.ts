@@ -1,19 +1,11 @@
 // A migration's progress as status shows it (status.migration.progress), and when it is worth
 // writing: the executor reports after every chunk and catch-up round, and status is patched only
 // when the copy moved on by a step (the executor's milestones, quarters included, are Events). Pure.
+import type { CopyProgress } from '../api/datasource.js';
 import type { MigrationProgress } from '../execute/executor.js';
 
-export interface StatusProgress {
-  phase: MigrationProgress['phase'];
-  rowsCopied: number;
-  rowsTotal: number;
-  percent: number;
-  chunk: number;
-  chunks: number;
-  catchUpRounds: number;
-  /** Seconds left at the rate copied so far in this executor; absent before a first chunk lands. */
-  etaSeconds?: number;
-}
+/** status.migration.progress. */
+export type StatusProgress = CopyProgress;
 
 /** Status is patched when the percent moved by this much, or the phase or catch-up round changed. */
 export const PROGRESS_STEP_PERCENT = 5;

@@ -2,7 +2,7 @@
 // progress hooks, and where the fences it held are reported.
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { DEFAULT_CHUNK_ROWS } from '../plan/chunks.js';
-import type { BackfillLimits } from '../api/datasource.js';
+import type { BackfillLimits, CopyProgress } from '../api/datasource.js';
 import type { Step } from '../plan/project-plan.js';
 import type { Logger } from '../runtime/log.js';
 import type { FenceReport, FenceTiming } from './fence.js';
@@ -14,19 +14,8 @@ export interface ExecutionHooks {
   onMigrationProgress?(step: Step, progress: MigrationProgress): void;
 }
 
-/** Where a migration's copy stands. */
-export interface MigrationProgress {
-  phase: 'Backfilling' | 'CatchingUp';
-  /** Rows in the next version so far, and the backfill's rows (estimated from system.parts when planned). */
-  rowsCopied: number;
-  rowsTotal: number;
-  /** rowsCopied of rowsTotal, 0–100, one decimal. */
-  percent: number;
-  /** Chunks done and planned (1-based: chunk 3 of 10 is the third). */
-  chunk: number;
-  chunks: number;
-  /** Catch-up rounds done (0 while backfilling). */
-  catchUpRounds: number;
+/** Where a migration's copy stands, as the executor reports it. */
+export interface MigrationProgress extends Omit<CopyProgress, 'etaSeconds'> {
   /** The migration started copying at this time (epoch ms) in this executor; with the rows, an ETA. */
   startedAtMs: number;
 }

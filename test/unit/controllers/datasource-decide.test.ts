@@ -184,7 +184,7 @@ describe('decideTable: a migration handed to a job', () => {
   };
 
   it('Migrating: the job runs in the background; the message and status carry its progress', () => {
-    const progress = { phase: 'Backfilling', rowsCopied: 400, rowsTotal: 1000, percent: 40, chunk: 2, chunks: 5, catchUpRounds: 0 };
+    const progress = { phase: 'Backfilling' as const, rowsCopied: 400, rowsTotal: 1000, percent: 40, chunk: 2, chunks: 5, catchUpRounds: 0 };
     const migration = { id: 'v2-abc', state: 'Backfilling', startedAt: '2026-01-01T00:00:00Z', progress };
     const status = verdictStatus(
       jobVerdict(events(withStatus<DataSource>({ migration })), catalog, { state: 'running', running: ['shop/events'], maxConcurrent: 2 }, t0),
