@@ -1,7 +1,12 @@
 // Copy-and-swap benchmark: weir migrating a DataSource's sorting key, next to a bare
 // CREATE TABLE … AS + INSERT … SELECT of the same table, while a fenced writer keeps inserting.
 //
-//   npx tsx bench/copy-and-swap.ts [--rows N[,N2,…]] [--repeat K] [--chunk-rows C] [--batch-rows R] [--writer-interval-ms MS] [--probe [--probe-rounds P]]
+//   npx tsx bench/copy-and-swap.ts [--rows N[,N2,…]] [--repeat K] [--chunk-rows C] [--batch-rows R] [--writer-interval-ms MS]
+//                                  [--reader] [--max-threads T] [--probe [--probe-rounds P]]
+//
+// --reader runs an endpoint-shaped query in a loop (one at a time) on its own connection and
+// reports its p50/p99 for the 10 s before the migration and during it; --max-threads sets the
+// migration's spec.migration.backfill.maxThreads (what a backfill may take while endpoints serve).
 //
 // One embedded ClickHouse server (chDB over HTTP, temp data dir, port 0) for the whole run; each
 // repetition gets its own database. See bench/README.md for what the figures mean.
@@ -45,6 +50,16 @@ interface BenchOptions {
   writerIntervalMs: number;
   /** Rounds of copy-cost probes after each run; 0 skips them. */
   probeRounds: number;
+  /** Run the endpoint-shaped reader before and during the migration. */
+  reader: boolean;
+  /** spec.migration.backfill.maxThreads of the migration; undefined: weir's default. */
+  maxThreads: number | undefined;
+}
+
+/** Latencies of the endpoint-shaped reader, ms, before and during the migration. */
+interface ReaderFigures {
+  before: number[];
+  during: number[];
 }
 
 interface RunResult {
@@ -60,6 +75,7 @@ interface RunResult {
   fenceWaitedMs: number;
   longestPauseMs: number;
   rowsDuringMigration: number;
+  reader: ReaderFigures | undefined;
   /** Backfill chunks copied, and catch-up rounds before the fence. */
   chunks: number;
   catchUpRounds: number;
@@ -78,6 +94,8 @@ function options(): BenchOptions {
       'writer-interval-ms': { type: 'string', default: '0' },
       probe: { type: 'boolean', default: false },
       'probe-rounds': { type: 'string', default: '3' },
+      reader: { type: 'boolean', default: false },
+      'max-threads': { type: 'string' },
     },
   });
   const integerFlag = (name: string, v: string | undefined, min: number): number => {
@@ -92,11 +110,13 @@ function options(): BenchOptions {
     batchRows: integerFlag('batch-rows', values['batch-rows'], 1),
     writerIntervalMs: integerFlag('writer-interval-ms', values['writer-interval-ms'], 0),
     probeRounds: values.probe ? integerFlag('probe-rounds', values['probe-rounds'], 1) : 0,
+    reader: values.reader ?? false,
+    maxThreads: values['max-threads'] === undefined ? undefined : integerFlag('max-threads', values['max-threads'], 1),
   };
 }
 
 /** The example project's page-views DataSource (manifests/examples/web-analytics), minus Kafka ingestion. */
-function pageViews(namespace: string, sortingKey: string[]): DataSource {
+function pageViews(namespace: string, sortingKey: string[], maxThreads?: number): DataSource {
   return {
     apiVersion: API_VERSION,
     kind: 'DataSource',
@@ -111,7 +131,7 @@ function pageViews(namespace: string, sortingKey: string[]): DataSource {
         { name: 'duration_ms', type: 'UInt32', jsonPath: '$.payload.duration_ms', default: '0' },
       ],
       engine: { type: 'MergeTree', sortingKey, partitionKey: PARTITION_KEY, ttl: TTL },
-      migration: { approval: 'Automatic', keepPreviousVersions: 1 },
+      migration: { approval: 'Automatic', keepPreviousVersions: 1, ...(maxThreads !== undefined ? { backfill: { maxThreads } } : {}) },
       deletionPolicy: 'Retain',
     },
   };
@@ -186,6 +206,54 @@ async function verify(ch: ClickHouse, database: string, expected: number, writer
   if (failures.length > 0) throw new Error(`verification of ${table} failed:\n  ${failures.join('\n  ')}`);
 }
 
+/**
+ * An endpoint-shaped read of the live table, one at a time, timed: a tenant's top pages of the
+ * last day (the example's top_pages, read from the raw table instead of the rollup).
+ */
+class EndpointReader {
+  private readonly samples: { at: number; ms: number }[] = [];
+  private running = false;
+  private loop: Promise<void> | undefined;
+  failures = 0;
+
+  constructor(
+    private readonly ch: ClickHouse,
+    private readonly table: string,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.loop = (async () => {
+      for (let i = 0; this.running; i++) {
+        const started = performance.now();
+        try {
+          await this.ch.query(
+            `SELECT pathname, count() AS views, uniq(session_id) AS visitors FROM ${this.table}
+             WHERE tenant_id = 't${i % 50}' AND timestamp >= now64(3) - INTERVAL 1 DAY
+             GROUP BY pathname ORDER BY views DESC LIMIT 10`,
+          );
+          this.samples.push({ at: started, ms: performance.now() - started });
+        } catch {
+          // The swap renames the live table: a read at that instant may miss it. Counted, not hidden.
+          this.failures++;
+        }
+      }
+    })();
+  }
+
+  /** Latencies of the reads that started in [from, to). */
+  between(from: number, to: number): number[] {
+    return this.samples.filter((s) => s.at >= from && s.at < to).map((s) => s.ms);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+}
+
+const READER_BEFORE_MS = 10_000;
+
 async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: number }, run: number): Promise<RunResult> {
   const namespace = `bench-${randomBytes(4).toString('hex')}`;
   const database = namespace.replace(/-/g, '_');
@@ -209,6 +277,12 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: n
   writer.start();
   // A few batches first: the writer is registered and steady before the fence is raised.
   await writer.waitForRows(5 * opts.batchRows);
+  const reader = opts.reader ? new EndpointReader(connect(), qualified(database, TABLE)) : undefined;
+  const readerFrom = performance.now();
+  if (reader) {
+    reader.start();
+    await sleep(READER_BEFORE_MS);
+  }
   const timeline = new MigrationTimeline();
   const writtenBefore = writer.written;
   timeline.start();
@@ -216,7 +290,7 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: n
   started = performance.now();
   let chunks = 0;
   let catchUpRounds = 0;
-  const { executor } = await applyProject(timeline.timed(ch), [pageViews(namespace, NEW_KEY)], {
+  const { executor } = await applyProject(timeline.timed(ch), [pageViews(namespace, NEW_KEY, opts.maxThreads)], {
     log: weirLog,
     ...(opts.chunkRows !== undefined ? { backfill: { chunkRows: opts.chunkRows } } : {}),
     hooks: {
@@ -232,7 +306,10 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: n
   const copyAndSwapCpuS = cpuSeconds(cpu);
   timeline.mark('returned');
   const rowsDuringMigration = writer.written - writtenBefore;
+  await reader?.stop();
   await writer.stop();
+  const readerFigures = reader ? { before: reader.between(readerFrom, started), during: reader.between(started, started + copyAndSwapS * 1000) } : undefined;
+  if (reader && reader.failures > 0) log(`run ${run}: ${reader.failures} endpoint read(s) failed during the migration`);
 
   await verify(
     ch,
@@ -256,6 +333,7 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: n
     fenceWaitedMs: fence?.waitedMs ?? NaN,
     longestPauseMs: writer.fence.longestPauseMs,
     rowsDuringMigration,
+    reader: readerFigures,
     chunks,
     catchUpRounds,
     phases: timeline.phases(),
@@ -298,7 +376,7 @@ function formatTable(rows: string[][]): string {
 
 function resultTable(results: RunResult[]): string {
   const n = (v: number, digits = 0) => v.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-  const line = (label: string, r: Omit<RunResult, 'phases' | 'statementTotals' | 'probes'>) => [
+  const line = (label: string, r: Omit<RunResult, 'phases' | 'statementTotals' | 'probes' | 'reader'>) => [
     label,
     n(r.rows),
     n(r.fillS, 1),
@@ -311,6 +389,7 @@ function resultTable(results: RunResult[]): string {
     n(r.fenceWaitedMs),
     n(r.longestPauseMs),
     n(r.rowsDuringMigration),
+    n(r.rowsDuringMigration / r.copyAndSwapS),
     n(r.chunks),
     n(r.catchUpRounds),
   ];
@@ -327,6 +406,7 @@ function resultTable(results: RunResult[]): string {
     'fence ack wait ms',
     'longest writer pause ms (goal ≤ 1000)',
     'rows written during migration',
+    'writer rows/s',
     'chunks',
     'catch-up rounds',
   ];
@@ -368,6 +448,7 @@ function sizeTable(bySize: RunResult[][]): string {
       'ratio (goal ≤ 1.3)',
       'fence held ms',
       'longest writer pause ms (goal ≤ 1000)',
+      'writer rows/s',
     ],
     ...bySize.map((rs) => {
       const med = (f: (r: RunResult) => number) => median(rs.map(f));
@@ -390,10 +471,42 @@ function sizeTable(bySize: RunResult[][]): string {
         ),
         n(med((r) => r.fenceHeldMs)),
         n(med((r) => r.longestPauseMs)),
+        n(med((r) => r.rowsDuringMigration / r.copyAndSwapS)),
       ];
     }),
   ];
   return `Against table size (medians):\n${formatTable(rows)}`;
+}
+
+const percentile = (values: number[], p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+};
+
+/** The endpoint-shaped reader's latencies before and during each run's migration. */
+function readerTable(results: RunResult[]): string {
+  const n = (v: number) => v.toLocaleString('en', { maximumFractionDigits: 0 });
+  const rows = [
+    ['run', 'rows', 'reads before', 'p50 before ms', 'p99 before ms', 'reads during', 'p50 during ms', 'p99 during ms', 'p99 during / before'],
+    ...results.flatMap((r, i) =>
+      r.reader
+        ? [
+            [
+              String(i + 1),
+              n(r.rows),
+              n(r.reader.before.length),
+              n(percentile(r.reader.before, 50)),
+              n(percentile(r.reader.before, 99)),
+              n(r.reader.during.length),
+              n(percentile(r.reader.during, 50)),
+              n(percentile(r.reader.during, 99)),
+              (percentile(r.reader.during, 99) / percentile(r.reader.before, 99)).toFixed(2),
+            ],
+          ]
+        : [],
+    ),
+  ];
+  return `Endpoint-shaped reader (a tenant's top pages of the last day from the live table, one read at a time; before = the ${READER_BEFORE_MS / 1000} s before the migration, writer running):\n${formatTable(rows)}`;
 }
 
 function phaseReport(r: RunResult, run: number): string {
@@ -469,7 +582,10 @@ async function main(): Promise<void> {
     console.log(await machine(connect(), commit));
     const pace = opts.writerIntervalMs > 0 ? `, ${opts.writerIntervalMs} ms apart` : ', back to back';
     console.log(`writer: one weir-fenced writer, ${opts.batchRows}-row batches${pace}; default fence timing\n`);
+    const threads = opts.maxThreads !== undefined ? `spec.migration.backfill.maxThreads ${opts.maxThreads}` : 'default backfill limits';
+    console.log(`migration: ${threads}\n`);
     for (const size of bySize) console.log(`${resultTable(size)}\n`);
+    if (opts.reader) console.log(`${readerTable(results)}\n`);
     if (bySize.length > 1) console.log(`${sizeTable(bySize)}\n`);
     for (const [i, r] of results.entries()) console.log(`\n${phaseReport(r, i + 1)}`);
     for (const [i, r] of results.entries()) if (r.probes.length > 0) console.log(`\n${probeReport(r, i + 1)}`);
