@@ -64,8 +64,24 @@ export interface KafkaSource {
   tls?: boolean;
 }
 
+/** spec.ingestion.http: the events API Deployment (`<name>-events`, running `weir events`). */
+export interface HttpIngestion {
+  replicas?: number;
+  autoscaling?: Autoscaling;
+  resources?: Resources;
+  auth?: { tokensSecretRef: SecretRef };
+  limits?: {
+    /** Requests per second each pod takes (token bucket); past it, 429 with Retry-After. */
+    requestsPerSecond?: number;
+    /** Bytes a request body may send, and decode to; past it, 413. */
+    maxBodyBytes?: number;
+  };
+}
+
+/** Kafka (`kafka`, with the replicas, autoscaling, batch and resources of its Deployment), HTTP (`http`), or both. */
 export interface Ingestion {
-  kafka: KafkaSource;
+  kafka?: KafkaSource;
+  http?: HttpIngestion;
   replicas?: number;
   autoscaling?: Autoscaling;
   batch?: { maxRows?: number; maxBytes?: number; maxDelayMs?: number };
@@ -144,7 +160,23 @@ export interface DataSourceStatus extends CommonStatus {
     startedAt?: string;
     progress?: CopyProgress;
   };
-  ingestion?: { readyReplicas?: number; replicas?: number; lag?: number; rowsIngested?: number; quarantinedRows?: number };
+  ingestion?: {
+    readyReplicas?: number;
+    replicas?: number;
+    lag?: number;
+    rowsIngested?: number;
+    quarantinedRows?: number;
+    http?: HttpIngestionStatus;
+  };
+}
+
+/** status.ingestion.http: the events Deployment and what its pods reported. */
+export interface HttpIngestionStatus {
+  url?: string;
+  replicas?: number;
+  readyReplicas?: number;
+  rowsAccepted?: number;
+  quarantinedRows?: number;
 }
 
 export type DataSource = Resource<DataSourceSpec, DataSourceStatus>;
@@ -226,6 +258,14 @@ export const dataSourceRules: CrossFieldRule<DataSourceSpec>[] = [
       fieldPath: '.engine.sumColumns',
     },
     holds: (s) => s.engine.sumColumns === undefined || s.engine.type === 'SummingMergeTree',
+  },
+  {
+    cel: {
+      rule: '!has(self.ingestion) || has(self.ingestion.kafka) || has(self.ingestion.http)',
+      message: 'spec.ingestion needs kafka, http or both',
+      fieldPath: '.ingestion',
+    },
+    holds: (s) => s.ingestion === undefined || s.ingestion.kafka !== undefined || s.ingestion.http !== undefined,
   },
   {
     cel: {
@@ -312,9 +352,28 @@ const indexSchema = obj(
   ['name', 'expression', 'type'],
 );
 
-const ingestionSchema = obj(
-  'Feed the table from a Kafka topic with an ingestion Deployment that weir creates and scales.',
+const httpIngestionSchema = obj(
+  'Feed the table over HTTP: a Deployment <name>-events of `weir events` pods behind a Service, taking POST /v0/events?name=<name> (NDJSON or a JSON array, optionally gzip), with a PodDisruptionBudget above one replica and an HPA with autoscaling.',
   {
+    replicas: int('Events API pods (ignored with autoscaling).', { minimum: 0, maximum: 256, default: 2 }),
+    autoscaling: autoscalingSchema,
+    resources: resourcesSchema,
+    auth: obj(
+      'Bearer tokens: requests without one get 401, with one not in the Secret 403.',
+      { tokensSecretRef: secretRefSchema('the allowed tokens, one per key (mounted into the pods; a changed Secret is read within seconds)') },
+      ['tokensSecretRef'],
+    ),
+    limits: obj('Per-pod limits.', {
+      requestsPerSecond: num('Requests per second each pod takes; past it 429 with Retry-After.', { minimum: 0.1, maximum: 1_000_000 }),
+      maxBodyBytes: int('Bytes a request body may send and decode to; past it 413.', { minimum: 1024, maximum: 1_073_741_824, default: 67_108_864 }),
+    }),
+  },
+);
+
+const ingestionSchema = obj(
+  'Feed the table from a Kafka topic (kafka, with replicas/autoscaling/batch/resources for its `weir ingest` Deployment), over HTTP (http, the events API Deployment), or both.',
+  {
+    http: httpIngestionSchema,
     kafka: obj(
       'The Kafka source.',
       {
@@ -330,7 +389,7 @@ const ingestionSchema = obj(
       },
       ['bootstrapServers', 'topic'],
     ),
-    replicas: int('Ingestion pods; capped at the topic partition count.', { minimum: 0, maximum: 256, default: 1 }),
+    replicas: int('Kafka ingestion pods (weir ingest); capped at the topic partition count.', { minimum: 0, maximum: 256, default: 1 }),
     autoscaling: autoscalingSchema,
     batch: obj('Insert batches are flushed at whichever bound is reached first.', {
       maxRows: int('Rows per insert.', { minimum: 1, maximum: 10_000_000, default: 100_000 }),
@@ -339,7 +398,6 @@ const ingestionSchema = obj(
     }),
     resources: resourcesSchema,
   },
-  ['kafka'],
 );
 
 const migrationSchema = obj('How changes that need a copy-and-swap migration are run.', {
@@ -451,5 +509,12 @@ export const dataSourceStatusSchema: Schema = obj('Observed state, written by th
     lag: int('Consumer lag, summed over partitions.', { minimum: 0 }),
     rowsIngested: int('Rows inserted since the Deployment was created.', { minimum: 0 }),
     quarantinedRows: int('Rows sent to the quarantine table.', { minimum: 0 }),
+    http: obj('The events API Deployment (spec.ingestion.http).', {
+      url: str('Where clients POST events inside the cluster.'),
+      replicas: int('Desired events pods.', { minimum: 0 }),
+      readyReplicas: int('Ready events pods.', { minimum: 0 }),
+      rowsAccepted: int('Rows the events pods inserted (their reports in weir.events_progress, 30 days).', { minimum: 0 }),
+      quarantinedRows: int('Lines the events pods sent to the quarantine table.', { minimum: 0 }),
+    }),
   }),
 });

@@ -43,5 +43,5 @@ export function queryDatabaseOf(pipe: { metadata: { namespace?: string } }, targ
 }
 
 /** The Kafka consumer group of a DataSource: spec.ingestion.kafka.groupId, or weir.<namespace>.<name>. */
-export const groupIdOf = (ds: { metadata: { name: string; namespace?: string }; spec: { ingestion?: { kafka: { groupId?: string } } } }): string =>
-  ds.spec.ingestion?.kafka.groupId ?? `weir.${ds.metadata.namespace ?? 'default'}.${ds.metadata.name}`;
+export const groupIdOf = (ds: { metadata: { name: string; namespace?: string }; spec: { ingestion?: { kafka?: { groupId?: string } } } }): string =>
+  ds.spec.ingestion?.kafka?.groupId ?? `weir.${ds.metadata.namespace ?? 'default'}.${ds.metadata.name}`;

@@ -105,7 +105,7 @@ export async function runDev(flags: DevFlags): Promise<void> {
 }
 
 /** The endpoints to serve, and those that cannot be served with why (they answer 503 until a save fixes them). */
-interface EndpointSet {
+export interface EndpointSet {
   served: Map<string, CompiledEndpoint>;
   unserved: Map<string, string>;
 }
@@ -114,7 +114,7 @@ interface EndpointSet {
  * Compile every Endpoint, then its query against ClickHouse as `weir serve` gates readiness on
  * (DESCRIBE, reading no data), so that an unknown column or table is said at save, not per request.
  */
-async function compileEndpoints(ch: ClickHouse, resources: ProjectResource[], defaultNamespace: string): Promise<EndpointSet> {
+export async function compileEndpoints(ch: ClickHouse, resources: ProjectResource[], defaultNamespace: string): Promise<EndpointSet> {
   const out: EndpointSet = { served: new Map(), unserved: new Map() };
   const pipes = resources.filter((r): r is Pipe => r.kind === 'Pipe');
   for (const ep of resources.filter((r): r is Endpoint => r.kind === 'Endpoint')) {

@@ -58,13 +58,22 @@ function realPath(path: string): string | undefined {
 interface Walk {
   files: string[];
   problems: { path: string; message: string }[];
+  /** YAML files in `tests/` folders: `weir test`'s cases, not resources. */
+  testFiles: string[];
 }
+
+/**
+ * Folders of a project that hold no resources: `fixtures/` (events for `weir test`, NDJSON) and
+ * `tests/` (its test cases, YAML lists). Skipped at any depth, so a folder of several projects
+ * validates too; the folder passed with -f is read whatever its name.
+ */
+export const TEST_FOLDERS: readonly string[] = ['fixtures', 'tests'];
 
 /**
  * YAML files under `dir`, sorted, following symlinks. A directory that is its own ancestor (a
  * symlink loop) is reported, not entered; entries that cannot be read are reported by path.
  */
-function yamlFiles(dir: string, walk: Walk, ancestors: Set<string>): void {
+function yamlFiles(dir: string, walk: Walk, ancestors: Set<string>, inTests = false): void {
   let entries: string[];
   try {
     entries = readdirSync(dir).sort();
@@ -90,9 +99,11 @@ function yamlFiles(dir: string, walk: Walk, ancestors: Set<string>): void {
         walk.problems.push({ path, message: `is a symlink to ${real}, a folder that contains it (a loop); not followed` });
         continue;
       }
-      yamlFiles(path, walk, new Set([...ancestors, real]));
+      const testFolder = TEST_FOLDERS.includes(entry);
+      if (testFolder && entry === 'fixtures') continue;
+      yamlFiles(path, walk, new Set([...ancestors, real]), inTests || testFolder);
     } else if (isYamlName(entry)) {
-      walk.files.push(path);
+      (inTests ? walk.testFiles : walk.files).push(path);
     }
   }
 }
@@ -176,10 +187,21 @@ export function loadResources(path: string, opts: { defaultNamespace?: string; c
     result.errors.push({ file: path, resource: '', path: '', message: fileProblem(path, e) });
     return result;
   }
-  const walk: Walk = { files: [], problems: [] };
+  const walk: Walk = { files: [], problems: [], testFiles: [] };
   if (root.isDirectory()) yamlFiles(path, walk, new Set([realPath(path) ?? path]));
   else walk.files.push(path);
   for (const p of walk.problems) fileError(p.path, p.message);
+  // A resource put in tests/ by mistake would be skipped without a word; say so (the text is enough: nothing there is parsed).
+  for (const file of walk.testFiles) {
+    const read = readYamlFile(file);
+    if ('text' in read && /^\s*apiVersion:\s*["']?weir\.dev\//m.test(read.text))
+      result.warnings.push({
+        file: shown(file),
+        resource: '',
+        path: '',
+        message: 'is in a tests/ folder, which holds `weir test` cases, not resources, so it is not applied; move weir resources out of tests/',
+      });
+  }
   for (const file of walk.files) {
     const read = readYamlFile(file);
     if ('problem' in read) fileError(file, read.problem);

@@ -71,6 +71,26 @@ projectCommand('apply', 'Converge ClickHouse to the resources in a folder once (
     process.exitCode = await runApply({ ...o, clickhouse: o.clickhouse ?? 'http://127.0.0.1:8123' });
   });
 
+program
+  .command('test')
+  .description(
+    "Run a project's data tests (tests/*.yaml against fixtures/*.ndjson) on an embedded engine; --from DIR tests the migration from a previous version too. Exit 0: all pass, 1: any fails.",
+  )
+  .requiredOption('-f, --filename <dir>', 'the project folder (its fixtures/ and tests/ included)')
+  .option('-n, --namespace <ns>', 'namespace for resources that set none', 'default')
+  .option('--from <dir>', 'the previous version of the project: built and loaded first, then this folder is applied as a migration')
+  .option('--update', 'rewrite expect.rows of endpoint cases from the answers (review the diff)')
+  .option('--junit <file>', 'also write the results as JUnit XML')
+  .addOption(new Option('-o, --output <format>', 'text, or json for CI').choices(['text', 'json']).default('text'))
+  .option('--filter <text>', 'run only the cases whose file or name contains this text')
+  .option('--clickhouse <url>', 'run against this ClickHouse server in scratch databases (dropped afterwards) instead of the embedded engine')
+  .option('--user <user>', 'ClickHouse user')
+  .addOption(new Option('--password <password>', 'ClickHouse password').default(process.env.WEIR_CLICKHOUSE_PASSWORD, '$WEIR_CLICKHOUSE_PASSWORD'))
+  .action(async (o: import('./test-command.js').TestFlags) => {
+    const { runTest } = await import('./test-command.js');
+    process.exitCode = await runTest(o);
+  });
+
 localAccessOptions(
   program
     .command('dev')

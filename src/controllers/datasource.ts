@@ -14,7 +14,7 @@ import { workerName } from './workloads.js';
 import { quarantineTableName } from '../plan/sql.js';
 import { errorMessage } from '../runtime/log.js';
 import { setCondition } from './conditions.js';
-import { INGESTION_READY, reconcileIngestion } from './ingestion.js';
+import { EVENTS_READY, INGESTION_READY, reconcileIngestion } from './ingestion.js';
 import type { EventRecord, ReconcileContext, ReconcileDecision } from './types.js';
 
 export { APPROVE_ANNOTATION } from './datasource-decide.js';
@@ -44,9 +44,13 @@ export async function reconcileDataSource(ds: DataSource, ctx: ReconcileContext)
   if (outcome.ingestion) status.ingestion = outcome.ingestion;
   else delete status.ingestion;
   // Without conditions before, and none to set, there stay none.
-  const conditions = outcome.condition
-    ? setCondition(status.conditions, outcome.condition, ds.metadata.generation ?? 0, ctx.now)
-    : status.conditions?.filter((c) => c.type !== INGESTION_READY);
+  let conditions = status.conditions;
+  for (const [type, input] of [
+    [INGESTION_READY, outcome.condition],
+    [EVENTS_READY, outcome.eventsCondition],
+  ] as const) {
+    conditions = input ? setCondition(conditions, input, ds.metadata.generation ?? 0, ctx.now) : conditions?.filter((c) => c.type !== type);
+  }
   if (conditions) status.conditions = conditions;
   const requeues = [decision.requeueAfterMs, outcome.requeueAfterMs].filter((n): n is number => n !== undefined);
   return { ...decision, status, ...(requeues.length > 0 ? { requeueAfterMs: Math.min(...requeues) } : {}) };
@@ -205,7 +209,8 @@ async function executeTable(
 /** Drop what the DataSource owns in ClickHouse when deletionPolicy is Delete; keep it otherwise. */
 export async function finalizeDataSource(ds: DataSource, ctx: ReconcileContext): Promise<void> {
   // Owner references would let the garbage collector do it; deleting first stops the writers before their table goes.
-  if (ctx.workloads) await ctx.workloads.remove(ds.metadata.namespace ?? 'default', workerName({ kind: 'DataSource', metadata: ds.metadata }, 'ingest'));
+  for (const component of ['ingest', 'events'] as const)
+    if (ctx.workloads) await ctx.workloads.remove(ds.metadata.namespace ?? 'default', workerName({ kind: 'DataSource', metadata: ds.metadata }, component));
   const ch = ctx.clickhouse;
   if (!ch || (ds.spec.deletionPolicy ?? 'Retain') !== 'Delete') return;
   const database = databaseOf(ds);

@@ -44,8 +44,8 @@ interface Owner {
 
 export interface WorkerSpec {
   owner: Owner;
-  /** ingest or serve: the subcommand, and the suffix of every object's name. */
-  component: 'ingest' | 'serve';
+  /** ingest, serve or events: the subcommand, and the suffix of every object's name. */
+  component: 'ingest' | 'serve' | 'events';
   /** Files of the ConfigMap mounted at CONFIG_DIR. */
   config: Record<string, string>;
   args: string[];

@@ -185,3 +185,92 @@ function sequenceLength(b: number): number {
   if (b >= 0xf0 && b <= 0xf4) return 4;
   return 0;
 }
+
+/** Where a JSON array body's elements start and end, in bytes of the body. */
+interface Span {
+  start: number;
+  end: number;
+}
+
+/**
+ * The elements of a body that is one JSON array (`[{…},{…}]`), each as its exact text, so
+ * that a bad element is quarantined as it was sent like an NDJSON line. Only the array's own
+ * structure is checked here (brackets, strings, commas), without recursion, so no nesting depth
+ * costs stack; each element is parsed later by the row mapper. Throws a 400 BodyError saying
+ * where the array breaks.
+ */
+export function splitJsonArray(body: Buffer): BodyLine[] {
+  if (!isUtf8(body)) throw new BodyError(400, `a JSON array body must be UTF-8; byte ${firstInvalidUtf8(body)} is not`);
+  const spans: Span[] = [];
+  let i = body.indexOf(0x5b); // the opening [
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  let closed = false;
+  for (i = i + 1, depth = 1; i < body.length; i++) {
+    const c = body[i] as number;
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    if (depth === 1 && start === -1 && c !== 0x2c && c !== 0x5d) start = i;
+    if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) depth++;
+    else if (c === 0x7d || (c === 0x5d && depth > 1)) {
+      depth--;
+      if (depth < 1) throw new BodyError(400, `the body is not a JSON array: unbalanced } at byte ${i}`);
+    } else if (depth === 1 && (c === 0x2c || c === 0x5d)) {
+      if (start === -1) {
+        if (c === 0x2c || spans.length > 0) throw new BodyError(400, `the body is not a JSON array: element ${spans.length + 1} is empty (byte ${i})`);
+      } else spans.push({ start, end: i });
+      start = -1;
+      if (c === 0x5d) {
+        closed = true;
+        break;
+      }
+    }
+  }
+  if (!closed) throw new BodyError(400, `the body is not a JSON array: it ends inside ${inString ? 'a string' : `element ${spans.length + 1}`} (no closing ])`);
+  const rest = body
+    .subarray(i + 1)
+    .toString('utf8')
+    .trim();
+  if (rest !== '') throw new BodyError(400, `the body is not a JSON array: ${JSON.stringify(rest.slice(0, 20))} after its closing ] (byte ${i + 1})`);
+  return spans.map((s) => ({ text: body.subarray(s.start, s.end).toString('utf8').trim() }));
+}
+
+/** Whether a body is a JSON array rather than NDJSON: its first non-blank byte is `[`. */
+export function isJsonArrayBody(body: Buffer): boolean {
+  for (const c of body) {
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    return c === 0x5b;
+  }
+  return false;
+}
+
+/**
+ * The events of a body: a JSON array's elements, or NDJSON lines. A body none of whose lines is
+ * JSON, and none even begins like an object, is not NDJSON at all (CSV, a form, HTML): it is
+ * refused with a 400 naming its first line rather than quarantined line by line.
+ */
+export function parseEvents(body: Buffer): BodyLine[] {
+  if (isJsonArrayBody(body)) return splitJsonArray(body);
+  const lines = splitLines(body);
+  if (lines.length === 0) return lines;
+  const looksJson = (l: BodyLine) => 'text' in l && (l.text.startsWith('{') || isJson(l.text));
+  if (lines.some(looksJson)) return lines;
+  const first = lines[0] as BodyLine;
+  const shown = 'text' in first ? JSON.stringify(first.text.slice(0, 40)) : 'bytes that are not UTF-8';
+  throw new BodyError(400, `the body is not NDJSON (one JSON object a line): line 1 (${shown}) and every other line are not JSON`);
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

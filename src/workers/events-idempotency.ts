@@ -8,6 +8,7 @@
 // holds: without it, other events sent under a reused key would be dropped silently. With it,
 // they are a new batch and are inserted.
 import { createHash } from 'node:crypto';
+import type { ClickHouse } from '../clickhouse/connection.js';
 import { BodyError, type BodyLine } from './events-body.js';
 
 /** The longest key accepted; keys are meant to be UUIDs or similar, not payloads. */
@@ -72,3 +73,91 @@ export function eventsDedupToken(database: string, table: string, key: string, l
 
 /** The token of the same request's insert into the quarantine, derived from its rows' token. */
 export const quarantineDedupToken = (token: string): string => `${token}:quarantine`;
+
+/**
+ * How long a key is remembered with its body's digest and, once answered, its counts
+ * (weir.events_keys' TTL). Within it, the same key with other events is a 422, and a retry of an
+ * answered request is answered again without inserting. A retry of a request that never got
+ * an answer (its insert may have landed or not) is inserted again under the same token, and
+ * ClickHouse drops it if it landed within the table's deduplication window (the table's last
+ * DEDUPLICATION_WINDOW insert blocks).
+ */
+export const KEY_MEMORY_HOURS = 24;
+
+export const EVENTS_KEYS_TABLE = `CREATE TABLE IF NOT EXISTS weir.events_keys (
+    database String, table String, key String, digest String, state LowCardinality(String),
+    successful_rows UInt64, quarantined_rows UInt64, at DateTime64(3, 'UTC') DEFAULT now64(3)
+  ) ENGINE = MergeTree ORDER BY (database, table, key)
+  TTL toDateTime(at) + INTERVAL ${KEY_MEMORY_HOURS} HOUR
+  SETTINGS enable_block_number_column = 1
+  COMMENT 'weir: idempotency keys of the events API with the digest of the events first sent under each'`;
+
+/** What the key store says of a keyed request. */
+export type KeyClaim = { kind: 'new' } | { kind: 'answered'; result: { successful_rows: number; quarantined_rows: number } } | { kind: 'conflict' };
+
+interface KeyRow {
+  digest: string;
+  state: string;
+  successful_rows: string;
+  quarantined_rows: string;
+}
+
+/** The decision from the key's rows, oldest first: the first digest sent under a key owns it. Pure. */
+export function judgeClaim(rows: readonly KeyRow[], digest: string): KeyClaim | undefined {
+  const first = rows[0];
+  if (!first) return undefined;
+  if (first.digest !== digest) return { kind: 'conflict' };
+  const done = rows.find((r) => r.digest === digest && r.state === 'done');
+  if (done) return { kind: 'answered', result: { successful_rows: Number(done.successful_rows), quarantined_rows: Number(done.quarantined_rows) } };
+  return { kind: 'new' };
+}
+
+/**
+ * Keys and their digests in ClickHouse, shared by every pod (a retry may reach another one).
+ * Concurrency: a new key is claimed by inserting a row and reading the key's rows again in
+ * block order; blocks are numbered as they commit, so every reader agrees on which digest came
+ * first, and a second request with other events under the key gets 422 whichever pod it reached.
+ */
+export class KeyStore {
+  private ready: Promise<void> | undefined;
+
+  constructor(private readonly ch: ClickHouse) {}
+
+  private ensure(): Promise<void> {
+    this.ready ??= this.ch
+      .command('CREATE DATABASE IF NOT EXISTS weir')
+      .then(() => this.ch.command(EVENTS_KEYS_TABLE))
+      .then(
+        () => undefined,
+        (e: unknown) => {
+          this.ready = undefined;
+          throw e;
+        },
+      );
+    return this.ready;
+  }
+
+  private async rows(database: string, table: string, key: string): Promise<KeyRow[]> {
+    return this.ch.query<KeyRow>(
+      `SELECT digest, state, successful_rows, quarantined_rows FROM weir.events_keys
+       WHERE database = {d:String} AND table = {t:String} AND key = {k:String}
+         AND at > now64(3) - INTERVAL ${KEY_MEMORY_HOURS} HOUR
+       ORDER BY _block_number, state = 'done'`,
+      { params: { d: database, t: table, k: key } },
+    );
+  }
+
+  /** Claim `key` for events with `digest`, or say it is taken by other events or already answered. */
+  async claim(database: string, table: string, key: string, digest: string): Promise<KeyClaim> {
+    await this.ensure();
+    const seen = judgeClaim(await this.rows(database, table, key), digest);
+    if (seen) return seen;
+    await this.ch.insert('weir.events_keys', [{ database, table, key, digest, state: 'claimed', successful_rows: 0, quarantined_rows: 0 }]);
+    return judgeClaim(await this.rows(database, table, key), digest) ?? { kind: 'new' };
+  }
+
+  /** The request under `key` was answered with `result`: a retry gets the same answer without inserting. */
+  async answered(database: string, table: string, key: string, digest: string, result: { successful_rows: number; quarantined_rows: number }): Promise<void> {
+    await this.ch.insert('weir.events_keys', [{ database, table, key, digest, state: 'done', ...result }]);
+  }
+}

@@ -1,132 +1,100 @@
-// The HTTP events API of `weir dev`: POST /v0/events?name=<datasource> with NDJSON, plain or
-// compressed (events-body.ts reads it). Every line is mapped through the columns' jsonPaths;
-// lines that do not map, are not UTF-8, or that ClickHouse refuses, go to the DataSource's
-// quarantine table with the reason. Inserts honour the migration fence like every weir-managed
-// writer. A request with an idempotency key is deduplicated (events-idempotency.ts): a retry of
-// it inserts nothing again; one without a key inserts with deduplication off.
+// The HTTP events API, one module for `weir dev` and the `weir events` pods:
+// POST /v0/events?name=<datasource> with NDJSON or one JSON array, plain or compressed
+// (events-body.ts reads it, streamed and bounded). Every event is mapped through the columns'
+// jsonPaths; events that do not map, are not UTF-8, or that ClickHouse refuses, go to the
+// DataSource's quarantine table with the reason. The answer {successful_rows, quarantined_rows}
+// comes once ClickHouse has the rows. Inserts go through one TableWriter per table
+// (events-writer.ts: coalesced, fenced). A request with an idempotency key (events-idempotency.ts)
+// lands once however often it is retried; other events under a key already used get 422.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DataSource } from '../api/datasource.js';
 import { clickhouseName, databaseOf, resourceName, tableOf } from '../api/names.js';
-import type { ClickHouse, Settings } from '../clickhouse/connection.js';
-import { deduplicatedBy, deduplicationOff } from '../clickhouse/dedup.js';
-import { ClickHouseError, ErrorCode, isMissingDependency } from '../clickhouse/errors.js';
+import type { ClickHouse } from '../clickhouse/connection.js';
 import { FenceParticipant } from '../execute/fence.js';
-import { quarantineTableName } from '../plan/sql.js';
 import { isRetriable } from '../runtime/errors.js';
 import type { Logger } from '../runtime/log.js';
 import { errorMessage } from '../runtime/log.js';
-import { BodyError, decodersFor, readBody, splitLines, type BodyLine } from './events-body.js';
-import { eventsDedupToken, idempotencyKeyOf, quarantineDedupToken } from './events-idempotency.js';
-import { compileRowMapper, MAPPED_ROW_SETTINGS, type MappedRow, type RowMapper } from './rows.js';
+import { BodyError, decodersFor, parseEvents, readBody, type BodyLine } from './events-body.js';
+import { eventsDedupToken, eventsDigest, idempotencyKeyOf, KeyStore } from './events-idempotency.js';
+import type { EventsMetrics } from './events-metrics.js';
+import { RetryLaterError, TableWriter, type IngestResult, type InsertMode, type QuarantinedLine } from './events-writer.js';
+import { compileRowMapper, type MappedRow, type RowMapper } from './rows.js';
 
-// Both what a request sends and what it decodes to: the body is held whole until it is inserted.
+export { isolateRefused, type IngestResult, type QuarantinedLine } from './events-writer.js';
+
+/** The default limit on what a request sends and on what it decodes to (the body is held whole until inserted). */
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
-
-export interface IngestResult {
-  successful_rows: number;
-  quarantined_rows: number;
-}
+/** The default longest a request waits for its insert to start (a migration fence): then 503. */
+export const MAX_FENCE_WAIT_MS = 10_000;
+/** Retry-After of a 503 while ClickHouse is unreachable. */
+const UNAVAILABLE_RETRY_AFTER_S = 2;
 
 interface Target {
   database: string;
   table: string;
   mapper: RowMapper;
-  fence: FenceParticipant;
+  writer: TableWriter;
   specKey: string;
 }
 
-export interface QuarantinedLine {
-  raw: string;
+/** A refusal decided before the body is read: status, message and headers (Retry-After, WWW-Authenticate). */
+export interface Refusal {
+  status: number;
   error: string;
+  headers?: Record<string, string>;
 }
 
-/**
- * Insert items; when ClickHouse refuses the batch (a value the mapper passed through), split
- * it to find the items it refuses, so one bad row never costs the batch.
- *
- * With a `token`, every insert is deduplicated by it: the whole batch by `token`, a half by
- * `token/0` or `token/1`, and so on. The split follows from the items alone, so a replay of the
- * same items inserts the same blocks under the same tokens and ClickHouse drops those that
- * landed. Without one, deduplication is off (identical blocks are legitimate data here).
- */
-export async function isolateRefused<T>(
-  items: T[],
-  insert: (items: T[], dedup: Settings) => Promise<void>,
-  dedupSettings: (token: string | undefined) => Promise<Settings>,
-  token?: string,
-): Promise<{ inserted: number; refused: { item: T; error: string }[] }> {
-  if (items.length === 0) return { inserted: 0, refused: [] };
-  try {
-    await insert(items, await dedupSettings(token));
-    return { inserted: items.length, refused: [] };
-  } catch (e) {
-    if (isRetriable(e) || !refusesRows(e)) throw e;
-    if (items.length === 1) return { inserted: 0, refused: [{ item: items[0] as T, error: errorMessage(e).split('\n')[0] ?? 'refused by ClickHouse' }] };
-    const mid = Math.ceil(items.length / 2);
-    const a = await isolateRefused(items.slice(0, mid), insert, dedupSettings, token === undefined ? undefined : `${token}/0`);
-    const b = await isolateRefused(items.slice(mid), insert, dedupSettings, token === undefined ? undefined : `${token}/1`);
-    return { inserted: a.inserted + b.inserted, refused: [...a.refused, ...b.refused] };
-  }
+export interface EventsApiOptions {
+  maxBodyBytes?: number;
+  maxFenceWaitMs?: number;
+  mode?: InsertMode;
+  metrics?: EventsMetrics;
+  /** Auth and rate limits of a deployment: a refusal, or undefined to go on. */
+  admit?: (req: IncomingMessage, url: URL, ds: DataSource) => Refusal | undefined;
+  /** The fence writer id prefix (a pod's name). */
+  writerId?: string;
 }
 
-/** isolateRefused for mapped rows sent as objects (the events API). */
-export async function insertOrIsolate(
-  ch: ClickHouse,
-  table: string,
-  rows: { row: MappedRow; raw: string }[],
-  token?: string,
-): Promise<{ inserted: number; refused: QuarantinedLine[] }> {
-  const { inserted, refused } = await isolateRefused(
-    rows,
-    (items, dedup) =>
-      ch.insert(
-        table,
-        items.map((r) => r.row),
-        { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } },
-      ),
-    (t) => (t === undefined ? deduplicationOff(ch) : deduplicatedBy(ch, t)),
-    token,
-  );
-  return { inserted, refused: refused.map((r) => ({ raw: r.item.raw, error: r.error })) };
+/** Counts since the process started, per DataSource (`namespace/name`), for status reports. */
+export interface EventsTotals {
+  rows: number;
+  quarantined: number;
 }
-
-/**
- * Whether an insert failed because of the rows in it (a value the type refuses), rather than
- * because of the table (missing, read-only, no permission): only the former is split up and
- * quarantined; the latter must be retried or reported, never blamed on the data.
- */
-function refusesRows(e: unknown): boolean {
-  return e instanceof ClickHouseError && !isMissingDependency(e) && !REFUSES_THE_WRITER.has(e.code);
-}
-
-/** The table cannot be written, or not by this user: nothing about the rows. */
-const REFUSES_THE_WRITER = new Set<number>([
-  ErrorCode.READONLY,
-  ErrorCode.TABLE_IS_READ_ONLY,
-  ErrorCode.ACCESS_DENIED,
-  ErrorCode.DATABASE_ACCESS_DENIED,
-  ErrorCode.UNKNOWN_USER,
-  ErrorCode.AUTHENTICATION_FAILED,
-]);
 
 export class EventsApi {
   private readonly targets = new Map<string, Target>();
+  private readonly keys: KeyStore;
+  readonly totals = new Map<string, EventsTotals>();
 
   constructor(
     private readonly ch: ClickHouse,
     private readonly dataSource: (name: string) => DataSource | undefined,
     private readonly log: Logger,
-  ) {}
+    private readonly opts: EventsApiOptions = {},
+  ) {
+    this.keys = new KeyStore(ch);
+  }
 
   /**
-   * Ingest NDJSON lines into a DataSource. With an idempotency key, the rows and the quarantine
-   * entries are inserted under tokens made of the key and the lines, so calling this again with
-   * the same key and lines inserts nothing more and answers the same counts.
+   * Ingest events into a DataSource. With an idempotency key, the rows and the quarantine
+   * entries are inserted under tokens made of the key and the events, so calling this again with
+   * the same key and events inserts nothing more and answers the same counts; other events under
+   * the key are refused (a 422 BodyError).
    */
   async ingest(name: string, lines: BodyLine[], idempotencyKey?: string): Promise<IngestResult> {
-    const target = this.target(name);
-    const token = idempotencyKey === undefined ? undefined : eventsDedupToken(target.database, target.table, idempotencyKey, lines);
-    const good: { row: MappedRow; raw: string }[] = [];
+    const { ds, target } = this.target(name);
+    let digest: string | undefined;
+    if (idempotencyKey !== undefined) {
+      digest = eventsDigest(lines);
+      const claim = await this.keys.claim(target.database, target.table, idempotencyKey, digest);
+      if (claim.kind === 'conflict')
+        throw new BodyError(
+          422,
+          `the Idempotency-Key ${JSON.stringify(idempotencyKey.slice(0, 64))} was used for other events on DataSource ${ds.metadata.name}; send new events under a new key`,
+        );
+      if (claim.kind === 'answered') return claim.result;
+    }
+    const rows: { row: MappedRow; raw: string }[] = [];
     const bad: QuarantinedLine[] = [];
     for (const line of lines) {
       if (!('text' in line)) {
@@ -134,80 +102,142 @@ export class EventsApi {
         continue;
       }
       const r = target.mapper.map(line.text);
-      if (r.ok) good.push({ row: r.row, raw: line.text });
+      if (r.ok) rows.push({ row: r.row, raw: line.text });
       else bad.push({ raw: line.text, error: r.error });
     }
-    await target.fence.beforeBatch();
-    const { inserted, refused } = await insertOrIsolate(this.ch, `${target.database}.${target.table}`, good, token);
-    const quarantined = [...bad, ...refused];
-    if (quarantined.length > 0) {
-      await this.ch.insert(
-        `${target.database}.${quarantineTableName(target.table)}`,
-        quarantined.map((q) => ({ source: 'http', raw: q.raw, error: q.error })),
-        { settings: token === undefined ? await deduplicationOff(this.ch) : await deduplicatedBy(this.ch, quarantineDedupToken(token)) },
-      );
+    const token = idempotencyKey === undefined ? undefined : eventsDedupToken(target.database, target.table, idempotencyKey, lines);
+    const result = await target.writer.write({ rows, bad, ...(token !== undefined ? { token } : {}) });
+    const key = `${ds.metadata.namespace ?? 'default'}/${ds.metadata.name}`;
+    const totals = this.totals.get(key) ?? { rows: 0, quarantined: 0 };
+    totals.rows += result.successful_rows;
+    totals.quarantined += result.quarantined_rows;
+    this.totals.set(key, totals);
+    this.opts.metrics?.rows.inc({ datasource: ds.metadata.name }, result.successful_rows);
+    this.opts.metrics?.quarantined.inc({ datasource: ds.metadata.name }, result.quarantined_rows);
+    if (idempotencyKey !== undefined && digest !== undefined) {
+      // A retry after this answer gets it again without inserting; if this write fails, the retry inserts under the token.
+      await this.keys
+        .answered(target.database, target.table, idempotencyKey, digest, result)
+        .catch((e: unknown) =>
+          this.log.warn('events: idempotency key not recorded as answered; a retry will be deduplicated by its token', { error: errorMessage(e) }),
+        );
     }
-    return { successful_rows: inserted, quarantined_rows: quarantined.length };
+    return result;
   }
 
   /** The longest a batch waited at a migration fence, over every DataSource written (benchmarks, the safety matrix). */
   longestFencePauseMs(): number {
-    return Math.max(0, ...[...this.targets.values()].map((t) => t.fence.longestPauseMs));
+    return Math.max(0, ...[...this.targets.values()].map((t) => t.writer.fence.longestPauseMs));
+  }
+
+  /** Requests queued or being inserted, over every DataSource. */
+  pending(): number {
+    return [...this.targets.values()].reduce((n, t) => n + t.writer.pending, 0);
   }
 
   /** Stop being a writer the migration executor waits for. */
   async close(): Promise<void> {
-    for (const t of this.targets.values()) await t.fence.leave().catch(() => undefined);
+    for (const t of this.targets.values()) {
+      t.writer.close();
+      await t.writer.fence.leave().catch(() => undefined);
+    }
   }
 
-  private target(name: string): Target {
+  private target(name: string): { ds: DataSource; target: Target } {
     const ds = this.dataSource(resourceName(name));
-    if (!ds) throw new BodyError(404, `no DataSource named ${name}`);
+    if (!ds) throw new BodyError(404, `no DataSource named ${JSON.stringify(name.slice(0, 100))} takes events here`);
     const specKey = JSON.stringify(ds.spec.columns);
     const cached = this.targets.get(ds.metadata.name);
-    if (cached && cached.specKey === specKey) return cached;
+    if (cached && cached.specKey === specKey) return { ds, target: cached };
     const mapper = compileRowMapper(ds.spec.columns);
     if (mapper.columns.length === 0) throw new BodyError(400, unfedMessage(ds.metadata.name));
     const database = databaseOf(ds);
     const table = tableOf(ds);
-    const target: Target = {
-      database,
-      table,
-      mapper,
-      fence: cached?.fence ?? new FenceParticipant(this.ch, FenceParticipant.newId(`events-${clickhouseName(ds.metadata.name)}`), [{ database, table }]),
-      specKey,
-    };
+    const metrics = this.opts.metrics;
+    const label = { datasource: ds.metadata.name };
+    const writer =
+      cached?.writer ??
+      new TableWriter(
+        this.ch,
+        database,
+        table,
+        new FenceParticipant(this.ch, FenceParticipant.newId(`${this.opts.writerId ?? 'events'}-${clickhouseName(ds.metadata.name)}`), [{ database, table }]),
+        {
+          maxWaitMs: this.opts.maxFenceWaitMs ?? MAX_FENCE_WAIT_MS,
+          ...(this.opts.mode ? { mode: this.opts.mode } : {}),
+          ...(metrics
+            ? {
+                onFlush: (f) => {
+                  metrics.insertDuration.observe(label, f.insertMs / 1000);
+                  metrics.fenceWait.observe(label, f.fenceWaitMs / 1000);
+                },
+              }
+            : {}),
+        },
+      );
+    const target: Target = { database, table, mapper, writer, specKey };
     this.targets.set(ds.metadata.name, target);
-    return target;
+    return { ds, target };
   }
 
   /** The `POST /v0/events?name=…` route; returns false when the request is not for it. */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== '/v0/events') return false;
-    const reply = (status: number, body: object) => res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+    const name = url.searchParams.get('name');
+    let label = '_unknown';
+    const reply = (status: number, body: object, headers: Record<string, string> = {}) => {
+      this.opts.metrics?.requests.inc({ datasource: label, status: String(status) });
+      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(`${JSON.stringify(body)}\n`);
+    };
     if (req.method !== 'POST') {
-      reply(405, { error: 'use POST with NDJSON (one JSON object a line)' });
+      reply(405, { error: 'use POST with NDJSON (one JSON object a line) or a JSON array' }, { allow: 'POST' });
       return true;
     }
-    const name = url.searchParams.get('name');
     if (!name) {
       reply(400, { error: 'the name query parameter (a DataSource name) is required' });
       return true;
     }
     try {
       // Everything that refuses the request is checked before its body is read.
-      this.target(name);
+      const { ds } = this.target(name);
+      label = ds.metadata.name;
+      const refused = this.opts.admit?.(req, url, ds);
+      if (refused) {
+        if (!req.complete) res.setHeader('connection', 'close');
+        reply(refused.status, { error: refused.error }, refused.headers);
+        req.resume();
+        return true;
+      }
       const codings = decodersFor(req.headers['content-encoding']);
       const key = idempotencyKeyOf(req.headersDistinct['idempotency-key'], url.searchParams);
-      const body = await readBody(req, codings, MAX_BODY_BYTES);
-      reply(200, await this.ingest(name, splitLines(body), key));
+      let received = 0;
+      const counting = (chunk: Buffer) => (received += chunk.length);
+      req.on('data', counting);
+      let body: Buffer;
+      try {
+        body = await readBody(req, codings, this.opts.maxBodyBytes ?? MAX_BODY_BYTES);
+      } finally {
+        req.off('data', counting);
+        this.opts.metrics?.bodyBytes.observe({ datasource: label }, received);
+      }
+      const result = await this.ingest(name, parseEvents(body), key);
+      // The client went away while its rows were inserted: they are in, and a retry with its key finds them.
+      reply(res.destroyed ? 499 : 200, result);
     } catch (e) {
       const status = (e as { status?: number }).status ?? (isRetriable(e) ? 503 : 500);
-      if (status >= 500) this.log.error('events ingest failed', { datasource: name, error: errorMessage(e) });
+      if (status >= 500 && !(e instanceof RetryLaterError)) this.log.error('events ingest failed', { datasource: name, error: errorMessage(e) });
       // A body refused unread or half read is not worth reading on: the connection closes.
       if (!req.complete) res.setHeader('connection', 'close');
-      reply(status, { error: status < 500 ? errorMessage(e) : status === 503 ? 'ClickHouse is unavailable; retry' : 'ingest failed; see the server log' });
+      const retryAfter = e instanceof RetryLaterError ? e.retryAfterSeconds : status === 503 ? UNAVAILABLE_RETRY_AFTER_S : undefined;
+      const message =
+        status < 500 || e instanceof RetryLaterError
+          ? errorMessage(e)
+          : status === 503
+            ? 'ClickHouse is unavailable; nothing is acknowledged, retry (with the same Idempotency-Key)'
+            : 'ingest failed; see the server log';
+      if (res.headersSent || res.destroyed) return true;
+      reply(status, { error: message }, retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {});
     }
     return true;
   }

@@ -126,7 +126,7 @@ export class IngestWorker {
   constructor(private readonly opts: IngestWorkerOptions) {
     const ds = opts.dataSource;
     const ingestion = ds.spec.ingestion;
-    if (!ingestion) throw new Error(`DataSource ${ds.metadata.namespace ?? 'default'}/${ds.metadata.name} has no spec.ingestion`);
+    if (!ingestion?.kafka) throw new Error(`DataSource ${ds.metadata.namespace ?? 'default'}/${ds.metadata.name} has no spec.ingestion.kafka`);
     this.database = databaseOf(ds);
     this.table = tableOf(ds);
     this.groupId = groupIdOf(ds);
@@ -196,7 +196,7 @@ export class IngestWorker {
       if (!e.payload.restart) this.crashed = error;
     });
     await this.consumer.connect();
-    await this.consumer.subscribe({ topic: this.topic, fromBeginning: (this.opts.dataSource.spec.ingestion?.kafka.startFrom ?? 'earliest') === 'earliest' });
+    await this.consumer.subscribe({ topic: this.topic, fromBeginning: (this.opts.dataSource.spec.ingestion?.kafka?.startFrom ?? 'earliest') === 'earliest' });
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: true,

@@ -1,6 +1,6 @@
 // The events API of `weir dev` with Idempotency-Key: a batch retried under its key is inserted
-// once, rollup and quarantine included, and answered the same; other keys, other events under
-// the same key, and requests without a key insert again. Each test writes its own tenant and
+// once, rollup and quarantine included, and answered the same; other keys and requests without a
+// key insert again; other events under a key already used are refused with 422. Each test writes its own tenant and
 // counts it in ClickHouse after every request.
 import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
@@ -77,15 +77,33 @@ describe('the events API of weir dev, with Idempotency-Key', () => {
     expect(await counts(t)).toEqual({ rows: 40, ids: 10, rollup: 40, quarantined: 0 });
   });
 
-  it('inserts other events sent under a key already used, and still drops a retry of the first ones', async () => {
+  it('refuses other events sent under a key already used with 422, inserting nothing, and still drops a retry of the first ones', async () => {
     const t = newTenant();
     const key = randomUUID();
     const first = events(t, 0, 10) + malformed(t);
     expect(await post(first, keyed(key))).toEqual(ok(10, 2));
-    expect(await post(events(t, 10, 17), keyed(key))).toEqual(ok(7));
-    expect(await counts(t)).toEqual({ rows: 17, ids: 17, rollup: 17, quarantined: 2 });
+    const other = await post(events(t, 10, 17), keyed(key));
+    expect(other.status).toBe(422);
+    expect(other.body.error).toMatch(/was used for other events on DataSource page-views; send new events under a new key/);
+    expect(await counts(t)).toEqual({ rows: 10, ids: 10, rollup: 10, quarantined: 2 });
     expect(await post(first, keyed(key))).toEqual(ok(10, 2));
-    expect(await counts(t)).toEqual({ rows: 17, ids: 17, rollup: 17, quarantined: 2 });
+    expect(await counts(t)).toEqual({ rows: 10, ids: 10, rollup: 10, quarantined: 2 });
+  });
+
+  it('lands a batch posted concurrently under one key once; other events raced under the same key get 422', async () => {
+    const t = newTenant();
+    const key = randomUUID();
+    const body = events(t, 0, 40);
+    const same = await Promise.all(Array.from({ length: 6 }, () => post(body, keyed(key))));
+    expect(same).toEqual(Array.from({ length: 6 }, () => ok(40)));
+    expect(await counts(t)).toEqual({ rows: 40, ids: 40, rollup: 40, quarantined: 0 });
+    const raced = newTenant();
+    const k2 = randomUUID();
+    const answers = await Promise.all([0, 1, 2, 3].map((i) => post(events(raced, i * 10, i * 10 + 10), keyed(k2))));
+    const accepted = answers.filter((a) => a.status === 200);
+    expect(accepted).toEqual([ok(10)]);
+    expect(answers.filter((a) => a.status === 422)).toHaveLength(3);
+    expect(await counts(raced)).toEqual({ rows: 10, ids: 10, rollup: 10, quarantined: 0 });
   });
 
   it('takes a gzip body with a key, and its retry plain or gzipped again inserts nothing', async () => {

@@ -1,0 +1,262 @@
+// The insert side of the events API for one table in one process: requests queue, and one
+// flush at a time takes every request queued so far (group commit). A flush waits out any
+// migration fence first, then inserts: the rows of requests without a key together as one
+// insert, each keyed request's rows as its own insert under its deduplication token (so a
+// retry of it alone, on any pod, finds its block), and the quarantine entries likewise. Each
+// request is answered when its rows are in ClickHouse.
+//
+// One flush at a time is also what the fence needs: the participant acknowledges a fence only
+// between flushes, never while an insert of this table may be in flight.
+//
+// `async_insert` mode (kept for the comparison in bench/events.ts) sends every request's rows
+// as its own insert with async_insert=1 and wait_for_async_insert=1, letting the server coalesce.
+import type { ClickHouse, Settings } from '../clickhouse/connection.js';
+import { deduplicatedBy, deduplicationOff } from '../clickhouse/dedup.js';
+import { ClickHouseError, ErrorCode, isMissingDependency } from '../clickhouse/errors.js';
+import type { FenceParticipant } from '../execute/fence.js';
+import { quarantineTableName } from '../plan/sql.js';
+import { isRetriable } from '../runtime/errors.js';
+import { errorMessage } from '../runtime/log.js';
+import { BodyError } from './events-body.js';
+import { quarantineDedupToken } from './events-idempotency.js';
+import { MAPPED_ROW_SETTINGS, type MappedRow } from './rows.js';
+
+export type InsertMode = 'coalesce' | 'async_insert';
+
+export interface QuarantinedLine {
+  raw: string;
+  error: string;
+}
+
+export interface IngestResult {
+  successful_rows: number;
+  quarantined_rows: number;
+}
+
+/** One request's mapped rows and the lines already refused, with its token when it has a key. */
+export interface WriteRequest {
+  rows: { row: MappedRow; raw: string }[];
+  bad: QuarantinedLine[];
+  token?: string;
+}
+
+/** What a flush reports, for metrics. */
+export interface FlushReport {
+  fenceWaitMs: number;
+  insertMs: number;
+  requests: number;
+}
+
+interface Pending {
+  req: WriteRequest;
+  state: 'queued' | 'taken' | 'abandoned';
+  resolve: (r: IngestResult) => void;
+  reject: (e: unknown) => void;
+  timer?: NodeJS.Timeout;
+}
+
+export interface TableWriterOptions {
+  mode?: InsertMode;
+  /** Longest a request waits for its flush to start (a fence holding the table): then 503. */
+  maxWaitMs?: number;
+  onFlush?: (r: FlushReport) => void;
+}
+
+/** A 503 the client should retry after `retryAfterSeconds`. */
+export class RetryLaterError extends BodyError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(503, message);
+  }
+}
+
+// Keyed inserts of one flush run this many at a time.
+const KEYED_PARALLEL = 8;
+
+export class TableWriter {
+  private queue: Pending[] = [];
+  private flushing = false;
+  private readonly stopKeepAlive: () => void;
+
+  constructor(
+    private readonly ch: ClickHouse,
+    readonly database: string,
+    readonly table: string,
+    readonly fence: FenceParticipant,
+    private readonly opts: TableWriterOptions = {},
+  ) {
+    // Idle, the process still heartbeats and acknowledges fences (no insert is in flight then).
+    this.stopKeepAlive = fence.keepAlive();
+  }
+
+  /** Queue a request; resolves once its rows (and quarantine entries) are in ClickHouse. */
+  write(req: WriteRequest): Promise<IngestResult> {
+    return new Promise<IngestResult>((resolve, reject) => {
+      const p: Pending = { req, state: 'queued', resolve, reject };
+      const wait = this.opts.maxWaitMs;
+      if (wait !== undefined) {
+        p.timer = setTimeout(() => {
+          if (p.state !== 'queued') return;
+          p.state = 'abandoned';
+          reject(
+            new RetryLaterError(
+              `the table ${this.database}.${this.table} is held by a migration fence (or ClickHouse is slow) for longer than ${wait} ms; nothing was inserted, retry`,
+              Math.max(1, Math.ceil(wait / 1000)),
+            ),
+          );
+        }, wait);
+        p.timer.unref();
+      }
+      this.queue.push(p);
+      if (!this.flushing) void this.run();
+    });
+  }
+
+  /** Requests queued or being inserted. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  close(): void {
+    this.stopKeepAlive();
+  }
+
+  private async run(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.some((p) => p.state === 'queued')) {
+        let fenceWaitMs: number;
+        try {
+          fenceWaitMs = await this.fence.beforeBatch();
+        } catch (e) {
+          // ClickHouse unreachable: every request waiting is told so (nothing of theirs was inserted).
+          for (const p of this.take()) p.reject(e);
+          continue;
+        }
+        const batch = this.take();
+        const insertStarted = performance.now();
+        try {
+          await this.flush(batch);
+        } finally {
+          this.fence.afterBatch();
+        }
+        this.opts.onFlush?.({ fenceWaitMs, insertMs: performance.now() - insertStarted, requests: batch.length });
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** The requests still waiting, now taken into a flush (no longer abandoned on timeout). */
+  private take(): Pending[] {
+    const batch = this.queue.filter((p) => p.state === 'queued');
+    this.queue = [];
+    for (const p of batch) {
+      p.state = 'taken';
+      clearTimeout(p.timer);
+    }
+    return batch;
+  }
+
+  private async flush(batch: Pending[]): Promise<void> {
+    const unkeyed = batch.filter((p) => p.req.token === undefined);
+    const keyed = batch.filter((p) => p.req.token !== undefined);
+    const jobs: (() => Promise<void>)[] = [];
+    if (this.opts.mode === 'async_insert') for (const p of unkeyed) jobs.push(() => this.settle([p], undefined));
+    else if (unkeyed.length > 0) jobs.push(() => this.settle(unkeyed, undefined));
+    for (const p of keyed) jobs.push(() => this.settle([p], p.req.token));
+    let next = 0;
+    const lanes = Array.from({ length: Math.min(KEYED_PARALLEL, jobs.length) }, async () => {
+      while (next < jobs.length) await (jobs[next++] as () => Promise<void>)();
+    });
+    await Promise.all(lanes);
+  }
+
+  /** Insert these requests' rows as one insert (under `token`, when keyed), then their quarantine entries; answer each. */
+  private async settle(group: Pending[], token: string | undefined): Promise<void> {
+    try {
+      const items = group.flatMap((p, owner) => p.req.rows.map((r) => ({ ...r, owner })));
+      const asyncInsert = this.opts.mode === 'async_insert';
+      const { refused } = await isolateRefused(
+        items,
+        (rows, dedup) =>
+          this.ch.insert(
+            `${this.database}.${this.table}`,
+            rows.map((r) => r.row),
+            { settings: { ...MAPPED_ROW_SETTINGS, ...dedup, ...(asyncInsert ? ASYNC_INSERT : {}) } },
+          ),
+        async (t) =>
+          t === undefined ? { ...(await deduplicationOff(this.ch)), ...(asyncInsert ? { async_insert_deduplicate: 0 } : {}) } : deduplicatedBy(this.ch, t),
+        token,
+      );
+      const refusedBy = group.map(() => [] as QuarantinedLine[]);
+      for (const r of refused) refusedBy[r.item.owner]?.push({ raw: r.item.raw, error: r.error });
+      const quarantine = group.flatMap((p, i) => [...p.req.bad, ...(refusedBy[i] ?? [])]);
+      if (quarantine.length > 0) {
+        await this.ch.insert(
+          `${this.database}.${quarantineTableName(this.table)}`,
+          quarantine.map((q) => ({ source: 'http', raw: q.raw, error: q.error })),
+          { settings: token === undefined ? await deduplicationOff(this.ch) : await deduplicatedBy(this.ch, quarantineDedupToken(token)) },
+        );
+      }
+      group.forEach((p, i) => {
+        const quarantined = p.req.bad.length + (refusedBy[i]?.length ?? 0);
+        p.resolve({ successful_rows: p.req.rows.length - (refusedBy[i]?.length ?? 0), quarantined_rows: quarantined });
+      });
+    } catch (e) {
+      for (const p of group) p.reject(e);
+    }
+  }
+}
+
+const ASYNC_INSERT: Settings = { async_insert: 1, wait_for_async_insert: 1 };
+
+/**
+ * Insert items; when ClickHouse refuses the batch (a value the mapper passed through), split
+ * it to find the items it refuses, so one bad row never costs the batch.
+ *
+ * With a `token`, every insert is deduplicated by it: the whole batch by `token`, a half by
+ * `token/0` or `token/1`, and so on. The split follows from the items alone, so a replay of the
+ * same items inserts the same blocks under the same tokens and ClickHouse drops those that
+ * landed. Without one, deduplication is off (identical blocks are legitimate data here).
+ */
+export async function isolateRefused<T>(
+  items: T[],
+  insert: (items: T[], dedup: Settings) => Promise<void>,
+  dedupSettings: (token: string | undefined) => Promise<Settings>,
+  token?: string,
+): Promise<{ inserted: number; refused: { item: T; error: string }[] }> {
+  if (items.length === 0) return { inserted: 0, refused: [] };
+  try {
+    await insert(items, await dedupSettings(token));
+    return { inserted: items.length, refused: [] };
+  } catch (e) {
+    if (isRetriable(e) || !refusesRows(e)) throw e;
+    if (items.length === 1) return { inserted: 0, refused: [{ item: items[0] as T, error: errorMessage(e).split('\n')[0] ?? 'refused by ClickHouse' }] };
+    const mid = Math.ceil(items.length / 2);
+    const a = await isolateRefused(items.slice(0, mid), insert, dedupSettings, token === undefined ? undefined : `${token}/0`);
+    const b = await isolateRefused(items.slice(mid), insert, dedupSettings, token === undefined ? undefined : `${token}/1`);
+    return { inserted: a.inserted + b.inserted, refused: [...a.refused, ...b.refused] };
+  }
+}
+
+/**
+ * Whether an insert failed because of the rows in it (a value the type refuses), rather than
+ * because of the table (missing, read-only, no permission): only the former is split up and
+ * quarantined; the latter must be retried or reported, never blamed on the data.
+ */
+function refusesRows(e: unknown): boolean {
+  return e instanceof ClickHouseError && !isMissingDependency(e) && !REFUSES_THE_WRITER.has(e.code);
+}
+
+/** The table cannot be written, or not by this user: nothing about the rows. */
+const REFUSES_THE_WRITER = new Set<number>([
+  ErrorCode.READONLY,
+  ErrorCode.TABLE_IS_READ_ONLY,
+  ErrorCode.ACCESS_DENIED,
+  ErrorCode.DATABASE_ACCESS_DENIED,
+  ErrorCode.UNKNOWN_USER,
+  ErrorCode.AUTHENTICATION_FAILED,
+]);
