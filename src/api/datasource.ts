@@ -356,8 +356,9 @@ const httpIngestionSchema = obj(
   'Feed the table over HTTP: a Deployment <name>-events of `weir events` pods behind a Service, taking POST /v0/events?name=<name> (NDJSON or a JSON array, optionally gzip), with a PodDisruptionBudget above one replica and an HPA with autoscaling.',
   {
     replicas: int('Events API pods (ignored with autoscaling).', { minimum: 0, maximum: 256, default: 2 }),
-    autoscaling: autoscalingSchema,
-    resources: resourcesSchema,
+    // Copies: a schema object used twice would be written as a YAML anchor in the CRD.
+    autoscaling: structuredClone(autoscalingSchema),
+    resources: structuredClone(resourcesSchema),
     auth: obj(
       'Bearer tokens: requests without one get 401, with one not in the Secret 403.',
       { tokensSecretRef: secretRefSchema('the allowed tokens, one per key (mounted into the pods; a changed Secret is read within seconds)') },
