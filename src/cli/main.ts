@@ -6,6 +6,7 @@
 // (the embedded ClickHouse of `weir dev` alone is about 150 MiB).
 import { Command, Option } from 'commander';
 import type { ProjectFlags } from './plan.js';
+import { registerEvents } from './events-command.js';
 import { registerIngest } from './ingest-command.js';
 import { registerServe } from './serve-command.js';
 
@@ -175,6 +176,8 @@ localAccessOptions(
 registerIngest(program);
 
 registerServe(program);
+
+registerEvents(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`weir: ${e instanceof Error ? e.message : String(e)}`);
