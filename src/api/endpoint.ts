@@ -13,8 +13,15 @@ import {
 import { celRules, type CrossFieldRule } from './rules.js';
 import { arr, bool, IDENTIFIER, int, intOrString, namedList, num, obj, oneOf, str, type Schema } from './schema-dsl.js';
 
-export const FORMATS = ['json', 'csv', 'ndjson'] as const;
+export const FORMATS = ['json', 'csv', 'ndjson', 'parquet', 'arrow'] as const;
 export type Format = (typeof FORMATS)[number];
+/** The formats an Endpoint serves when spec.formats is not set (the binary ones are asked for by name). */
+export const DEFAULT_FORMATS: readonly Format[] = ['json', 'csv', 'ndjson'];
+
+/** Signature algorithms a signed token may use; anything else (none, HS512, PS256, …) is refused. */
+export const JWT_ALGORITHMS = ['HS256', 'RS256', 'ES256'] as const;
+export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
+export const DEFAULT_CLOCK_SKEW_SECONDS = 30;
 
 export interface EndpointParam {
   name: string;
@@ -35,8 +42,26 @@ export interface EndpointSpec {
   replicas?: number;
   autoscaling?: Autoscaling;
   resources?: Resources;
-  auth?: { tokensSecretRef: SecretRef };
+  auth?: EndpointAuthSpec;
   limits?: { maxExecutionTimeMs?: number; maxResultRows?: number; maxResultBytes?: number; requestsPerSecond?: number };
+}
+
+/** Signed tokens (JWT): the keys come from a Secret, iss and aud must match, exp is required. */
+export interface EndpointJwtSpec {
+  /** Key `secret`: an HS256 shared secret; key `jwks.json`: a JWKS (RS256/ES256 public keys, or oct keys), chosen by kid. */
+  secretRef: SecretRef;
+  issuer: string;
+  audience: string;
+  /** Default: all of JWT_ALGORITHMS. */
+  algorithms?: JwtAlgorithm[];
+  /** Leeway for exp, nbf and iat (default 30 s). */
+  clockSkewSeconds?: number;
+}
+
+export interface EndpointAuthSpec {
+  /** Static bearer tokens: every value in the Secret is one. */
+  tokensSecretRef?: SecretRef;
+  jwt?: EndpointJwtSpec;
 }
 
 export interface EndpointStatus extends CommonStatus {
@@ -72,8 +97,18 @@ export const endpointParamRules: CrossFieldRule<EndpointParam>[] = [
   },
 ];
 
+export const endpointAuthRules: CrossFieldRule<EndpointAuthSpec>[] = [
+  {
+    cel: {
+      rule: 'has(self.tokensSecretRef) || has(self.jwt)',
+      message: 'auth needs tokensSecretRef (static tokens), jwt (signed tokens), or both',
+    },
+    holds: (a) => a.tokensSecretRef !== undefined || a.jwt !== undefined,
+  },
+];
+
 export const endpointSpecSchema: Schema = obj(
-  'A Pipe node published as an HTTP API (JSON, CSV, NDJSON), served by a query Deployment behind a Service.',
+  'A Pipe node published as an HTTP API (JSON, CSV, NDJSON, Parquet, Arrow), served by a query Deployment behind a Service.',
   {
     pipe: str('Name of the Pipe, in the same namespace.', { minLength: 1, maxLength: 253 }),
     node: str('Node of the Pipe to publish; default: the last node.', { pattern: IDENTIFIER, maxLength: 128 }),
@@ -96,8 +131,8 @@ export const endpointSpecSchema: Schema = obj(
       ),
       { maxItems: 64 },
     ),
-    formats: arr('Response formats served.', oneOf('A format.', [...FORMATS]), {
-      default: [...FORMATS],
+    formats: arr('Response formats served (parquet and arrow only when listed).', oneOf('A format.', [...FORMATS]), {
+      default: [...DEFAULT_FORMATS],
       minItems: 1,
       'x-kubernetes-list-type': 'set',
     }),
@@ -105,9 +140,26 @@ export const endpointSpecSchema: Schema = obj(
     autoscaling: autoscalingSchema,
     resources: resourcesSchema,
     auth: obj(
-      'Require a bearer token. Tokens are read from the Secret (one per key) and reloaded when it changes.',
-      { tokensSecretRef: secretRefSchema('the allowed bearer tokens (every value is a token)') },
-      ['tokensSecretRef'],
+      'Require a bearer token: a static one from tokensSecretRef, a signed one (JWT) checked with jwt, or either. Secrets are reloaded when they change.',
+      {
+        tokensSecretRef: secretRefSchema('the allowed bearer tokens (every value is a token)'),
+        jwt: obj(
+          'Signed tokens (JWT). exp is required; claims weir.dev/endpoints (scope), weir.dev/params (fixed parameters) and weir.dev/rps (rate limit) are read.',
+          {
+            secretRef: secretRefSchema('the verification keys: key `secret` (an HS256 shared secret) and/or key `jwks.json` (a JWKS; keys chosen by kid)'),
+            issuer: str('The iss every token must carry.', { minLength: 1, maxLength: 1024 }),
+            audience: str('The aud every token must carry (one of its values, when a list).', { minLength: 1, maxLength: 1024 }),
+            algorithms: arr('Signature algorithms accepted; default all three.', oneOf('An algorithm.', [...JWT_ALGORITHMS]), {
+              minItems: 1,
+              'x-kubernetes-list-type': 'set',
+            }),
+            clockSkewSeconds: int('Leeway for exp, nbf and iat.', { minimum: 0, maximum: 300, default: DEFAULT_CLOCK_SKEW_SECONDS }),
+          },
+          ['secretRef', 'issuer', 'audience'],
+        ),
+      },
+      [],
+      { 'x-kubernetes-validations': celRules(endpointAuthRules) },
     ),
     limits: obj('Limits passed to ClickHouse as settings, and to the HTTP server.', {
       maxExecutionTimeMs: int('Query time limit; past it the query is cancelled and the client gets 408.', {

@@ -1,6 +1,6 @@
 import { GROUP, VERSION } from './common.js';
 import { dataSourceRules, dataSourceSpecSchema, dataSourceStatusSchema } from './datasource.js';
-import { endpointParamRules, endpointSpecSchema, endpointStatusSchema, type EndpointSpec } from './endpoint.js';
+import { endpointAuthRules, endpointParamRules, endpointSpecSchema, endpointStatusSchema, type EndpointSpec } from './endpoint.js';
 import { pipeRules, pipeSpecSchema, pipeStatusSchema } from './pipe.js';
 import type { CrossFieldRule } from './rules.js';
 import type { Schema } from './schema-dsl.js';
@@ -120,7 +120,10 @@ export const KINDS: Record<KindName, KindInfo> = {
       reasonColumn,
       ageColumn,
     ],
-    checkRules: (spec) => ((spec as EndpointSpec).params ?? []).flatMap((p, i) => checkAll(endpointParamRules, p, `.spec.params[${i}]`)),
+    checkRules: (spec) => [
+      ...((spec as EndpointSpec).params ?? []).flatMap((p, i) => checkAll(endpointParamRules, p, `.spec.params[${i}]`)),
+      ...((spec as EndpointSpec).auth ? checkAll(endpointAuthRules, (spec as EndpointSpec).auth as never, '.spec.auth') : []),
+    ],
   },
 };
 

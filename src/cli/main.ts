@@ -9,6 +9,7 @@ import type { ProjectFlags } from './plan.js';
 import { registerEvents } from './events-command.js';
 import { registerIngest } from './ingest-command.js';
 import { registerServe } from './serve-command.js';
+import { registerToken } from './token-command.js';
 
 const program = new Command()
   .name('weir')
@@ -178,6 +179,8 @@ registerIngest(program);
 registerServe(program);
 
 registerEvents(program);
+
+registerToken(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`weir: ${e instanceof Error ? e.message : String(e)}`);

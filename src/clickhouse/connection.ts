@@ -24,7 +24,7 @@ export interface QueryOptions {
 export type CommandOptions = QueryOptions;
 
 /** ClickHouse output formats an endpoint serves as they are written. */
-export type OutputFormat = 'JSON' | 'CSVWithNames' | 'JSONEachRow';
+export type OutputFormat = 'JSON' | 'CSVWithNames' | 'JSONEachRow' | 'Parquet' | 'ArrowStream';
 
 export interface FormattedResult {
   /** The result as ClickHouse wrote it, streamed. */

@@ -15,7 +15,8 @@ export const TOKENS_DIR = '/etc/weir/tokens';
 
 /** The query Deployment, Service, PDB and HPA of an Endpoint, as applied. */
 export function endpointObjects(ep: Endpoint, compiled: CompiledEndpoint, settings: WorkerSettings): WorkerObjects {
-  const tokens = compiled.auth?.tokensSecret;
+  // Static tokens and the JWT keys are each a Secret mounted under the tokens directory (once, when both are one Secret).
+  const secrets = [...new Set([compiled.auth?.tokensSecret, compiled.auth?.jwt?.secret].filter((s): s is string => s !== undefined))];
   return workerObjects(
     {
       owner: { kind: 'Endpoint', metadata: ep.metadata },
@@ -29,14 +30,14 @@ export function endpointObjects(ep: Endpoint, compiled: CompiledEndpoint, settin
         // Kube-proxy and ingresses learn of a terminating pod a moment late: keep answering meanwhile.
         '--shutdown-delay',
         '5000',
-        ...(tokens ? ['--tokens-dir', TOKENS_DIR] : []),
+        ...(secrets.length > 0 ? ['--tokens-dir', TOKENS_DIR] : []),
       ],
       env: clickhouseEnv(settings, undefined),
       replicas: ep.spec.replicas ?? 1,
       ...(ep.spec.autoscaling ? { autoscaling: ep.spec.autoscaling } : {}),
       ...(ep.spec.resources ? { resources: ep.spec.resources } : {}),
       servicePort: SERVE_PORT,
-      ...(tokens ? { secretMounts: [{ secret: tokens, path: `${TOKENS_DIR}/${tokens}` }] } : {}),
+      ...(secrets.length > 0 ? { secretMounts: secrets.map((secret) => ({ secret, path: `${TOKENS_DIR}/${secret}` })) } : {}),
       terminationGracePeriodSeconds: 30,
     },
     settings,

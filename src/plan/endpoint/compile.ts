@@ -1,7 +1,7 @@
 // An Endpoint and its Pipe compiled into what the endpoint server runs: one SQL text (the
 // nodes up to the endpoint's node, as CTEs), its typed parameters with their bounds, the
 // formats and the limits. Pure: no I/O; ClickHouse stays the judge of whether the SQL runs.
-import { FORMATS, type Endpoint, type EndpointStatus } from '../../api/endpoint.js';
+import { DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_FORMATS, JWT_ALGORITHMS, type Endpoint, type EndpointStatus } from '../../api/endpoint.js';
 import { clickhouseName, resourceName } from '../../api/names.js';
 import type { Pipe } from '../../api/pipe.js';
 import { stableHash } from '../../runtime/hash.js';
@@ -11,7 +11,7 @@ import { analyzeStatement } from '../sql-text.js';
 import { pipeSqlProblem } from '../sql.js';
 import { isNumeric, nonNull, parseParamType } from './param-types.js';
 import { checkParam } from './params.js';
-import { DEFAULT_LIMITS, TOKEN_PARAM, type CompiledEndpoint, type EndpointLimits, type EndpointParameter } from './compiled.js';
+import { DEFAULT_LIMITS, TOKEN_PARAM, type CompiledEndpoint, type EndpointAuth, type EndpointLimits, type EndpointParameter } from './compiled.js';
 
 // What compiling yields is declared in compiled.ts (params.ts and openapi.ts read it too); importers of compile.ts find it here.
 export * from './compiled.js';
@@ -120,7 +120,8 @@ export function compileEndpoint(endpoint: Endpoint, pipe: Pipe, database: string
   };
   if (endpoint.spec.limits?.maxResultBytes !== undefined) limits.maxResultBytes = endpoint.spec.limits.maxResultBytes;
   if (endpoint.spec.limits?.requestsPerSecond !== undefined) limits.requestsPerSecond = endpoint.spec.limits.requestsPerSecond;
-  const auth = endpoint.spec.auth ? { tokensSecret: endpoint.spec.auth.tokensSecretRef.name } : undefined;
+  const auth = compileAuth(endpoint);
+  if (auth && auth.tokensSecret === undefined && auth.jwt === undefined) return problem('spec.auth needs tokensSecretRef, jwt, or both');
   if (auth && params.some((p) => p.name === TOKEN_PARAM)) {
     return problem(
       `parameter {${TOKEN_PARAM}:…} of Pipe ${pipe.metadata.name} clashes with ?${TOKEN_PARAM}=, which carries the bearer token when spec.auth is set; rename the parameter`,
@@ -136,12 +137,31 @@ export function compileEndpoint(endpoint: Endpoint, pipe: Pipe, database: string
     ...(endpoint.spec.description !== undefined ? { description: endpoint.spec.description } : {}),
     sql,
     params,
-    formats: [...new Set(endpoint.spec.formats ?? FORMATS)],
+    formats: [...new Set(endpoint.spec.formats ?? DEFAULT_FORMATS)],
     limits,
     ...(auth ? { auth } : {}),
     database,
   };
   return { ...result, version: stableHash(result) };
+}
+
+/** spec.auth as the server reads it: Secret names, and the JWT checks with their defaults. */
+function compileAuth(endpoint: Endpoint): EndpointAuth | undefined {
+  const spec = endpoint.spec.auth;
+  if (!spec) return undefined;
+  const auth: EndpointAuth = {};
+  if (spec.tokensSecretRef) auth.tokensSecret = spec.tokensSecretRef.name;
+  if (spec.jwt) {
+    auth.jwt = {
+      secret: spec.jwt.secretRef.name,
+      issuer: spec.jwt.issuer,
+      audience: spec.jwt.audience,
+      // In the allow-list's order, so that the compiled version does not depend on how the spec lists them.
+      algorithms: JWT_ALGORITHMS.filter((a) => (spec.jwt?.algorithms ?? JWT_ALGORITHMS).includes(a)),
+      clockSkewSeconds: spec.jwt.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
+    };
+  }
+  return auth;
 }
 
 /** Why a parameter cannot be served as declared (its type, bounds, enum or default), or its enum in canonical text. */

@@ -1,5 +1,5 @@
 // What an Endpoint compiles to: the one value `weir serve` runs (its config file holds a list of them).
-import type { Format } from '../../api/endpoint.js';
+import type { Format, JwtAlgorithm } from '../../api/endpoint.js';
 
 export interface EndpointParameter {
   name: string;
@@ -25,10 +25,21 @@ export interface EndpointLimits {
   requestsPerSecond?: number;
 }
 
-/** Bearer tokens: `weir serve` reads the allowed ones from the Secret's mounted directory. */
+/** Signed tokens: `weir serve` reads the verification keys from the Secret's mounted directory. */
+export interface EndpointJwt {
+  /** Name of the Secret (spec.auth.jwt.secretRef.name): key `secret` (HS256) and/or `jwks.json`. */
+  secret: string;
+  issuer: string;
+  audience: string;
+  algorithms: JwtAlgorithm[];
+  clockSkewSeconds: number;
+}
+
+/** Bearer tokens: `weir serve` reads the allowed ones (or the keys that sign them) from the Secrets' mounted directories. */
 export interface EndpointAuth {
   /** Name of the Secret (Endpoint spec.auth.tokensSecretRef.name); every value in it is an allowed token. */
-  tokensSecret: string;
+  tokensSecret?: string;
+  jwt?: EndpointJwt;
 }
 
 /** The query-string name a token may come in when the Authorization header cannot carry it. */

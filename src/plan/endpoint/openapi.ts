@@ -1,7 +1,8 @@
 // OpenAPI 3.0 documents for served endpoints: each format's path with GET (query-string
 // parameters) and POST (a JSON object body), the parameters' schemas from their ClickHouse
 // types and spec.params bounds, and the response rows from the query's output columns when
-// ClickHouse described them.
+// ClickHouse described them. Endpoints with auth declare their security schemes (a bearer token,
+// a signed JWT when spec.auth.jwt is set, or ?token=) and which parameters a token may fix.
 import type { Format } from '../../api/endpoint.js';
 import { stableHash } from '../../runtime/hash.js';
 import type { CompiledEndpoint, EndpointParameter } from './compiled.js';
@@ -159,28 +160,97 @@ function successResponse(format: Format, rowRef: string): JsonSchema {
       return { description: 'The result as CSV with a header line.', content: { 'text/csv': { schema: { type: 'string' } } } };
     case 'ndjson':
       return { description: 'One JSON object a line, streamed.', content: { 'application/x-ndjson': { schema: { $ref: rowRef } } } };
+    case 'parquet':
+      return {
+        description: "The result as one Apache Parquet file, written by ClickHouse's Parquet output format (columns typed as the row schema says).",
+        content: { 'application/vnd.apache.parquet': { schema: { type: 'string', format: 'binary' } } },
+      };
+    case 'arrow':
+      return {
+        description: "The result as an Apache Arrow IPC stream, written by ClickHouse's ArrowStream output format.",
+        content: { 'application/vnd.apache.arrow.stream': { schema: { type: 'string', format: 'binary' } } },
+      };
   }
+}
+
+/** The claims a signed token carries, as the document describes them. */
+export const TOKEN_CLAIMS = { endpoints: 'weir.dev/endpoints', params: 'weir.dev/params', rps: 'weir.dev/rps' } as const;
+
+/** Security schemes of an endpoint with auth: which of them a request may use. */
+function securityOf(ep: CompiledEndpoint): JsonSchema[] {
+  if (!ep.auth) return [];
+  return [
+    { [ep.auth.jwt ? 'signedToken' : 'bearerToken']: [] },
+    ...(ep.auth.jwt && ep.auth.tokensSecret !== undefined ? [{ bearerToken: [] }] : []),
+    { queryToken: [] },
+  ];
+}
+
+function securitySchemes(endpoints: readonly CompiledEndpoint[]): JsonSchema | undefined {
+  const withAuth = endpoints.filter((ep) => ep.auth);
+  if (withAuth.length === 0) return undefined;
+  const schemes: JsonSchema = {};
+  if (withAuth.some((ep) => ep.auth?.tokensSecret !== undefined)) {
+    schemes.bearerToken = { type: 'http', scheme: 'bearer', description: 'A static token from the Secret the Endpoint names (spec.auth.tokensSecretRef).' };
+  }
+  if (withAuth.some((ep) => ep.auth?.jwt)) {
+    schemes.signedToken = {
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'JWT',
+      description: `A JWT signed with HS256, RS256 or ES256 (spec.auth.jwt), with iss, aud and exp. ${TOKEN_CLAIMS.endpoints}: the endpoints it may call ("*" or a list); ${TOKEN_CLAIMS.params}: parameters it fixes server-side (a request sending another value gets 403); ${TOKEN_CLAIMS.rps}: requests per second for its sub.`,
+    };
+  }
+  schemes.queryToken = { type: 'apiKey', in: 'query', name: 'token', description: 'The same token in the query string, where a header cannot be sent.' };
+  return schemes;
 }
 
 function operations(ep: CompiledEndpoint, format: Format): JsonSchema {
   const rowRef = `#/components/schemas/${ep.name}_row`;
+  const jwt = ep.auth?.jwt !== undefined;
   const responses = {
     200: successResponse(format, rowRef),
     400: errorResponse('A parameter is missing, unknown or not valid, or the result is larger than the endpoint serves.'),
+    ...(ep.auth
+      ? {
+          401: errorResponse(
+            jwt
+              ? 'No token, or a signed token that does not verify (signature, exp, iss, aud, algorithm) or fixes a value that does not fit its parameter.'
+              : 'No token.',
+          ),
+          403: errorResponse(
+            jwt
+              ? `The token may not call this endpoint (${TOKEN_CLAIMS.endpoints}), or the request sends another value for a parameter the token fixes (${TOKEN_CLAIMS.params}).`
+              : 'The token is not one of the allowed ones.',
+          ),
+        }
+      : {}),
     404: errorResponse('No such endpoint or format.'),
     408: errorResponse("The query took longer than the endpoint's time limit."),
+    429: errorResponse(`Past the endpoint's rate limit${jwt ? ` or the token's (${TOKEN_CLAIMS.rps})` : ''}; Retry-After says when to try again.`),
     500: errorResponse('The query failed; the server log has the details under the request id.'),
     503: errorResponse('ClickHouse is unavailable or overloaded; try again.'),
   };
   const summary = ep.description?.split('\n')[0] ?? `${ep.name} (Pipe ${ep.pipe}, node ${ep.node})`;
-  const common = { tags: [ep.name], summary, ...(ep.description ? { description: ep.description } : {}), responses };
+  const security = securityOf(ep);
+  const common = {
+    tags: [ep.name],
+    summary,
+    ...(ep.description ? { description: ep.description } : {}),
+    ...(security.length > 0 ? { security } : {}),
+    ...(jwt ? { 'x-weir-fixable-parameters': ep.params.map((p) => p.name) } : {}),
+    responses,
+  };
+  const fixable = jwt ? ` A signed token may fix it (${TOKEN_CLAIMS.params}); the request then leaves it out or sends the same value.` : '';
   const parameters = ep.params.map((p) => {
     const schema = parameterSchema(p);
+    const description = `${p.description ?? ''}${fixable}`.trim();
     return {
       name: p.name,
       in: 'query',
-      required: p.required,
-      ...(p.description ? { description: p.description } : {}),
+      // A token that fixes a required parameter supplies it.
+      required: p.required && !jwt,
+      ...(description ? { description } : {}),
       schema,
       ...(schema.type === 'array' ? { style: 'form', explode: false } : {}),
     };
@@ -188,7 +258,7 @@ function operations(ep: CompiledEndpoint, format: Format): JsonSchema {
   const body = {
     type: 'object',
     properties: Object.fromEntries(ep.params.map((p) => [p.name, parameterSchema(p)])),
-    ...(ep.params.some((p) => p.required) ? { required: ep.params.filter((p) => p.required).map((p) => p.name) } : {}),
+    ...(ep.params.some((p) => p.required) && !jwt ? { required: ep.params.filter((p) => p.required).map((p) => p.name) } : {}),
     additionalProperties: false,
   };
   return {
@@ -196,7 +266,7 @@ function operations(ep: CompiledEndpoint, format: Format): JsonSchema {
     post: {
       operationId: `${ep.name}_${format}_post`,
       ...common,
-      requestBody: { required: ep.params.some((p) => p.required), content: { 'application/json': { schema: body } } },
+      requestBody: { required: ep.params.some((p) => p.required) && !jwt, content: { 'application/json': { schema: body } } },
     },
   };
 }
@@ -211,6 +281,7 @@ export interface OpenApiOptions {
 export function openApiDocument(endpoints: readonly CompiledEndpoint[], opts: OpenApiOptions = {}): JsonSchema {
   const sorted = [...endpoints].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const only = sorted.length === 1 ? sorted[0] : undefined;
+  const schemes = securitySchemes(sorted);
   return {
     openapi: '3.0.3',
     info: {
@@ -221,6 +292,7 @@ export function openApiDocument(endpoints: readonly CompiledEndpoint[], opts: Op
     servers: [{ url: '/' }],
     paths: Object.fromEntries(sorted.flatMap((ep) => ep.formats.map((f) => [endpointPath(ep.name, f), operations(ep, f)]))),
     components: {
+      ...(schemes ? { securitySchemes: schemes } : {}),
       schemas: {
         Error: ERROR_SCHEMA,
         ...Object.fromEntries(sorted.map((ep) => [`${ep.name}_row`, rowSchema(opts.columns?.(ep))])),

@@ -1,7 +1,7 @@
 // The endpoint server's HTTP handler: `weir serve` runs it behind a Service and `weir dev`
 // mounts it on localhost.
 //
-//   GET|POST /v0/pipes/<name>.json|.csv|.ndjson   the endpoint's result (POST: parameters as a JSON object body)
+//   GET|POST /v0/pipes/<name>.json|.csv|.ndjson|.parquet|.arrow   the endpoint's result (POST: parameters as a JSON object body)
 //   GET      /v0/pipes/<name>/openapi.json        its OpenAPI 3.0 document
 //   GET      /v0/pipes/openapi.json               the document of every endpoint served
 //
@@ -29,6 +29,7 @@ import { TOKEN_PARAM, type CompiledEndpoint } from '../../plan/endpoint/compile.
 import { ALL_ENDPOINTS, UNKNOWN_ENDPOINT, type EndpointMetrics } from './metrics.js';
 import { describeValues, openApiDocument, PATH_PREFIX, type OutputColumn } from '../../plan/endpoint/openapi.js';
 import { gatherParams, oversizedParams, shown, validateParams, type BoundValue, type GivenValue } from '../../plan/endpoint/params.js';
+import { withFixedParams, type FixedParam } from './claims.js';
 
 /** What the handler asks of ClickHouse: results as ClickHouse formats them, DESCRIBE rows for OpenAPI, and KILL QUERY. */
 export type EndpointClickHouse = Pick<ClickHouse, 'query' | 'queryFormatted' | 'command'>;
@@ -49,14 +50,28 @@ export interface EndpointHandlerOptions {
   describeTtlMs?: number;
   /**
    * Whether a request for an endpoint's result goes ahead (auth, rate limit, readiness), asked before its
-   * parameters are read; a Failure answers the request instead. Without it every request goes ahead.
+   * parameters are read; `refused` answers the request instead. Without it every request goes ahead.
    */
-  admit?: (req: IncomingMessage, url: URL, ep: CompiledEndpoint) => Failure | undefined;
+  admit?: (req: IncomingMessage, url: URL, ep: CompiledEndpoint) => Admission | undefined | Promise<Admission | undefined>;
   /** Told about every request once it is answered (the request log); must not throw or block. */
   onRequest?: (record: RequestRecord) => void;
 }
 
-/** One answered request, as the request log keeps it: no parameter values, no SQL. */
+/** Which token a request came with, by a name that is not the token: a JWT's sub, or the static token's key in its Secret. */
+export interface TokenIdentity {
+  kind: 'jwt' | 'static';
+  id: string;
+}
+
+/** What admit decided: a refusal, and/or who is calling and which parameters their token fixes. */
+export interface Admission {
+  refused?: Failure;
+  /** Set once the token is verified (never from an unverified one). */
+  token?: TokenIdentity;
+  fixed?: ReadonlyMap<string, FixedParam>;
+}
+
+/** One answered request, as the request log keeps it: no parameter values (except those a token fixed), no SQL, no token. */
 export interface RequestRecord {
   requestId: string;
   /** When the request arrived. */
@@ -74,6 +89,10 @@ export interface RequestRecord {
   bytesRead: number;
   /** The error the client was sent, with the request's parameter values taken out; '' on success. */
   error: string;
+  /** The verified token's identity, when the endpoint has auth and the token verified. */
+  token?: TokenIdentity;
+  /** Parameters the token fixed, as canonical text: not secrets, and what usage is counted by. */
+  fixedParams?: Record<string, string>;
 }
 
 /** Handles one request; the promise settles once the request is answered and recorded (it never rejects). */
@@ -92,11 +111,13 @@ export interface Failure {
 /** Status for a client that went away before the response was written (nginx's convention); never sent. */
 export const CLIENT_GONE = 499;
 
-const CLICKHOUSE_FORMAT: Record<Format, OutputFormat> = { json: 'JSON', csv: 'CSVWithNames', ndjson: 'JSONEachRow' };
-const CONTENT_TYPE: Record<Format, string> = {
+const CLICKHOUSE_FORMAT: Record<Format, OutputFormat> = { json: 'JSON', csv: 'CSVWithNames', ndjson: 'JSONEachRow', parquet: 'Parquet', arrow: 'ArrowStream' };
+export const CONTENT_TYPE: Record<Format, string> = {
   json: 'application/json; charset=utf-8',
   csv: 'text/csv; charset=utf-8; header=present',
   ndjson: 'application/x-ndjson; charset=utf-8',
+  parquet: 'application/vnd.apache.parquet',
+  arrow: 'application/vnd.apache.arrow.stream',
 };
 
 const ALL_DOCUMENT = `${PATH_PREFIX}openapi.json`;
@@ -248,6 +269,8 @@ interface RequestState {
   error?: string;
   given?: ReadonlyMap<string, GivenValue>;
   bound?: Record<string, BoundValue>;
+  token?: TokenIdentity;
+  fixed?: ReadonlyMap<string, FixedParam>;
 }
 
 /** A decimal counter from X-ClickHouse-Summary, when it is one. */
@@ -376,7 +399,16 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       sendError(res, state, { status: 400, error: gathered.errors.join('; ') }, documentation);
       return;
     }
-    const given = gathered.value;
+    let given = gathered.value;
+    if (state.fixed && state.fixed.size > 0) {
+      const merged = withFixedParams(ep, given, state.fixed);
+      state.given = given;
+      if (!merged.ok) {
+        sendError(res, state, { status: merged.status, error: merged.error }, documentation);
+        return;
+      }
+      given = merged.given;
+    }
     state.given = given;
     const validated = validateParams(ep, given);
     if (!validated.ok) {
@@ -499,7 +531,7 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       const what =
         match?.[1] !== undefined
           ? `there is no endpoint ${match[1]}`
-          : `there is nothing at ${path}; endpoints answer at ${PATH_PREFIX}<name>.json, .csv or .ndjson`;
+          : `there is nothing at ${path}; endpoints answer at ${PATH_PREFIX}<name>.json, .csv, .ndjson, .parquet or .arrow`;
       sendError(res, state, { status: 404, error: what }, ALL_DOCUMENT);
       return;
     }
@@ -518,7 +550,10 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
       sendError(res, state, { status: 405, error: `${path} takes GET or POST, not ${method}` }, documentationOf(ep.name), { Allow: 'GET, POST' });
       return;
     }
-    const refused = opts.admit?.(req, url, ep);
+    const admission = await opts.admit?.(req, url, ep);
+    if (admission?.token) state.token = admission.token;
+    if (admission?.fixed) state.fixed = admission.fixed;
+    const refused = admission?.refused;
     if (refused) {
       if (refused.log)
         log[refused.log]('endpoint request refused', { requestId: state.requestId, endpoint: ep.name, status: refused.status, error: refused.error });
@@ -554,6 +589,8 @@ export function createEndpointHandler(opts: EndpointHandlerOptions): EndpointReq
           rowsRead: state.rowsRead ?? 0,
           bytesRead: state.bytesRead ?? 0,
           error: state.error === undefined ? '' : recordedError(state.error, state.given, state.bound),
+          ...(state.token ? { token: state.token } : {}),
+          ...(state.fixed && state.fixed.size > 0 ? { fixedParams: Object.fromEntries([...state.fixed].map(([k, f]) => [k, f.text])) } : {}),
         });
         log.debug('endpoint request', {
           requestId: state.requestId,

@@ -1,4 +1,5 @@
-// limits.requestsPerSecond: a token bucket per endpoint in each server process. The bucket holds
+// limits.requestsPerSecond (a bucket per endpoint) and a signed token's weir.dev/rps (a bucket per
+// sub or jti), in each server process. A token bucket; it holds
 // one second of requests (at least one; a burst of that size passes at once) and refills continuously.
 
 export interface RateDecision {
@@ -34,6 +35,17 @@ export class RateLimiter {
       return { allowed: true };
     }
     return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / rate)) };
+  }
+
+  /** Forgets buckets that have refilled to full since their last request: the same as no bucket, so nothing is lost. */
+  forgetFull(): void {
+    const now = this.now();
+    for (const [key, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * b.rate >= Math.max(1, b.rate)) this.buckets.delete(key);
+  }
+
+  /** How many buckets are kept (per-token buckets are as many as recent callers). */
+  get size(): number {
+    return this.buckets.size;
   }
 
   /** Forgets buckets whose key is not in `keys` (endpoints no longer served). */

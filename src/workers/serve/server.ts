@@ -1,24 +1,26 @@
 // `weir serve`: the endpoint server process the operator runs for Endpoints. The handler of
 // handler.ts behind an HTTP server, with what a shared deployment adds around it: the
 // endpoints from a JSON config file (a mounted ConfigMap, reloaded when it changes), bearer
-// tokens, a per-endpoint rate limit, the request log table, readiness gated on every query
+// tokens (static, or signed with the keys of a mounted Secret), a per-endpoint and a per-token rate limit, the request log table, readiness gated on every query
 // compiling, and a graceful stop.
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { FORMATS } from '../../api/endpoint.js';
+import { FORMATS, JWT_ALGORITHMS } from '../../api/endpoint.js';
 import type { ClickHouse } from '../../clickhouse/connection.js';
 import { sleep } from '../../runtime/backoff.js';
 import { startHealthServer, type HealthServer } from '../../runtime/health-server.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
 import { TOKEN_PARAM, type CompiledEndpoint } from '../../plan/endpoint/compile.js';
-import { createEndpointHandler, type Failure } from './handler.js';
+import { EndpointAuthenticator } from './auth.js';
+import { createEndpointHandler, type Admission, type Failure } from './handler.js';
+import { SigningKeyStore } from './jwt.js';
 import { EndpointMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { RequestLog, RequestLogMetrics } from './request-log.js';
 import { ServedEndpoints } from './served.js';
-import { presentedToken, TokenStore } from './tokens.js';
+import { TokenStore } from './tokens.js';
 
 /** The config file: exactly what the operator writes into the ConfigMap key endpoints.json. */
 export interface ServeConfig {
@@ -32,7 +34,7 @@ export interface EndpointServerOptions {
   host?: string;
   port: number;
   metricsPort: number;
-  /** Where the tokens Secrets are mounted (`<dir>/<secret>/<key>`); without it, endpoints with auth refuse every token. */
+  /** Where the tokens and signing-key Secrets are mounted (`<dir>/<secret>/<key>`); without it, endpoints with auth refuse every token. */
   tokensDir?: string;
   /** How often the config file and the token directories are read again (default 1 s). */
   reloadIntervalMs?: number;
@@ -91,26 +93,25 @@ export function parseServeConfig(text: string, source: string): CompiledEndpoint
       'limits.requestsPerSecond',
       'a positive number',
     );
-    need(
-      ep.auth === undefined || (typeof ep.auth?.tokensSecret === 'string' && ep.auth.tokensSecret !== '' && !ep.auth.tokensSecret.includes('/')),
-      'auth.tokensSecret',
-      'a Secret name',
-    );
+    const secretName = (name: unknown) => typeof name === 'string' && name !== '' && !name.includes('/') && !name.startsWith('.');
+    need(ep.auth === undefined || ep.auth.tokensSecret !== undefined || ep.auth.jwt !== undefined, 'auth', 'tokensSecret, jwt or both');
+    need(ep.auth?.tokensSecret === undefined || secretName(ep.auth.tokensSecret), 'auth.tokensSecret', 'a Secret name');
+    const jwt = ep.auth?.jwt;
+    if (jwt !== undefined) {
+      need(secretName(jwt.secret), 'auth.jwt.secret', 'a Secret name');
+      need(typeof jwt.issuer === 'string' && jwt.issuer !== '', 'auth.jwt.issuer', 'a string');
+      need(typeof jwt.audience === 'string' && jwt.audience !== '', 'auth.jwt.audience', 'a string');
+      need(
+        Array.isArray(jwt.algorithms) && jwt.algorithms.length > 0 && jwt.algorithms.every((a) => (JWT_ALGORITHMS as readonly string[]).includes(a)),
+        'auth.jwt.algorithms',
+        `a list of ${JWT_ALGORITHMS.join(', ')}`,
+      );
+      need(typeof jwt.clockSkewSeconds === 'number' && jwt.clockSkewSeconds >= 0, 'auth.jwt.clockSkewSeconds', 'a number of seconds');
+    }
     need(!ep.auth || !(ep.params ?? []).some((p) => p.name === TOKEN_PARAM), 'params', `no parameter named ${TOKEN_PARAM} when auth is set`);
   });
   return endpoints;
 }
-
-const UNAUTHORIZED = (name: string): Failure => ({
-  status: 401,
-  error: `${name} needs a token: send Authorization: Bearer <token> (or ?${TOKEN_PARAM}=<token>)`,
-  headers: { 'WWW-Authenticate': 'Bearer realm="weir"' },
-});
-const FORBIDDEN = (name: string): Failure => ({
-  status: 403,
-  error: `the token is not allowed to call ${name}`,
-  headers: { 'WWW-Authenticate': 'Bearer realm="weir", error="invalid_token"' },
-});
 
 export async function startEndpointServer(opts: EndpointServerOptions): Promise<EndpointServer> {
   const { log, clickhouse } = opts;
@@ -121,7 +122,10 @@ export async function startEndpointServer(opts: EndpointServerOptions): Promise<
   const requestLog = new RequestLog(clickhouse, log, new RequestLogMetrics(registry), { flushIntervalMs: opts.requestLogFlushMs ?? 1000 });
   const served = new ServedEndpoints(clickhouse, log);
   const limiter = new RateLimiter();
-  const tokens = new TokenStore(opts.tokensDir, () => served.configuredEndpoints().flatMap((ep) => (ep.auth ? [ep.auth.tokensSecret] : [])), log);
+  const tokens = new TokenStore(opts.tokensDir, () => EndpointAuthenticator.secretsOf(served.configuredEndpoints()).tokens, log);
+  const keys = new SigningKeyStore(opts.tokensDir, () => EndpointAuthenticator.secretsOf(served.configuredEndpoints()).keys, log);
+  const tokenLimiter = new RateLimiter();
+  const authenticator = new EndpointAuthenticator({ tokens, keys, tokenLimiter });
 
   let configText = '';
   const loadConfig = async (initial: boolean): Promise<void> => {
@@ -140,14 +144,23 @@ export async function startEndpointServer(opts: EndpointServerOptions): Promise<
     served.configure(endpoints);
     limiter.retain(new Set(endpoints.map((e) => e.name)));
     // A Secret the new config names is read before its endpoint can be called.
-    await tokens.reload();
+    await Promise.all([tokens.reload(), keys.reload()]);
     log.info(initial ? 'endpoint config loaded' : 'endpoint config reloaded', {
       config: opts.configPath,
-      endpoints: endpoints.map((e) => ({ name: e.name, version: e.version, ...(e.auth ? { tokensSecret: e.auth.tokensSecret } : {}) })),
+      endpoints: endpoints.map((e) => ({
+        name: e.name,
+        version: e.version,
+        ...(e.auth?.tokensSecret !== undefined ? { tokensSecret: e.auth.tokensSecret } : {}),
+        ...(e.auth?.jwt ? { jwtSecret: e.auth.jwt.secret } : {}),
+      })),
     });
   };
   await loadConfig(true);
   await tokens.start(reloadIntervalMs);
+  await keys.start(reloadIntervalMs);
+  // Per-token buckets are as many as recent callers: the full ones go (losslessly) on the same interval.
+  const forgetFull = setInterval(() => tokenLimiter.forgetFull(), reloadIntervalMs);
+  forgetFull.unref();
   // Polling stat: a ConfigMap volume update swaps a symlink, which fs.watch on the file does not see.
   let reloading: Promise<void> = Promise.resolve();
   const onConfigChange = (now: Stats, before: Stats) => {
@@ -157,32 +170,30 @@ export async function startEndpointServer(opts: EndpointServerOptions): Promise<
   watchFile(opts.configPath, { interval: reloadIntervalMs, persistent: false }, onConfigChange);
   await requestLog.start();
 
-  const admit = (req: IncomingMessage, url: URL, ep: CompiledEndpoint): Failure | undefined => {
-    if (ep.auth) {
-      const token = presentedToken(req.headers.authorization, url.searchParams.get(TOKEN_PARAM));
-      if (token === undefined) return UNAUTHORIZED(ep.name);
-      if (tokens.check(ep.auth.tokensSecret, token) !== 'allowed') return FORBIDDEN(ep.name);
-    }
+  const admit = async (req: IncomingMessage, url: URL, ep: CompiledEndpoint): Promise<Admission | undefined> => {
+    const authorized = await authenticator.admit(req, url, ep);
+    if (authorized?.refused) return authorized;
+    const refuse = (refused: Failure): Admission => ({ ...authorized, refused });
     const state = served.stateOf(ep);
     if (state.kind !== 'ready') {
       const why =
         state.kind === 'failed'
           ? `its query does not compile against ClickHouse (${state.reason.split(':')[0]})`
           : 'its query is still being checked against ClickHouse';
-      return { status: 503, error: `${ep.name} is not served: ${why}; try again later`, retryAfterSeconds: 5 };
+      return refuse({ status: 503, error: `${ep.name} is not served: ${why}; try again later`, retryAfterSeconds: 5 });
     }
     const rate = ep.limits.requestsPerSecond;
     if (rate !== undefined) {
       const decision = limiter.take(ep.name, rate);
       if (!decision.allowed) {
-        return {
+        return refuse({
           status: 429,
           error: `${ep.name} takes at most ${rate} requests per second per server (limits.requestsPerSecond); slow down`,
           retryAfterSeconds: decision.retryAfterSeconds ?? 1,
-        };
+        });
       }
     }
-    return undefined;
+    return authorized;
   };
 
   const handler = createEndpointHandler({
@@ -261,6 +272,8 @@ export async function startEndpointServer(opts: EndpointServerOptions): Promise<
     unwatchFile(opts.configPath, onConfigChange);
     await reloading;
     tokens.stop();
+    keys.stop();
+    clearInterval(forgetFull);
     served.stop();
     await requestLog.close();
     await health.close();

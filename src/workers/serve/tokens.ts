@@ -29,7 +29,7 @@ export function presentedToken(authorization: string | undefined, queryToken: st
 }
 
 /** Reads every file of `dir` except kubelet's hidden `..data` entries, trimmed; empty files hold no token. */
-async function readSecretDir(dir: string): Promise<{ keys: string[]; tokens: string[] }> {
+export async function readSecretDir(dir: string): Promise<{ keys: string[]; tokens: string[] }> {
   const entries = await readdir(dir, { withFileTypes: true });
   const keys: string[] = [];
   const tokens: string[] = [];
@@ -83,12 +83,20 @@ export class TokenStore {
   }
 
   check(secret: string, token: string): TokenCheck {
-    const allowed = this.sets.get(secret)?.digests ?? [];
+    return this.match(secret, token) === undefined ? 'denied' : 'allowed';
+  }
+
+  /** The key (file name) in the Secret that holds `token`, or undefined: a name that says which token it was without being it. */
+  match(secret: string, token: string): string | undefined {
+    const set = this.sets.get(secret);
+    const allowed = set?.digests ?? [];
     const given = digest(token);
-    let match = false;
+    let matched = -1;
     // Every digest is compared, whatever matched first.
-    for (const d of allowed) match = timingSafeEqual(d, given) || match;
-    return match ? 'allowed' : 'denied';
+    allowed.forEach((d, i) => {
+      if (timingSafeEqual(d, given) && matched < 0) matched = i;
+    });
+    return matched < 0 ? undefined : set?.keys[matched];
   }
 
   private async readAll(): Promise<void> {

@@ -91,6 +91,28 @@ SELECT pathname, sum(views) AS views FROM scoped GROUP BY pathname ORDER BY view
     );
   });
 
+  it('carries spec.auth.jwt with the allow-list in a fixed order and the default clock skew, next to static tokens or alone', () => {
+    const jwt = { secretRef: { name: 'signing' }, issuer: 'https://app.example', audience: 'weir' };
+    expect(compiled(topPages(withSpec<Endpoint>({ auth: { jwt } }))).auth).toEqual({
+      jwt: { secret: 'signing', issuer: 'https://app.example', audience: 'weir', algorithms: ['HS256', 'RS256', 'ES256'], clockSkewSeconds: 30 },
+    });
+    const both = compiled(
+      topPages(withSpec<Endpoint>({ auth: { tokensSecretRef: { name: 'readers' }, jwt: { ...jwt, algorithms: ['ES256', 'RS256'], clockSkewSeconds: 5 } } })),
+    );
+    expect(both.auth).toEqual({ tokensSecret: 'readers', jwt: expect.objectContaining({ algorithms: ['RS256', 'ES256'], clockSkewSeconds: 5 }) });
+    // The order of the spec's list does not make another version.
+    const reordered = compiled(
+      topPages(withSpec<Endpoint>({ auth: { tokensSecretRef: { name: 'readers' }, jwt: { ...jwt, algorithms: ['RS256', 'ES256'], clockSkewSeconds: 5 } } })),
+    );
+    expect(reordered.version).toBe(both.version);
+    expect(problemOf(topPages(withSpec<Endpoint>({ auth: {} })))).toBe('spec.auth needs tokensSecretRef, jwt, or both');
+  });
+
+  it('serves json, csv and ndjson by default, and parquet or arrow when listed', () => {
+    expect(compiled(topPages()).formats).toEqual(['json', 'csv', 'ndjson']);
+    expect(compiled(topPages(withSpec<Endpoint>({ formats: ['json', 'parquet', 'arrow'] }))).formats).toEqual(['json', 'parquet', 'arrow']);
+  });
+
   it('serves the last node when spec.node is not set', () => {
     const p = pipe('p', withNodes(node('a', 'SELECT 1 AS x'), node('b', 'SELECT x + {n:UInt8} AS y FROM a')));
     const c = compiled(endpoint('e', 'p'), p);

@@ -152,3 +152,60 @@ describe('describeValues', () => {
     expect(describeValues(e)).toEqual({ tenant: '', limit: '10', d: '1970-01-01', t: 'page_views', ids: [], n: null });
   });
 });
+
+interface Operation {
+  security?: unknown[];
+  'x-weir-fixable-parameters'?: string[];
+  responses: Record<string, { description: string; content?: unknown }>;
+  parameters: { name: string; required: boolean; description?: string }[];
+}
+interface Doc {
+  paths: Record<string, { get: Operation }>;
+  components: { securitySchemes?: Record<string, unknown> };
+}
+const documentOf = (endpoints: CompiledEndpoint[]): Doc => openApiDocument(endpoints) as unknown as Doc;
+const getOf = (doc: Doc, path: string): Operation => {
+  const op = doc.paths[path]?.get;
+  if (!op) throw new Error(`no GET ${path}`);
+  return op;
+};
+
+describe('openApiDocument: auth and binary formats', () => {
+  const jwt = { secret: 'signing', issuer: 'https://app.example', audience: 'weir', algorithms: ['HS256' as const], clockSkewSeconds: 30 };
+  const tenant = [p('tenant', 'String'), p('limit', 'UInt32', { default: '10' })];
+
+  it('declares a bearer JWT scheme, the statuses a token can get, and which parameters a token may fix', () => {
+    const doc = documentOf([ep('top_pages', tenant, { auth: { jwt }, formats: ['json'] })]);
+    expect(doc.components.securitySchemes).toEqual({
+      signedToken: expect.objectContaining({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: expect.stringContaining('weir.dev/params') }),
+      queryToken: expect.objectContaining({ type: 'apiKey', in: 'query', name: 'token' }),
+    });
+    const get = getOf(doc, '/v0/pipes/top_pages.json');
+    expect(get.security).toEqual([{ signedToken: [] }, { queryToken: [] }]);
+    expect(get['x-weir-fixable-parameters']).toEqual(['tenant', 'limit']);
+    expect(Object.keys(get.responses)).toEqual(expect.arrayContaining(['401', '403', '429']));
+    expect(get.responses['403']?.description).toMatch(/weir\.dev\/params/);
+    // A token may supply a required parameter, so the document cannot demand it.
+    expect(get.parameters[0]).toMatchObject({ name: 'tenant', required: false, description: expect.stringContaining('A signed token may fix it') });
+  });
+
+  it('declares static tokens as plain bearer, both schemes when both are set, none without auth', () => {
+    expect(documentOf([ep('a', tenant, { auth: { tokensSecret: 'readers' } })]).components.securitySchemes).toHaveProperty('bearerToken');
+    const both = documentOf([ep('a', tenant, { auth: { tokensSecret: 'readers', jwt } })]);
+    expect(getOf(both, '/v0/pipes/a.json').security).toEqual([{ signedToken: [] }, { bearerToken: [] }, { queryToken: [] }]);
+    const open = documentOf([ep('a', tenant)]);
+    expect(open.components).not.toHaveProperty('securitySchemes');
+    expect(getOf(open, '/v0/pipes/a.json')).not.toHaveProperty('security');
+    expect(getOf(open, '/v0/pipes/a.json').parameters[0]?.required).toBe(true);
+  });
+
+  it('documents .parquet and .arrow as binary bodies of their media types', () => {
+    const doc = documentOf([ep('a', tenant, { formats: ['parquet', 'arrow'] })]);
+    expect(getOf(doc, '/v0/pipes/a.parquet').responses['200']?.content).toEqual({
+      'application/vnd.apache.parquet': { schema: { type: 'string', format: 'binary' } },
+    });
+    expect(getOf(doc, '/v0/pipes/a.arrow').responses['200']?.content).toEqual({
+      'application/vnd.apache.arrow.stream': { schema: { type: 'string', format: 'binary' } },
+    });
+  });
+});

@@ -30,6 +30,25 @@ describe('RateLimiter', () => {
     expect(limiter.take('c', 0.25).retryAfterSeconds).toBe(4);
   });
 
+  it('forgets only the buckets that have refilled (a per-token limiter keeps no idle caller)', () => {
+    let now = 0;
+    const limiter = new RateLimiter(() => now);
+    limiter.take('busy', 2);
+    limiter.take('busy', 2);
+    limiter.take('slow', 0.5);
+    now = 900;
+    limiter.forgetFull();
+    expect(limiter.size).toBe(2);
+    now = 1000;
+    limiter.forgetFull();
+    // busy has refilled (2 a second), slow has not (half a request a second: full after 2 s).
+    expect(limiter.size).toBe(1);
+    expect(limiter.take('slow', 0.5).allowed).toBe(false);
+    now = 3000;
+    limiter.forgetFull();
+    expect(limiter.size).toBe(0);
+  });
+
   it('starts a fresh bucket when the rate changes', () => {
     const limiter = new RateLimiter(() => 0);
     limiter.take('a', 1);
@@ -59,6 +78,9 @@ describe('tokens', () => {
     const store = new TokenStore(dir, () => ['readers', 'missing'], quiet);
     await store.reload();
     expect(store.check('readers', 't-alice')).toBe('allowed');
+    // The key of the token, for the request log: which token, without the token.
+    expect(store.match('readers', 't-alice')).toBe('alice');
+    expect(store.match('readers', 't-alic')).toBeUndefined();
     expect(store.check('readers', 't-alic')).toBe('denied');
     expect(store.check('readers', '')).toBe('denied');
     expect(store.check('missing', 't-alice')).toBe('denied');
@@ -109,6 +131,14 @@ describe('parseServeConfig', () => {
     expect(parse({ endpoints: [entry({ formats: ['xml'] as never })] })).toThrow('endpoints[0] (top_pages).formats: expected a list of json, csv, ndjson');
     expect(parse({ endpoints: [entry({ auth: { tokensSecret: '../etc' } })] })).toThrow('endpoints[0] (top_pages).auth.tokensSecret: expected a Secret name');
     expect(parse({ endpoints: [entry({ sql: undefined as never })] })).toThrow('endpoints[0] (top_pages).sql: expected a string');
+    expect(parse({ endpoints: [entry({ auth: {} })] })).toThrow('endpoints[0] (top_pages).auth: expected tokensSecret, jwt or both');
+    const jwt = { secret: 'signing', issuer: 'https://app.example', audience: 'weir', algorithms: ['HS256' as const], clockSkewSeconds: 30 };
+    expect(parseServeConfig(JSON.stringify({ endpoints: [entry({ auth: { jwt } })] }), 'endpoints.json')[0]?.auth).toEqual({ jwt });
+    expect(parse({ endpoints: [entry({ auth: { jwt: { ...jwt, secret: '..data' } } })] })).toThrow('auth.jwt.secret: expected a Secret name');
+    expect(parse({ endpoints: [entry({ auth: { jwt: { ...jwt, algorithms: ['none'] as never } } })] })).toThrow(
+      'auth.jwt.algorithms: expected a list of HS256, RS256, ES256',
+    );
+    expect(parse({ endpoints: [entry({ auth: { jwt: { ...jwt, audience: '' } } })] })).toThrow('auth.jwt.audience: expected a string');
   });
 });
 
