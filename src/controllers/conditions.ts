@@ -21,6 +21,8 @@ export const CONDITION_REASONS = {
   /** DataSource: the live table against the shape in its marker (ALTERs by hand). */
   Drifted: ['Drifted', 'NoDrift'],
   IngestionReady: ['AllReplicasReady', 'ReplicasCappedAtPartitions', 'ScaledToZero', 'NoReplicaReady', 'ReplicasNotAllReady'],
+  /** DataSource with spec.ingestion.http: its <name>-events Deployment. */
+  EventsReady: ['AllReplicasReady', 'ScaledToZero', 'NoReplicaReady', 'ReplicasNotAllReady'],
   /** Reconciling=False and Stalled=False, on every kind. */
   Idle: ['Idle', 'Progressing'],
 } as const;
