@@ -1,6 +1,6 @@
 // Events bodies as JSON arrays or NDJSON (events-body.ts parseEvents), and which digest owns an idempotency key (judgeClaim).
 import { describe, expect, it } from 'vitest';
-import { BodyError, parseEvents, splitJsonArray } from '../../../src/workers/events-body.js';
+import { BodyError, parseEvents } from '../../../src/workers/events-body.js';
 import { judgeClaim } from '../../../src/workers/events-idempotency.js';
 
 const texts = (body: string) => parseEvents(Buffer.from(body)).map((l) => ('text' in l ? l.text : `<bytes ${l.invalidAt}>`));
