@@ -14,6 +14,7 @@ import { applyProject } from '../../../../src/execute/apply.js';
 import type { ProjectResource } from '../../../../src/plan/graph.js';
 import { createLogger } from '../../../../src/runtime/log.js';
 import { compileEndpoint, type CompiledEndpoint } from '../../../../src/plan/endpoint/compile.js';
+import { fixedParams } from '../../../../src/workers/serve/claims.js';
 import { createEndpointHandler } from '../../../../src/workers/serve/handler.js';
 import { EndpointMetrics } from '../../../../src/workers/serve/metrics.js';
 import { daysAgo, endpoint, inNamespace, node, pipe, uniqueNamespace, withNodes, withParams, withSpec } from '../../../fixtures/builders.js';
@@ -354,6 +355,63 @@ describe('top_pages over the example project', () => {
     }
     expect(await tableCounts()).toEqual(before);
     expect(before.views).toBe(VIEWS.reduce((n, [, , , v]) => n + v, 0));
+  });
+});
+
+describe('parameters a token fixes (weir.dev/params)', () => {
+  it('treats hostile fixed values as values: echoed whole, refused by type (401), or no rows; an override is 403; nothing changes', async () => {
+    // The handler as weir serve mounts it, with the token's claim (already verified) given in a header here.
+    const fixedHandler = createEndpointHandler({
+      clickhouse: server.ch,
+      endpoints: () => endpoints,
+      log: serveLog,
+      admit: (req, _url, ep) => {
+        const r = fixedParams(ep, JSON.parse(String(req.headers['x-claim'])) as unknown);
+        return r.ok ? { fixed: r.fixed } : { refused: { status: r.status, error: r.error } };
+      },
+    });
+    const fixedHttp = createServer((req, res) => void fixedHandler(req, res));
+    await new Promise<void>((resolve) => fixedHttp.listen(0, '127.0.0.1', resolve));
+    const at = `http://127.0.0.1:${(fixedHttp.address() as AddressInfo).port}`;
+    const withClaim = async (path: string, claim: unknown) => {
+      const res = await fetch(`${at}${path}`, { headers: { 'x-claim': JSON.stringify(claim) } });
+      return { status: res.status, body: (await res.json()) as JsonResult & { error?: string } };
+    };
+    try {
+      const before = await tableCounts();
+      const hostile = "'; DROP TABLE page_views; -- \\ \t{s:String}";
+      for (const tenant of ["' OR 1=1 --", "acme' OR '1'='1", "x'; DROP TABLE page_views; --", '{tenant:String}', 'acme\\', hostile]) {
+        const r = await withClaim('/v0/pipes/top_pages.json', { tenant });
+        expect(r.status, tenant).toBe(200);
+        expect(r.body.data, tenant).toEqual([]);
+      }
+      const echoed = await withClaim('/v0/pipes/types.json', { s: hostile, a: [hostile, 'b'] });
+      expect(echoed.status).toBe(200);
+      expect(echoed.body.data[0]).toMatchObject({ s: hostile, a: [hostile, 'b'] });
+      for (const p of ['i', 'u', 'f', 'd', 'dt', 'b', 'ids', 'n', 'id', 'c']) {
+        const r = await withClaim('/v0/pipes/types.json', { [p]: "1') OR ('1'='1" });
+        expect(r.status, p).toBe(401);
+        expect(r.body.data, p).toBeUndefined();
+      }
+      for (const p of ['dec', 'fs', 'dt64', 'ip4', 'ip6', 'e', 'pick']) {
+        const r = await withClaim('/v0/pipes/more_types.json', { [p]: 'tenant_id; DROP TABLE page_views' });
+        expect(r.status, p).toBe(401);
+      }
+      // An Identifier fixed by a token is still one of the enum's names, never free SQL.
+      const picked = await withClaim('/v0/pipes/more_types.json', { pick: 'pathname', ns: hostile });
+      expect(picked.status).toBe(200);
+      expect(picked.body.data[0]).toMatchObject({ ns: hostile });
+      // The client cannot swap the fixed value for its own, hostile or not.
+      const override = await withClaim(`/v0/pipes/top_pages.json?${query({ tenant: "acme' OR '1'='1" })}`, { tenant: 'acme' });
+      expect(override.status).toBe(403);
+      expect(override.body.error).toBe('parameter tenant is fixed by the token (weir.dev/params); leave it out of the request');
+      const acme = await withClaim('/v0/pipes/top_pages.json', { tenant: 'acme' });
+      expect(acme.body.data.map((r) => r.pathname)).toEqual(['/home', '/pricing', '/docs']);
+      expect(await tableCounts()).toEqual(before);
+    } finally {
+      fixedHttp.closeAllConnections();
+      await new Promise<void>((resolve) => fixedHttp.close(() => resolve()));
+    }
   });
 });
 
