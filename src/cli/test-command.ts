@@ -14,7 +14,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import type { DataSource } from '../api/datasource.js';
@@ -94,7 +94,11 @@ interface LoadedFixture {
   quarantined: number;
 }
 
-const shown = (path: string) => relative(process.cwd(), path) || path;
+/** A path as the user reads it: relative to the working directory when inside it, else absolute. */
+const shown = (path: string) => {
+  const rel = relative(process.cwd(), path);
+  return rel === '' ? path : rel.startsWith('..') ? resolve(path) : rel;
+};
 
 function isDirectory(path: string): boolean {
   try {
@@ -430,7 +434,7 @@ export async function runTest(flags: TestFlags): Promise<number> {
 }
 
 interface CaseOutcome {
-  result: Pick<TestResult, 'outcome' | 'failure' | 'status' | 'error' | 'expectedRows' | 'actualRows'>;
+  result: Pick<TestResult, 'outcome' | 'failure' | 'status' | 'error' | 'clickhouse' | 'expectedRows' | 'actualRows'>;
   /** The rows to write into expect.rows (--update). */
   update?: Row[];
 }
@@ -455,8 +459,10 @@ async function runEndpointCase(base: string, c: EndpointCase, detail: ReadonlyMa
   }
   const rows = Array.isArray(body.data) ? body.data : [];
   const clickhouse = body.request_id !== undefined ? detail.get(body.request_id) : undefined;
-  const error = body.error === undefined ? undefined : `${body.error}${clickhouse ? `\n${INDENT}ClickHouse: ${clickhouse}` : ''}`;
-  const seen = { status, ...(error !== undefined ? { error } : {}), actualRows: rows };
+  // The handler points a client at its server log for ClickHouse's message; here that message is at hand.
+  const error =
+    body.error === undefined ? undefined : clickhouse ? body.error.replace(/; the server log has the details under request id \S+$/, '') : body.error;
+  const seen = { status, ...(error !== undefined ? { error } : {}), ...(clickhouse ? { clickhouse } : {}), actualRows: rows };
   if (status !== c.expect.status) {
     return {
       result: {
@@ -464,6 +470,7 @@ async function runEndpointCase(base: string, c: EndpointCase, detail: ReadonlyMa
         ...seen,
         failure: [
           `${INDENT}expected status ${c.expect.status}, got ${status}${error !== undefined ? `: ${error}` : ''}`,
+          ...(clickhouse ? [`${INDENT}ClickHouse: ${clickhouse}`] : []),
           ...(status === 200 ? rowLines(rows) : []),
         ],
       },

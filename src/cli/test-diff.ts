@@ -79,6 +79,27 @@ export function diffRows(expected: readonly Row[], actual: readonly Row[]): Diff
   return out;
 }
 
+/** A diff with each run of changes interleaved, `-` then `+` row by row: "this row became that one" reads at a glance. */
+export function pairChanges(lines: readonly DiffLine[]): DiffLine[] {
+  const out: DiffLine[] = [];
+  let i = 0;
+  while (i < lines.length) {
+    if ((lines[i] as DiffLine).op === ' ') {
+      out.push(lines[i] as DiffLine);
+      i++;
+      continue;
+    }
+    const removed: DiffLine[] = [];
+    const added: DiffLine[] = [];
+    for (; i < lines.length && (lines[i] as DiffLine).op !== ' '; i++) ((lines[i] as DiffLine).op === '-' ? removed : added).push(lines[i] as DiffLine);
+    for (let k = 0; k < Math.max(removed.length, added.length); k++) {
+      if (k < removed.length) out.push(removed[k] as DiffLine);
+      if (k < added.length) out.push(added[k] as DiffLine);
+    }
+  }
+  return out;
+}
+
 /**
  * Why rows that look alike differ, when the reason is the usual one: a value written as a
  * number in YAML that the JSON format answers as a string (64-bit integers, decimals), or the
@@ -109,8 +130,8 @@ export function typeHints(expected: readonly Row[], actual: readonly Row[]): str
 
 /** The diff as text, indented, with a legend: the lines a failed test prints. */
 export function renderDiff(expected: readonly Row[], actual: readonly Row[], indent = '    '): string[] {
-  const lines = [`${indent}rows (- expected, + answered):`];
-  for (const d of diffRows(expected, actual)) lines.push(`${indent}${d.op} ${showValue(d.row)}`);
+  const lines = [`${indent}the rows differ from expect.rows (- expected, + answered):`];
+  for (const d of pairChanges(diffRows(expected, actual))) lines.push(`${indent}${d.op} ${showValue(d.row)}`);
   for (const h of typeHints(expected, actual)) lines.push(`${indent}hint: ${h}`);
   return lines;
 }

@@ -15,6 +15,8 @@ export interface TestResult {
   /** For an endpoint case: the status answered and, when it was not 200, the error (ClickHouse's message when it had one). */
   status?: number;
   error?: string;
+  /** ClickHouse's own message for a failed query (type: message), when there was one. */
+  clickhouse?: string;
   expectedRows?: Row[];
   actualRows?: Row[];
 }
@@ -44,7 +46,6 @@ const XML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&
 
 /** Text safe in XML attributes and content; characters XML 1.0 cannot hold at all are dropped. */
 export function xmlText(s: string): string {
-   
   return s.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, '').replace(/[&<>"']/g, (c) => XML_ESCAPES[c] ?? c);
 }
 

@@ -32,8 +32,10 @@ export function updateExpectedRows(text: string, rows: ReadonlyMap<number, Row[]
     expect.flow = false;
     const rowsNode = expect.get('rows', true);
     // The list node itself is kept when there is one, and with it the comments around it.
-    if (isSeq(rowsNode)) rowsNode.items = answer.map((r) => flowRow(doc, r));
-    else expect.set('rows', doc.createNode(answer.map((r) => flowRow(doc, r))));
+    if (isSeq(rowsNode)) {
+      rowsNode.items = answer.map((r) => flowRow(doc, r));
+      rowsNode.flow = false;
+    } else expect.set('rows', doc.createNode(answer.map((r) => flowRow(doc, r))));
     if (expect.has('rowCount')) expect.set('rowCount', answer.length);
   }
   return doc.toString({ lineWidth: 0, flowCollectionPadding: false });
