@@ -25,6 +25,7 @@ import { createLogger, errorMessage } from '../runtime/log.js';
 import { EventsApi } from '../workers/events.js';
 import { compileEndpoint, type CompiledEndpoint } from '../plan/endpoint/compile.js';
 import { createEndpointHandler } from '../workers/serve/handler.js';
+import { localAuth } from '../workers/serve/local-auth.js';
 import { describeEndpointQuery } from '../clickhouse/describe.js';
 import { watchProject } from './folder-watch.js';
 
@@ -186,7 +187,9 @@ async function startDev(flags: DevFlags): Promise<void> {
   const byName = <T extends ProjectResource>(kind: string, name: string) =>
     resources.find((r) => r.kind === kind && r.metadata.name === resourceName(name)) as T | undefined;
   const events = new EventsApi(ch, (name) => byName<DataSource>('DataSource', name), log);
-  const endpointHandler = createEndpointHandler({ clickhouse: ch, endpoints: () => endpoints.served, log });
+  // Auth is enforced as weir serve does once the folder holds a Secret an Endpoint's auth names; otherwise off.
+  let auth = await localAuth([]);
+  const endpointHandler = createEndpointHandler({ clickhouse: ch, endpoints: () => endpoints.served, log, admit: (req, url, ep) => auth.admit(req, url, ep) });
   const progress = progressPrinter();
 
   const applySave = async () => {
@@ -221,6 +224,8 @@ async function startDev(flags: DevFlags): Promise<void> {
     progress.done();
     resources = next;
     endpoints = await compileEndpoints(ch, next, flags.namespace);
+    auth = await localAuth(loaded.others.map((o) => o.object));
+    for (const note of auth.notes(endpoints.served.values())) console.log(note);
     for (const reason of endpoints.unserved.values()) console.error(`${reason}; it answers 503 until a save fixes it`);
     const served = [...endpoints.served.keys()].map((n) => `http://${flags.host}:${flags.port}/v0/pipes/${n}.json`).join(' ') || 'none';
     const unserved = endpoints.unserved.size > 0 ? `; not served (503): ${[...endpoints.unserved.keys()].join(', ')}` : '';
