@@ -1,14 +1,18 @@
 // Renders the safety-of-change matrix (docs/safety-matrix.md) from the results that
 // test/matrix/matrix.test.ts appends, one JSON CellResult a line.
-//   tsx scripts/matrix-report.ts <results.jsonl> <out.md>
-import { readFileSync, writeFileSync } from 'node:fs';
+//   tsx scripts/matrix-report.ts <results.jsonl>[,<more.jsonl>…] <out.md>
+// Rows in the results but not in ROWS (the scale row, whose results are kept in
+// test/matrix/scale-results.jsonl by npm run matrix:scale) are listed after ROWS, cell by cell.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { ROWS } from '../test/matrix/rows.js';
 import { conditionsOf } from '../test/matrix/conditions.js';
 import type { CellResult } from '../test/matrix/harness.js';
 
-const [resultsFile = '.weir-matrix.jsonl', out = 'docs/safety-matrix.md'] = process.argv.slice(2);
-const results: CellResult[] = readFileSync(resultsFile, 'utf8')
-  .split('\n')
+const [resultsFiles = '.weir-matrix.jsonl', out = 'docs/safety-matrix.md'] = process.argv.slice(2);
+const results: CellResult[] = resultsFiles
+  .split(',')
+  .filter((f) => existsSync(f))
+  .flatMap((f) => readFileSync(f, 'utf8').split('\n'))
   .filter(Boolean)
   .map((l) => JSON.parse(l) as CellResult);
 // A cell run again (a partial rerun appended to the same file) counts by its last result only.
@@ -63,6 +67,24 @@ for (const row of ROWS) {
     lines.push(`| ${condition.id} | ${cell(r)} |`);
   }
   lines.push('');
+}
+
+// Rows that are not in ROWS unless asked for (the scale row): their cells as they ran.
+const known = new Set(ROWS.map((r) => r.id));
+for (const id of [...new Set(latest.map((r) => r.row))].filter((id) => !known.has(id))) {
+  const cells = latest.filter((r) => r.row === id);
+  const first = cells[0] as CellResult;
+  const acked = Math.max(...cells.map((r) => r.rowsBefore));
+  lines.push(
+    `## ${id}: ${first.title}`,
+    '',
+    `Writer: ${first.writer === 'kafka' ? '`weir ingest` (Kafka)' : 'events API'}. ${acked.toLocaleString('en')} rows before the change. Run by \`npm run matrix:scale\` (not by \`npm run matrix\`); cell time in brackets.`,
+    '',
+    '| condition | result |',
+    '|---|---|',
+    ...cells.map((r) => `| ${r.condition} | ${cell(r)}${r.notApplicable ? '' : ` (${Math.round(r.durationMs / 1000)} s)`} |`),
+    '',
+  );
 }
 
 // What a person learnt about cells (flakes seen in reruns, what a ✗ means to a user) survives a rerun.

@@ -17,7 +17,11 @@ export const matrixMode = (): MatrixMode => (process.env.WEIR_MATRIX === 'full' 
 
 /** Every cell of a row, in column order; `reason` is set for the ones that cannot run. */
 export function conditionsOf(row: MatrixRow): { condition: Condition; notApplicable?: string }[] {
-  const cells: { condition: Condition; notApplicable?: string }[] = [{ condition: { kind: 'idle', id: 'idle' } }, { condition: { kind: 'live', id: 'live' } }];
+  const idle = row.notApplicable?.idle;
+  const cells: { condition: Condition; notApplicable?: string }[] = [
+    idle ? { condition: { kind: 'idle', id: 'idle' }, notApplicable: idle } : { condition: { kind: 'idle', id: 'idle' } },
+    { condition: { kind: 'live', id: 'live' } },
+  ];
   if (row.faultPoints.length === 0)
     cells.push({ condition: { kind: 'kill', id: 'kill', faultPoint: '' }, notApplicable: row.notApplicable?.kill ?? 'no fault points' });
   for (const faultPoint of row.faultPoints) cells.push({ condition: { kind: 'kill', id: `kill@${faultPoint}`, faultPoint } });

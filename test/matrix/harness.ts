@@ -10,7 +10,8 @@ import type { Kafka, Admin } from 'kafkajs';
 import type { Endpoint } from '../../src/api/endpoint.js';
 import type { Pipe } from '../../src/api/pipe.js';
 import { applyProject } from '../../src/execute/apply.js';
-import type { ClickHouse } from '../../src/clickhouse/connection.js';
+import { DEFAULT_FENCE_TIMING, type FenceTiming } from '../../src/execute/fence.js';
+import { connectClickHouse, type ClickHouse } from '../../src/clickhouse/connection.js';
 import type { ProjectResource } from '../../src/plan/graph.js';
 import { quarantineTableName } from '../../src/plan/sql.js';
 import { createLogger } from '../../src/runtime/log.js';
@@ -86,13 +87,19 @@ export async function runCell(env: MatrixEnv, row: MatrixRow, condition: Conditi
   const tag = randomBytes(3).toString('hex');
   const ns = `mx-${row.id.split('-')[0]}-${tag}`;
   const ctx: RowContext = { ns, db: ns.replace(/-/g, '_'), bootstrap: env.kafka?.broker.bootstrap ?? '', topic: `matrix-${tag}`, readEndpoint: `reads-${tag}` };
-  const ch = env.clickhouse.ch;
+  // A scale row's statements (the bulk insert, the checks over 100M rows) outlast the shared client's 60 s.
+  const ch = row.bulkRows ? connectClickHouse({ url: env.clickhouse.url, requestTimeoutMs: 60 * 60_000 }) : env.clickhouse.ch;
   const problems: string[] = [];
-  const apply = async (resources: ProjectResource[]) => void (await applyProject(ch, resources, { log, fenceTiming: FAST_FENCE }));
+  // The scale row fences with weir's own timing: its critical section may take longer than the 2 s
+  // (half the tests' 4 s TTL) that a 2,000-row table needs, and the figure is measured, not the budget.
+  const timing = row.bulkRows ? DEFAULT_FENCE_TIMING : FAST_FENCE;
+  const apply = async (resources: ProjectResource[]) => void (await applyProject(ch, resources, { log, fenceTiming: timing }));
   const before = row.before(ctx);
   await apply(before);
   const writer = await openWriter(env, row, ctx, before);
-  const reader = new EndpointReader(env.serve.base, ctx.readEndpoint, writer);
+  // The scale row's bulk rows are acknowledged by their INSERT: every read must see them too.
+  const bulk = row.bulkRows ?? 0;
+  const reader = new EndpointReader(env.serve.base, ctx.readEndpoint, { acked: async () => (await writer.acked()) + bulk });
   let fenceHeldMs: number | null = null;
   let rowsBefore = 0;
   let longestPauseMs: number | null = null;
@@ -100,19 +107,20 @@ export async function runCell(env: MatrixEnv, row: MatrixRow, condition: Conditi
   try {
     await writer.seed(SEED_ROWS, SEED_MALFORMED);
     if (row.setup) await row.setup(ctx, apply);
+    if (bulk > 0) await insertBulk(ch, ctx.db, bulk);
     rowsBefore = await count(ch, `SELECT count() AS n FROM ${ctx.db}.page_views`);
-    if (rowsBefore !== SEED_ROWS) problems.push(`seeded ${SEED_ROWS} rows but the table holds ${rowsBefore}`);
+    if (rowsBefore !== SEED_ROWS + bulk) problems.push(`seeded ${SEED_ROWS + bulk} rows but the table holds ${rowsBefore}`);
     await serve(env, before, ctx, (r) => r.n === rowsBefore);
     const schemaBefore = await schema(ch, ctx.db);
     const live = condition.kind !== 'idle';
     if (live) {
       writer.start();
       reader.start();
-      await ackedAtLeast(writer, rowsBefore + 300);
+      await ackedAtLeast(writer, rowsBefore - bulk + 300);
     } else await reader.readOnce();
 
     const after = row.after(ctx);
-    const change = await makeChange(env, condition, after, reader, problems);
+    const change = await makeChange(env, ch, timing, condition, after, reader, problems);
     fenceHeldMs = change.fenceHeldMs;
     if (row.outcome === 'applied' && change.error) problems.push(`the change failed: ${change.error}`);
     if (row.outcome === 'refused') {
@@ -126,10 +134,10 @@ export async function runCell(env: MatrixEnv, row: MatrixRow, condition: Conditi
     await reader.stop();
     longestPauseMs = await writer.longestPauseMs();
 
-    const expected = await writer.acked();
+    const expected = (await writer.acked()) + bulk;
     acked = expected;
     const final = await reader.readOnce();
-    problems.push(...(await exactness(ch, ctx.db, expected, row.rollupWhere ?? '1')));
+    problems.push(...(await exactness(ch, ctx.db, expected, row.rollupWhere ?? '1', bulk)));
     problems.push(...(await quarantineHolds(ch, ctx.db, writer.malformed)));
     if (final?.n !== expected) problems.push(`the last read saw ${final?.n ?? 'nothing'} rows, ${expected} were acknowledged`);
     problems.push(
@@ -153,6 +161,7 @@ export async function runCell(env: MatrixEnv, row: MatrixRow, condition: Conditi
     await writer.stop().catch(() => undefined);
     await reader.stop().catch(() => undefined);
     await writer.close().catch(() => undefined);
+    if (ch !== env.clickhouse.ch) await ch.close().catch(() => undefined);
   }
   return {
     row: row.id,
@@ -181,28 +190,36 @@ interface ChangeOutcome {
   fenceHeldMs: number | null;
 }
 
-async function makeChange(env: MatrixEnv, condition: Condition, after: ProjectResource[], reader: EndpointReader, problems: string[]): Promise<ChangeOutcome> {
+async function makeChange(
+  env: MatrixEnv,
+  ch: ClickHouse,
+  timing: FenceTiming,
+  condition: Condition,
+  after: ProjectResource[],
+  reader: EndpointReader,
+  problems: string[],
+): Promise<ChangeOutcome> {
   const url = env.clickhouse.url;
   switch (condition.kind) {
     case 'idle':
     case 'live':
-      return applyInProcess(env.clickhouse.ch, after);
+      return applyInProcess(ch, after, timing);
     case 'kill': {
       const dir = writeProject(after);
-      const crashed = await runWeirApply(dir, url, { WEIR_FAULT_AT: condition.faultPoint });
+      const crashed = await runWeirApply(dir, url, { WEIR_FAULT_AT: condition.faultPoint }, timing.fenceTtlMs);
       if (crashed.signal !== 'SIGKILL')
         problems.push(`weir apply never reached fault point ${condition.faultPoint} (exit ${crashed.code}): ${tail(crashed.out)}`);
-      return applyAgain(dir, url);
+      return applyAgain(dir, url, timing);
     }
     case 'clickhouseKill': {
       if (!condition.faultPoint) {
         // No executor step to stand at: ClickHouse goes down and comes back between the change's parts.
         await outage(env, reader, async () => undefined);
-        return applyInProcess(env.clickhouse.ch, after);
+        return applyInProcess(ch, after, timing);
       }
       const dir = writeProject(after);
       const release = join(mkdtempSync(join(tmpdir(), 'weir-matrix-hold-')), 'release');
-      const held = runWeirApply(dir, url, { WEIR_FAULT_AT: condition.faultPoint, WEIR_FAULT_HOLD: release });
+      const held = runWeirApply(dir, url, { WEIR_FAULT_AT: condition.faultPoint, WEIR_FAULT_HOLD: release }, timing.fenceTtlMs);
       let exited = false;
       void held.then(() => (exited = true));
       await waitFor(`weir apply to reach ${condition.faultPoint}`, () => existsSync(`${release}.reached`) || exited || undefined, {
@@ -211,13 +228,13 @@ async function makeChange(env: MatrixEnv, condition: Condition, after: ProjectRe
       });
       if (!existsSync(`${release}.reached`)) {
         problems.push(`weir apply never reached fault point ${condition.faultPoint}: ${tail((await held).out)}`);
-        return applyAgain(dir, url);
+        return applyAgain(dir, url, timing);
       }
       await outage(env, reader, async () => {
         writeFileSync(release, '');
         await held; // its next statement finds no ClickHouse: it stops, as a crashed executor would
       });
-      return applyAgain(dir, url);
+      return applyAgain(dir, url, timing);
     }
   }
 }
@@ -231,9 +248,9 @@ async function outage(env: MatrixEnv, reader: EndpointReader, meanwhile: () => P
   reader.outage.to = Date.now();
 }
 
-async function applyInProcess(ch: ClickHouse, after: ProjectResource[]): Promise<ChangeOutcome> {
+async function applyInProcess(ch: ClickHouse, after: ProjectResource[], timing: FenceTiming): Promise<ChangeOutcome> {
   try {
-    const { executor } = await applyProject(ch, after, { log, fenceTiming: FAST_FENCE });
+    const { executor } = await applyProject(ch, after, { log, fenceTiming: timing });
     return { fenceHeldMs: executor.fenceReports.length > 0 ? Math.max(...executor.fenceReports.map((r) => r.heldMs)) : null };
   } catch (e) {
     const cause = (e as { cause?: unknown }).cause;
@@ -241,8 +258,8 @@ async function applyInProcess(ch: ClickHouse, after: ProjectResource[]): Promise
   }
 }
 
-async function applyAgain(dir: string, url: string): Promise<ChangeOutcome> {
-  const resumed = await runWeirApply(dir, url);
+async function applyAgain(dir: string, url: string, timing: FenceTiming): Promise<ChangeOutcome> {
+  const resumed = await runWeirApply(dir, url, {}, timing.fenceTtlMs);
   const held = /longest fence (\d+) ms/.exec(resumed.out);
   return {
     ...(resumed.code === 0 ? {} : { error: `weir apply run again exited ${resumed.code}: ${tail(resumed.out)}` }),
@@ -310,11 +327,40 @@ async function ackedAtLeast(writer: MatrixWriter, rows: number): Promise<void> {
 
 // ---- the final checks --------------------------------------------------------------------------
 
+/**
+ * The scale row's bulk rows, inserted by SQL in statements of 10M: tenant 'bulk', no session id,
+ * timestamps one millisecond apart from two days ago (so each row is told apart by its
+ * timestamp), ten paths. The rollup's view takes them as it takes any insert.
+ */
+async function insertBulk(ch: ClickHouse, db: string, rows: number): Promise<void> {
+  const statement = 10_000_000;
+  for (let from = 0; from < rows; from += statement) {
+    await ch.command(
+      `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname, country, duration_ms)
+       SELECT toDateTime64(toStartOfDay(now()) - INTERVAL 2 DAY, 3) + toIntervalMillisecond(number), '', 'bulk', concat('/bulk/', toString(number % 10)), 'nl', 1 + number % 1000
+       FROM numbers(${from}, ${Math.min(statement, rows - from)})`,
+    );
+  }
+}
+
+/** Distinct ids: session ids of the writer's rows, and timestamps of the bulk rows counted in buckets of about 10M. */
+async function distinctIds(ch: ClickHouse, db: string, bulk: number): Promise<number> {
+  if (bulk === 0) return count(ch, `SELECT uniqExact(session_id) AS n FROM ${db}.page_views`);
+  let ids = await count(ch, `SELECT uniqExact(session_id) AS n FROM ${db}.page_views WHERE tenant_id != 'bulk'`);
+  const buckets = Math.max(1, Math.ceil(bulk / 10_000_000));
+  for (let b = 0; b < buckets; b++)
+    ids += await count(
+      ch,
+      `SELECT uniqExact(timestamp) AS n FROM ${db}.page_views WHERE tenant_id = 'bulk' AND toUnixTimestamp64Milli(timestamp) % ${buckets} = ${b}`,
+    );
+  return ids;
+}
+
 /** Rows = rows acknowledged, by count and by id; the rollup equals a recomputation of its filter. */
-async function exactness(ch: ClickHouse, db: string, expected: number, rollupWhere: string): Promise<string[]> {
+async function exactness(ch: ClickHouse, db: string, expected: number, rollupWhere: string, bulk: number): Promise<string[]> {
   const problems: string[] = [];
   const rows = await count(ch, `SELECT count() AS n FROM ${db}.page_views`);
-  const ids = await count(ch, `SELECT uniqExact(session_id) AS n FROM ${db}.page_views`);
+  const ids = await distinctIds(ch, db, bulk);
   if (rows !== expected) problems.push(`page_views holds ${rows} rows, ${expected} were acknowledged`);
   if (ids !== expected) problems.push(`page_views holds ${ids} distinct ids, ${expected} were acknowledged`);
   const views = await count(ch, `SELECT countMerge(views) AS n FROM ${db}.page_views_daily`);

@@ -12,9 +12,9 @@ import { appendResult, notApplicableResult, runCell, type MatrixEnv } from './ha
 import { ROWS } from './rows.js';
 
 const results = process.env.WEIR_MATRIX_RESULTS ?? join(tmpdir(), `weir-matrix-${process.pid}.jsonl`);
-/** WEIR_MATRIX_ROWS=4-sorting-key,1-in-place runs only those rows (while working on one). */
+/** WEIR_MATRIX_ROWS=4-sorting-key,1-in-place runs only those rows (while working on one); `scale`: the scale row. */
 const onlyRows = process.env.WEIR_MATRIX_ROWS?.split(',').filter(Boolean);
-const rows = ROWS.filter((r) => !onlyRows || onlyRows.includes(r.id));
+const rows = ROWS.filter((r) => !onlyRows || onlyRows.includes(r.id) || (onlyRows.includes('scale') && r.bulkRows !== undefined));
 
 const env = {} as MatrixEnv;
 
@@ -46,11 +46,15 @@ describe(`safety-of-change matrix (${matrixMode()})`, () => {
           it(`${condition.id}: n/a (${notApplicable})`, () => appendResult(results, notApplicableResult(row, condition, notApplicable)));
           continue;
         }
-        it(`${condition.id}`, async () => {
-          const result = await runCell(env, row, condition);
-          appendResult(results, result);
-          expect(result.problems).toEqual([]);
-        }, 300_000);
+        it(
+          `${condition.id}`,
+          async () => {
+            const result = await runCell(env, row, condition);
+            appendResult(results, result);
+            expect(result.problems).toEqual([]);
+          },
+          row.cellTimeoutMs ?? 300_000,
+        );
       }
     });
   }

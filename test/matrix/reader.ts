@@ -40,7 +40,7 @@ export class EndpointReader {
   constructor(
     private readonly base: string,
     private readonly endpoint: string,
-    private readonly writer: MatrixWriter,
+    private readonly writer: Pick<MatrixWriter, 'acked'>,
   ) {}
 
   start(): void {
