@@ -25,6 +25,7 @@ import { connectClickHouse, type ClickHouse } from '../clickhouse/connection.js'
 import { toClickHouseError } from '../clickhouse/errors.js';
 import { startClickHouseServer, type ClickHouseServer } from '../clickhouse/server.js';
 import { ApplyFailedError, applyProject } from '../execute/apply.js';
+import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
 import { holderName } from '../execute/table-lock.js';
 import type { ProjectResource } from '../plan/graph.js';
 import { describeAnyStep, pendingChanges } from '../plan/project-plan.js';
@@ -251,9 +252,10 @@ export async function runTest(flags: TestFlags): Promise<number> {
       if ('problem' in target) fixtureProblems.push(`${f.file}: ${target.problem}`);
     }
     if (problems.length > 0 || fixtureProblems.length > 0) {
-      for (const p of problems) console.error(formatProblem(p));
-      for (const p of fixtureProblems) console.error(p);
-      console.error(`${problems.length + fixtureProblems.length} problem(s) in the tests and fixtures of ${flags.filename}; nothing ran`);
+      const all = [...problems.map(formatProblem), ...fixtureProblems];
+      for (const p of all) console.error(p);
+      console.error(`${all.length} problem(s) in the tests and fixtures of ${flags.filename}; nothing ran`);
+      if (json) console.log(JSON.stringify({ ok: false, error: `${all.length} problem(s) in the tests and fixtures; nothing ran`, problems: all }, null, 2));
       return 1;
     }
     const selected = cases.filter((c) => matchesFilter(c, flags.filter));
@@ -291,6 +293,9 @@ export async function runTest(flags: TestFlags): Promise<number> {
         const { plan } = await applyProject(conn, resources, {
           log,
           holder: holderName('weir test'),
+          // No writer writes during a run's migration (the fixtures are in before it), and the only writers the
+          // scratch tables ever had are this process's, gone by then: the fence need not wait 5 s for their heartbeats to age.
+          fenceTiming: { ...DEFAULT_FENCE_TIMING, livenessMs: 300 },
           hooks: {
             onProgress: (step, state) => {
               if (state === 'Done' && 'fromVersion' in step) say(`  ✓ ${describeAnyStep(step)}`);
