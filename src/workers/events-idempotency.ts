@@ -114,9 +114,10 @@ export function judgeClaim(rows: readonly KeyRow[], digest: string): KeyClaim | 
 
 /**
  * Keys and their digests in ClickHouse, shared by every pod (a retry may reach another one).
- * Concurrency: a new key is claimed by inserting a row and reading the key's rows again in
+ * Concurrency: keys are claimed by inserting a row per key and reading the keys' rows back in
  * block order; blocks are numbered as they commit, so every reader agrees on which digest came
- * first, and a second request with other events under the key gets 422 whichever pod it reached.
+ * first, and a request with other events under a key gets 422 whichever pod it reached. A
+ * writer claims the keys of one flush together (one insert, one read).
  */
 export class KeyStore {
   private ready: Promise<void> | undefined;
@@ -137,27 +138,38 @@ export class KeyStore {
     return this.ready;
   }
 
-  private async rows(database: string, table: string, key: string): Promise<KeyRow[]> {
-    return this.ch.query<KeyRow>(
-      `SELECT digest, state, successful_rows, quarantined_rows FROM weir.events_keys
-       WHERE database = {d:String} AND table = {t:String} AND key = {k:String}
+  /** Claim each key for the events with its digest (distinct keys), and say for each whether it is new, answered before, or taken by other events. */
+  async claimAll(database: string, table: string, claims: readonly { key: string; digest: string }[]): Promise<Map<string, KeyClaim>> {
+    const out = new Map<string, KeyClaim>();
+    if (claims.length === 0) return out;
+    await this.ensure();
+    await this.ch.insert(
+      'weir.events_keys',
+      claims.map((c) => ({ database, table, key: c.key, digest: c.digest, state: 'claimed', successful_rows: 0, quarantined_rows: 0 })),
+    );
+    const rows = await this.ch.query<KeyRow & { key: string }>(
+      `SELECT key, digest, state, successful_rows, quarantined_rows FROM weir.events_keys
+       WHERE database = {d:String} AND table = {t:String} AND key IN {k:Array(String)}
          AND at > now64(3) - INTERVAL ${KEY_MEMORY_HOURS} HOUR
        ORDER BY _block_number, state = 'done'`,
-      { params: { d: database, t: table, k: key } },
+      { params: { d: database, t: table, k: claims.map((c) => c.key) } },
     );
+    const byKey = new Map<string, KeyRow[]>();
+    for (const r of rows) byKey.set(r.key, [...(byKey.get(r.key) ?? []), r]);
+    for (const c of claims) out.set(c.key, judgeClaim(byKey.get(c.key) ?? [], c.digest) ?? { kind: 'new' });
+    return out;
   }
 
-  /** Claim `key` for events with `digest`, or say it is taken by other events or already answered. */
-  async claim(database: string, table: string, key: string, digest: string): Promise<KeyClaim> {
-    await this.ensure();
-    const seen = judgeClaim(await this.rows(database, table, key), digest);
-    if (seen) return seen;
-    await this.ch.insert('weir.events_keys', [{ database, table, key, digest, state: 'claimed', successful_rows: 0, quarantined_rows: 0 }]);
-    return judgeClaim(await this.rows(database, table, key), digest) ?? { kind: 'new' };
-  }
-
-  /** The request under `key` was answered with `result`: a retry gets the same answer without inserting. */
-  async answered(database: string, table: string, key: string, digest: string, result: { successful_rows: number; quarantined_rows: number }): Promise<void> {
-    await this.ch.insert('weir.events_keys', [{ database, table, key, digest, state: 'done', ...result }]);
+  /** These requests were answered with their counts: a retry gets the same answer without inserting. */
+  async answeredAll(
+    database: string,
+    table: string,
+    answers: readonly { key: string; digest: string; result: { successful_rows: number; quarantined_rows: number } }[],
+  ): Promise<void> {
+    if (answers.length === 0) return;
+    await this.ch.insert(
+      'weir.events_keys',
+      answers.map((a) => ({ database, table, key: a.key, digest: a.digest, state: 'done', ...a.result })),
+    );
   }
 }

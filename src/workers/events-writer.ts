@@ -1,6 +1,6 @@
 // The insert side of the events API for one table in one process: requests queue, and one
 // flush at a time takes every request queued so far (group commit). A flush waits out any
-// migration fence first, then inserts: the rows of requests without a key together as one
+// migration fence first (asking at most every FENCE_CHECK_MS), then inserts: the rows of requests without a key together as one
 // insert, each keyed request's rows as its own insert under its deduplication token (so a
 // retry of it alone, on any pod, finds its block), and the quarantine entries likewise. Each
 // request is answered when its rows are in ClickHouse.
@@ -18,7 +18,7 @@ import { quarantineTableName } from '../plan/sql.js';
 import { isRetriable } from '../runtime/errors.js';
 import { errorMessage } from '../runtime/log.js';
 import { BodyError } from './events-body.js';
-import { quarantineDedupToken } from './events-idempotency.js';
+import { quarantineDedupToken, type KeyClaim, type KeyStore } from './events-idempotency.js';
 import { MAPPED_ROW_SETTINGS, type MappedRow } from './rows.js';
 
 export type InsertMode = 'coalesce' | 'async_insert';
@@ -33,12 +33,15 @@ export interface IngestResult {
   quarantined_rows: number;
 }
 
-/** One request's mapped rows and the lines already refused, with its token when it has a key. */
+/** One request's mapped rows and the lines already refused; with an idempotency key, the key, its events' digest and the insert's token. */
 export interface WriteRequest {
   rows: { row: MappedRow; raw: string }[];
   bad: QuarantinedLine[];
-  token?: string;
+  keyed?: { key: string; digest: string; token: string };
 }
+
+/** An answer, and whether it is the recorded answer of an earlier request under the same key (nothing inserted now). */
+export type WriteResult = IngestResult & { replayed?: true };
 
 /** What a flush reports, for metrics. */
 export interface FlushReport {
@@ -50,13 +53,17 @@ export interface FlushReport {
 interface Pending {
   req: WriteRequest;
   state: 'queued' | 'taken' | 'abandoned';
-  resolve: (r: IngestResult) => void;
+  resolve: (r: WriteResult) => void;
   reject: (e: unknown) => void;
   timer?: NodeJS.Timeout;
 }
 
 export interface TableWriterOptions {
   mode?: InsertMode;
+  /** Where keys are claimed (required for keyed requests). */
+  keys?: KeyStore;
+  /** The DataSource's name, for the 422 message. */
+  name?: string;
   /** Longest a request waits for its flush to start (a fence holding the table): then 503. */
   maxWaitMs?: number;
   onFlush?: (r: FlushReport) => void;
@@ -74,11 +81,21 @@ export class RetryLaterError extends BodyError {
 
 // Keyed inserts of one flush run this many at a time.
 const KEYED_PARALLEL = 8;
+/**
+ * A flush asks for fences (and heartbeats) only if the last ask is older than this: a raised fence
+ * is seen within it plus one flush, and acknowledged only between flushes, so the executor's wait
+ * for acknowledgements covers every insert made before. Busy writers save a query per flush.
+ */
+const FENCE_CHECK_MS = 100;
+/** How often an idle writer heartbeats and acknowledges fences (well inside the fence's liveness of 5 s). */
+const IDLE_CHECK_MS = 1000;
 
 export class TableWriter {
   private queue: Pending[] = [];
   private flushing = false;
-  private readonly stopKeepAlive: () => void;
+  /** When a flush last asked for fences (performance.now()); flushes within FENCE_CHECK_MS of it do not ask again. */
+  private fenceCheckedAt = -Infinity;
+  private readonly idleTimer: NodeJS.Timeout;
 
   constructor(
     private readonly ch: ClickHouse,
@@ -88,12 +105,13 @@ export class TableWriter {
     private readonly opts: TableWriterOptions = {},
   ) {
     // Idle, the process still heartbeats and acknowledges fences (no insert is in flight then).
-    this.stopKeepAlive = fence.keepAlive();
+    this.idleTimer = setInterval(() => this.idleCheck(), IDLE_CHECK_MS);
+    this.idleTimer.unref();
   }
 
   /** Queue a request; resolves once its rows (and quarantine entries) are in ClickHouse. */
-  write(req: WriteRequest): Promise<IngestResult> {
-    return new Promise<IngestResult>((resolve, reject) => {
+  write(req: WriteRequest): Promise<WriteResult> {
+    return new Promise<WriteResult>((resolve, reject) => {
       const p: Pending = { req, state: 'queued', resolve, reject };
       const wait = this.opts.maxWaitMs;
       if (wait !== undefined) {
@@ -120,33 +138,59 @@ export class TableWriter {
   }
 
   close(): void {
-    this.stopKeepAlive();
+    clearInterval(this.idleTimer);
   }
 
   private async run(): Promise<void> {
     this.flushing = true;
     try {
       while (this.queue.some((p) => p.state === 'queued')) {
-        let fenceWaitMs: number;
-        try {
-          fenceWaitMs = await this.fence.beforeBatch();
-        } catch (e) {
-          // ClickHouse unreachable: every request waiting is told so (nothing of theirs was inserted).
-          for (const p of this.take()) p.reject(e);
-          continue;
+        let fenceWaitMs = 0;
+        const checked = performance.now() - this.fenceCheckedAt < FENCE_CHECK_MS;
+        if (!checked) {
+          try {
+            fenceWaitMs = await this.fence.beforeBatch();
+            this.fenceCheckedAt = performance.now();
+          } catch (e) {
+            // ClickHouse unreachable: every request waiting is told so (nothing of theirs was inserted).
+            for (const p of this.take()) p.reject(e);
+            continue;
+          }
         }
         const batch = this.take();
         const insertStarted = performance.now();
         try {
           await this.flush(batch);
         } finally {
-          this.fence.afterBatch();
+          if (!checked) this.fence.afterBatch();
         }
         this.opts.onFlush?.({ fenceWaitMs, insertMs: performance.now() - insertStarted, requests: batch.length });
       }
     } finally {
       this.flushing = false;
     }
+  }
+
+  /**
+   * Between flushes, heartbeat and wait out (acknowledging) any fence, in the flush loop itself so
+   * that no insert of this table is ever in flight when a fence is acknowledged.
+   */
+  private idleCheck(): void {
+    if (this.flushing || performance.now() - this.fenceCheckedAt < FENCE_CHECK_MS) return;
+    this.flushing = true;
+    void this.fence
+      .beforeBatch()
+      .then(
+        () => {
+          this.fenceCheckedAt = performance.now();
+          this.fence.afterBatch();
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        this.flushing = false;
+        if (this.queue.some((p) => p.state === 'queued')) void this.run();
+      });
   }
 
   /** The requests still waiting, now taken into a flush (no longer abandoned on timeout). */
@@ -161,21 +205,84 @@ export class TableWriter {
   }
 
   private async flush(batch: Pending[]): Promise<void> {
-    const unkeyed = batch.filter((p) => p.req.token === undefined);
-    const keyed = batch.filter((p) => p.req.token !== undefined);
+    const unkeyed = batch.filter((p) => p.req.keyed === undefined);
+    const keyed = await this.claim(batch.filter((p) => p.req.keyed !== undefined));
     const jobs: (() => Promise<void>)[] = [];
     if (this.opts.mode === 'async_insert') for (const p of unkeyed) jobs.push(() => this.settle([p], undefined));
     else if (unkeyed.length > 0) jobs.push(() => this.settle(unkeyed, undefined));
-    for (const p of keyed) jobs.push(() => this.settle([p], p.req.token));
+    for (const p of keyed) jobs.push(() => this.settle([p], p.req.keyed?.token));
     let next = 0;
     const lanes = Array.from({ length: Math.min(KEYED_PARALLEL, jobs.length) }, async () => {
       while (next < jobs.length) await (jobs[next++] as () => Promise<void>)();
     });
     await Promise.all(lanes);
+    const answered = keyed.flatMap((p) => (p.answer && p.req.keyed ? [{ key: p.req.keyed.key, digest: p.req.keyed.digest, result: p.answer }] : []));
+    // A retry after this finds the answer; if it is not recorded, the retry is deduplicated by its token instead.
+    await this.opts.keys?.answeredAll(this.database, this.table, answered).catch(() => undefined);
+    for (const p of keyed) if (p.answer) p.resolve(p.answer);
+  }
+
+  /**
+   * Claim the keys of this flush's keyed requests (one insert, one read for all): a key taken by
+   * other events is a 422, an answered one gets its answer again; the rest are inserted. Two
+   * requests of the flush under one key: the later one follows the first (same events) or gets 422.
+   */
+  private async claim(keyed: Pending[]): Promise<(Pending & { answer?: WriteResult })[]> {
+    if (keyed.length === 0) return [];
+    const leaders = new Map<string, Pending>();
+    const followers: Pending[] = [];
+    for (const p of keyed) {
+      const k = p.req.keyed as NonNullable<WriteRequest['keyed']>;
+      const leader = leaders.get(k.key);
+      if (!leader) leaders.set(k.key, p);
+      else if (leader.req.keyed?.digest !== k.digest) p.reject(this.conflict(k.key));
+      else followers.push(p);
+    }
+    // A follower gets its leader's answer (the same events, so the same counts), as a replay.
+    for (const f of followers) {
+      const leader = leaders.get(f.req.keyed?.key ?? '') as Pending;
+      const resolve = leader.resolve;
+      const reject = leader.reject;
+      leader.resolve = (r) => {
+        resolve(r);
+        f.resolve({ ...r, replayed: true });
+      };
+      leader.reject = (e) => {
+        reject(e);
+        f.reject(e);
+      };
+    }
+    let claims: Map<string, KeyClaim>;
+    try {
+      if (!this.opts.keys) throw new Error('keyed requests need a key store');
+      claims = await this.opts.keys.claimAll(
+        this.database,
+        this.table,
+        [...leaders.values()].map((p) => ({ key: p.req.keyed?.key ?? '', digest: p.req.keyed?.digest ?? '' })),
+      );
+    } catch (e) {
+      for (const p of leaders.values()) p.reject(e);
+      return [];
+    }
+    const toInsert: Pending[] = [];
+    for (const [key, p] of leaders) {
+      const claim = claims.get(key) ?? { kind: 'new' };
+      if (claim.kind === 'conflict') p.reject(this.conflict(key));
+      else if (claim.kind === 'answered') p.resolve({ ...claim.result, replayed: true });
+      else toInsert.push(p);
+    }
+    return toInsert;
+  }
+
+  private conflict(key: string): BodyError {
+    return new BodyError(
+      422,
+      `the Idempotency-Key ${JSON.stringify(key.slice(0, 64))} was used for other events on DataSource ${this.opts.name ?? `${this.database}.${this.table}`}; send new events under a new key`,
+    );
   }
 
   /** Insert these requests' rows as one insert (under `token`, when keyed), then their quarantine entries; answer each. */
-  private async settle(group: Pending[], token: string | undefined): Promise<void> {
+  private async settle(group: (Pending & { answer?: WriteResult })[], token: string | undefined): Promise<void> {
     try {
       const items = group.flatMap((p, owner) => p.req.rows.map((r) => ({ ...r, owner })));
       const asyncInsert = this.opts.mode === 'async_insert';
@@ -203,7 +310,10 @@ export class TableWriter {
       }
       group.forEach((p, i) => {
         const quarantined = p.req.bad.length + (refusedBy[i]?.length ?? 0);
-        p.resolve({ successful_rows: p.req.rows.length - (refusedBy[i]?.length ?? 0), quarantined_rows: quarantined });
+        const result = { successful_rows: p.req.rows.length - (refusedBy[i]?.length ?? 0), quarantined_rows: quarantined };
+        // Keyed answers wait until the flush has recorded them.
+        if (token === undefined) p.resolve(result);
+        else p.answer = result;
       });
     } catch (e) {
       for (const p of group) p.reject(e);

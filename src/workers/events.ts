@@ -83,17 +83,6 @@ export class EventsApi {
    */
   async ingest(name: string, lines: BodyLine[], idempotencyKey?: string): Promise<IngestResult> {
     const { ds, target } = this.target(name);
-    let digest: string | undefined;
-    if (idempotencyKey !== undefined) {
-      digest = eventsDigest(lines);
-      const claim = await this.keys.claim(target.database, target.table, idempotencyKey, digest);
-      if (claim.kind === 'conflict')
-        throw new BodyError(
-          422,
-          `the Idempotency-Key ${JSON.stringify(idempotencyKey.slice(0, 64))} was used for other events on DataSource ${ds.metadata.name}; send new events under a new key`,
-        );
-      if (claim.kind === 'answered') return claim.result;
-    }
     const rows: { row: MappedRow; raw: string }[] = [];
     const bad: QuarantinedLine[] = [];
     for (const line of lines) {
@@ -105,8 +94,12 @@ export class EventsApi {
       if (r.ok) rows.push({ row: r.row, raw: line.text });
       else bad.push({ raw: line.text, error: r.error });
     }
-    const token = idempotencyKey === undefined ? undefined : eventsDedupToken(target.database, target.table, idempotencyKey, lines);
-    const result = await target.writer.write({ rows, bad, ...(token !== undefined ? { token } : {}) });
+    const keyed =
+      idempotencyKey === undefined
+        ? undefined
+        : { key: idempotencyKey, digest: eventsDigest(lines), token: eventsDedupToken(target.database, target.table, idempotencyKey, lines) };
+    const { replayed, ...result } = await target.writer.write({ rows, bad, ...(keyed ? { keyed } : {}) });
+    if (replayed) return result;
     const key = `${ds.metadata.namespace ?? 'default'}/${ds.metadata.name}`;
     const totals = this.totals.get(key) ?? { rows: 0, quarantined: 0 };
     totals.rows += result.successful_rows;
@@ -114,14 +107,6 @@ export class EventsApi {
     this.totals.set(key, totals);
     this.opts.metrics?.rows.inc({ datasource: ds.metadata.name }, result.successful_rows);
     this.opts.metrics?.quarantined.inc({ datasource: ds.metadata.name }, result.quarantined_rows);
-    if (idempotencyKey !== undefined && digest !== undefined) {
-      // A retry after this answer gets it again without inserting; if this write fails, the retry inserts under the token.
-      await this.keys
-        .answered(target.database, target.table, idempotencyKey, digest, result)
-        .catch((e: unknown) =>
-          this.log.warn('events: idempotency key not recorded as answered; a retry will be deduplicated by its token', { error: errorMessage(e) }),
-        );
-    }
     return result;
   }
 
@@ -164,6 +149,8 @@ export class EventsApi {
         new FenceParticipant(this.ch, FenceParticipant.newId(`${this.opts.writerId ?? 'events'}-${clickhouseName(ds.metadata.name)}`), [{ database, table }]),
         {
           maxWaitMs: this.opts.maxFenceWaitMs ?? MAX_FENCE_WAIT_MS,
+          keys: this.keys,
+          name: ds.metadata.name,
           ...(this.opts.mode ? { mode: this.opts.mode } : {}),
           ...(metrics
             ? {
