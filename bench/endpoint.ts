@@ -1,6 +1,9 @@
 // Endpoint benchmark: the example project's top_pages endpoint through `weir serve` next to the
 // same parameterised query sent straight to ClickHouse with @clickhouse/client, at the same
-// concurrency, in the same run (phases alternate: direct, weir, direct, weir, …).
+// concurrency, in the same run (phases alternate: direct, weir, direct, weir, …). The same endpoint
+// is also served with signed tokens (spec.auth.jwt; the tenant fixed by the token's weir.dev/params)
+// and timed in the same alternation, HS256 and ES256, so that the cost of JWT verification is the
+// difference to the static-token phases; an in-process loop times one verification by itself.
 //
 //   npm run build && npx tsx bench/endpoint.ts [--rows N] [--concurrency C] [--phase-s S] [--rounds R]
 //
@@ -23,14 +26,20 @@ import { connectClickHouse } from '../src/clickhouse/connection.js';
 import type { ProjectResource } from '../src/plan/graph.js';
 import { sleep } from '../src/runtime/backoff.js';
 import { createLogger } from '../src/runtime/log.js';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { compileEndpoint } from '../src/plan/endpoint/compile.js';
 import { querySettings } from '../src/workers/serve/handler.js';
+import { importSigningKeys, verifyJwt } from '../src/workers/serve/jwt.js';
 
 const WEIR = join(process.cwd(), 'dist/cli/main.js');
 const EXAMPLE = join(process.cwd(), 'manifests/examples/web-analytics');
 const DAY_MS = 86_400_000;
 const TENANTS = 50;
 const TOKEN = randomBytes(16).toString('hex');
+const HS_SECRET = randomBytes(32).toString('hex');
+const ISSUER = 'https://bench.example';
+const AUDIENCE = 'weir-bench';
+const SIGNING_SECRET = 'bench-signing';
 
 const { values: args } = parseArgs({
   options: {
@@ -100,8 +109,10 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+type Path = 'direct' | 'weir' | 'weir-hs256' | 'weir-es256';
+
 interface Phase {
-  path: 'direct' | 'weir';
+  path: Path;
   concurrency: number;
   requests: number;
   errors: number;
@@ -115,7 +126,7 @@ interface Phase {
 const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 /** Runs `one(i)` from CONCURRENCY loops for PHASE_MS; each call is one request, its latency recorded. */
-async function runPhase(path: Phase['path'], concurrency: number, one: (i: number) => Promise<void>, servePid?: number, phaseMs = PHASE_MS): Promise<Phase> {
+async function runPhase(path: Path, concurrency: number, one: (i: number) => Promise<void>, servePid?: number, phaseMs = PHASE_MS): Promise<Phase> {
   const latenciesMs: number[] = [];
   let errors = 0;
   let next = 0;
@@ -197,11 +208,36 @@ async function main(): Promise<void> {
     if (!endpoint || !pipe) throw new Error('the example project has no top-pages Endpoint and Pipe');
     const compiled = compileEndpoint(endpoint, pipe, database);
     if ('problem' in compiled) throw new Error(compiled.problem);
+    // The same Endpoint with signed tokens: the browser's token fixes the tenant.
+    const signedEndpoint: Endpoint = {
+      ...endpoint,
+      metadata: { ...endpoint.metadata, name: 'top-pages-signed' },
+      spec: { ...endpoint.spec, auth: { jwt: { secretRef: { name: SIGNING_SECRET }, issuer: ISSUER, audience: AUDIENCE } } },
+    };
+    const signed = compileEndpoint(signedEndpoint, pipe, database);
+    if ('problem' in signed) throw new Error(signed.problem);
     const config = join(work, 'endpoints.json');
-    writeFileSync(config, JSON.stringify({ endpoints: [compiled] }));
+    writeFileSync(config, JSON.stringify({ endpoints: [compiled, signed] }));
     const tokensDir = join(work, 'tokens');
     mkdirSync(join(tokensDir, compiled.auth?.tokensSecret ?? 'none'), { recursive: true });
     writeFileSync(join(tokensDir, compiled.auth?.tokensSecret ?? 'none', 'bench'), TOKEN);
+    const es = await generateKeyPair('ES256', { extractable: true });
+    const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(es.publicKey)), kid: 'es-1', alg: 'ES256' }] });
+    mkdirSync(join(tokensDir, SIGNING_SECRET), { recursive: true });
+    writeFileSync(join(tokensDir, SIGNING_SECRET, 'secret'), HS_SECRET);
+    writeFileSync(join(tokensDir, SIGNING_SECRET, 'jwks.json'), jwks);
+    const mint = (tenant: string, alg: 'HS256' | 'ES256', key: CryptoKey | Uint8Array) =>
+      new SignJWT({ 'weir.dev/endpoints': ['top_pages_signed'], 'weir.dev/params': { tenant } })
+        .setProtectedHeader({ alg, ...(alg === 'ES256' ? { kid: 'es-1' } : {}) })
+        .setSubject(`customer-${tenant}`)
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .setIssuedAt()
+        .setExpirationTime('2h')
+        .sign(key);
+    const hsKey = new TextEncoder().encode(HS_SECRET);
+    const hsTokens = await Promise.all(Array.from({ length: TENANTS }, (_, i) => mint(`t${i}`, 'HS256', hsKey)));
+    const esTokens = await Promise.all(Array.from({ length: TENANTS }, (_, i) => mint(`t${i}`, 'ES256', es.privateKey)));
     const serve = await startProcess(
       ['serve', '--config', config, '--port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--tokens-dir', tokensDir],
       (l) => l.message === 'endpoint server listening',
@@ -241,46 +277,51 @@ async function main(): Promise<void> {
       if (!body.includes('"rows": 10')) throw new Error(`direct: unexpected answer ${body.slice(0, 200)}`);
     };
     const agent = new Agent({ keepAlive: true, maxSockets: MAX_CONCURRENCY });
-    const viaWeir = (i: number) =>
+    const viaServe = (path: string, token: string) =>
       new Promise<void>((resolve, reject) => {
-        const req = request(
-          { host: '127.0.0.1', port: servePort, path: `/v0/pipes/top_pages.json?tenant=${tenant(i)}`, agent, headers: { authorization: `Bearer ${TOKEN}` } },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => {
-              const body = Buffer.concat(chunks).toString();
-              if (res.statusCode === 200 && body.includes('"rows": 10')) resolve();
-              else reject(new Error(`weir: ${res.statusCode} ${body.slice(0, 200)}`));
-            });
-            res.on('error', reject);
-          },
-        );
+        const req = request({ host: '127.0.0.1', port: servePort, path, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const body = Buffer.concat(chunks).toString();
+            if (res.statusCode === 200 && body.includes('"rows": 10')) resolve();
+            else reject(new Error(`weir: ${res.statusCode} ${body.slice(0, 200)}`));
+          });
+          res.on('error', reject);
+        });
         req.on('error', reject);
         req.end();
       });
+    const viaWeir = (i: number) => viaServe(`/v0/pipes/top_pages.json?tenant=${tenant(i)}`, TOKEN);
+    const viaHs256 = (i: number) => viaServe('/v0/pipes/top_pages_signed.json', hsTokens[i % TENANTS] ?? '');
+    const viaEs256 = (i: number) => viaServe('/v0/pipes/top_pages_signed.json', esTokens[i % TENANTS] ?? '');
+    const paths: [Path, (i: number) => Promise<void>][] = [
+      ['direct', viaDirect],
+      ['weir', viaWeir],
+      ['weir-hs256', viaHs256],
+      ['weir-es256', viaEs256],
+    ];
 
-    // Same answer both ways, before anything is timed.
-    await viaDirect(0);
-    await viaWeir(0);
+    // Same answer every way, before anything is timed.
+    for (const [, one] of paths) await one(0);
 
     // 5. Warm up both, then alternate timed phases.
     const phaseMs = PHASE_MS;
     log(`concurrency ${LEVELS.join(', ')}: ${ROUNDS} rounds of ${phaseMs / 1000} s per path, alternating`);
     // The one checked request above, then every phase's.
     let weirRequests = 1;
-    const warmups = [await runPhase('direct', MAX_CONCURRENCY, viaDirect, undefined, 2000), await runPhase('weir', MAX_CONCURRENCY, viaWeir, undefined, 2000)];
-    weirRequests += warmups[1]?.requests ?? 0;
+    weirRequests += paths.length - 1;
+    for (const [path, one] of paths) {
+      const warmup = await runPhase(path, MAX_CONCURRENCY, one, undefined, 2000);
+      if (path !== 'direct') weirRequests += warmup.requests + warmup.errors;
+    }
     const phases: Phase[] = [];
     for (const concurrency of LEVELS) {
       for (let r = 0; r < ROUNDS; r++) {
-        for (const [path, one] of [
-          ['direct', viaDirect],
-          ['weir', viaWeir],
-        ] as const) {
-          const phase = await runPhase(path, concurrency, one, path === 'weir' ? servePid : undefined);
+        for (const [path, one] of paths) {
+          const phase = await runPhase(path, concurrency, one, path !== 'direct' ? servePid : undefined);
           phases.push(phase);
-          if (path === 'weir') weirRequests += phase.requests + phase.errors;
+          if (path !== 'direct') weirRequests += phase.requests + phase.errors;
           log(`concurrency ${concurrency}, ${path}: ${(phase.requests / phase.seconds).toFixed(0)} req/s, ${phase.errors} errors`);
         }
       }
@@ -297,7 +338,7 @@ async function main(): Promise<void> {
     );
 
     // 6. Figures.
-    const summary = (path: Phase['path'], concurrency: number) => {
+    const summary = (path: Path, concurrency: number) => {
       const ps = phases.filter((p) => p.path === path && p.concurrency === concurrency);
       const all = ps.flatMap((p) => p.latenciesMs).sort((a, b) => a - b);
       const requests = ps.reduce((n, p) => n + p.requests, 0);
@@ -321,13 +362,54 @@ async function main(): Promise<void> {
     console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of LEVELS) {
       const d = summary('direct', c);
-      const w = summary('weir', c);
       const cells = (s: typeof d) => `${s.requests.toLocaleString('en')} | ${s.errors} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)}`;
       console.log(`| ${c} | direct (@clickhouse/client) | ${cells(d)} | | | | |`);
-      console.log(
-        `| ${c} | weir serve | ${cells(w)} | ${(w.rps / d.rps).toFixed(2)} | ${(w.p50 - d.p50).toFixed(2)} | ${(w.p99 - d.p99).toFixed(2)} | ${w.serveCpuPerRequestMs.toFixed(2)} |`,
-      );
+      for (const [path, label] of [
+        ['weir', 'weir serve, static token'],
+        ['weir-hs256', 'weir serve, JWT HS256'],
+        ['weir-es256', 'weir serve, JWT ES256'],
+      ] as const) {
+        const w = summary(path, c);
+        console.log(
+          `| ${c} | ${label} | ${cells(w)} | ${(w.rps / d.rps).toFixed(2)} | ${(w.p50 - d.p50).toFixed(2)} | ${(w.p99 - d.p99).toFixed(2)} | ${w.serveCpuPerRequestMs.toFixed(2)} |`,
+        );
+      }
     }
+    console.log('\nJWT verification per request, against the static token on the same endpoint (same run, phases alternating):');
+    console.log('| concurrency | algorithm | p50 with JWT ms | p50 static token ms | p50 overhead ms | weir serve CPU ms/request: JWT − static |');
+    console.log('|---:|---|---:|---:|---:|---:|');
+    for (const c of LEVELS) {
+      const w = summary('weir', c);
+      for (const [path, alg] of [
+        ['weir-hs256', 'HS256'],
+        ['weir-es256', 'ES256'],
+      ] as const) {
+        const j = summary(path, c);
+        console.log(
+          `| ${c} | ${alg} | ${j.p50.toFixed(2)} | ${w.p50.toFixed(2)} | ${(j.p50 - w.p50).toFixed(3)} | ${(j.serveCpuPerRequestMs - w.serveCpuPerRequestMs).toFixed(3)} |`,
+        );
+      }
+    }
+    // One verification by itself (jose's jwtVerify plus weir's key choice), in this process.
+    const { keys } = await importSigningKeys(
+      new Map([
+        ['secret', HS_SECRET],
+        ['jwks.json', jwks],
+      ]),
+    );
+    const settingsJwt = signed.auth?.jwt;
+    if (!settingsJwt) throw new Error('the signed endpoint has no jwt settings');
+    const perVerify = async (tokens: string[]) => {
+      const n = 5000;
+      for (let i = 0; i < 500; i++) await verifyJwt(tokens[i % TENANTS] ?? '', keys, settingsJwt);
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) {
+        const v = await verifyJwt(tokens[i % TENANTS] ?? '', keys, settingsJwt);
+        if (!v.ok) throw new Error(`bench token refused: ${v.error}`);
+      }
+      return ((performance.now() - t0) / n) * 1000;
+    };
+    console.log(`one verification in-process: HS256 ${(await perVerify(hsTokens)).toFixed(1)} µs, ES256 ${(await perVerify(esTokens)).toFixed(1)} µs`);
     console.log('\ngoals: weir/direct req/s ≥ 0.8, p50 overhead ≤ 2 ms');
     console.log(`weir serve RSS: idle ${idleRss.toFixed(0)} MiB, peak under load ${loadedRss.toFixed(0)} MiB`);
     console.log(`request log rows for the run: ${logged.toLocaleString('en')} of ${weirRequests.toLocaleString('en')} weir requests`);

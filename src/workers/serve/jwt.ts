@@ -56,7 +56,8 @@ export async function importSigningKeys(files: ReadonlyMap<string, string>): Pro
   const secret = files.get(HS256_SECRET_KEY);
   if (secret !== undefined) {
     if (Buffer.byteLength(secret) < 32) problems.push(`${HS256_SECRET_KEY}: an HS256 secret must be at least 32 bytes (RFC 7518 3.2)`);
-    else keys.push({ alg: 'HS256', key: new TextEncoder().encode(secret), source: HS256_SECRET_KEY });
+    // Imported once as a CryptoKey: jose would import raw bytes again on every verification.
+    else keys.push({ alg: 'HS256', key: await importJWK({ kty: 'oct', k: Buffer.from(secret).toString('base64url') }, 'HS256'), source: HS256_SECRET_KEY });
   }
   const jwksText = files.get(JWKS_KEY);
   if (jwksText !== undefined) {
