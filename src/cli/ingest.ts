@@ -70,7 +70,6 @@ export async function runIngest(flags: IngestFlags): Promise<void> {
     metrics,
     ...(process.env.POD_NAME ? { writerId: `ingest-${process.env.POD_NAME}` } : {}),
     ...(process.env.WEIR_KAFKA_SESSION_TIMEOUT_MS ? { sessionTimeoutMs: Number(process.env.WEIR_KAFKA_SESSION_TIMEOUT_MS) } : {}),
-    ...(process.env.WEIR_INGEST_MAPPING ? { mapping: ingestMapping(process.env.WEIR_INGEST_MAPPING) } : {}),
   });
   const health = await startHealthServer({
     port: flags.metricsPort,
@@ -100,10 +99,4 @@ export async function runIngest(flags: IngestFlags): Promise<void> {
   process.once('SIGINT', () => shutdown('SIGINT'));
   await worker.start();
   log.info('worker started', { metricsPort: health.port });
-}
-
-/** WEIR_INGEST_MAPPING: `auto` (ClickHouse maps the rows where the columns allow it) or `javascript` (the worker maps every message). */
-function ingestMapping(value: string): 'auto' | 'javascript' {
-  if (value === 'auto' || value === 'javascript') return value;
-  throw new Error(`WEIR_INGEST_MAPPING=${value}: use auto or javascript`);
 }

@@ -12,22 +12,7 @@ export interface OffsetRange {
   /** Inclusive, as decimal strings: Kafka offsets are 64-bit. */
   firstOffset: string;
   lastOffset: string;
-  /** How a recorded range was mapped (a replay maps it the same way); unset for a new batch. */
-  mapping?: BatchMapping;
 }
-
-/** Who mapped a batch's messages to rows: ClickHouse (an INSERT … SELECT) or the worker (JSONEachRow lines). */
-export type BatchMapping = 'clickhouse' | 'worker';
-
-const CLICKHOUSE_MAPPED = ' mapping=clickhouse';
-
-/**
- * The ledger's writer_id of a batch: the writer, and ` mapping=clickhouse` when ClickHouse maps it.
- * Ledger rows from before the SQL mapping carry the writer alone: the worker mapped them.
- */
-export const ledgerWriterId = (writerId: string, mapping: BatchMapping): string => (mapping === 'clickhouse' ? `${writerId}${CLICKHOUSE_MAPPED}` : writerId);
-
-export const mappingOfLedgerRow = (writerId: string): BatchMapping => (writerId.endsWith(CLICKHOUSE_MAPPED) ? 'clickhouse' : 'worker');
 
 export interface BatchLimits {
   maxRows: number;
