@@ -226,6 +226,7 @@ export async function runTest(flags: TestFlags): Promise<number> {
           console.error(`weir test: the scratch database ${db} was not dropped (${errorMessage(e)}); drop it by hand`);
         });
       }
+      if (ch && scratch.size > 0) await forgetScratch(ch, [...scratch]);
       await ch?.close().catch(() => undefined);
       await engine?.stop().catch(() => undefined);
       if (dataDir) rmSync(dataDir, { recursive: true, force: true });
@@ -435,6 +436,21 @@ export async function runTest(flags: TestFlags): Promise<number> {
     await cleanUp();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+/**
+ * Deletes what weir's own tables (weir.migrations, table_locks, fences, writers…) recorded of the
+ * scratch databases, so runs against a shared server leave nothing behind; best effort.
+ */
+async function forgetScratch(ch: ClickHouse, databases: string[]): Promise<void> {
+  try {
+    const tables = await ch.query<{ table: string }>("SELECT table FROM system.columns WHERE database = 'weir' AND name = 'database'");
+    for (const { table } of tables) {
+      await ch.command(`DELETE FROM weir.${quoteIdentifier(table)} WHERE has({dbs:Array(String)}, database)`, { params: { dbs: databases } });
+    }
+  } catch (e) {
+    console.error(`weir test: weir's bookkeeping rows of ${databases.join(', ')} were not deleted (${errorMessage(e)}); they hold no data`);
   }
 }
 

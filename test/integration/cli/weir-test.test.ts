@@ -277,6 +277,9 @@ describe('weir test --clickhouse URL', () => {
     expect(ok.stdout).toMatch(/^weir test: against http:\/\/127\.0\.0\.1:\d+, scratch database\(s\) weir_test_[0-9a-f]{8}_web$/m);
     expect(testLines(ok.stdout)).toEqual(EXAMPLE_TESTS);
     expect(await scratch()).toEqual([]);
+    // weir's bookkeeping of the run (its migration ledger, table locks, fences) is gone with it.
+    for (const table of ['migrations', 'table_locks', 'fences', 'writers'])
+      expect(await server.ch.query(`SELECT database FROM weir.${table} WHERE database LIKE 'weir\\_test\\_%'`), table).toEqual([]);
     // Nothing of the example landed in the database its namespace names.
     expect(await server.ch.query("SELECT name FROM system.databases WHERE name = 'web'")).toEqual([]);
 
