@@ -17,12 +17,6 @@
 //
 // Migrations: before each insert the worker passes the DataSource's fence (execute/fence.ts),
 // so the executor can hold every worker at a batch boundary while it swaps tables.
-//
-// Mapping: where the columns allow it (sql-mapping.ts), ClickHouse maps a batch: its raw messages
-// go into one `INSERT … SELECT`, and only the messages the SQL refuses are parsed here, by the
-// same mapper as the events API (their rows under the batch's token + ':js', their reasons to the
-// quarantine). How a batch was mapped is recorded with its ledger range, and a replay maps it the
-// same way, so its inserts form the same blocks under the same tokens.
 import { hostname } from 'node:os';
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import type { DataSource } from '../../api/datasource.js';
@@ -38,21 +32,9 @@ import { faultPoint } from '../../runtime/fault.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
 import { isolateRefused } from '../events.js';
 import { compileRowMapper, MAPPED_ROW_SETTINGS, type RowMapper } from '../rows.js';
-import {
-  cmpOffsets,
-  commitOffsetAfter,
-  dedupToken,
-  ledgerWriterId,
-  mappingOfLedgerRow,
-  PartitionBatcher,
-  rangesToReplay,
-  type BatchLimits,
-  type BatchMapping,
-  type OffsetRange,
-} from './batches.js';
+import { cmpOffsets, commitOffsetAfter, dedupToken, PartitionBatcher, rangesToReplay, type BatchLimits, type OffsetRange } from './batches.js';
 import { LineBuffer } from './lines.js';
 import type { IngestMetrics } from './metrics.js';
-import { compileSqlMapping, HEREDOC_TAG, insertStatement, isSqlMapping, refusedQuery, sqlMappingSettings, type SqlMapping } from './sql-mapping.js';
 
 export const DEFAULT_BATCH: BatchLimits = { maxRows: 100_000, maxBytes: 16 * 1024 * 1024, maxDelayMs: 1000 };
 
@@ -78,11 +60,6 @@ export interface IngestWorkerOptions {
    * (default 30 s; the broker bounds it by group.min/max.session.timeout.ms).
    */
   sessionTimeoutMs?: number;
-  /**
-   * `auto` (default): ClickHouse maps the batches when the columns allow it (sql-mapping.ts);
-   * `javascript`: the worker maps every message. A replayed batch is mapped as it was first.
-   */
-  mapping?: 'auto' | 'javascript';
 }
 
 /**
@@ -125,8 +102,6 @@ export class IngestWorker {
   private readonly topic: string;
   private readonly limits: BatchLimits;
   private readonly mapper: RowMapper;
-  /** The SQL mapping of the columns, when ClickHouse maps new batches. */
-  private readonly sql: SqlMapping | undefined;
   private readonly fence: FenceParticipant;
   private readonly consumer: Consumer;
   readonly writerId: string;
@@ -156,9 +131,6 @@ export class IngestWorker {
     this.topic = ingestion.kafka.topic;
     this.limits = { ...DEFAULT_BATCH, ...ingestion.batch };
     this.mapper = compileRowMapper(ds.spec.columns);
-    const sql = compileSqlMapping(ds.spec.columns);
-    this.sql = (opts.mapping ?? 'auto') === 'auto' && isSqlMapping(sql) ? sql : undefined;
-    if (!isSqlMapping(sql) && (opts.mapping ?? 'auto') === 'auto') opts.log.info('messages are mapped by the worker', { why: sql.reason });
     this.writerId = opts.writerId ?? FenceParticipant.newId(`ingest-${hostname()}`);
     this.fence = new FenceParticipant(
       opts.clickhouse,
@@ -231,14 +203,7 @@ export class IngestWorker {
     });
     const tick = Math.max(10, Math.min(250, Math.floor(this.limits.maxDelayMs / 4)));
     this.timer = setInterval(() => this.flushDue(), tick);
-    log.info('ingesting', {
-      topic: this.topic,
-      group: this.groupId,
-      table: `${this.database}.${this.table}`,
-      writer: this.writerId,
-      batch: this.limits,
-      mapping: this.sql ? 'clickhouse' : 'worker',
-    });
+    log.info('ingesting', { topic: this.topic, group: this.groupId, table: `${this.database}.${this.table}`, writer: this.writerId, batch: this.limits });
   }
 
   /** Flush what is buffered, commit it, leave the group and the fence. */
@@ -301,10 +266,9 @@ export class IngestWorker {
     const [ledger, progress] = await this.untilClickHouse(
       () =>
         Promise.all([
-          this.opts.clickhouse.query<{ first_offset: string; last_offset: string; mapping: string }>(
-            `SELECT first_offset, last_offset, any(writer_id) AS mapping FROM weir.ingest_batches
-             WHERE group_id = {g:String} AND topic = {t:String} AND partition = {p:Int32} AND last_offset >= {c:Int64}
-             GROUP BY first_offset, last_offset`,
+          this.opts.clickhouse.query<{ first_offset: string; last_offset: string }>(
+            `SELECT DISTINCT first_offset, last_offset FROM weir.ingest_batches
+             WHERE group_id = {g:String} AND topic = {t:String} AND partition = {p:Int32} AND last_offset >= {c:Int64}`,
             { params: { g: this.groupId, t: topic, p: partition, c: committed } },
           ),
           this.opts.clickhouse.query<{ rows: string; quarantined: string }>(
@@ -316,7 +280,7 @@ export class IngestWorker {
       'reading the ingest ledger',
     );
     const { ranges, anomalies } = rangesToReplay(
-      ledger.map((r) => ({ topic, partition, firstOffset: String(r.first_offset), lastOffset: String(r.last_offset), mapping: mappingOfLedgerRow(r.mapping) })),
+      ledger.map((r) => ({ topic, partition, firstOffset: String(r.first_offset), lastOffset: String(r.last_offset) })),
       committed,
     );
     for (const a of anomalies) this.opts.log.error('ingest ledger anomaly', { detail: a });
@@ -421,9 +385,8 @@ export class IngestWorker {
     const { range, messages, replayed } = taken;
     const started = performance.now();
     const token = dedupToken(this.groupId, range);
-    // A replay maps as the batch was first mapped; a new batch as configured.
-    const sql = replayed ? (range.mapping === 'clickhouse' ? this.replaySql(range) : undefined) : this.sql;
-    const mapping: BatchMapping = sql ? 'clickhouse' : 'worker';
+    // Mapped before the fence: a fence waits for no JSON parsing.
+    const { good, bad } = this.mapBatch(messages);
     const current = () => {
       if (state.generation !== this.generation && !final) throw new PartitionLost(`${state.topic}/${state.partition} was reassigned`);
     };
@@ -449,35 +412,27 @@ export class IngestWorker {
                 last_offset: Number(range.lastOffset),
                 database: this.database,
                 table: this.table,
-                writer_id: ledgerWriterId(this.writerId, mapping),
+                writer_id: this.writerId,
               },
             ]);
           }, 'writing the ingest ledger');
           faultPoint('IngestLedgerWritten');
         }
         const table = `${quoteIdentifier(this.database)}.${quoteIdentifier(this.table)}`;
-        // ClickHouse maps what its SQL takes; the worker maps the rest (all of it without SQL).
-        const { inserted: mappedByClickHouse, byWorker } = sql
-          ? await this.insertMappedByClickHouse(sql, table, messages, token, current)
-          : { inserted: 0, byWorker: messages };
-        const { good, bad } = this.mapBatch(byWorker);
         let inserted = 0;
         let refused: { item: number; error: string }[] = [];
         if (good.count > 0) {
-          // Under the batch's own token when the worker maps it all, as before the SQL mapping.
-          const linesToken = sql ? `${token}:js` : token;
           await this.untilClickHouse(async () => {
             current();
             ({ inserted, refused } = await isolateRefused(
               good.indices(),
               (items, dedup) =>
                 this.opts.clickhouse.insertLines(table, [good.text(items[0] ?? 0, items.at(-1) ?? 0)], { settings: { ...MAPPED_ROW_SETTINGS, ...dedup } }),
-              (t) => deduplicatedBy(this.opts.clickhouse, t ?? linesToken),
-              linesToken,
+              (t) => deduplicatedBy(this.opts.clickhouse, t ?? token),
+              token,
             ));
           }, 'inserting rows');
         }
-        inserted += mappedByClickHouse;
         faultPoint('IngestRowsInserted');
         const quarantine = [
           ...bad,
@@ -533,72 +488,6 @@ export class IngestWorker {
       }
       throw e;
     }
-  }
-
-  /**
-   * Insert the messages ClickHouse's SQL maps, under the batch's token, and return the others, in
-   * offset order. Which ones those are depends only on the bytes, so a replay splits the same way.
-   */
-  private async insertMappedByClickHouse(
-    sql: SqlMapping,
-    table: string,
-    messages: Message[],
-    token: string,
-    current: () => void,
-  ): Promise<{ inserted: number; byWorker: Message[] }> {
-    // A line each: messages with line breaks (pretty-printed JSON) or the heredoc tag are the worker's.
-    const sendable: Message[] = [];
-    let bytes = 0;
-    for (const m of messages) {
-      const v = m.value;
-      if (v === null || v.length === 0 || v.includes(0x0a) || v.includes(0x0d) || v.includes(HEREDOC_TAG)) continue;
-      sendable.push(m);
-      bytes += v.length + 1;
-    }
-    const refusedBySql = new Set<Message>();
-    if (sendable.length > 0) {
-      const body = Buffer.allocUnsafe(bytes);
-      let at = 0;
-      for (const m of sendable) {
-        at += (m.value as Buffer).copy(body, at);
-        body[at++] = 0x0a;
-      }
-      const lines = body.toString('utf8');
-      const settings = sqlMappingSettings(bytes);
-      const refused = await this.untilClickHouse(async () => {
-        current();
-        const rows = await this.opts.clickhouse.query<{ refused: (string | number)[] }>(refusedQuery(sql, lines), { settings });
-        return rows[0]?.refused ?? [];
-      }, 'mapping rows');
-      for (const i of refused) refusedBySql.add(sendable[Number(i)] as Message);
-      if (refused.length < sendable.length) {
-        await this.untilClickHouse(async () => {
-          current();
-          await this.opts.clickhouse.command(insertStatement(sql, table, lines), {
-            settings: { ...settings, ...(await deduplicatedBy(this.opts.clickhouse, token)) },
-          });
-        }, 'inserting rows');
-      }
-    }
-    if (sendable.length === messages.length && refusedBySql.size === 0) return { inserted: messages.length, byWorker: [] };
-    const sent = new Set(sendable);
-    const byWorker = messages.filter((m) => refusedBySql.has(m) || !sent.has(m));
-    return { inserted: messages.length - byWorker.length, byWorker };
-  }
-
-  /** The SQL mapping for a batch ClickHouse mapped before a restart, when the columns still allow one. */
-  private replaySql(range: OffsetRange): SqlMapping | undefined {
-    if (this.sql) return this.sql;
-    const sql = compileSqlMapping(this.opts.dataSource.spec.columns);
-    if (isSqlMapping(sql)) return sql;
-    this.opts.log.warn('a batch mapped by ClickHouse before a restart is replayed by the worker: the columns no longer allow the SQL mapping', {
-      topic: range.topic,
-      partition: range.partition,
-      from: range.firstOffset,
-      to: range.lastOffset,
-      why: sql.reason,
-    });
-    return undefined;
   }
 
   /** Map messages to JSONEachRow lines, written into one buffer as they are made; the others with their reasons. */

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clickhouseName, groupIdOf } from '../../../src/api/names.js';
 import type { ClickHouse } from '../../../src/clickhouse/connection.js';
 import { waitFor } from '../../env/wait.js';
-import { uniqueNamespace } from '../../fixtures/builders.js';
+import type { DataSource } from '../../../src/api/datasource.js';
+import { column, dataSource, inNamespace, uniqueNamespace, withColumns, withSortingKey, withSpec } from '../../fixtures/builders.js';
 import { count, runWeirApply, writeProject } from '../../fixtures/clickhouse.js';
 import {
   caughtUp,
@@ -115,6 +116,61 @@ describe('weir ingest', () => {
     await worker.kill('SIGTERM');
     expect(await worker.exited).toBe(0);
     await producer.disconnect();
+  });
+
+  it('quarantines the rows ClickHouse refuses in a batch, with their raw text, and inserts the others once', async () => {
+    // A Point passes the mapper as it came: ClickHouse judges it, and the batch is split to find the refused rows.
+    const name = `shapes-${randomBytes(3).toString('hex')}`;
+    const topic = `t-${name}`;
+    await createTopic(admin, topic, 1);
+    const ds = dataSource(
+      name,
+      inNamespace(NAMESPACE),
+      withColumns(column('id', 'String', { jsonPath: '$.id' }), column('at', 'Point', { jsonPath: '$.at' })),
+      withSortingKey('id'),
+      withSpec<DataSource>({ ingestion: { kafka: { bootstrapServers: [kafka.bootstrap], topic }, batch: { maxRows: 100, maxDelayMs: 100 } } }),
+    );
+    const applied = await runWeirApply(writeProject([ds]), clickhouse.url);
+    expect(applied.code, applied.out).toBe(0);
+    const values = [
+      { id: 'é-0', at: [1, 2] },
+      { id: 'ü-1', at: [3.5, -4] },
+      { id: 'x-2', at: 'nowhere' },
+      { id: '😀-3', at: [5, 6] },
+      '{"id": "bad json',
+      { id: 'x-5', at: [7, 8] },
+      { id: 'x-6', at: { lat: 1 } },
+      { id: 'x-7', at: [9, 10] },
+    ].map((v) => (typeof v === 'string' ? v : JSON.stringify(v)));
+    const producer = kafkaClient(kafka.bootstrap).producer();
+    await producer.connect();
+    await producer.send({ topic, messages: values.map((value) => ({ value })) });
+    await producer.disconnect();
+    const worker = await ingester(writeConfig(ds));
+    await caughtUp(admin, groupIdOf(ds), topic);
+    const table = `${DB}.${name.replace(/-/g, '_')}`;
+    const rows = await ch.query<{ id: string; x: number; y: number }>(`SELECT id, at.1 AS x, at.2 AS y FROM ${table} ORDER BY id`);
+    expect(rows).toEqual(
+      [
+        { id: 'é-0', x: 1, y: 2 },
+        { id: 'ü-1', x: 3.5, y: -4 },
+        { id: '😀-3', x: 5, y: 6 },
+        { id: 'x-5', x: 7, y: 8 },
+        { id: 'x-7', x: 9, y: 10 },
+      ].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+    );
+    const quarantined = await ch.query<{ raw: string; error: string; offset: string }>(`SELECT raw, error, offset FROM ${table}_quarantine ORDER BY offset`);
+    expect(quarantined.map((q) => [Number(q.offset), q.raw])).toEqual([
+      [2, values[2]],
+      [4, values[4]],
+      [6, values[6]],
+    ]);
+    expect(quarantined.every((q) => q.error.length > 0)).toBe(true);
+    expect(quarantined[1]?.error).toMatch(/JSON/i);
+    expect(await worker.metric('weir_ingest_rows_total')).toBe(5);
+    expect(await worker.metric('weir_ingest_quarantined_rows_total')).toBe(3);
+    await worker.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
   });
 
   it('inserts every message exactly once while the worker is SIGKILLed again and again', async () => {
