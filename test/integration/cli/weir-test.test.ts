@@ -260,6 +260,29 @@ describe('weir test --from: the migration itself', () => {
   });
 });
 
+describe('weir test --from: a change that loses rows', () => {
+  it('fails the row check with how many were lost, and exits 1', async () => {
+    // A TTL that every fixture row is past: applied in place (MODIFY TTL), ClickHouse deletes them.
+    const next = copyOfExample();
+    const ds = join(next, 'datasources.yaml');
+    writeFileSync(ds, readFileSync(ds, 'utf8').replace('ttl: "toDateTime(timestamp) + INTERVAL 180 DAY"', 'ttl: "toDateTime(timestamp) - INTERVAL 100 YEAR"'));
+    const r = await weirTest('-f', next, '--from', EXAMPLE, '--filter', 'every fixture line');
+    expect(r.code).toBe(1);
+    const out = r.stdout.replace(/ \(\d+ ms\)/g, '');
+    expect(out).toContain(
+      [
+        `✗ migration from ${EXAMPLE}: page_views keeps its 18 fixture row(s) and 3 quarantined line(s)`,
+        '    web.page_views held 18 row(s) before the migration and 0 after: 18 lost',
+        `✓ migration from ${EXAMPLE}: page_views_daily keeps its 16 row(s)`,
+        `✗ ${next}/tests/page_views.yaml: every fixture line landed once or was quarantined`,
+        '    the assertion returned 1 row(s); it passes when it returns none:',
+        '    + {landed: "0", quarantined: "3"}',
+      ].join('\n'),
+    );
+    expect(out).toMatch(/^1 passed, 2 failed, 8 not selected by --filter in /m);
+  });
+});
+
 describe('weir test --clickhouse URL', () => {
   let server: TestClickHouse;
   beforeAll(async () => {
