@@ -18,7 +18,7 @@ import { join, relative, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import type { DataSource } from '../api/datasource.js';
-import type { Endpoint } from '../api/endpoint.js';
+import type { Endpoint, Format } from '../api/endpoint.js';
 import { clickhouseName, databaseOf, namespaceDatabase, resourceName, tableOf } from '../api/names.js';
 import { formatValidationError } from '../api/validate.js';
 import { connectClickHouse, type ClickHouse } from '../clickhouse/connection.js';
@@ -396,7 +396,10 @@ export async function runTest(flags: TestFlags): Promise<number> {
     const updates = new Map<string, Map<number, Row[]>>();
     for (const c of selected) {
       const started = performance.now();
-      const outcome = c.kind === 'endpoint' ? await runEndpointCase(base, c, capture.detail, flags.update === true) : await runSqlCase(conn, c, sqlDatabase);
+      const outcome =
+        c.kind === 'endpoint'
+          ? await runEndpointCase(base, c, endpoints.served.get(clickhouseName(c.endpoint))?.formats, capture.detail, flags.update === true)
+          : await runSqlCase(conn, c, sqlDatabase);
       if (outcome.update) {
         const perFile = updates.get(c.file) ?? new Map<number, Row[]>();
         perFile.set(c.index, outcome.update);
@@ -464,8 +467,16 @@ interface CaseOutcome {
 
 const INDENT = '    ';
 
-async function runEndpointCase(base: string, c: EndpointCase, detail: ReadonlyMap<string, string>, update: boolean): Promise<CaseOutcome> {
-  const url = `${base}/v0/pipes/${clickhouseName(c.endpoint)}.json${queryString(c.params)}`;
+async function runEndpointCase(
+  base: string,
+  c: EndpointCase,
+  formats: readonly Format[] | undefined,
+  detail: ReadonlyMap<string, string>,
+  update: boolean,
+): Promise<CaseOutcome> {
+  // The JSON format's rows; an endpoint served as NDJSON but not JSON gives the same rows a line each.
+  const format = formats !== undefined && !formats.includes('json') && formats.includes('ndjson') ? 'ndjson' : 'json';
+  const url = `${base}/v0/pipes/${clickhouseName(c.endpoint)}.${format}${queryString(c.params)}`;
   let status: number;
   let body: { data?: Row[]; error?: string; request_id?: string } = {};
   try {
@@ -473,7 +484,15 @@ async function runEndpointCase(base: string, c: EndpointCase, detail: ReadonlyMa
     status = res.status;
     const text = await res.text();
     try {
-      body = JSON.parse(text) as typeof body;
+      body =
+        status === 200 && format === 'ndjson'
+          ? {
+              data: text
+                .split('\n')
+                .filter((l) => l.trim() !== '')
+                .map((l) => JSON.parse(l) as Row),
+            }
+          : (JSON.parse(text) as typeof body);
     } catch {
       body = { error: text.slice(0, 500) };
     }
