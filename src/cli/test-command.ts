@@ -260,6 +260,7 @@ export async function runTest(flags: TestFlags): Promise<number> {
       return 1;
     }
     const selected = cases.filter((c) => matchesFilter(c, flags.filter));
+    if (cases.length === 0) console.error(`warning: no test cases in ${join(flags.filename, 'tests')} (tests/*.yaml); see docs/testing.md for the format`);
 
     // The engine: embedded, or scratch databases of a live server.
     const engineStarted = performance.now();
