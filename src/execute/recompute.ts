@@ -3,14 +3,14 @@
 // recompute interrupted after its swap. Resumable state machines whose progress is kept in
 // weir.migrations under the view's name.
 import { deduplicationOff } from '../clickhouse/dedup.js';
-import { chunkWhere, planChunks } from '../plan/chunks.js';
+import { chunkWhere, planChunks, stagedResume } from '../plan/chunks.js';
 import { decodeMarker, encodeMarker, type TableRef } from '../plan/catalog.js';
 import { RECOMPUTE_TABLE_SUFFIX, VIEW_MARKER_PREFIX, viewMarker, type PipeStep } from '../plan/pipe-plan.js';
 import { embedSql, qualified, quoteIdentifier, quoteString } from '../plan/sql.js';
 import { faultPoint } from '../runtime/fault.js';
 import { BACKFILL_SETTINGS, type StepContext } from './context.js';
 import { withFence } from './fence.js';
-import { activeMigration, newMigration, record, type MigrationRow } from './ledger.js';
+import { activeMigration, chunkPlan, newMigration, record, recordChunkDone, recordChunkPlan, type MigrationRow } from './ledger.js';
 import { activeParts, assertCreated, comment, exists, markerVersion, maxBlock } from './probes.js';
 import { settleOrphans } from './orphans.js';
 import { ensureSystemTables } from './system-tables.js';
@@ -85,7 +85,7 @@ export async function createView(cx: StepContext, step: CreateViewStep): Promise
     m = result;
   }
   if (m.state === 'ViewCreated') {
-    await stageBackfill(cx, step, step.target, JSON.parse(m.detail) as string[], m);
+    m = await stageBackfill(cx, step, step.target, JSON.parse(m.detail) as string[], m);
     faultPoint('Staged');
     m = await record(ch, { ...m, state: 'Staged' });
   }
@@ -144,7 +144,7 @@ export async function recomputeView(cx: StepContext, step: RecomputeViewStep): P
     m = result;
   }
   if (m.state === 'ViewCreated') {
-    await stageBackfill(cx, step, tmpRef, JSON.parse(m.detail) as string[], m);
+    m = await stageBackfill(cx, step, tmpRef, JSON.parse(m.detail) as string[], m);
     faultPoint('Staged');
     m = await record(ch, { ...m, state: 'Staged' });
   }
@@ -201,19 +201,32 @@ export const viewChunkQueryId = (m: Pick<MigrationRow, 'id'>, index: number): st
 
 /**
  * Backfill `into` from the view query over the sources' rows up to the recorded blocks, into a
- * fresh staging copy (redone from scratch after a crash). The first source (the table a
- * `FROM … JOIN` view is triggered by) is read in chunks planned from its active parts, as a
- * copy-and-swap backfill is: one INSERT per chunk, the chunk's predicate added to that source's
- * `additional_table_filters`. A materialized view sees each insert block on its own too, so an
- * aggregate target stays exact, and a GROUP BY holds one chunk's groups, not the whole source's.
+ * staging copy. The first source (the table a `FROM … JOIN` view is triggered by) is read in
+ * chunks planned from its active parts, as a copy-and-swap backfill is: one INSERT per chunk, the
+ * chunk's predicate added to that source's `additional_table_filters`. A materialized view sees
+ * each insert block on its own too, so an aggregate target stays exact, and a GROUP BY holds one
+ * chunk's groups, not the whole source's.
+ *
+ * The plan is kept in weir.migration_chunks and each chunk recorded with the staging table's
+ * highest block once it landed; merges of the staging table are stopped, so after a crash the
+ * parts the chunk in flight left are exactly those above that block: they are dropped and the
+ * backfill goes on from that chunk (stagedResume). When that cannot be told apart (a merge after
+ * a server restart), the staging table starts again empty.
  */
-async function stageBackfill(cx: StepContext, step: CreateViewStep | RecomputeViewStep, into: TableRef, blocks: string[], m: MigrationRow): Promise<void> {
+async function stageBackfill(
+  cx: StepContext,
+  step: CreateViewStep | RecomputeViewStep,
+  into: TableRef,
+  blocks: string[],
+  m: MigrationRow,
+): Promise<MigrationRow> {
   const { ch } = cx;
-  const staging = qualified(into.database, `${into.table}__weir_backfill`);
+  const stagingRef = { database: into.database, table: `${into.table}__weir_backfill` };
+  const staging = qualified(stagingRef.database, stagingRef.table);
   const inDb = { database: step.database };
   const filter = (s: TableRef, where: string) => `${quoteString(`${s.database}.${s.table}`)}: ${quoteString(where)}`;
   const upTo = (i: number) => `_block_number <= ${blocks[i] ?? '0'}`;
-  // Statements an earlier attempt left running on the server would race the fresh staging table.
+  // Statements an earlier attempt left running on the server would race the staging table.
   const prefix = `${m.id}-v`;
   const orphans = await ch.query<{ query_id: string }>('SELECT query_id FROM system.processes WHERE startsWith(query_id, {p:String})', {
     params: { p: prefix },
@@ -224,19 +237,36 @@ async function stageBackfill(cx: StepContext, step: CreateViewStep | RecomputeVi
       orphans.map((o) => o.query_id),
       cx.log,
     );
-  await ch.command(`DROP TABLE IF EXISTS ${staging}`);
-  await ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
-  const cols = (await ch.query<{ name: string }>(`DESCRIBE TABLE (${embedSql(step.query)})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
   const [first, ...rest] = step.sources;
-  const chunks = first ? planChunks(await activeParts(ch, first), Number(blocks[0] ?? '0'), cx.backfill.chunkRows) : [];
-  const rowsTotal = chunks.reduce((s, c) => s + c.rows, 0);
-  cx.hooks?.onProgress?.(step, 'Backfilling', { chunks: chunks.length, rowsTotal });
-  cx.log.info('view backfill planned', { view: `${step.database}.${step.view}`, migration: m.id, chunks: chunks.length, rowsTotal });
+  let ledger = m.chunk_plan !== '' && (await exists(ch, stagingRef.database, stagingRef.table)) ? await chunkPlan(ch, m.id, m.chunk_plan) : [];
+  if (ledger.length > 0) await ch.command(`SYSTEM STOP MERGES ${staging}`);
+  const resume = stagedResume(ledger, ledger.length > 0 ? await activeParts(ch, stagingRef) : []);
+  if (resume) {
+    for (const part of resume.drop) await ch.command(`ALTER TABLE ${staging} DROP PART ${quoteString(part.name)}`);
+    cx.log.info('view backfill resumed', {
+      view: `${step.database}.${step.view}`,
+      migration: m.id,
+      chunk: resume.from + 1,
+      chunks: ledger.length,
+      dropped: resume.drop.length,
+    });
+  } else {
+    await ch.command(`DROP TABLE IF EXISTS ${staging}`);
+    await ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
+    await ch.command(`SYSTEM STOP MERGES ${staging}`);
+    const chunks = first ? planChunks(await activeParts(ch, first), Number(blocks[0] ?? '0'), cx.backfill.chunkRows) : [];
+    m = await record(ch, { ...m, chunk_plan: await recordChunkPlan(ch, m.id, chunks) });
+    ledger = chunks.map((chunk) => ({ chunk, done: false, nextBlock: '0' }));
+  }
+  const cols = (await ch.query<{ name: string }>(`DESCRIBE TABLE (${embedSql(step.query)})`, inDb)).map((c) => quoteIdentifier(c.name)).join(', ');
+  const rowsTotal = ledger.reduce((s, c) => s + c.chunk.rows, 0);
+  cx.hooks?.onProgress?.(step, 'Backfilling', { chunks: ledger.length, rowsTotal });
+  cx.log.info('view backfill planned', { view: `${step.database}.${step.view}`, migration: m.id, chunks: ledger.length, rowsTotal });
   const settings = { ...BACKFILL_SETTINGS, ...(await groupBySpill(ch)), ...(await deduplicationOff(ch)) };
   const others = rest.map((s, i) => filter(s, upTo(i + 1)));
-  let rowsRead = 0;
-  let lastQuarter = 0;
-  for (const chunk of chunks) {
+  let rowsRead = ledger.filter((c) => c.done).reduce((s, c) => s + c.chunk.rows, 0);
+  let lastQuarter = Math.floor((rowsTotal > 0 ? (100 * rowsRead) / rowsTotal : 100) / 25);
+  for (const { chunk } of ledger.filter((c) => !c.done)) {
     const filters = [filter(first as TableRef, `${upTo(0)} AND ${chunkWhere(chunk)}`), ...others];
     await ch.command(
       `INSERT INTO ${staging} (${cols}) SELECT ${cols} FROM (${embedSql(step.query)}) SETTINGS additional_table_filters = {${filters.join(', ')}}`,
@@ -247,14 +277,17 @@ async function stageBackfill(cx: StepContext, step: CreateViewStep | RecomputeVi
       },
     );
     faultPoint('ViewChunkStaged');
+    faultPoint(`ViewChunkStaged@${chunk.index + 1}`);
+    await recordChunkDone(ch, m.id, m.chunk_plan, chunk, ledger.length, await maxBlock(ch, stagingRef), 0);
     rowsRead += chunk.rows;
     // A milestone (an Event) at every quarter, not at every chunk.
     const percent = rowsTotal > 0 ? (100 * rowsRead) / rowsTotal : 100;
     const quarter = Math.floor(percent / 25);
-    if (quarter > lastQuarter && chunk.index + 1 < chunks.length)
-      cx.hooks?.onProgress?.(step, 'Backfilling', { percent: quarter * 25, chunk: chunk.index + 1, chunks: chunks.length, rowsRead, rowsTotal });
+    if (quarter > lastQuarter && chunk.index + 1 < ledger.length)
+      cx.hooks?.onProgress?.(step, 'Backfilling', { percent: quarter * 25, chunk: chunk.index + 1, chunks: ledger.length, rowsRead, rowsTotal });
     lastQuarter = Math.max(lastQuarter, quarter);
   }
+  return m;
 }
 
 /**

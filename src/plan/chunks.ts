@@ -181,3 +181,31 @@ export function partsRangeWhere(partNames: readonly string[], after: number | st
   if (partNames.length === 0) return '0';
   return `_part IN (${partNames.map(quoteString).join(', ')}) AND _block_number > ${after} AND _block_number <= ${upTo}`;
 }
+
+/** A planned chunk's state in the ledger, as resuming needs it. */
+export interface ChunkState {
+  done: boolean;
+  /** The staging table's highest block once the chunk landed ('0' while not done). */
+  nextBlock: string;
+}
+
+/**
+ * Where a staged backfill (chunks inserted one by one into a staging table whose merges are
+ * stopped) resumes after a crash: the first chunk not done, and the staging parts the chunk in
+ * flight left (every block above the last done chunk's) to drop first. Undefined when it cannot
+ * resume and must start again from an empty staging table: no plan, chunks not done in order, or
+ * a part that holds blocks of both sides (merged after a restart of the server, which forgets that
+ * merges were stopped), since a merged aggregate row cannot be split again.
+ */
+export function stagedResume<P extends Pick<PartInfo, 'minBlock' | 'maxBlock'>>(
+  ledger: readonly ChunkState[],
+  parts: readonly P[],
+): { from: number; drop: P[] } | undefined {
+  if (ledger.length === 0) return undefined;
+  const todo = ledger.findIndex((c) => !c.done);
+  const from = todo === -1 ? ledger.length : todo;
+  if (ledger.slice(from).some((c) => c.done)) return undefined;
+  const kept = from === 0 ? 0 : Number(ledger[from - 1]?.nextBlock ?? '0');
+  if (parts.some((p) => p.minBlock <= kept && p.maxBlock > kept)) return undefined;
+  return { from, drop: parts.filter((p) => p.minBlock > kept) };
+}

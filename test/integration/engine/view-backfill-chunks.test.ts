@@ -156,4 +156,29 @@ describe('a materialized Pipe backfilled in chunks', () => {
     expect(await count(server.ch, `SELECT countMerge(views) AS n FROM ${db}.page_views_daily`)).toBe(rows);
     expect(await rollupMismatches(server.ch, db)).toBe(0);
   });
+
+  it('an apply SIGKILLed after the third of six view chunks landed, before it was recorded, resumes at that chunk: its parts dropped, the rollup exact', async () => {
+    const ns = uniqueNamespace('mvresume');
+    const db = ns.replace(/-/g, '_');
+    await applyProject(server.ch, withoutRollup(ns), { log });
+    await fill(db);
+    const dir = writeProject(withRollup(ns));
+    // Killed after chunk 3's INSERT landed and before it was recorded: the rerun must drop its parts and redo it.
+    const crashed = await runWeirApply(dir, server.url, { WEIR_FAULT_AT: 'ViewChunkStaged@3', WEIR_BACKFILL_CHUNK_ROWS: '400' });
+    expect(crashed.signal, crashed.out).toBe('SIGKILL');
+    const staged = await count(server.ch, `SELECT countMerge(views) AS n FROM ${db}.page_views_daily__weir_backfill`);
+    // Chunks 1-3 (700 + 150 + the first 400-row range of the big month) are in the staging table.
+    expect(staged).toBeGreaterThan(0);
+    const resumed = await runWeirApply(dir, server.url, { WEIR_BACKFILL_CHUNK_ROWS: '400' });
+    expect(resumed.code, resumed.out).toBe(0);
+    // It went on from the chunk in flight, not from the start, and dropped what that chunk had left.
+    const line = resumed.out.split('\n').find((l) => l.includes('view backfill resumed'));
+    expect(line, resumed.out).toBeDefined();
+    const entry = JSON.parse(line ?? '{}') as { chunk: number; chunks: number; dropped: number };
+    expect({ chunk: entry.chunk, chunks: entry.chunks }).toEqual({ chunk: 3, chunks: 6 });
+    expect(entry.dropped).toBeGreaterThan(0);
+    expect(await count(server.ch, `SELECT countMerge(views) AS n FROM ${db}.page_views_daily`)).toBe(TOTAL);
+    expect(await rollupMismatches(server.ch, db)).toBe(0);
+    expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND name LIKE '%weir_backfill%'`)).toBe(0);
+  });
 });

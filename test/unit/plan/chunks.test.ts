@@ -9,6 +9,7 @@ import {
   planChunks,
   rowsAfterBlock,
   rowsInRange,
+  stagedResume,
   type BackfillChunk,
   type PartInfo,
 } from '../../../src/plan/chunks.js';
@@ -205,5 +206,41 @@ describe('the parts the fenced delta reads', () => {
     expect(partsInRange(parts, 5, 12).map((p) => p.name)).toEqual(['a_1_10_1', 'a_11_11_0', 'b_12_12_0']);
     expect(partsRangeWhere(['a_11_11_0', 'b_12_12_0'], 10, 12)).toBe("_part IN ('a_11_11_0', 'b_12_12_0') AND _block_number > 10 AND _block_number <= 12");
     expect(partsRangeWhere([], 10, 12)).toBe('0');
+  });
+});
+
+describe('stagedResume (a view backfill resumed after a crash)', () => {
+  const part = (name: string, minBlock: number, maxBlock: number) => ({ name, minBlock, maxBlock });
+  const done = (nextBlock: number) => ({ done: true, nextBlock: String(nextBlock) });
+  const todo = { done: false, nextBlock: '0' };
+
+  it('goes on at the first chunk not done, dropping the parts the chunk in flight left', () => {
+    const parts = [part('a', 1, 1), part('b', 2, 3), part('c', 4, 4), part('d', 5, 5)];
+    expect(stagedResume([done(1), done(3), todo, todo], parts)).toEqual({ from: 2, drop: [part('c', 4, 4), part('d', 5, 5)] });
+  });
+
+  it('drops nothing when the crash came between a chunk landing and the next one starting', () => {
+    expect(stagedResume([done(2), todo], [part('a', 1, 2)])).toEqual({ from: 1, drop: [] });
+  });
+
+  it('starts at chunk 0, dropping every part, when no chunk was recorded', () => {
+    expect(stagedResume([todo, todo], [part('a', 1, 1)])).toEqual({ from: 0, drop: [part('a', 1, 1)] });
+  });
+
+  it('has nothing left to do when every chunk is done', () => {
+    expect(stagedResume([done(1), done(2)], [part('a', 1, 2)])).toEqual({ from: 2, drop: [] });
+  });
+
+  it('keeps parts merged within the recorded chunks', () => {
+    expect(stagedResume([done(2), done(4), todo], [part('all_1_4_1', 1, 4), part('e', 5, 6)])).toEqual({ from: 2, drop: [part('e', 5, 6)] });
+  });
+
+  it('cannot resume when a part holds blocks of a recorded chunk and of the one in flight (merged after a restart)', () => {
+    expect(stagedResume([done(2), todo], [part('all_1_3_1', 1, 3)])).toBeUndefined();
+  });
+
+  it('cannot resume without a plan, or with chunks not done in order', () => {
+    expect(stagedResume([], [])).toBeUndefined();
+    expect(stagedResume([todo, done(2)], [])).toBeUndefined();
   });
 });
