@@ -15,6 +15,7 @@ import {
   withEngine,
   withParams,
   withSortingKey,
+  withSpec,
 } from '../../fixtures/builders.js';
 import { waitFor } from '../../env/wait.js';
 import { createNamespace, createResource, exampleResources, getResource, kubectl, rejection, testKubeConfig } from '../../fixtures/kube.js';
@@ -105,6 +106,17 @@ describe('invalid resources are rejected with the field named', () => {
       'a required Endpoint param with a default',
       () => endpoint('req-default', 'top-pages', withParams({ name: 'limit', required: true, default: 10 })),
       /spec\.params\[0\]\.default: Invalid value: .*a required parameter cannot have a default/,
+    ],
+    [
+      'Endpoint auth with neither static nor signed tokens',
+      () => endpoint('no-auth', 'top-pages', withSpec({ auth: {} })),
+      /spec\.auth: Invalid value: .*auth needs tokensSecretRef \(static tokens\), jwt \(signed tokens\), or both/,
+    ],
+    [
+      'a signed-token algorithm off the allow-list',
+      () =>
+        endpoint('alg-none', 'top-pages', withSpec({ auth: { jwt: { secretRef: { name: 's' }, issuer: 'i', audience: 'a', algorithms: ['none' as never] } } })),
+      /spec\.auth\.jwt\.algorithms\[0\]: Unsupported value: "none"/,
     ],
   ];
 
