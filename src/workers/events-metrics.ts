@@ -1,5 +1,5 @@
 // Metrics of the events API (weir events pods, and weir dev when it has a registry).
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export class EventsMetrics {
   readonly requests: Counter<'datasource' | 'status'>;
@@ -8,6 +8,7 @@ export class EventsMetrics {
   readonly insertDuration: Histogram<'datasource'>;
   readonly fenceWait: Histogram<'datasource'>;
   readonly bodyBytes: Histogram<'datasource'>;
+  readonly longestFenceWait: Gauge<'datasource'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -48,6 +49,12 @@ export class EventsMetrics {
       help: 'Request body size as received (before decoding).',
       labelNames: ['datasource'] as const,
       buckets: [256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864],
+      registers,
+    });
+    this.longestFenceWait = new Gauge({
+      name: 'weir_events_longest_fence_wait_seconds',
+      help: 'The longest a flush waited at a migration fence since the process started.',
+      labelNames: ['datasource'] as const,
       registers,
     });
   }

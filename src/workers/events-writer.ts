@@ -96,6 +96,8 @@ export class TableWriter {
   /** When a flush last asked for fences (performance.now()); flushes within FENCE_CHECK_MS of it do not ask again. */
   private fenceCheckedAt = -Infinity;
   private readonly idleTimer: NodeJS.Timeout;
+  /** Answers of keyed requests being recorded (in order, one insert per flush). */
+  private recording: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly ch: ClickHouse,
@@ -137,8 +139,10 @@ export class TableWriter {
     return this.queue.length;
   }
 
-  close(): void {
+  /** Stop heartbeating; resolves once the answers being recorded are in. */
+  async close(): Promise<void> {
     clearInterval(this.idleTimer);
+    await this.recording;
   }
 
   private async run(): Promise<void> {
@@ -217,9 +221,11 @@ export class TableWriter {
     });
     await Promise.all(lanes);
     const answered = keyed.flatMap((p) => (p.answer && p.req.keyed ? [{ key: p.req.keyed.key, digest: p.req.keyed.digest, result: p.answer }] : []));
-    // A retry after this finds the answer; if it is not recorded, the retry is deduplicated by its token instead.
-    await this.opts.keys?.answeredAll(this.database, this.table, answered).catch(() => undefined);
     for (const p of keyed) if (p.answer) p.resolve(p.answer);
+    // Recorded after answering, off the flush's path: a retry that comes before the record is in
+    // (or after it failed) is deduplicated by its token instead, and lands once all the same.
+    const keys = this.opts.keys;
+    if (keys && answered.length > 0) this.recording = this.recording.then(() => keys.answeredAll(this.database, this.table, answered).catch(() => undefined));
   }
 
   /**

@@ -123,7 +123,7 @@ export class EventsApi {
   /** Stop being a writer the migration executor waits for. */
   async close(): Promise<void> {
     for (const t of this.targets.values()) {
-      t.writer.close();
+      await t.writer.close();
       await t.writer.fence.leave().catch(() => undefined);
     }
   }
@@ -157,6 +157,7 @@ export class EventsApi {
                 onFlush: (f) => {
                   metrics.insertDuration.observe(label, f.insertMs / 1000);
                   metrics.fenceWait.observe(label, f.fenceWaitMs / 1000);
+                  metrics.longestFenceWait.set(label, writer.fence.longestPauseMs / 1000);
                 },
               }
             : {}),

@@ -23,7 +23,7 @@ import { compiled, writeServeConfig, type ServeProcess } from '../fixtures/serve
 import type { Condition } from './conditions.js';
 import { EndpointReader, readEndpoint } from './reader.js';
 import { dataSourceOf, type MatrixRow, type RowContext } from './rows.js';
-import { EventsWriter, KafkaWriter, type MatrixWriter } from './writers.js';
+import { EventsWriter, HttpEventsWriter, KafkaWriter, type MatrixWriter } from './writers.js';
 
 /** What the matrix shares across cells: one ClickHouse process, one `weir serve`, one Kafka broker. */
 export interface MatrixEnv {
@@ -274,6 +274,11 @@ const tail = (out: string): string => out.trim().split('\n').slice(-3).join(' | 
 async function openWriter(env: MatrixEnv, row: MatrixRow, ctx: RowContext, before: ProjectResource[]): Promise<MatrixWriter> {
   const ds = dataSourceOf(before, 'page-views');
   if (row.writer === 'events') return new EventsWriter(env.clickhouse.ch, ds, ctx.ns);
+  if (row.writer === 'http') {
+    const w = new HttpEventsWriter(ds, env.clickhouse.url, ctx.ns);
+    await w.open();
+    return w;
+  }
   if (!env.kafka) throw new Error(`row ${row.id} writes through Kafka but no broker was started`);
   const w = new KafkaWriter(env.kafka.client, env.kafka.admin, ds, ctx.topic, env.clickhouse.url, ctx.ns);
   await w.open();

@@ -12,7 +12,7 @@ import { exampleResources } from '../fixtures/kube.js';
 import type { ClickHouse } from '../../src/clickhouse/connection.js';
 import { DEFAULT_CHUNK_ROWS } from '../../src/plan/chunks.js';
 
-export type WriterKind = 'events' | 'kafka';
+export type WriterKind = 'events' | 'http' | 'kafka';
 
 export interface RowContext {
   ns: string;
@@ -92,6 +92,7 @@ export function baseProject(ctx: RowContext, writer: WriterKind, readSql = READ_
       batch: { maxRows: 1000, maxDelayMs: 50 },
     };
   if (writer === 'events') delete pv.spec.ingestion;
+  if (writer === 'http') pv.spec.ingestion = { http: { replicas: 1 } };
   const reads = pipe(ctx.readEndpoint, inNamespace(ctx.ns), withNodes(node('totals', readSql)));
   const ep = endpoint(ctx.readEndpoint, ctx.readEndpoint, inNamespace(ctx.ns), withParams(...(readParams ?? [])));
   return [...resources, reads, ep] as ProjectResource[];
@@ -235,6 +236,17 @@ export const ROWS: MatrixRow[] = [
     writer: 'kafka',
     before: (ctx) => baseProject(ctx, 'kafka'),
     after: (ctx) => withPageViews(ctx, 'kafka', (ds) => (ds.spec.engine.sortingKey = ['tenant_id', 'pathname', 'timestamp'])),
+    outcome: 'applied',
+    faultPoints: COPY_AND_SWAP,
+    clickhouseKillAt: 'Backfilled',
+    check: async ({ ch, db }) => expectThat('sorting key', (await tableInfo(ch, db)).sorting_key, 'tenant_id, pathname, timestamp'),
+  },
+  {
+    id: '4-sorting-key-http',
+    title: 'Sorting key change under the events API pod (weir events over HTTP, clients retrying with Idempotency-Key)',
+    writer: 'http',
+    before: (ctx) => baseProject(ctx, 'http'),
+    after: (ctx) => withPageViews(ctx, 'http', (ds) => (ds.spec.engine.sortingKey = ['tenant_id', 'pathname', 'timestamp'])),
     outcome: 'applied',
     faultPoints: COPY_AND_SWAP,
     clickhouseKillAt: 'Backfilled',

@@ -1,5 +1,6 @@
-// The two weir-managed writers a matrix cell drives: the events API (EventsApi, in this process,
-// the class `weir dev` serves) and the Kafka ingester (`weir ingest`, its own process). Both
+// The weir-managed writers a matrix cell drives: the events API (EventsApi, in this process,
+// the class `weir dev` serves), the events API pod (`weir events`, its own process, over HTTP)
+// and the Kafka ingester (`weir ingest`, its own process). Both
 // write page views with unique ids (session_id) and a few malformed inputs, and both say how
 // many rows have been acknowledged, which is what a reader must see afterwards.
 import { randomUUID } from 'node:crypto';
@@ -10,6 +11,7 @@ import type { ClickHouse } from '../../src/clickhouse/connection.js';
 import { createLogger } from '../../src/runtime/log.js';
 import { EventsApi } from '../../src/workers/events.js';
 import { joined, startIngester, writeConfig, type Ingester } from '../fixtures/ingest.js';
+import { startWeir, type WeirProcess } from '../fixtures/processes.js';
 import { waitFor } from '../env/wait.js';
 
 export interface MatrixWriter {
@@ -245,5 +247,107 @@ export class KafkaWriter implements MatrixWriter {
   private async committed(): Promise<number> {
     const [t] = await this.admin.fetchOffsets({ groupId: this.groupId, topics: [this.topic] });
     return Number(t?.partitions[0]?.offset ?? -1);
+  }
+}
+
+/**
+ * `weir events` as its own process (what the <name>-events pods run), fed over HTTP by a client
+ * that sends each batch under its own Idempotency-Key and retries it until it gets 200 (503
+ * while ClickHouse is down or a fence holds the table past --max-fence-wait, a refused
+ * connection): acknowledged = the rows of the batches answered 200.
+ */
+export class HttpEventsWriter implements MatrixWriter {
+  readonly malformed: string[] = [];
+  retries = 0;
+  private proc: WeirProcess | undefined;
+  private base = '';
+  private metricsBase = '';
+  private n = 0;
+  private ackedRows = 0;
+  private running: Promise<void> | undefined;
+  private stopRequested = false;
+  private readonly epoch = Date.now();
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly clickhouseUrl: string,
+    private readonly prefix: string,
+  ) {}
+
+  async open(): Promise<void> {
+    this.proc = startWeir(
+      ['events', '--config', writeConfig(this.ds), '--port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--max-fence-wait', '2000'],
+      { WEIR_CLICKHOUSE_URL: this.clickhouseUrl, POD_NAME: `matrix-events-${this.prefix}` },
+    );
+    const l = await this.proc.waitForLog('weir events listening', (x) => x.message === 'events server listening', 60_000);
+    this.base = `http://127.0.0.1:${Number(l.port)}`;
+    this.metricsBase = `http://127.0.0.1:${Number(l.metricsPort)}`;
+  }
+
+  acked = async (): Promise<number> => this.ackedRows;
+
+  useSpec(): void {
+    // The pods' DataSource is the one they were started with (a column change rolls the Deployment); the rows using this writer keep the columns.
+  }
+
+  async seed(rows: number, bad: number): Promise<void> {
+    for (let done = 0; done < rows; done += 500) await this.batch(Math.min(500, rows - done), 0);
+    await this.batch(0, bad);
+  }
+
+  start(): void {
+    this.running = (async () => {
+      let sent = 0;
+      while (!this.stopRequested) {
+        await this.batch(100, sent === 2 ? 1 : 0);
+        sent++;
+        await sleep(10);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    await this.running;
+  }
+
+  async longestPauseMs(): Promise<number> {
+    const text = await (await fetch(`${this.metricsBase}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('weir_events_longest_fence_wait_seconds{'));
+    return Math.round(Number(line?.split(' ').at(-1) ?? 0) * 1000);
+  }
+
+  async close(): Promise<void> {
+    await this.proc?.kill('SIGTERM');
+  }
+
+  private async batch(rows: number, bad: number): Promise<void> {
+    const lines = Array.from({ length: rows }, (_, i) => JSON.stringify(pageView(this.prefix, this.n + i, this.epoch)));
+    const badLines = Array.from({ length: bad }, (_, i) => malformedInput(this.prefix, this.malformed.length + i));
+    const body = [...lines, ...badLines].map((l) => `${l}\n`).join('');
+    const key = randomUUID();
+    type Answer = { status: number; body: { successful_rows?: number; quarantined_rows?: number; error?: string } };
+    for (;;) {
+      const answer: Answer = await fetch(`${this.base}/v0/events?name=${this.ds.metadata.name}`, {
+        method: 'POST',
+        body,
+        headers: { 'idempotency-key': key },
+      }).then(
+        async (r) => ({ status: r.status, body: (await r.json()) as Answer['body'] }),
+        (e: unknown): Answer => ({ status: 0, body: { error: String(e) } }),
+      );
+      if (answer.status === 200) {
+        if (answer.body.successful_rows !== rows || answer.body.quarantined_rows !== bad)
+          throw new Error(`events API took ${answer.body.successful_rows}/${rows} rows and quarantined ${answer.body.quarantined_rows}/${bad}`);
+        break;
+      }
+      if (answer.status !== 0 && answer.status !== 503 && answer.status !== 429 && answer.status < 500)
+        throw new Error(`events API refused a batch: ${answer.status} ${answer.body.error ?? ''}`);
+      this.retries++;
+      await sleep(100);
+    }
+    this.n += rows;
+    this.ackedRows += rows;
+    this.malformed.push(...badLines);
   }
 }
