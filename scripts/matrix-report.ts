@@ -36,7 +36,7 @@ const lines: string[] = [
   '',
   'Every ✓ cell proved all of this:',
   '',
-  '- **writer**: a weir-managed writer (the events API, or `weir ingest` from a Kafka topic) wrote page views with unique ids, and a few malformed inputs;',
+  '- **writer**: a weir-managed writer (the events API in process, the events API pod `weir events` over HTTP, or `weir ingest` from a Kafka topic) wrote page views with unique ids, and a few malformed inputs;',
   '- **counts**: at the end `page_views` holds exactly the rows acknowledged, by `count()` and by `uniqExact(session_id)`; the rollup `page_views_daily` equals a recomputation from `page_views`; the quarantine holds exactly the malformed inputs;',
   '- **reads**: a reader queried `page_views` itself through an Endpoint served by `weir serve`; no read failed, went backwards or counted an id twice, and every read saw every row acknowledged before it started;',
   '- **leftovers**: no `__weir_next`, staging or recompute table is left; a refused change left the schema (every table, column and marker) as it was.',
@@ -57,7 +57,7 @@ for (const row of ROWS) {
   lines.push(
     `## ${row.id}: ${row.title}`,
     '',
-    `Writer: ${row.writer === 'kafka' ? '`weir ingest` (Kafka)' : 'events API'}. Outcome: ${row.outcome}.`,
+    `Writer: ${row.writer === 'kafka' ? '`weir ingest` (Kafka)' : row.writer === 'http' ? '`weir events` over HTTP, an `Idempotency-Key` per batch' : 'events API'}. Outcome: ${row.outcome}.`,
     '',
     '| condition | result |',
     '|---|---|',
