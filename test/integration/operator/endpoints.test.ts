@@ -7,6 +7,7 @@ import { AutoscalingV2Api, CoreV1Api, CustomObjectsApi, PolicyV1Api, type KubeCo
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
@@ -234,6 +235,80 @@ describe('query Deployments', () => {
     expect(condition(ep, 'Stalled')?.status).toBe('True');
     expect((await deployment()).spec?.template.metadata?.annotations?.[CONFIG_HASH_ANNOTATION]).toBe(before);
     expect(await count(server.ch, `SELECT count() AS n FROM ${db}.page_views`)).toBe(300);
+  });
+
+  it('mounts the signing Secret of spec.auth.jwt into the pods, which then take a customer token fixing the tenant', async () => {
+    const name = 'signed-pages';
+    const signingSecret = 'analytics-signing';
+    const hs = 'an-hs256-secret-shared-with-the-product-backend-01';
+    await kc.makeApiClient(CoreV1Api).createNamespacedSecret({ namespace: ns, body: { metadata: { name: signingSecret }, stringData: { secret: hs } } });
+    await server.ch.command(
+      `INSERT INTO ${db}.page_views (timestamp, session_id, tenant_id, pathname) SELECT now64(3) - number, toString(number), 't2', '/other' FROM numbers(20)`,
+    );
+    const jwt = { secretRef: { name: signingSecret }, issuer: 'https://app.example', audience: 'weir' };
+    // The test before left the Pipe's query broken: put the example's back.
+    await patchResource(kc, 'Pipe', ns, 'top-pages', {
+      spec: { nodes: exampleResources(ns).find((o) => o.kind === 'Pipe' && o.metadata.name === 'top-pages')?.['spec' as never]?.['nodes' as never] },
+    });
+    await createResource(kc, {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'Endpoint',
+      metadata: { name, namespace: ns },
+      spec: {
+        pipe: 'top-pages',
+        node: 'ranked',
+        params: [
+          { name: 'date_from', default: '2020-01-01' },
+          { name: 'date_to', default: '2100-01-01' },
+          { name: 'limit', default: 10 },
+        ],
+        auth: { jwt },
+      },
+    });
+    const d = await waitFor(
+      'the signed Deployment',
+      () =>
+        apps(kc)
+          .readNamespacedDeployment({ name: `${name}-serve`, namespace: ns })
+          .catch(() => undefined),
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    const container = d.spec?.template.spec?.containers[0];
+    expect(container?.args).toEqual(expect.arrayContaining(['--tokens-dir', '/etc/weir/tokens']));
+    expect(container?.volumeMounts).toEqual(
+      expect.arrayContaining([expect.objectContaining({ mountPath: `/etc/weir/tokens/${signingSecret}`, readOnly: true })]),
+    );
+    const pod = await kubelet.startPod(`${name}-serve`, { ready: true });
+    const mint = (params: Record<string, string>) =>
+      new SignJWT({ 'weir.dev/endpoints': ['signed_pages'], 'weir.dev/params': params })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('customer-t2')
+        .setIssuer(jwt.issuer)
+        .setAudience(jwt.audience)
+        .setExpirationTime('10m')
+        .sign(new TextEncoder().encode(hs));
+    const token = await mint({ tenant: 't2' });
+    const get = (query: string, t = token) =>
+      fetch(`http://127.0.0.1:${pod.httpPort}/v0/pipes/signed_pages.json?${query}`, { headers: { authorization: `Bearer ${t}` } });
+    const res = await get('');
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { data: unknown[] }).data).toEqual([{ pathname: '/other', views: '20', visitors: '20' }]);
+    expect((await get('tenant=t1')).status).toBe(403);
+    expect((await get('', TOKEN)).status).toBe(401);
+    await kc.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'endpoints', name });
+    await waitFor(
+      'the signed Endpoint finalized',
+      async () => {
+        const selector = { namespace: ns, labelSelector: `weir.dev/owner-name=${name}` };
+        const left =
+          (await apps(kc).listNamespacedDeployment(selector)).items.length + (await kc.makeApiClient(CoreV1Api).listNamespacedService(selector)).items.length;
+        return left === 0 ? true : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    await pod.kill('SIGTERM');
   });
 
   it('hands the count to an HPA with autoscaling, and removes everything with the Endpoint', async () => {
