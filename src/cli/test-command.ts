@@ -292,7 +292,7 @@ export async function runTest(flags: TestFlags): Promise<number> {
     say(flags.clickhouse !== undefined ? `weir test: against ${against}` : `weir test: ClickHouse (chDB) started in ${(engineMs / 1000).toFixed(1)} s`);
 
     const log = createLogger({ component: 'test', format: 'pretty', level: process.env.WEIR_LOG_LEVEL ?? 'warn' });
-    const apply = async (resources: ProjectResource[], what: string) => {
+    const apply = async (resources: ProjectResource[], what: string, everyStep = false) => {
       const started = performance.now();
       try {
         const { plan } = await applyProject(conn, resources, {
@@ -303,7 +303,7 @@ export async function runTest(flags: TestFlags): Promise<number> {
           fenceTiming: { ...DEFAULT_FENCE_TIMING, livenessMs: 300 },
           hooks: {
             onProgress: (step, state) => {
-              if (state === 'Done' && 'fromVersion' in step) say(`  ✓ ${describeAnyStep(step)}`);
+              if (state === 'Done' && (everyStep || 'fromVersion' in step)) say(`  ✓ ${describeAnyStep(step)}`);
             },
           },
         });
@@ -361,7 +361,7 @@ export async function runTest(flags: TestFlags): Promise<number> {
       fixturesMs = ms(fixturesStarted);
       const fingerprints = await migrationFingerprints(conn, previous, current);
       const migrationStarted = performance.now();
-      await apply(current, `${flags.filename} as a migration`);
+      await apply(current, `${flags.filename} as a migration`, true);
       // An in-place change may go on as a mutation (a TTL materialized, a column filled): its rows are what the checks count.
       await settleMutations(conn, projectDatabases(current));
       migrationMs = ms(migrationStarted);

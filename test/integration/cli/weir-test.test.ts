@@ -260,6 +260,28 @@ describe('weir test --from: the migration itself', () => {
   });
 });
 
+describe('weir test --from: a rollup recomputed', () => {
+  it('a column added to the rollup and its Pipe: the view is recomputed from the fixtures exactly once, and the cases see it', async () => {
+    // The previous version's rollup had no visitors.
+    const previous = copyOfExample();
+    const ds = join(previous, 'datasources.yaml');
+    writeFileSync(ds, readFileSync(ds, 'utf8').replace(/\n {4}- \{name: visitors, [^\n]+/, ''));
+    const pipes = join(previous, 'pipes.yaml');
+    writeFileSync(pipes, readFileSync(pipes, 'utf8').replace('countState() AS views, uniqState(session_id) AS visitors', 'countState() AS views'));
+    const r = await weirTest('-f', EXAMPLE, '--from', previous);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      [
+        '  ✓ alter table web.page_views_daily in place: add column visitors AggregateFunction(uniq, String)',
+        '  ✓ recompute web.page_views_daily with the new query of web.daily_rollup: build v2 from a second view and an exactly-once backfill, then swap it in under a fence',
+      ].join('\n'),
+    );
+    // The rollup's rows change with its Pipe, so it is not compared with before; the cases check it:
+    // "the rollup counts every page view" (18 = 18, none doubled) and acme's visitors ("2"), which only the recompute fills in.
+    expect(testLines(r.stdout)).toEqual([`✓ migration from ${previous}: page_views keeps its 18 fixture row(s) and 3 quarantined line(s)`, ...EXAMPLE_TESTS]);
+  });
+});
+
 describe('weir test --from: a change that loses rows', () => {
   it('fails the row check with how many were lost, and exits 1', async () => {
     // A TTL that every fixture row is past: applied in place (MODIFY TTL), ClickHouse deletes them.
