@@ -4,6 +4,7 @@ import type { DataSource, HttpIngestion } from '../../../src/api/datasource.js';
 import { CONDITION_REASONS, type ConditionReason } from '../../../src/controllers/conditions.js';
 import { eventsCondition, eventsObjects, eventsUrl, ingestionObjects } from '../../../src/controllers/ingestion.js';
 import { CONFIG_HASH_ANNOTATION } from '../../../src/controllers/workloads.js';
+import { validateResource } from '../../../src/api/validate.js';
 import { dataSource, inNamespace, withSpec } from '../../fixtures/builders.js';
 
 const settings = { image: 'weir:1', clickhouseUrl: 'http://ch:8123' };
@@ -64,6 +65,22 @@ describe('eventsObjects', () => {
     expect(eventsObjects(both, settings).deployment.metadata?.name).toBe('clicks-events');
     expect(() => ingestionObjects(clicks({}), 1, settings)).toThrow('no spec.ingestion.kafka');
     expect(() => eventsObjects(dataSource('x'), settings)).toThrow('no spec.ingestion.http');
+  });
+});
+
+describe('spec.ingestion.http validation', () => {
+  const doc = (ingestion: object) => ({ ...structuredClone(dataSource('clicks', inNamespace('web'))), spec: { ...dataSource('clicks').spec, ingestion } });
+  it('takes kafka, http or both, and refuses neither', () => {
+    expect(validateResource(doc({ http: {} }))).toEqual([]);
+    expect(validateResource(doc({ http: { limits: { requestsPerSecond: 5 } }, kafka: { bootstrapServers: ['k:9092'], topic: 't' } }))).toEqual([]);
+    expect(validateResource(doc({})).map((e) => [e.path, e.message])).toContainEqual(['.spec.ingestion', 'spec.ingestion needs kafka, http or both']);
+  });
+  it('fills the defaults and refuses values out of range, naming the field', () => {
+    const d = doc({ http: {} });
+    validateResource(d);
+    expect(d.spec.ingestion).toMatchObject({ http: { replicas: 2 } });
+    const bad = validateResource(doc({ http: { limits: { maxBodyBytes: 10 }, auth: {} } })).map((e) => e.path);
+    expect(bad).toEqual(expect.arrayContaining(['.spec.ingestion.http.limits.maxBodyBytes', '.spec.ingestion.http.auth.tokensSecretRef']));
   });
 });
 
