@@ -233,6 +233,28 @@ describe('weir events', () => {
     expect(await rowsOf('fenced')).toBe(10);
   });
 
+  it('takes one of two different batches raced under one key to two pods, and refuses the other with 422, whichever pod it reached', async () => {
+    const other = await startEvents(clicks);
+    try {
+      for (let k = 0; k < 8; k++) {
+        const key = randomUUID();
+        const [a, b] = await Promise.all([
+          post(main, lines(ids(`race${k}a`, 5)), { 'idempotency-key': key }),
+          post(other, lines(ids(`race${k}b`, 7)), { 'idempotency-key': key }),
+        ]);
+        const statuses = [a.status, b.status].sort();
+        expect(statuses, `key ${k}`).toEqual([200, 422]);
+        const [ra, rb] = [await rowsOf(`race${k}a`), await rowsOf(`race${k}b`)];
+        expect([ra, rb]).toEqual(a.status === 200 ? [5, 0] : [0, 7]);
+        // The loser's retry is still refused, the winner's answered again without inserting.
+        const again = await post(other, lines(ids(`race${k}b`, 7)), { 'idempotency-key': key });
+        expect(again.status).toBe(b.status);
+      }
+    } finally {
+      await other.weir.kill('SIGTERM');
+    }
+  });
+
   it('counts requests, rows, quarantined rows, insert duration, fence waits and body bytes in /metrics', async () => {
     const text = await (await fetch(`${main.metrics}/metrics`)).text();
     for (const name of [
