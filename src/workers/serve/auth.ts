@@ -14,7 +14,7 @@ import type { IncomingMessage } from 'node:http';
 import { TOKEN_PARAM, type CompiledEndpoint } from '../../plan/endpoint/compiled.js';
 import { CLAIM_RPS, grantOf } from './claims.js';
 import type { Admission, Failure } from './handler.js';
-import { looksLikeJwt, verifyJwt, type SigningKeyStore } from './jwt.js';
+import { looksLikeJwt, VerifiedTokens, type SigningKeyStore } from './jwt.js';
 import type { RateLimiter } from './rate-limit.js';
 import { presentedToken, type TokenStore } from './tokens.js';
 
@@ -43,6 +43,9 @@ export interface EndpointAuthenticatorOptions {
 }
 
 export class EndpointAuthenticator {
+  /** A browser sends the same token again and again: its signature is checked once while the keys stay. */
+  private readonly verified = new VerifiedTokens();
+
   constructor(private readonly opts: EndpointAuthenticatorOptions) {}
 
   /** The Secrets the endpoints' auth reads: static tokens, and signing keys. */
@@ -64,7 +67,7 @@ export class EndpointAuthenticator {
       if (key !== undefined) return { token: { kind: 'static', id: key } };
     }
     if (!auth.jwt || !looksLikeJwt(token)) return { refused: auth.tokensSecret !== undefined ? forbidden(ep) : invalid('the token is not a JWT') };
-    const verdict = await verifyJwt(token, this.opts.keys.keys(auth.jwt.secret), auth.jwt, this.opts.now ? { now: this.opts.now() } : {});
+    const verdict = await this.verified.verify(token, this.opts.keys.keys(auth.jwt.secret), auth.jwt, this.opts.now ? { now: this.opts.now() } : {});
     if (!verdict.ok) return { refused: invalid(verdict.error) };
     const granted = grantOf(ep, verdict.claims);
     const identity = { kind: 'jwt' as const, id: typeof verdict.claims.sub === 'string' ? verdict.claims.sub : '' };

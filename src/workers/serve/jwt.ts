@@ -264,3 +264,59 @@ export function refusal(e: unknown, jwt: Pick<EndpointJwt, 'issuer' | 'audience'
   if (e instanceof errors.JWSInvalid || e instanceof errors.JWTInvalid) return 'the token is not a valid JWT';
   return 'the token cannot be verified';
 }
+
+interface Verified {
+  keys: readonly SigningKey[];
+  jwt: EndpointJwt;
+  claims: JWTPayload;
+  exp: number;
+  nbf?: number;
+}
+
+/**
+ * Tokens that verified, by a SHA-256 of the token (the token itself is not kept), so that a browser
+ * calling again with the same token costs a digest instead of a signature check. An entry holds only
+ * while the key set and the endpoint's jwt settings are the very ones it was verified with (a reload
+ * that changes the Secret, or a new config, makes new ones) and while exp and nbf still allow it, with
+ * the same skew jose applies. Bounded; the least recently used entries go first.
+ */
+export class VerifiedTokens {
+  private readonly entries = new Map<string, Verified>();
+
+  constructor(private readonly max = 10_000) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async verify(token: string, keys: readonly SigningKey[], jwt: EndpointJwt, opts: VerifyOptions = {}): Promise<JwtVerdict> {
+    const id = createHash('sha256').update(token, 'utf8').digest('base64url');
+    const nowS = (opts.now ?? new Date()).getTime() / 1000;
+    const hit = this.entries.get(id);
+    if (hit) {
+      this.entries.delete(id);
+      const current = hit.keys === keys && hit.jwt === jwt;
+      // As jose: expired once exp <= now - skew; not yet valid while nbf > now + skew.
+      const inTime = hit.exp > nowS - jwt.clockSkewSeconds && (hit.nbf === undefined || hit.nbf <= nowS + jwt.clockSkewSeconds);
+      if (current && inTime) {
+        this.entries.set(id, hit);
+        return { ok: true, claims: hit.claims };
+      }
+    }
+    const verdict = await verifyJwt(token, keys, jwt, opts);
+    if (verdict.ok && typeof verdict.claims.exp === 'number') {
+      this.entries.set(id, {
+        keys,
+        jwt,
+        claims: verdict.claims,
+        exp: verdict.claims.exp,
+        ...(typeof verdict.claims.nbf === 'number' ? { nbf: verdict.claims.nbf } : {}),
+      });
+      for (const oldest of this.entries.keys()) {
+        if (this.entries.size <= this.max) break;
+        this.entries.delete(oldest);
+      }
+    }
+    return verdict;
+  }
+}

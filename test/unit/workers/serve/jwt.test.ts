@@ -10,7 +10,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import winston from 'winston';
 import type { CompiledEndpoint, EndpointJwt, EndpointParameter } from '../../../../src/plan/endpoint/compile.js';
 import { EndpointAuthenticator } from '../../../../src/workers/serve/auth.js';
-import { importSigningKeys, jwkAlgorithm, looksLikeJwt, SigningKeyStore, verifyJwt, type SigningKey } from '../../../../src/workers/serve/jwt.js';
+import {
+  importSigningKeys,
+  jwkAlgorithm,
+  looksLikeJwt,
+  SigningKeyStore,
+  VerifiedTokens,
+  verifyJwt,
+  type SigningKey,
+} from '../../../../src/workers/serve/jwt.js';
 import { RateLimiter } from '../../../../src/workers/serve/rate-limit.js';
 import { TokenStore } from '../../../../src/workers/serve/tokens.js';
 import { writeTokenSecret } from '../../../fixtures/serve.js';
@@ -255,6 +263,51 @@ describe('SigningKeyStore: the Secret as kubelet mounts it', () => {
     const store = new SigningKeyStore(undefined, () => ['signing'], quiet);
     await store.reload();
     expect(store.keys('signing')).toEqual([]);
+  });
+});
+
+describe('VerifiedTokens: a token verified once, while its keys and exp allow', () => {
+  const later = (s: number) => new Date(NOW.getTime() + s * 1000);
+
+  it('answers a repeated token from the cache, with the same claims', async () => {
+    const cache = new VerifiedTokens();
+    const token = await mint({ claims: { 'weir.dev/params': { tenant: 'acme' } } });
+    const first = await cache.verify(token, keys, jwt, { now: NOW });
+    expect(first).toMatchObject({ ok: true, claims: { sub: 'customer-42', 'weir.dev/params': { tenant: 'acme' } } });
+    expect(cache.size).toBe(1);
+    // A different secret would fail the signature: equal claims show the check was not made again.
+    expect(await cache.verify(token, keys, jwt, { now: NOW })).toEqual(first);
+  });
+
+  it('refuses a cached token once it expires, with the same skew as jose', async () => {
+    const cache = new VerifiedTokens();
+    const token = await mint({ exp: at(NOW) + 60 });
+    expect((await cache.verify(token, keys, jwt, { now: NOW })).ok).toBe(true);
+    expect((await cache.verify(token, keys, jwt, { now: later(60 + 29) })).ok).toBe(true);
+    expect(await cache.verify(token, keys, jwt, { now: later(60 + 30) })).toEqual({ ok: false, error: 'the token has expired' });
+    expect(cache.size).toBe(0);
+  });
+
+  it('checks again when the keys change: a rotated-out key no longer verifies', async () => {
+    const cache = new VerifiedTokens();
+    const token = await mint({ alg: 'RS256', key: rsa.privateKey, kid: 'rsa-1' });
+    expect((await cache.verify(token, keys, jwt, { now: NOW })).ok).toBe(true);
+    const rotated = (await importSigningKeys(new Map([['jwks.json', JSON.stringify({ keys: [rsa2.jwk] })]]))).keys;
+    expect(await cache.verify(token, rotated, jwt, { now: NOW })).toEqual({
+      ok: false,
+      error: "no RS256 key has the token's kid; the key may have been rotated out",
+    });
+    // And other settings (a new config) are checked anew too.
+    expect(await cache.verify(token, keys, { ...jwt, audience: 'other' }, { now: NOW })).toEqual({ ok: false, error: "the token's aud is not other" });
+  });
+
+  it('keeps no refusal and at most max entries, dropping the least recently used', async () => {
+    const cache = new VerifiedTokens(2);
+    const [a, b, c] = await Promise.all([mint({ claims: { jti: 'a' } }), mint({ claims: { jti: 'b' } }), mint({ claims: { jti: 'c' } })]);
+    await cache.verify(await mint({ exp: at(NOW) - 100 }), keys, jwt, { now: NOW });
+    expect(cache.size).toBe(0);
+    for (const t of [a, b, a, c]) await cache.verify(t ?? '', keys, jwt, { now: NOW });
+    expect(cache.size).toBe(2);
   });
 });
 
