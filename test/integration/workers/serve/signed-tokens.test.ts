@@ -346,6 +346,22 @@ describe('signed tokens through weir serve', () => {
     expect(notListed.status).toBe(404);
   });
 
+  it('documents the bearer JWT scheme, which parameters a token may fix, and the binary formats, in the OpenAPI document', async () => {
+    const res = await fetch(`${serve.base}/v0/pipes/top_pages/openapi.json`);
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as {
+      paths: Record<string, { get: { security?: unknown; 'x-weir-fixable-parameters'?: string[]; responses: Record<string, { content?: object }> } }>;
+      components: { securitySchemes?: Record<string, { type: string; scheme?: string; bearerFormat?: string }> };
+    };
+    expect(doc.components.securitySchemes?.signedToken).toMatchObject({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
+    const get = doc.paths['/v0/pipes/top_pages.json']?.get;
+    expect(get?.security).toEqual([{ signedToken: [] }, { queryToken: [] }]);
+    expect(get?.['x-weir-fixable-parameters']).toEqual(['tenant', 'date_from', 'date_to', 'limit']);
+    expect(Object.keys(get?.responses ?? {})).toEqual(expect.arrayContaining(['401', '403', '429']));
+    expect(doc.paths['/v0/pipes/top_pages.parquet']?.get.responses['200']?.content).toHaveProperty(['application/vnd.apache.parquet']);
+    expect(doc.paths['/v0/pipes/top_pages.arrow']?.get.responses['200']?.content).toHaveProperty(['application/vnd.apache.arrow.stream']);
+  });
+
   it('takes a new signing key and drops the old one through the mounted Secret while a client loops, with no failed request', async () => {
     const old = await tenantToken('acme', { sub: 'rotating', alg: 'RS256', kid: 'rsa-1', key: rsa1.privateKey });
     const next = await tenantToken('acme', { sub: 'rotating', alg: 'RS256', kid: 'rsa-2', key: rsa2.privateKey });
