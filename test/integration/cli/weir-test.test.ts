@@ -181,6 +181,31 @@ describe('problems in test files', () => {
     ]);
   });
 
+  it('-o json says the same problems as a document, and a project that does not apply is exit 1 with the reason', async () => {
+    const dir = copyOfExample();
+    writeFileSync(join(dir, 'tests', 'unknown-endpoint.yaml'), '- name: gone\n  endpoint: bottom_pages\n');
+    const r = await weirTest('-f', dir, '-o', 'json');
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toEqual({
+      ok: false,
+      error: '1 problem(s) in the tests and fixtures; nothing ran',
+      problems: [`${dir}/tests/unknown-endpoint.yaml:1: case "gone": unknown endpoint bottom_pages; the project has top-pages`],
+    });
+
+    const broken = copyOfExample();
+    const pipes = join(broken, 'pipes.yaml');
+    writeFileSync(pipes, readFileSync(pipes, 'utf8').replace('FROM page_views\n', 'FROM page_views_typo\n'));
+    const failed = await weirTest('-f', broken);
+    expect(failed.code).toBe(1);
+    expect(
+      failed.stderr.startsWith(
+        `${broken} does not apply: Pipe web/daily-rollup: node rollup: the SQL does not compile: Unknown table expression identifier 'page_views_typo'`,
+      ),
+    ).toBe(true);
+    expect(failed.stderr).toContain('\n  not applied: create materialized view web.daily_rollup TO web.page_views_daily');
+    expect(testLines(failed.stdout)).toEqual([]);
+  });
+
   it('weir validate, plan and the loader are not tripped by them', async () => {
     const dir = copyOfExample();
     writeFileSync(join(dir, 'tests', 'bad-yaml.yaml'), '- name: unclosed\n  params: {tenant: acme\n');
