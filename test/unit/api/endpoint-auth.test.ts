@@ -7,7 +7,9 @@ import { validateResource } from '../../../src/api/validate.js';
 import { endpoint, withSpec } from '../../fixtures/builders.js';
 
 const errorsOf = (auth: unknown) =>
-  validateResource(endpoint('top-pages', 'top-pages', withSpec<Endpoint>({ auth: auth as Endpoint['spec']['auth'] }))).map((e) => `${e.path}: ${e.message}`);
+  validateResource(endpoint('top-pages', 'top-pages', withSpec<Endpoint>({ auth: auth as NonNullable<Endpoint['spec']['auth']> }))).map(
+    (e) => `${e.path}: ${e.message}`,
+  );
 const jwt = { secretRef: { name: 'signing' }, issuer: 'https://app.example', audience: 'weir' };
 
 describe('spec.auth', () => {
