@@ -58,7 +58,7 @@ function runWeirTest(): Promise<WeirRun> {
       if (code !== 0) return reject(new Error(`weir test exited ${code}: ${out}`));
       const doc = JSON.parse(out) as { passed: number; timings: { engineMs: number; applyMs: number; fixturesMs: number; testsMs: number } };
       const t = doc.timings;
-      resolve({ wallMs, engineMs: t.engineMs, afterEngineMs: t.applyMs + t.fixturesMs + t.testsMs, ...t, passed: doc.passed });
+      resolve({ wallMs, ...t, afterEngineMs: t.applyMs + t.fixturesMs + t.testsMs, passed: doc.passed });
     });
   });
 }
