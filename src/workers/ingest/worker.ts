@@ -63,14 +63,22 @@ export interface IngestWorkerOptions {
 }
 
 /**
- * A message as a batch keeps it: its offset and value bytes (a view into the fetch response),
- * not the kafkajs message object. Mapped when the batch is written.
+ * A message as a batch keeps it: its offset and where its value bytes were copied (`bytes` from
+ * `at`, `size` long; null for an empty message), not the kafkajs message object or a view into the
+ * fetch response, which would keep the response alive. Mapped when the batch is written.
  */
 interface Message {
   offset: string;
   size: number;
-  value: Buffer | null;
+  bytes: Buffer | null;
+  at: number;
 }
+
+/** Where a partition's message values are copied: chunks of ARENA_BYTES, each freed once its messages' batches are written. */
+const ARENA_BYTES = 1 << 20;
+
+/** The message's value as text. */
+const textOf = (m: Message): string => m.bytes?.toString('utf8', m.at, m.at + m.size) ?? '';
 
 interface PartitionState {
   topic: string;
@@ -88,6 +96,9 @@ interface PartitionState {
   highWatermark: string;
   rows: number;
   quarantined: number;
+  /** The chunk message values are copied into, and how much of it is used. */
+  arena: Buffer;
+  arenaUsed: number;
 }
 
 const RETRY: BackoffPolicy = { initialMs: 200, maxMs: 10_000, factor: 2, jitter: 0.2 };
@@ -244,7 +255,7 @@ export class IngestWorker {
     for (const m of batch.messages) {
       if (!isRunning() || isStale() || this.stopping || state.generation !== this.generation) return;
       if (state.lastSeen !== undefined && cmpOffsets(m.offset, state.lastSeen) <= 0) continue; // delivered twice by a refetch
-      state.batcher.add({ offset: m.offset, size: m.value?.length ?? 0, value: m.value }, Date.now());
+      state.batcher.add(this.copyMessage(state, m.offset, m.value), Date.now());
       state.lastSeen = m.offset;
       if (state.batcher.due(Date.now())) await this.flush(state);
     }
@@ -298,6 +309,8 @@ export class IngestWorker {
       highWatermark: committed,
       rows: Number(progress[0]?.rows ?? 0),
       quarantined: Number(progress[0]?.quarantined ?? 0),
+      arena: Buffer.allocUnsafeSlow(ARENA_BYTES),
+      arenaUsed: 0,
     };
     // Where this owner resumes, for the executor's check of batches left to replay (fence.ts).
     await this.reportProgress(state).catch((e: unknown) => this.opts.log.warn('could not record ingest progress', { error: errorMessage(e) }));
@@ -438,7 +451,7 @@ export class IngestWorker {
           ...bad,
           ...refused.map((r) => {
             const m = good.sources[r.item] as Message;
-            return { raw: m.value?.toString('utf8') ?? '', offset: m.offset, error: r.error };
+            return { raw: textOf(m), offset: m.offset, error: r.error };
           }),
         ];
         if (quarantine.length > 0) {
@@ -490,6 +503,17 @@ export class IngestWorker {
     }
   }
 
+  private copyMessage(state: PartitionState, offset: string, value: Buffer | null): Message {
+    if (value === null || value.length === 0) return { offset, size: 0, bytes: null, at: 0 };
+    if (state.arenaUsed + value.length > state.arena.length) {
+      state.arena = Buffer.allocUnsafeSlow(Math.max(ARENA_BYTES, value.length));
+      state.arenaUsed = 0;
+    }
+    const at = state.arenaUsed;
+    state.arenaUsed += value.copy(state.arena, at);
+    return { offset, size: value.length, bytes: state.arena, at };
+  }
+
   /** Map messages to JSONEachRow lines, written into one buffer as they are made; the others with their reasons. */
   private mapBatch(messages: Message[]): { good: LineBuffer<Message>; bad: { raw: string; error: string; offset: string }[] } {
     let bytes = 0;
@@ -497,12 +521,11 @@ export class IngestWorker {
     const good = new LineBuffer<Message>(bytes);
     const bad: { raw: string; error: string; offset: string }[] = [];
     for (const m of messages) {
-      const value = m.value;
-      if (value === null || value.length === 0) {
+      if (m.bytes === null) {
         bad.push({ raw: '', error: 'empty message (a tombstone?)', offset: m.offset });
         continue;
       }
-      const raw = value.toString('utf8');
+      const raw = textOf(m);
       const r = this.mapper.mapLine(raw);
       if (r.ok) good.add(r.line, m);
       else bad.push({ raw, error: r.error, offset: m.offset });
