@@ -193,6 +193,20 @@ describe('importSigningKeys', () => {
     expect(await verify(await mint({ alg: 'RS256', key: rsa.privateKey, kid: 'rsa-priv' }), r.keys)).toMatchObject({ ok: true });
   });
 
+  it('takes HS256 secrets as oct keys with kids, so that two can overlap during a rotation', async () => {
+    const oldSecret = new TextEncoder().encode('old-hs256-secret-of-at-least-32-bytes!!');
+    const newSecret = new TextEncoder().encode('new-hs256-secret-of-at-least-32-bytes!!');
+    const oct = (kid: string, k: Uint8Array) => ({ kty: 'oct', kid, k: Buffer.from(k).toString('base64url') });
+    const r = await importSigningKeys(new Map([['jwks.json', JSON.stringify({ keys: [oct('hs-old', oldSecret), oct('hs-new', newSecret)] })]]));
+    expect(r.keys.map((k) => [k.kid, k.alg])).toEqual([
+      ['hs-old', 'HS256'],
+      ['hs-new', 'HS256'],
+    ]);
+    expect(await verify(await mint({ key: oldSecret, kid: 'hs-old' }), r.keys)).toMatchObject({ ok: true });
+    expect(await verify(await mint({ key: newSecret, kid: 'hs-new' }), r.keys)).toMatchObject({ ok: true });
+    expect(await verify(await mint({ key: newSecret, kid: 'hs-old' }), r.keys)).toEqual({ ok: false, error: "the token's signature does not verify" });
+  });
+
   it('skips keys it cannot use, saying which and why', async () => {
     const r = await importSigningKeys(
       new Map([
