@@ -178,7 +178,17 @@ export class RequestLog {
     if (this.tableReady) return;
     await this.ch.command(`CREATE DATABASE IF NOT EXISTS ${SYSTEM_DATABASE}`);
     await this.ch.command(REQUEST_LOG_DDL);
-    for (const statement of REQUEST_LOG_ADDED_COLUMNS) await this.ch.command(statement);
+    try {
+      for (const statement of REQUEST_LOG_ADDED_COLUMNS) await this.ch.command(statement);
+    } catch (e) {
+      // A user without ALTER on an older table still logs requests: the columns it lacks are skipped on insert.
+      const error = toClickHouseError(e);
+      this.log.warn('request log table not given its token columns (token_kind, token_id, fixed_params); rows are written without them', {
+        table: REQUEST_LOG_TABLE,
+        code: error.code,
+        type: error.type,
+      });
+    }
     this.tableReady = true;
   }
 
@@ -187,7 +197,8 @@ export class RequestLog {
     this.buffer = [];
     try {
       await this.ensureTable();
-      await this.ch.insert(REQUEST_LOG_TABLE, batch, { signal: AbortSignal.timeout(INSERT_TIMEOUT_MS) });
+      // An older table that could not be given the token columns takes the rest of each row.
+      await this.ch.insert(REQUEST_LOG_TABLE, batch, { signal: AbortSignal.timeout(INSERT_TIMEOUT_MS), settings: { input_format_skip_unknown_fields: 1 } });
       this.metrics?.written.inc(batch.length);
       if (this.failing) this.log.info('request log writes resumed', { table: REQUEST_LOG_TABLE });
       this.failing = false;

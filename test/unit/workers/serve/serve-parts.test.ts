@@ -9,6 +9,7 @@ import type { CompiledEndpoint } from '../../../../src/plan/endpoint/compile.js'
 import { recordedError } from '../../../../src/workers/serve/handler.js';
 import type { GivenValue } from '../../../../src/plan/endpoint/params.js';
 import { RateLimiter } from '../../../../src/workers/serve/rate-limit.js';
+import { RequestLog } from '../../../../src/workers/serve/request-log.js';
 import { parseServeConfig } from '../../../../src/workers/serve/server.js';
 import { presentedToken, TokenStore } from '../../../../src/workers/serve/tokens.js';
 
@@ -153,5 +154,46 @@ describe('recordedError', () => {
     expect(recordedError('parameter n: expected UInt8, got "7" (UInt8 holds 0 to 255)', undefined, undefined)).toBe(
       'parameter n: expected UInt8, got <value> (UInt8 holds 0 to 255)',
     );
+  });
+});
+
+describe('RequestLog and an older table', () => {
+  it('adds the token columns, and when ALTER is not allowed still writes every row (without them)', async () => {
+    const statements: string[] = [];
+    const inserted: { rows: object[]; settings: unknown }[] = [];
+    const ch = {
+      command: (sql: string) => {
+        statements.push(sql);
+        return sql.startsWith('ALTER') ? Promise.reject(new Error('Code: 497. DB::Exception: Not enough privileges. (ACCESS_DENIED)')) : Promise.resolve();
+      },
+      insert: (_table: string, rows: object[], opts?: { settings?: unknown }) => {
+        inserted.push({ rows, settings: opts?.settings });
+        return Promise.resolve();
+      },
+    };
+    const requestLog = new RequestLog(ch, quiet, undefined, { flushIntervalMs: 60_000, server: 'pod-1' });
+    await requestLog.start();
+    requestLog.record({
+      requestId: 'r1',
+      time: new Date('2026-12-01T00:00:00Z'),
+      endpoint: 'top_pages',
+      namespace: 'web',
+      method: 'GET',
+      format: 'json',
+      status: 200,
+      durationMs: 1,
+      rowsRead: 2,
+      bytesRead: 3,
+      error: '',
+      token: { kind: 'jwt', id: 'customer-42' },
+      fixedParams: { tenant: 'acme' },
+    });
+    await requestLog.close();
+    expect(statements.filter((s) => s.startsWith('ALTER'))).toHaveLength(1);
+    expect(inserted).toHaveLength(1);
+    expect(inserted[0]?.settings).toEqual({ input_format_skip_unknown_fields: 1 });
+    expect(inserted[0]?.rows).toEqual([
+      expect.objectContaining({ request_id: 'r1', token_kind: 'jwt', token_id: 'customer-42', fixed_params: { tenant: 'acme' } }),
+    ]);
   });
 });
