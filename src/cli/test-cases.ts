@@ -188,6 +188,34 @@ export function unknownEndpoints(cases: readonly TestCase[], endpointNames: read
     .map((c) => ({ file: c.file, line: c.line, case: `case "${c.name}"`, message: `unknown endpoint ${c.endpoint}; ${list}` }));
 }
 
+/**
+ * Endpoint cases that expect an answer (status 200) but give a parameter the Endpoint does not
+ * take: a typo the endpoint would refuse with a 400. A case that means to test that refusal
+ * expects the 400 and is left alone. `paramsOf` gives an Endpoint's parameters by its URL name,
+ * and what else its URL accepts (?token= with auth); undefined: not known offline, not checked.
+ */
+export function unknownParams(
+  cases: readonly TestCase[],
+  paramsOf: (urlName: string) => { params: readonly string[]; alsoAccepted: readonly string[] } | undefined,
+): TestFileProblem[] {
+  const out: TestFileProblem[] = [];
+  for (const c of cases) {
+    if (c.kind !== 'endpoint' || c.expect.status !== 200) continue;
+    const takes = paramsOf(c.endpoint.replace(/-/g, '_'));
+    if (takes === undefined) continue;
+    for (const name of Object.keys(c.params).filter((n) => !takes.params.includes(n) && !takes.alsoAccepted.includes(n))) {
+      const list = takes.params.length > 0 ? `it takes ${takes.params.join(', ')}` : 'it takes no parameters';
+      out.push({
+        file: c.file,
+        line: c.line,
+        case: `case "${c.name}"`,
+        message: `params.${name}: Endpoint ${c.endpoint} has no parameter ${name} (${list}); to test that it refuses one, expect status 400`,
+      });
+    }
+  }
+  return out;
+}
+
 /** Whether `--filter TEXT` selects a case: TEXT in its name or its file, case-insensitively. */
 export const matchesFilter = (c: Pick<TestCase, 'file' | 'name'>, filter: string | undefined): boolean =>
   filter === undefined || `${c.file}: ${c.name}`.toLowerCase().includes(filter.toLowerCase());

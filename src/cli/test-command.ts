@@ -27,7 +27,10 @@ import { startClickHouseServer, type ClickHouseServer } from '../clickhouse/serv
 import { ApplyFailedError, applyProject } from '../execute/apply.js';
 import { DEFAULT_FENCE_TIMING } from '../execute/fence.js';
 import { holderName } from '../execute/table-lock.js';
+import { compileEndpoint, TOKEN_PARAM } from '../plan/endpoint/compile.js';
 import type { ProjectResource } from '../plan/graph.js';
+import { queryDatabaseIn } from '../plan/project-checks.js';
+import type { Pipe } from '../api/pipe.js';
 import { describeAnyStep, pendingChanges } from '../plan/project-plan.js';
 import { quarantineTableName } from '../plan/sql.js';
 import { quoteIdentifier } from '../plan/sql-text.js';
@@ -43,6 +46,7 @@ import {
   parseTestFile,
   queryString,
   unknownEndpoints,
+  unknownParams,
   type EndpointCase,
   type Row,
   type SqlCase,
@@ -147,8 +151,24 @@ function readCases(dir: string, resources: readonly ProjectResource[]): { cases:
     cases.push(...parsed.cases);
     problems.push(...parsed.problems);
   }
-  const endpoints = resources.filter((r): r is Endpoint => r.kind === 'Endpoint').map((e) => e.metadata.name);
-  problems.push(...unknownEndpoints(cases, endpoints));
+  const endpoints = resources.filter((r): r is Endpoint => r.kind === 'Endpoint');
+  problems.push(
+    ...unknownEndpoints(
+      cases,
+      endpoints.map((e) => e.metadata.name),
+    ),
+  );
+  // The parameters each Endpoint takes, compiled as the endpoint server compiles them (no ClickHouse needed).
+  const params = new Map<string, { params: string[]; alsoAccepted: string[] }>();
+  for (const ep of endpoints) {
+    const pipe = resources.find(
+      (r): r is Pipe => r.kind === 'Pipe' && r.metadata.name === resourceName(ep.spec.pipe) && r.metadata.namespace === ep.metadata.namespace,
+    );
+    const compiled = pipe ? compileEndpoint(ep, pipe, queryDatabaseIn(pipe, resources)) : undefined;
+    if (compiled && !('problem' in compiled))
+      params.set(compiled.name, { params: compiled.params.map((p) => p.name), alsoAccepted: compiled.auth ? [TOKEN_PARAM] : [] });
+  }
+  problems.push(...unknownParams(cases, (name) => params.get(name)));
   return { cases, problems };
 }
 

@@ -168,6 +168,7 @@ describe('problems in test files', () => {
     );
     writeFileSync(join(dir, 'tests', 'unknown-field.yaml'), '- name: typo\n  endpoint: top_pages\n  expected: {status: 200}\n');
     writeFileSync(join(dir, 'tests', 'unknown-endpoint.yaml'), '- name: gone\n  endpoint: bottom_pages\n');
+    writeFileSync(join(dir, 'tests', 'unknown-param.yaml'), '- name: tenat\n  endpoint: top_pages\n  params: {tenat: acme}\n');
     writeFileSync(join(dir, 'fixtures', 'clicks.ndjson'), '{"a": 1}\n');
     const r = await weirTest('-f', dir);
     expect(r.code).toBe(1);
@@ -176,8 +177,9 @@ describe('problems in test files', () => {
       `${dir}/tests/bad-yaml.yaml:5: case "unclosed": bad YAML: Flow map in block collection must be sufficiently indented and end with a }`,
       `${dir}/tests/unknown-field.yaml:3: case "typo": unknown field expected (a case has name, endpoint, params, expect, sql)`,
       `${dir}/tests/unknown-endpoint.yaml:1: case "gone": unknown endpoint bottom_pages; the project has top-pages`,
+      `${dir}/tests/unknown-param.yaml:1: case "tenat": params.tenat: Endpoint top_pages has no parameter tenat (it takes tenant, date_from, date_to, limit); to test that it refuses one, expect status 400`,
       `${dir}/fixtures/clicks.ndjson: no DataSource clicks in the project (it has page-views, page-views-daily); a fixture file is named after the DataSource it feeds`,
-      `4 problem(s) in the tests and fixtures of ${dir}; nothing ran`,
+      `5 problem(s) in the tests and fixtures of ${dir}; nothing ran`,
     ]);
   });
 

@@ -1,7 +1,7 @@
 // weir test's test files: the format of the issue parses as written, and every problem names the
 // file, the line and the case.
 import { describe, expect, it } from 'vitest';
-import { formatProblem, matchesFilter, parseTestFile, queryString, unknownEndpoints } from '../../../src/cli/test-cases.js';
+import { formatProblem, matchesFilter, parseTestFile, queryString, unknownEndpoints, unknownParams } from '../../../src/cli/test-cases.js';
 
 const ISSUE_EXAMPLE = `# tests/top_pages.yaml
 - name: acme's top pages
@@ -151,6 +151,25 @@ describe('unknownEndpoints', () => {
       'tests/t.yaml:1: case "a": unknown endpoint top_pages; the project has no Endpoint',
       'tests/t.yaml:3: case "b": unknown endpoint top-pages; the project has no Endpoint',
       'tests/t.yaml:5: case "c": unknown endpoint nope; the project has no Endpoint',
+    ]);
+  });
+});
+
+describe('unknownParams', () => {
+  const { cases } = parseTestFile(
+    [
+      '- name: typo\n  endpoint: top-pages\n  params: {tenat: acme, limit: 2}',
+      '- name: refused on purpose\n  endpoint: top_pages\n  params: {tenat: acme}\n  expect: {status: 400}',
+      '- name: with a token\n  endpoint: top_pages\n  params: {tenant: acme, token: t}',
+      '- name: not compiled offline\n  endpoint: other\n  params: {x: 1}',
+    ].join('\n'),
+    'tests/t.yaml',
+  );
+  const paramsOf = (name: string) => (name === 'top_pages' ? { params: ['tenant', 'limit'], alsoAccepted: ['token'] } : undefined);
+
+  it('names a parameter the Endpoint does not take when the case expects an answer, and leaves a case that expects the 400', () => {
+    expect(unknownParams(cases, paramsOf).map(formatProblem)).toEqual([
+      'tests/t.yaml:1: case "typo": params.tenat: Endpoint top-pages has no parameter tenat (it takes tenant, limit); to test that it refuses one, expect status 400',
     ]);
   });
 });
