@@ -1,11 +1,11 @@
 // `weir token create`: the token it prints verifies with the key the Endpoint's Secret holds and
 // carries the scope, fixed parameters, rate, sub and expiry asked for.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeProtectedHeader, exportJWK, exportPKCS8, generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { createToken, paramClaim, ttlSeconds, type TokenFlags } from '../../../src/cli/token.js';
+import { createToken, paramClaim, projectJwt, ttlSeconds, type TokenFlags } from '../../../src/cli/token.js';
 import { importSigningKeys, verifyJwt } from '../../../src/workers/serve/jwt.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weir-token-cli-'));
@@ -103,5 +103,51 @@ describe('weir token create', () => {
     expect(paramClaim('ids=[1, 2]')).toEqual(['ids', [1, 2]]);
     expect(() => paramClaim('=x')).toThrow('--param =x: expected name=value');
     expect(() => paramClaim('ids=[1,')).toThrow('--param ids: [1, is not a JSON array');
+  });
+});
+
+describe('weir token create -f DIR', () => {
+  /** The example project with signed tokens on top-pages and its signing Secret in the folder. */
+  const project = (withSecret: boolean) => {
+    const p = mkdtempSync(join(tmpdir(), 'weir-token-project-'));
+    cpSync(join(process.cwd(), 'manifests/examples/web-analytics'), p, { recursive: true });
+    const endpoints = join(p, 'endpoints.yaml');
+    writeFileSync(
+      endpoints,
+      readFileSync(endpoints, 'utf8').replace(
+        'tokensSecretRef: {name: top-pages-readers}',
+        'tokensSecretRef: {name: top-pages-readers}\n    jwt: {secretRef: {name: analytics-signing}, issuer: "https://app.local", audience: weir-dev}',
+      ),
+    );
+    if (withSecret)
+      writeFileSync(
+        join(p, 'secret.yaml'),
+        `apiVersion: v1\nkind: Secret\nmetadata: {name: analytics-signing, namespace: web}\nstringData: {secret: ${SECRET}}\n`,
+      );
+    return p;
+  };
+  const local = { ...jwt, issuer: 'https://app.local', audience: 'weir-dev' };
+
+  it("takes issuer, audience and the HS256 secret from the folder's Endpoint and Secret", async () => {
+    const dir = project(true);
+    expect(projectJwt(dir, ['top_pages'])).toEqual({ issuer: 'https://app.local', audience: 'weir-dev', secret: SECRET });
+    const token = await createToken({ endpoint: ['top_pages'], ttl: '5m', filename: dir, param: ['tenant=acme'] }, NOW);
+    const { keys } = await importSigningKeys(new Map([['secret', SECRET]]));
+    expect(await verifyJwt(token, keys, local, { now: NOW })).toMatchObject({ ok: true, claims: { 'weir.dev/params': { tenant: 'acme' } } });
+  });
+
+  it('says what is missing: the Endpoint, its jwt, or the key', async () => {
+    const dir = project(false);
+    await expect(createToken({ endpoint: ['top_pages'], ttl: '5m', filename: dir })).rejects.toThrow(
+      `pass --secret-file: ${dir} holds no Secret with key secret for these Endpoints`,
+    );
+    expect(() => projectJwt(dir, ['nope'])).toThrow(/holds no Endpoint nope \(Endpoints: top-pages\)/);
+    expect(() => projectJwt(join(process.cwd(), 'manifests/examples/web-analytics'), ['top-pages'])).toThrow(
+      /Endpoint top-pages in .* has no spec.auth.jwt: it takes no signed tokens/,
+    );
+    // --secret-file and the flags still win over the folder.
+    const token = await createToken({ endpoint: ['top_pages'], ttl: '5m', filename: dir, secretFile: flags().secretFile ?? '', audience: 'other' }, NOW);
+    const { keys } = await importSigningKeys(new Map([['secret', SECRET]]));
+    expect(await verifyJwt(token, keys, { ...local, audience: 'other' }, { now: NOW })).toMatchObject({ ok: true });
   });
 });
