@@ -147,13 +147,20 @@ export class FenceParticipant {
     return () => clearInterval(timer);
   }
 
-  /** Stop being waited for (a clean shutdown): a heartbeat far in the past. */
+  /**
+   * Stop being waited for (a clean shutdown): a last heartbeat marked gone. The executor reads the
+   * latest heartbeat's mark, so a writer that left is not waited for (a heartbeat dated back, as
+   * before, lost to the earlier live ones under max(heartbeat_at): a left writer counted as live
+   * until its liveness ran out). A heartbeat after it makes the writer live again.
+   */
   async leave(): Promise<void> {
     await this.ch.command(
-      `INSERT INTO weir.writers (writer_id, database, table, heartbeat_at)
-       SELECT {w:String}, d, t, now64(3) - INTERVAL 1 DAY FROM (SELECT arrayJoin(arrayZip({dbs:Array(String)}, {tbls:Array(String)})) AS x, x.1 AS d, x.2 AS t)`,
+      `INSERT INTO weir.writers (writer_id, database, table, heartbeat_at, gone)
+       SELECT {w:String}, d, t, now64(3), 1 FROM (SELECT arrayJoin(arrayZip({dbs:Array(String)}, {tbls:Array(String)})) AS x, x.1 AS d, x.2 AS t)`,
       { params: { w: this.writerId, ...tupleParams(this.tables) } },
     );
+    // A batch after leaving heartbeats first, so the writer is waited for again before it writes.
+    this.lastHeartbeat = 1;
   }
 
   private async activeFences(): Promise<string[]> {
@@ -233,8 +240,8 @@ export async function withFence<T>(
     for (;;) {
       const rows = await ch.query<{ writer_id: string; acked: number }>(
         `SELECT w.writer_id AS writer_id, w.writer_id IN (SELECT writer_id FROM weir.fence_acks WHERE fence_id = {id:String}) AS acked
-         FROM (SELECT writer_id, max(heartbeat_at) AS hb FROM weir.writers WHERE ${TABLE_MATCH} GROUP BY writer_id) AS w
-         WHERE w.hb > now64(3) - toIntervalMillisecond({live:UInt32})`,
+         FROM (SELECT writer_id, max(heartbeat_at) AS hb, argMax(gone, heartbeat_at) AS gone FROM weir.writers WHERE ${TABLE_MATCH} GROUP BY writer_id) AS w
+         WHERE w.hb > now64(3) - toIntervalMillisecond({live:UInt32}) AND w.gone = 0`,
         { params: { id: fenceId, live: timing.livenessMs, ...tupleParams(tables) } },
       );
       writers = rows.map((r) => r.writer_id);

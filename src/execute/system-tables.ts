@@ -15,6 +15,8 @@ const TABLES = [
   ) ENGINE = ReplacingMergeTree(heartbeat_at) ORDER BY (database, table, writer_id)
   TTL toDateTime(heartbeat_at) + INTERVAL 1 DAY
   COMMENT 'weir: live writers of each table (heartbeats)'`,
+  // A writer's last heartbeat says it left (FenceParticipant.leave); added in place on older installs.
+  `ALTER TABLE weir.writers ADD COLUMN IF NOT EXISTS gone UInt8 DEFAULT 0`,
   `CREATE TABLE IF NOT EXISTS weir.fence_acks (
     fence_id String, writer_id String, acked_at DateTime64(3, 'UTC') DEFAULT now64(3)
   ) ENGINE = MergeTree ORDER BY (fence_id, writer_id)

@@ -29,6 +29,26 @@ describe('fence', () => {
     stop();
   });
 
+  it('does not wait for a writer that left: its last heartbeat says so, even within its liveness', async () => {
+    const t = { ...table, table: 'left' };
+    // Liveness far longer than the ack timeout: a writer still counted as live would time the fence out.
+    const timing: FenceTiming = { ...TIMING, livenessMs: 60_000, ackTimeoutMs: 1000 };
+    // The writer keeps its own timing (keepAlive acknowledges every 250 ms); only the executor's liveness is long.
+    const writer = new FenceParticipant(server.ch, FenceParticipant.newId('left'), [t], TIMING);
+    await writer.beforeBatch();
+    writer.afterBatch();
+    await writer.leave();
+    const { report } = await withFence(server.ch, [t], async () => 'swapped', timing);
+    expect(report.writers).toEqual([]);
+    // A heartbeat after leaving makes it a live writer again, waited for.
+    const back = writer.keepAlive();
+    await writer.beforeBatch();
+    writer.afterBatch();
+    const again = await withFence(server.ch, [t], async () => 'swapped', timing);
+    expect(again.report.writers).toEqual([writer.writerId]);
+    back();
+  });
+
   it('does not acknowledge while a batch is open, and the fence times out rather than race the insert', async () => {
     const writer = new FenceParticipant(server.ch, FenceParticipant.newId('busy'), [{ ...table, table: 'busy' }], TIMING);
     const stop = writer.keepAlive();
