@@ -77,6 +77,9 @@ interface Message {
 /** Where a partition's message values are copied: chunks of ARENA_BYTES, each freed once its messages' batches are written. */
 const ARENA_BYTES = 1 << 20;
 
+/** Messages mapped between two yields to the event loop. */
+const MAP_SLICE = 10_000;
+
 /** The message's value as text. */
 const textOf = (m: Message): string => m.bytes?.toString('utf8', m.at, m.at + m.size) ?? '';
 
@@ -399,7 +402,7 @@ export class IngestWorker {
     const started = performance.now();
     const token = dedupToken(this.groupId, range);
     // Mapped before the fence: a fence waits for no JSON parsing.
-    const { good, bad } = this.mapBatch(messages);
+    const { good, bad } = await this.mapBatch(messages);
     const current = () => {
       if (state.generation !== this.generation && !final) throw new PartitionLost(`${state.topic}/${state.partition} was reassigned`);
     };
@@ -515,12 +518,15 @@ export class IngestWorker {
   }
 
   /** Map messages to JSONEachRow lines, written into one buffer as they are made; the others with their reasons. */
-  private mapBatch(messages: Message[]): { good: LineBuffer<Message>; bad: { raw: string; error: string; offset: string }[] } {
+  private async mapBatch(messages: Message[]): Promise<{ good: LineBuffer<Message>; bad: { raw: string; error: string; offset: string }[] }> {
     let bytes = 0;
     for (const m of messages) bytes += m.size + 16;
     const good = new LineBuffer<Message>(bytes);
     const bad: { raw: string; error: string; offset: string }[] = [];
-    for (const m of messages) {
+    for (let i = 0; i < messages.length; i++) {
+      // A batch is up to hundreds of milliseconds of parsing: let heartbeats and fetches run between slices.
+      if (i > 0 && i % MAP_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const m = messages[i] as Message;
       if (m.bytes === null) {
         bad.push({ raw: '', error: 'empty message (a tombstone?)', offset: m.offset });
         continue;
