@@ -293,7 +293,6 @@ async function main() {
           const profile = process.env.WEIR_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.WEIR_BENCH_PROFILE}`] : [];
           const extraEnv: Record<string, string> = {};
           if (process.env.WEIR_BENCH_NODE_OPTIONS) extraEnv.NODE_OPTIONS = process.env.WEIR_BENCH_NODE_OPTIONS;
-          for (const [k, v] of Object.entries(process.env)) if (k.startsWith('WEIR_INGEST_') && v !== undefined) extraEnv[k] = v;
           const worker = await startIngester(writeConfig(ds), clickhouse.url, extraEnv, profile);
           const load = os.loadavg()[0] ?? 0;
           const window = cpuWindow({ worker: worker.child.pid, clickhouse: chPid, kafka: kafkaPid() });
