@@ -23,6 +23,7 @@ import { NEXT_TABLE_SUFFIX, type MigrationStep } from '../plan/datasource-plan.j
 import { findTableReferences, retargetTable } from '../plan/sql-scan.js';
 import { createTableSql, embedSql, qualified, quoteIdentifier, quoteString } from '../plan/sql.js';
 import { faultPoint } from '../runtime/fault.js';
+import type { Logger } from '../runtime/log.js';
 import { backfillSettings, throttleWaitMs, type MigrationProgress, type StepContext } from './context.js';
 import { sleep } from '../runtime/backoff.js';
 import type { BackfillLimits } from '../api/datasource.js';
@@ -112,7 +113,7 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
         progress('Fenced', { writersOf: fenced.map((t) => `${t.database}.${t.table}`) });
         const after = Number(current.source_block);
         const verifyBlock = await maxBlock(ch, liveRef);
-        const liveParts = await copyDelta(ch, map, next, liveRef, current, Number(verifyBlock));
+        const liveParts = await copyDelta(ch, map, next, liveRef, nextRef, current, Number(verifyBlock), cx.log);
         faultPoint('DeltaCopied');
         const nb = Number(current.next_block);
         const nextAll = await activeParts(ch, nextRef);
@@ -308,10 +309,19 @@ const DELTA_BY_PART_ATTEMPTS = 3;
  * Under the fence: copy the live table's rows in (source_block, upTo] into next, reading only the
  * parts written since (O(the remainder)). A merge that replaced a named part before the statement
  * read it would hide rows from it: if a named part is no longer active afterwards, what was copied
- * is deleted and the copy runs again; after a few such attempts, by the partitions instead (a
+ * is removed (dropDeltaParts: its parts dropped, not a DELETE) and the copy runs again; after a few such attempts, by the partitions instead (a
  * merge keeps rows in their partition). Returns the parts the rows came from (for the count).
  */
-async function copyDelta(ch: ClickHouse, map: Mapping, next: string, liveRef: TableRef, m: MigrationRow, upTo: number): Promise<NamedPart[]> {
+async function copyDelta(
+  ch: ClickHouse,
+  map: Mapping,
+  next: string,
+  liveRef: TableRef,
+  nextRef: TableRef,
+  m: MigrationRow,
+  upTo: number,
+  log: Logger,
+): Promise<NamedPart[]> {
   const after = Number(m.source_block);
   const insert = async (where: string) => {
     if (where === '0') return;
@@ -326,13 +336,41 @@ async function copyDelta(ch: ClickHouse, map: Mapping, next: string, liveRef: Ta
         upTo,
       ),
     );
+    // Tests provoke the race: a merge of the live table between the copy and the check.
+    if (attempt === 1 && process.env.WEIR_TEST_MERGE_BEFORE_DELTA_CHECK === '1')
+      await ch.command(`OPTIMIZE TABLE ${qualified(liveRef.database, liveRef.table)} FINAL`);
     const active = new Set((await activeParts(ch, liveRef)).map((p) => p.name));
     if (parts.every((p) => active.has(p.name))) return parts;
-    await dropRowsAfter(ch, next, m.next_block);
+    // A part merged away meanwhile may have been missed: what this attempt copied goes, and it runs again.
+    const dropped = await dropDeltaParts(ch, next, nextRef, m.next_block);
+    log.info('a merge raced the fenced copy; copying the delta again', { table: `${liveRef.database}.${liveRef.table}`, attempt, droppedParts: dropped });
   }
   const parts = await activeParts(ch, liveRef);
   await insert(blockRangeWhere(partitionsAfterBlock(parts, after), after, upTo));
   return parts;
+}
+
+/**
+ * Remove what a fenced copy put into the next version after block `afterBlock` (its last recorded
+ * point), inside the fence: the parts wholly after it are dropped (metadata only), so the fence
+ * stays O(delta). Only when a merge of the next version joined such a part with older rows, or a
+ * part cannot be dropped, are the rows deleted instead (a lightweight DELETE, which reads the whole
+ * table: seconds at 10M rows). Returns the parts dropped, or -1 for the DELETE.
+ */
+async function dropDeltaParts(ch: ClickHouse, next: string, nextRef: TableRef, afterBlock: string): Promise<number> {
+  const parts = await activeParts(ch, nextRef);
+  const b = Number(afterBlock);
+  const delta = parts.filter((p) => p.minBlock > b);
+  if (!parts.some((p) => p.minBlock <= b && p.maxBlock > b)) {
+    try {
+      for (const p of delta) await ch.command(`ALTER TABLE ${next} DROP PART ${quoteString(p.name)}`);
+      return delta.length;
+    } catch {
+      // A part merging right now cannot be dropped: the DELETE below handles it.
+    }
+  }
+  await dropRowsAfter(ch, next, afterBlock, nextRef);
+  return -1;
 }
 
 /**

@@ -282,4 +282,26 @@ describe('chunked backfill and catch-up rounds with live writes', () => {
       expect(m?.state).toBe('Done');
     });
   }
+
+  it("copies the delta again when a merge of the live table races the fenced copy, dropping the first attempt's parts: every row exactly once", async () => {
+    const ns = uniqueNamespace('delta-race');
+    const db = ns.replace(/-/g, '_');
+    await fillPageViews(server.ch, ns, BULK);
+    const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
+    writer.start();
+    await writtenAtLeast(writer, 2_000);
+    const dir = writeProject(pageViewsProject(ns, NEW_KEY));
+    // OPTIMIZE … FINAL between the fenced copy and its check: the parts it read are merged away.
+    const run = await runWeirApply(dir, server.url, { WEIR_TEST_MERGE_BEFORE_DELTA_CHECK: '1', WEIR_CATCH_UP_ROWS: '0' });
+    expect(run.code, run.out).toBe(0);
+    const race = run.out.split('\n').find((l) => l.includes('a merge raced the fenced copy'));
+    expect(race, run.out).toBeDefined();
+    const { attempt, droppedParts } = JSON.parse(race ?? '{}') as { attempt: number; droppedParts: number };
+    expect(attempt).toBe(1);
+    // The first attempt's rows leave by DROP PART (-1 would be the whole-table DELETE, only when a merge of the next version joined them with older rows).
+    expect(droppedParts, run.out).not.toBe(0);
+    await writtenAtLeast(writer, 1_000);
+    await writer.stop();
+    await assertPageViewsExact(db, BULK + writer.written);
+  });
 });
