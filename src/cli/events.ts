@@ -1,10 +1,11 @@
 // `weir events --config datasource.yaml`: the events API pod of a DataSource with spec.ingestion.http.
 import { hostname } from 'node:os';
 import { connectClickHouse } from '../clickhouse/connection.js';
-import { createLogger, errorMessage } from '../runtime/log.js';
+import { createLogger } from '../runtime/log.js';
 import { startEventsServer } from '../workers/events/server.js';
 import type { InsertMode } from '../workers/events-writer.js';
 import { readDataSource } from './ingest.js';
+import { stopOnSignal } from './stop-on-signal.js';
 
 export interface EventsFlags {
   config: string;
@@ -53,19 +54,5 @@ export async function runEvents(flags: EventsFlags): Promise<void> {
     await clickhouse.close();
     throw e;
   }
-  const stop = (signal: string) => {
-    log.info('signal received', { signal });
-    void server
-      .stop()
-      .then(() => clickhouse.close())
-      .then(
-        () => process.exit(0),
-        (e: unknown) => {
-          log.error('events server did not stop cleanly', { error: errorMessage(e) });
-          process.exit(1);
-        },
-      );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  stopOnSignal(server, clickhouse, log, 'events server');
 }

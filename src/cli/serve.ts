@@ -1,7 +1,8 @@
 // `weir serve --config endpoints.json`: the endpoint server of an Endpoint's query Deployment.
 import { connectClickHouse } from '../clickhouse/connection.js';
-import { createLogger, errorMessage } from '../runtime/log.js';
+import { createLogger } from '../runtime/log.js';
 import { startEndpointServer } from '../workers/serve/server.js';
+import { stopOnSignal } from './stop-on-signal.js';
 
 export interface ServeFlags {
   config: string;
@@ -43,19 +44,5 @@ export async function runServe(flags: ServeFlags): Promise<void> {
     await clickhouse.close();
     throw e;
   }
-  const stop = (signal: string) => {
-    log.info('signal received', { signal });
-    void server
-      .stop()
-      .then(() => clickhouse.close())
-      .then(
-        () => process.exit(0),
-        (e: unknown) => {
-          log.error('endpoint server did not stop cleanly', { error: errorMessage(e) });
-          process.exit(1);
-        },
-      );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  stopOnSignal(server, clickhouse, log, 'endpoint server');
 }

@@ -60,34 +60,22 @@ export function malformedInput(prefix: string, k: number): string {
 }
 
 /**
- * The events API, in process: POST /v0/events's ingest(), retried while it fails (as a client
- * would), under one idempotency key per batch so a retry after a lost answer inserts nothing twice.
+ * What the two events writers share: page views in batches of 100 (one malformed line early in
+ * the live phase), seeded in batches of 500, each batch sent until it is acknowledged; `send`
+ * is how a batch goes (in process, or over HTTP to a weir events process).
  */
-export class EventsWriter implements MatrixWriter {
+abstract class BatchedEventsWriter {
   readonly malformed: string[] = [];
   retries = 0;
-  private readonly api: EventsApi;
-  private spec: DataSource;
   private n = 0;
   private ackedRows = 0;
   private running: Promise<void> | undefined;
   private stopRequested = false;
   private readonly epoch = Date.now();
 
-  constructor(
-    ch: ClickHouse,
-    ds: DataSource,
-    private readonly prefix: string,
-  ) {
-    this.spec = ds;
-    this.api = new EventsApi(ch, () => this.spec, log);
-  }
+  constructor(protected readonly prefix: string) {}
 
   acked = async (): Promise<number> => this.ackedRows;
-
-  useSpec(ds: DataSource): void {
-    this.spec = ds;
-  }
 
   async seed(rows: number, bad: number): Promise<void> {
     for (let done = 0; done < rows; done += 500) await this.batch(Math.min(500, rows - done), 0);
@@ -111,36 +99,61 @@ export class EventsWriter implements MatrixWriter {
     await this.running;
   }
 
+  /** Send `lines` (`rows` valid, then `bad` malformed) under one idempotency key until it is acknowledged. */
+  protected abstract send(lines: string[], rows: number, bad: number): Promise<void>;
+
+  private async batch(rows: number, bad: number): Promise<void> {
+    const lines = Array.from({ length: rows }, (_, i) => JSON.stringify(pageView(this.prefix, this.n + i, this.epoch)));
+    const badLines = Array.from({ length: bad }, (_, i) => malformedInput(this.prefix, this.malformed.length + i));
+    await this.send([...lines, ...badLines], rows, bad);
+    this.n += rows;
+    this.ackedRows += rows;
+    this.malformed.push(...badLines);
+  }
+}
+
+/**
+ * The events API, in process: POST /v0/events's ingest(), retried while it fails (as a client
+ * would), under one idempotency key per batch so a retry after a lost answer inserts nothing twice.
+ */
+export class EventsWriter extends BatchedEventsWriter implements MatrixWriter {
+  private readonly api: EventsApi;
+  private spec: DataSource;
+
+  constructor(ch: ClickHouse, ds: DataSource, prefix: string) {
+    super(prefix);
+    this.spec = ds;
+    this.api = new EventsApi(ch, () => this.spec, log);
+  }
+
+  useSpec(ds: DataSource): void {
+    this.spec = ds;
+  }
+
   longestPauseMs = async (): Promise<number> => this.api.longestFencePauseMs();
 
   async close(): Promise<void> {
     await this.api.close();
   }
 
-  /** One request: `rows` valid lines and `bad` malformed ones, sent with the same key until it is acknowledged. */
-  private async batch(rows: number, bad: number): Promise<void> {
-    const lines = Array.from({ length: rows }, (_, i) => JSON.stringify(pageView(this.prefix, this.n + i, this.epoch)));
-    const badLines = Array.from({ length: bad }, (_, i) => malformedInput(this.prefix, this.malformed.length + i));
+  protected async send(lines: string[], rows: number, bad: number): Promise<void> {
     const key = randomUUID();
     for (;;) {
       try {
         const r = await this.api.ingest(
           this.spec.metadata.name,
-          [...lines, ...badLines].map((text) => ({ text })),
+          lines.map((text) => ({ text })),
           key,
         );
         if (r.successful_rows !== rows || r.quarantined_rows !== bad)
           throw new Error(`events API took ${r.successful_rows}/${rows} rows and quarantined ${r.quarantined_rows}/${bad}`);
-        break;
+        return;
       } catch (e) {
         if (!isRetriable(e)) throw e;
         this.retries++;
         await sleep(100);
       }
     }
-    this.n += rows;
-    this.ackedRows += rows;
-    this.malformed.push(...badLines);
   }
 }
 
@@ -256,23 +269,18 @@ export class KafkaWriter implements MatrixWriter {
  * while ClickHouse is down or a fence holds the table past --max-fence-wait, a refused
  * connection): acknowledged = the rows of the batches answered 200.
  */
-export class HttpEventsWriter implements MatrixWriter {
-  readonly malformed: string[] = [];
-  retries = 0;
+export class HttpEventsWriter extends BatchedEventsWriter implements MatrixWriter {
   private proc: WeirProcess | undefined;
   private base = '';
   private metricsBase = '';
-  private n = 0;
-  private ackedRows = 0;
-  private running: Promise<void> | undefined;
-  private stopRequested = false;
-  private readonly epoch = Date.now();
 
   constructor(
     private readonly ds: DataSource,
     private readonly clickhouseUrl: string,
-    private readonly prefix: string,
-  ) {}
+    prefix: string,
+  ) {
+    super(prefix);
+  }
 
   async open(): Promise<void> {
     this.proc = startWeir(
@@ -284,31 +292,8 @@ export class HttpEventsWriter implements MatrixWriter {
     this.metricsBase = `http://127.0.0.1:${Number(l.metricsPort)}`;
   }
 
-  acked = async (): Promise<number> => this.ackedRows;
-
   useSpec(): void {
     // The pods' DataSource is the one they were started with (a column change rolls the Deployment); the rows using this writer keep the columns.
-  }
-
-  async seed(rows: number, bad: number): Promise<void> {
-    for (let done = 0; done < rows; done += 500) await this.batch(Math.min(500, rows - done), 0);
-    await this.batch(0, bad);
-  }
-
-  start(): void {
-    this.running = (async () => {
-      let sent = 0;
-      while (!this.stopRequested) {
-        await this.batch(100, sent === 2 ? 1 : 0);
-        sent++;
-        await sleep(10);
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.stopRequested = true;
-    await this.running;
   }
 
   async longestPauseMs(): Promise<number> {
@@ -321,10 +306,8 @@ export class HttpEventsWriter implements MatrixWriter {
     await this.proc?.kill('SIGTERM');
   }
 
-  private async batch(rows: number, bad: number): Promise<void> {
-    const lines = Array.from({ length: rows }, (_, i) => JSON.stringify(pageView(this.prefix, this.n + i, this.epoch)));
-    const badLines = Array.from({ length: bad }, (_, i) => malformedInput(this.prefix, this.malformed.length + i));
-    const body = [...lines, ...badLines].map((l) => `${l}\n`).join('');
+  protected async send(lines: string[], rows: number, bad: number): Promise<void> {
+    const body = lines.map((l) => `${l}\n`).join('');
     const key = randomUUID();
     type Answer = { status: number; body: { successful_rows?: number; quarantined_rows?: number; error?: string } };
     for (;;) {
@@ -339,15 +322,12 @@ export class HttpEventsWriter implements MatrixWriter {
       if (answer.status === 200) {
         if (answer.body.successful_rows !== rows || answer.body.quarantined_rows !== bad)
           throw new Error(`events API took ${answer.body.successful_rows}/${rows} rows and quarantined ${answer.body.quarantined_rows}/${bad}`);
-        break;
+        return;
       }
       if (answer.status !== 0 && answer.status !== 503 && answer.status !== 429 && answer.status < 500)
         throw new Error(`events API refused a batch: ${answer.status} ${answer.body.error ?? ''}`);
       this.retries++;
       await sleep(100);
     }
-    this.n += rows;
-    this.ackedRows += rows;
-    this.malformed.push(...badLines);
   }
 }

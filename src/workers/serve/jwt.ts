@@ -13,7 +13,7 @@ import { decodeProtectedHeader, errors, importJWK, jwtVerify, type CryptoKey, ty
 import { JWT_ALGORITHMS, type JwtAlgorithm } from '../../api/endpoint.js';
 import type { EndpointJwt } from '../../plan/endpoint/compiled.js';
 import { errorMessage, type Logger } from '../../runtime/log.js';
-import { readSecretDir } from './tokens.js';
+import { MountedSecrets, readSecretDir } from './tokens.js';
 import { join } from 'node:path';
 
 /** The Secret keys weir reads: an HS256 shared secret, and a JWKS. */
@@ -105,38 +105,22 @@ interface SecretKeys {
 }
 
 /** Verification keys per Secret name, read from `<dir>/<secret>/` for the Secrets `secrets()` names. */
-export class SigningKeyStore {
+export class SigningKeyStore extends MountedSecrets {
   private sets = new Map<string, SecretKeys>();
-  private timer: NodeJS.Timeout | undefined;
-  private reading: Promise<void> | undefined;
 
   constructor(
     private readonly dir: string | undefined,
     private readonly secrets: () => Iterable<string>,
     private readonly log: Logger,
-  ) {}
-
-  /** Reads every Secret once now; then again every `intervalMs` (the static tokens' interval). */
-  async start(intervalMs: number): Promise<void> {
-    await this.reload();
-    this.timer = setInterval(() => void this.reload(), intervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-  }
-
-  reload(): Promise<void> {
-    this.reading ??= this.readAll().finally(() => (this.reading = undefined));
-    return this.reading;
+  ) {
+    super();
   }
 
   keys(secret: string): readonly SigningKey[] {
     return this.sets.get(secret)?.keys ?? [];
   }
 
-  private async readAll(): Promise<void> {
+  protected async readAll(): Promise<void> {
     const next = new Map<string, SecretKeys>();
     for (const secret of new Set(this.secrets())) next.set(secret, await this.readSecret(secret, this.sets.get(secret)));
     this.sets = next;

@@ -52,18 +52,14 @@ export async function readSecretDir(dir: string): Promise<{ keys: string[]; toke
   return { keys, tokens };
 }
 
-/** Allowed tokens per Secret name, read from `<dir>/<secret>/`, for the Secrets `secrets()` names. */
-export class TokenStore {
-  private sets = new Map<string, SecretTokens>();
+/**
+ * Sets read from Secrets mounted the kubelet way, read again on an interval and swapped whole:
+ * one read at a time, a call during a read waits for it. TokenStore (static tokens) and
+ * SigningKeyStore (jwt.ts) read their files in `readAll`.
+ */
+export abstract class MountedSecrets {
   private timer: NodeJS.Timeout | undefined;
   private reading: Promise<void> | undefined;
-
-  constructor(
-    /** Where the Secrets are mounted; undefined when `--tokens-dir` was not given (every token is refused). */
-    private readonly dir: string | undefined,
-    private readonly secrets: () => Iterable<string>,
-    private readonly log: Logger,
-  ) {}
 
   /** Reads every Secret once now; then again every `intervalMs`. */
   async start(intervalMs: number): Promise<void> {
@@ -76,10 +72,26 @@ export class TokenStore {
     clearInterval(this.timer);
   }
 
-  /** Reads the Secrets again and swaps in each one's new set. One read at a time; a call during a read waits for it. */
+  /** Reads the Secrets again and swaps in each one's new set. */
   reload(): Promise<void> {
     this.reading ??= this.readAll().finally(() => (this.reading = undefined));
     return this.reading;
+  }
+
+  protected abstract readAll(): Promise<void>;
+}
+
+/** Allowed tokens per Secret name, read from `<dir>/<secret>/`, for the Secrets `secrets()` names. */
+export class TokenStore extends MountedSecrets {
+  private sets = new Map<string, SecretTokens>();
+
+  constructor(
+    /** Where the Secrets are mounted; undefined when `--tokens-dir` was not given (every token is refused). */
+    private readonly dir: string | undefined,
+    private readonly secrets: () => Iterable<string>,
+    private readonly log: Logger,
+  ) {
+    super();
   }
 
   check(secret: string, token: string): TokenCheck {
@@ -99,7 +111,7 @@ export class TokenStore {
     return matched < 0 ? undefined : set?.keys[matched];
   }
 
-  private async readAll(): Promise<void> {
+  protected async readAll(): Promise<void> {
     const next = new Map<string, SecretTokens>();
     for (const secret of new Set(this.secrets())) next.set(secret, await this.readSecret(secret));
     for (const [secret, now] of next) {
