@@ -144,17 +144,21 @@ describe('events Deployments', () => {
 
   it('removes the Deployment, Service, PDB and HPA with spec.ingestion.http', async () => {
     await patchResource(kc, 'DataSource', ns, NAME, { spec: { ingestion: null } });
-    await waitFor(
-      'the events Deployment gone',
-      async () =>
-        deployment().then(
-          () => undefined,
-          (e: unknown) => (isNotFound(e) ? true : undefined),
-        ),
-      { timeoutMs: 60_000 },
-    );
-    await expect(kc.makeApiClient(CoreV1Api).readNamespacedService({ name: DEPLOYMENT, namespace: ns })).rejects.toSatisfy(isNotFound);
-    await expect(kc.makeApiClient(PolicyV1Api).readNamespacedPodDisruptionBudget({ name: DEPLOYMENT, namespace: ns })).rejects.toSatisfy(isNotFound);
+    // The controller deletes the Deployment first, then the Service and the PDB: each is waited for, not read once.
+    const gone = (what: string, read: () => Promise<unknown>) =>
+      waitFor(
+        `the events ${what} gone`,
+        async () =>
+          read().then(
+            () => undefined,
+            (e: unknown) => (isNotFound(e) ? true : undefined),
+          ),
+        { timeoutMs: 60_000 },
+      );
+    await gone('Deployment', deployment);
+    await gone('Service', () => kc.makeApiClient(CoreV1Api).readNamespacedService({ name: DEPLOYMENT, namespace: ns }));
+    await gone('PodDisruptionBudget', () => kc.makeApiClient(PolicyV1Api).readNamespacedPodDisruptionBudget({ name: DEPLOYMENT, namespace: ns }));
+    await gone('HorizontalPodAutoscaler', () => kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler({ name: DEPLOYMENT, namespace: ns }));
     const ds = await dataSourceWhere('no ingestion status', (o) => o.status?.ingestion === undefined);
     expect(condition(ds, 'EventsReady')).toBeUndefined();
   });
