@@ -15,7 +15,6 @@ import {
   partitionsAfterBlock,
   partsInRange,
   partsRangeWhere,
-  planChunks,
   rowsAfterBlock,
   type PartInfo,
 } from '../plan/chunks.js';
@@ -30,7 +29,7 @@ import type { BackfillLimits } from '../api/datasource.js';
 import { MigrationRefusedError } from './errors.js';
 import { withFence } from './fence.js';
 import { activeMigration, chunkPlan, newMigration, record, recordChunkDone, recordChunkPlan, type MigrationRow } from './ledger.js';
-import { activeParts, count, countByPartition, exists, fencedTables, markerVersion, maxBlock, partitionKey } from './probes.js';
+import { activeParts, count, countByPartition, exists, fencedTables, markerVersion, maxBlock, partitionKey, planBackfill } from './probes.js';
 import { settleOrphans } from './orphans.js';
 import { ensureSystemTables } from './system-tables.js';
 import { dropRowsAfter, retain } from './versions.js';
@@ -87,7 +86,7 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     // resumed executor copies the same chunks (merges since do not move a row out of its chunk).
     const n = await maxBlock(ch, liveRef);
     await ch.command(`TRUNCATE TABLE ${next}`);
-    const chunks = planChunks(await activeParts(ch, liveRef), Number(n), cx.backfill.chunkRows);
+    const chunks = await planBackfill(ch, liveRef, Number(n), cx.backfill.chunkRows);
     const planId = await recordChunkPlan(ch, m.id, chunks);
     m = await record(ch, { ...m, state: 'Backfilling', source_block: n, next_block: '0', chunk_plan: planId });
     progress('Backfilling', { upToBlock: n, chunks: chunks.length, rowsTotal: chunks.reduce((s, c) => s + c.rows, 0) });
@@ -261,13 +260,9 @@ async function catchUp(
     if (remaining <= catchUpRows || (lastRoundMs !== undefined && lastRoundMs <= catchUpRoundMs)) break;
     const started = Date.now();
     const before = await count(ch, next);
-    await ch.command(
-      `INSERT INTO ${next} (${map.columns}) ${map.select(blockRangeWhere(partitionsAfterBlock(parts, Number(m.source_block)), m.source_block, upTo))}`,
-      {
-        queryId: roundQueryId(m, 'u'),
-        settings: { ...backfillSettings(limits), ...(await deduplicationOff(ch)) },
-      },
-    );
+    // By the parts written since the last round, as under the fence: O(what was written), where the
+    // partitions that hold it would be read whole (seconds a round at 300M rows).
+    await copyDelta(ch, map, next, liveRef, nextRef, m, Number(upTo), cx.log, 'u', backfillSettings(limits));
     faultPoint('CaughtUp');
     const [b, after] = await Promise.all([maxBlock(ch, nextRef), count(ch, next)]);
     m = await record(ch, { ...m, state: 'CatchingUp', source_block: upTo, next_block: b });
@@ -287,7 +282,7 @@ async function verifyCopy(ch: ClickHouse, live: string, next: string, liveRef: T
   const [liveKey, nextKey] = await Promise.all([partitionKey(ch, liveRef), partitionKey(ch, nextRef)]);
   const where = `_block_number <= ${upToBlock}`;
   if (liveKey === nextKey) {
-    const [a, b] = await Promise.all([countByPartition(ch, live, where), countByPartition(ch, next)]);
+    const [a, b] = await Promise.all([rowsByPartition(ch, live, liveRef, Number(upToBlock)), rowsByPartition(ch, next, nextRef, Infinity)]);
     for (const p of new Set([...a.keys(), ...b.keys()])) {
       if ((a.get(p) ?? 0) !== (b.get(p) ?? 0)) {
         throw new MigrationRefusedError(
@@ -302,15 +297,40 @@ async function verifyCopy(ch: ClickHouse, live: string, next: string, liveRef: T
     throw new MigrationRefusedError(`verification failed: ${live} has ${a} rows up to block ${upToBlock} but the new version has ${b}; nothing was swapped`);
 }
 
+/**
+ * Rows per partition with a block number up to `upTo`: from the parts' metadata for the parts
+ * wholly below it without deleted rows, counted only in the others (a merged part straddling it,
+ * a part with a lightweight DELETE), so O(those parts) instead of a scan of the table. If a part
+ * counted by name merged away meanwhile, the partitions are counted whole instead.
+ */
+async function rowsByPartition(ch: ClickHouse, table: string, ref: TableRef, upTo: number): Promise<Map<string, number>> {
+  const parts = await activeParts(ch, ref);
+  const out = new Map<string, number>();
+  const counted: NamedPart[] = [];
+  for (const p of parts) {
+    if (p.minBlock > upTo) continue;
+    if (p.maxBlock <= upTo && !p.hasDeletes) out.set(p.partitionId, (out.get(p.partitionId) ?? 0) + p.rows);
+    else counted.push(p);
+  }
+  if (counted.length === 0) return out;
+  const bound = Number.isFinite(upTo) ? ` AND _block_number <= ${upTo}` : '';
+  const inParts = await countByPartition(ch, table, `_part IN (${counted.map((p) => quoteString(p.name)).join(', ')})${bound}`);
+  const active = new Set((await activeParts(ch, ref)).map((p) => p.name));
+  if (!counted.every((p) => active.has(p.name))) return countByPartition(ch, table, Number.isFinite(upTo) ? `_block_number <= ${upTo}` : '1');
+  for (const [p, n] of inParts) out.set(p, (out.get(p) ?? 0) + n);
+  return out;
+}
+
 /** Attempts at the fenced copy by part name before it falls back to whole partitions. */
 const DELTA_BY_PART_ATTEMPTS = 3;
 
 /**
- * Under the fence: copy the live table's rows in (source_block, upTo] into next, reading only the
- * parts written since (O(the remainder)). A merge that replaced a named part before the statement
- * read it would hide rows from it: if a named part is no longer active afterwards, what was copied
- * is removed (dropDeltaParts: its parts dropped, not a DELETE) and the copy runs again; after a few such attempts, by the partitions instead (a
- * merge keeps rows in their partition). Returns the parts the rows came from (for the count).
+ * Copy the live table's rows in (source_block, upTo] into next, reading only the parts written
+ * since (O(the remainder)): a catch-up round ('u') or, under the fence, the last remainder ('d').
+ * A merge that replaced a named part before the statement read it would hide rows from it: if a
+ * named part is no longer active afterwards, what was copied is removed (dropDeltaParts: its parts
+ * dropped, not a DELETE) and the copy runs again; after a few such attempts, by the partitions
+ * instead (a merge keeps rows in their partition). Returns the parts the rows came from (for the count).
  */
 async function copyDelta(
   ch: ClickHouse,
@@ -321,11 +341,16 @@ async function copyDelta(
   m: MigrationRow,
   upTo: number,
   log: Logger,
+  kind: 'u' | 'd' = 'd',
+  settings: Record<string, string | number> = {},
 ): Promise<NamedPart[]> {
   const after = Number(m.source_block);
   const insert = async (where: string) => {
     if (where === '0') return;
-    await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(where)}`, { queryId: roundQueryId(m, 'd'), settings: await deduplicationOff(ch) });
+    await ch.command(`INSERT INTO ${next} (${map.columns}) ${map.select(where)}`, {
+      queryId: roundQueryId(m, kind),
+      settings: { ...settings, ...(await deduplicationOff(ch)) },
+    });
   };
   for (let attempt = 1; attempt <= DELTA_BY_PART_ATTEMPTS; attempt++) {
     const parts = partsInRange(await activeParts(ch, liveRef), after, upTo);
@@ -337,13 +362,18 @@ async function copyDelta(
       ),
     );
     // Tests provoke the race: a merge of the live table between the copy and the check.
-    if (attempt === 1 && process.env.WEIR_TEST_MERGE_BEFORE_DELTA_CHECK === '1')
+    if (attempt === 1 && kind === 'd' && process.env.WEIR_TEST_MERGE_BEFORE_DELTA_CHECK === '1')
       await ch.command(`OPTIMIZE TABLE ${qualified(liveRef.database, liveRef.table)} FINAL`);
     const active = new Set((await activeParts(ch, liveRef)).map((p) => p.name));
     if (parts.every((p) => active.has(p.name))) return parts;
     // A part merged away meanwhile may have been missed: what this attempt copied goes, and it runs again.
     const dropped = await dropDeltaParts(ch, next, nextRef, m.next_block);
-    log.info('a merge raced the fenced copy; copying the delta again', { table: `${liveRef.database}.${liveRef.table}`, attempt, droppedParts: dropped });
+    log.info('a merge raced the copy by parts; copying the delta again', {
+      table: `${liveRef.database}.${liveRef.table}`,
+      round: kind === 'd' ? 'fenced' : 'catch-up',
+      attempt,
+      droppedParts: dropped,
+    });
   }
   const parts = await activeParts(ch, liveRef);
   await insert(blockRangeWhere(partitionsAfterBlock(parts, after), after, upTo));

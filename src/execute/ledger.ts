@@ -85,6 +85,9 @@ interface ChunkRow {
   from_block: string | number;
   to_block: string | number;
   rows: string | number;
+  key_columns: string[];
+  key_from: string[];
+  key_to: string[];
   done: number;
   next_block: string | number;
   copied_rows: string | number;
@@ -99,6 +102,9 @@ const chunkRow = (migrationId: string, planId: string, c: BackfillChunk, chunks:
   from_block: c.fromBlock,
   to_block: c.toBlock,
   rows: c.rows,
+  key_columns: c.keyRange?.keys ?? [],
+  key_from: c.keyRange?.from ?? [],
+  key_to: c.keyRange?.to ?? [],
   done: done ? 1 : 0,
   next_block: nextBlock,
   copied_rows: copiedRows,
@@ -135,7 +141,22 @@ export async function chunkPlan(ch: ClickHouse, migrationId: string, planId: str
     { params: { m: migrationId, p: planId } },
   );
   return rows.map((r) => ({
-    chunk: { index: Number(r.chunk), partitionIds: r.partition_ids, fromBlock: Number(r.from_block), toBlock: Number(r.to_block), rows: Number(r.rows) },
+    chunk: {
+      index: Number(r.chunk),
+      partitionIds: r.partition_ids,
+      fromBlock: Number(r.from_block),
+      toBlock: Number(r.to_block),
+      rows: Number(r.rows),
+      ...(r.key_columns.length > 0
+        ? {
+            keyRange: {
+              keys: r.key_columns,
+              ...(r.key_from.length > 0 ? { from: r.key_from } : {}),
+              ...(r.key_to.length > 0 ? { to: r.key_to } : {}),
+            },
+          }
+        : {}),
+    },
     done: Number(r.done) === 1,
     nextBlock: String(r.next_block),
   }));

@@ -3,7 +3,8 @@
 import { observeCatalog } from '../clickhouse/catalog.js';
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { decodeMarker, upstreamTables, type TableRef } from '../plan/catalog.js';
-import type { PartInfo } from '../plan/chunks.js';
+import { keyLiteral, planChunks, rangeKeyType, type BackfillChunk, type PartInfo, type PartMarks } from '../plan/chunks.js';
+import { quoteIdentifier, quoteString } from '../plan/sql.js';
 import { MigrationRefusedError } from './errors.js';
 
 /**
@@ -35,6 +36,66 @@ export async function activeParts(ch: ClickHouse, t: TableRef): Promise<(PartInf
     rows: Number(r.rows),
     hasDeletes: Number(r.deletes) === 1,
   }));
+}
+
+/** The chunks of a backfill of `t` up to `upToBlock` (planChunks), with the indexes of the parts too large for one chunk, so those are cut by key. */
+export async function planBackfill(ch: ClickHouse, t: TableRef, upToBlock: number, chunkRows: number): Promise<BackfillChunk[]> {
+  const parts = await activeParts(ch, t);
+  const large = parts.filter((p) => p.rows > chunkRows && p.minBlock <= upToBlock).map((p) => p.name);
+  return planChunks(parts, upToBlock, chunkRows, await partMarks(ch, t, large));
+}
+
+/**
+ * The primary key indexes of the named parts (mergeTreeIndex), for cutting them by key ranges;
+ * empty when the key cannot bound ranges: an expression rather than columns, a type that does
+ * not compare as it sorts (Float, Nullable, …), or a server without mergeTreeIndex.
+ */
+export async function partMarks(ch: ClickHouse, t: TableRef, partNames: readonly string[]): Promise<Map<string, PartMarks>> {
+  const out = new Map<string, PartMarks>();
+  if (partNames.length === 0) return out;
+  const [table] = await ch.query<{ key: string }>('SELECT primary_key AS key FROM system.tables WHERE database = {db:String} AND name = {t:String}', {
+    params: { db: t.database, t: t.table },
+  });
+  const columns = new Map(
+    (
+      await ch.query<{ name: string; type: string }>('SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String}', {
+        params: { db: t.database, t: t.table },
+      })
+    ).map((c) => [c.name, c.type]),
+  );
+  const names = splitKey(table?.key ?? '');
+  const types = names.map((n) => columns.get(n));
+  if (names.length === 0 || !types.every((type): type is string => type !== undefined && rangeKeyType(type))) return out;
+  const keys = names.map(quoteIdentifier);
+  let rows: { part: string; rows: string; key: string[] }[];
+  try {
+    rows = await ch.query(
+      `SELECT part_name AS part, rows_in_granule AS rows, [${keys.map((k) => `hex(toString(${k}))`).join(', ')}] AS key
+       FROM mergeTreeIndex(${quoteString(t.database)}, ${quoteString(t.table)}) WHERE part_name IN {parts:Array(String)} ORDER BY part_name, mark_number`,
+      { params: { parts: partNames } },
+    );
+  } catch {
+    return out; // no mergeTreeIndex here: block ranges then
+  }
+  for (const r of rows) {
+    const marks = out.get(r.part) ?? { keys, granules: [] };
+    marks.granules.push({ key: r.key.map((h, i) => keyLiteral(h, types[i] as string)), rows: Number(r.rows) });
+    out.set(r.part, marks);
+  }
+  return out;
+}
+
+/** The column names of a key as system.tables prints it ("a, `b c`"), or [] when any item is an expression. */
+function splitKey(key: string): string[] {
+  if (key.trim() === '') return [];
+  const items = key.split(',').map((s) => s.trim());
+  const names: string[] = [];
+  for (const item of items) {
+    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(item)) names.push(item);
+    else if (/^`([^`\\]|\\.)*`$/.test(item)) names.push(item.slice(1, -1).replace(/\\(.)/g, '$1'));
+    else return [];
+  }
+  return names;
 }
 
 /** The table's partition key as ClickHouse prints it ('' when unpartitioned). */

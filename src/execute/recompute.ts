@@ -3,7 +3,7 @@
 // recompute interrupted after its swap. Resumable state machines whose progress is kept in
 // weir.migrations under the view's name.
 import { deduplicationOff } from '../clickhouse/dedup.js';
-import { chunkWhere, planChunks, stagedResume } from '../plan/chunks.js';
+import { chunkWhere, stagedResume } from '../plan/chunks.js';
 import { decodeMarker, encodeMarker, type TableRef } from '../plan/catalog.js';
 import { RECOMPUTE_TABLE_SUFFIX, VIEW_MARKER_PREFIX, viewMarker, type PipeStep } from '../plan/pipe-plan.js';
 import { embedSql, qualified, quoteIdentifier, quoteString } from '../plan/sql.js';
@@ -11,7 +11,7 @@ import { faultPoint } from '../runtime/fault.js';
 import { BACKFILL_SETTINGS, type StepContext } from './context.js';
 import { withFence } from './fence.js';
 import { activeMigration, chunkPlan, newMigration, record, recordChunkDone, recordChunkPlan, type MigrationRow } from './ledger.js';
-import { activeParts, assertCreated, comment, exists, markerVersion, maxBlock } from './probes.js';
+import { activeParts, assertCreated, comment, exists, markerVersion, maxBlock, planBackfill } from './probes.js';
 import { settleOrphans } from './orphans.js';
 import { ensureSystemTables } from './system-tables.js';
 import { retain } from './versions.js';
@@ -254,7 +254,7 @@ async function stageBackfill(
     await ch.command(`DROP TABLE IF EXISTS ${staging}`);
     await ch.command(`CREATE TABLE ${staging} AS ${qualified(into.database, into.table)}`);
     await ch.command(`SYSTEM STOP MERGES ${staging}`);
-    const chunks = first ? planChunks(await activeParts(ch, first), Number(blocks[0] ?? '0'), cx.backfill.chunkRows) : [];
+    const chunks = first ? await planBackfill(ch, first, Number(blocks[0] ?? '0'), cx.backfill.chunkRows) : [];
     m = await record(ch, { ...m, chunk_plan: await recordChunkPlan(ch, m.id, chunks) });
     ledger = chunks.map((chunk) => ({ chunk, done: false, nextBlock: '0' }));
   }

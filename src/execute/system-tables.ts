@@ -38,6 +38,10 @@ const TABLES = [
   ) ENGINE = ReplacingMergeTree(done) ORDER BY (migration_id, plan_id, chunk)
   TTL toDateTime(updated_at) + INTERVAL 30 DAY
   COMMENT 'weir: the chunks of copy-and-swap backfills, planned then done, for resuming after a crash'`,
+  // A chunk that cuts a large part by its primary key: the key columns and the range's bounds
+  // (SQL literals; empty arrays for an open bound). Added in place on older installs.
+  `ALTER TABLE weir.migration_chunks ADD COLUMN IF NOT EXISTS key_columns Array(String) AFTER rows,
+     ADD COLUMN IF NOT EXISTS key_from Array(String) AFTER key_columns, ADD COLUMN IF NOT EXISTS key_to Array(String) AFTER key_from`,
   `CREATE TABLE IF NOT EXISTS weir.ingest_batches (
     group_id String, topic String, partition Int32, first_offset Int64, last_offset Int64,
     database String, table String,

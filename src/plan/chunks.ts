@@ -1,8 +1,11 @@
 // Chunks of a copy-and-swap backfill, planned from the live table's active parts (system.parts):
 // partition by partition, small partitions together, and a large partition cut into ranges of
-// _block_number. Rows keep their block number through merges, so a chunk's predicate selects the
-// same rows whatever merges happen after it was planned; the chunks of one plan are disjoint and
-// together select every row with a block number up to the plan's block, exactly once.
+// _block_number. A part too large for one chunk is cut by ranges of its primary key, read from its
+// index (mergeTreeIndex): its rows are sorted by the key, so a key range reads only its own
+// granules, where a block range of a merged part reads every granule of it (its blocks are spread
+// through it). Rows keep their block number and their key through merges, so a chunk's predicate
+// selects the same rows whatever merges happen after it was planned; the chunks of one plan are
+// disjoint and together select every row with a block number up to the plan's block, exactly once.
 import { quoteString } from './sql.js';
 
 /** One active part, as system.parts lists it. */
@@ -27,6 +30,44 @@ export interface BackfillChunk {
   toBlock: number;
   /** Rows the chunk is expected to copy: exact for parts wholly inside it, prorated by block range for the others. */
   rows: number;
+  /** Within the block range, only the rows whose primary key is in this range (a cut of one large part). */
+  keyRange?: KeyRange;
+}
+
+/**
+ * A range of the primary key: from `from` (inclusive) to `to` (exclusive), lexicographically over
+ * `keys`; an absent bound is open. Bounds are SQL literals of the key columns' types.
+ */
+export interface KeyRange {
+  /** The key columns, as quoted identifiers, in key order. */
+  keys: string[];
+  from?: string[];
+  to?: string[];
+}
+
+/** A part's primary index: the key of each granule's first row (SQL literals, in `keys` order) and the granule's rows, in mark order. */
+export interface PartMarks {
+  keys: string[];
+  granules: { key: string[]; rows: number }[];
+}
+
+/**
+ * Key column types whose values sort as they compare, always compare (no NULL, no NaN) and come
+ * back exactly from their text: a key of only these can cut a part into ranges.
+ */
+const RANGE_KEY_TYPE =
+  /^(U?Int(8|16|32|64|128|256)|Bool|Date|Date32|DateTime(\(.*\))?|DateTime64\(.*\)|String|FixedString\(\d+\)|UUID|IPv4|IPv6|Decimal(32|64|128|256)?\(.*\)|Enum(8|16)?\(.*\))$/;
+
+/** Whether a key column of this ClickHouse type can bound a key range. */
+export function rangeKeyType(type: string): boolean {
+  const inner = /^LowCardinality\((.*)\)$/.exec(type)?.[1] ?? type;
+  return RANGE_KEY_TYPE.test(inner);
+}
+
+/** A value of `type` as a SQL literal, from the hex of its text (toString): exact for every range key type, whatever bytes it holds. */
+export function keyLiteral(hexOfText: string, type: string): string {
+  if (!/^[0-9A-Fa-f]*$/.test(hexOfText)) throw new Error(`not hex: ${hexOfText.slice(0, 40)}`);
+  return `CAST(unhex('${hexOfText}') AS ${type})`;
 }
 
 /** Rows per chunk unless configured: a few seconds of copying, so a crash costs little and progress moves. */
@@ -61,7 +102,12 @@ export function partitionsAfterBlock(parts: readonly PartInfo[], block: number):
  * larger than `targetRows` by even block ranges. Inside a partition the ranges are contiguous from
  * block 0 to `upToBlock`, so no row falls between two chunks.
  */
-export function planChunks(parts: readonly PartInfo[], upToBlock: number, targetRows: number = DEFAULT_CHUNK_ROWS): BackfillChunk[] {
+export function planChunks(
+  parts: readonly PartInfo[],
+  upToBlock: number,
+  targetRows: number = DEFAULT_CHUNK_ROWS,
+  marks: ReadonlyMap<string, PartMarks> = new Map(),
+): BackfillChunk[] {
   if (!(targetRows >= 1)) throw new Error(`chunk size must be at least 1 row, got ${targetRows}`);
   const byPartition = new Map<string, PartInfo[]>();
   for (const p of parts) {
@@ -90,20 +136,43 @@ export function planChunks(parts: readonly PartInfo[], upToBlock: number, target
       continue;
     }
     flush();
-    chunks.push(...splitPartition(id, list, upToBlock, targetRows));
+    chunks.push(...splitPartition(id, list, upToBlock, targetRows, marks));
   }
   flush();
   return chunks.map((c, index) => ({ index, ...c }));
 }
 
-/** Block ranges of one large partition: cut where the rows since the last cut reach the target. */
-function splitPartition(id: string, parts: PartInfo[], upToBlock: number, targetRows: number): Omit<BackfillChunk, 'index'>[] {
+/**
+ * Block ranges of one large partition: cut where the rows since the last cut reach the target. A
+ * part too large for one chunk gets a block range of its own, cut by its key when its index is
+ * known (`marks`), else by even block ranges.
+ */
+function splitPartition(
+  id: string,
+  parts: PartInfo[],
+  upToBlock: number,
+  targetRows: number,
+  marks: ReadonlyMap<string, PartMarks>,
+): Omit<BackfillChunk, 'index'>[] {
   // Cut points (inclusive ends), chosen at part ends, or inside a part too large for one chunk.
   const cuts: number[] = [];
+  const byKey = new Map<number, Omit<BackfillChunk, 'index'>[]>(); // block range end → its key-range chunks
   let since = 0;
   for (const p of parts) {
     const top = Math.min(p.maxBlock, upToBlock);
     const rows = rowsInRange(p, 0, upToBlock);
+    const index = p.name === undefined ? undefined : marks.get(p.name);
+    const ranges = rows > targetRows && index ? keyRanges(index, targetRows, rows / Math.max(1, p.rows)) : [];
+    if (ranges.length > 1) {
+      if (since > 0 && p.minBlock > 0) cuts.push(p.minBlock - 1);
+      cuts.push(top);
+      byKey.set(
+        top,
+        ranges.map((r) => ({ partitionIds: [id], fromBlock: 0, toBlock: top, rows: r.rows, keyRange: r.range })),
+      );
+      since = 0;
+      continue;
+    }
     if (rows > targetRows) {
       if (since > 0 && p.minBlock > 0) cuts.push(p.minBlock - 1);
       const pieces = Math.min(Math.ceil(rows / targetRows), top - p.minBlock + 1);
@@ -120,26 +189,90 @@ function splitPartition(id: string, parts: PartInfo[], upToBlock: number, target
     since += rows;
   }
   // The last range runs to upToBlock; no empty range after a cut that ended the rows.
-  if (since === 0 && cuts.length > 0) cuts[cuts.length - 1] = upToBlock;
-  else cuts.push(upToBlock);
+  if (since === 0 && cuts.length > 0) {
+    const last = cuts[cuts.length - 1] as number;
+    const keyed = byKey.get(last);
+    cuts[cuts.length - 1] = upToBlock;
+    if (keyed) {
+      byKey.delete(last);
+      byKey.set(upToBlock, keyed);
+    }
+  } else cuts.push(upToBlock);
   const out: Omit<BackfillChunk, 'index'>[] = [];
   let from = 0;
   for (const to of [...new Set(cuts)].sort((a, b) => a - b)) {
     if (to < from) continue;
-    out.push({ partitionIds: [id], fromBlock: from, toBlock: to, rows: parts.reduce((s, p) => s + rowsInRange(p, from, to), 0) });
+    const keyed = byKey.get(to);
+    if (keyed) for (const c of keyed) out.push({ ...c, fromBlock: from, toBlock: to });
+    else out.push({ partitionIds: [id], fromBlock: from, toBlock: to, rows: parts.reduce((s, p) => s + rowsInRange(p, from, to), 0) });
     from = to + 1;
   }
   return out;
 }
 
-/** The WHERE condition of a chunk: partition pruning by `_partition_id`, rows by `_block_number`. */
-export function chunkWhere(c: Pick<BackfillChunk, 'partitionIds' | 'fromBlock' | 'toBlock'>): string {
+/**
+ * Ranges of a part's key of about `targetRows` each, from its index: a range starts at the first
+ * row of a granule whose key differs from the previous cut's, once the rows since reach the
+ * target. Together the ranges cover every key, the first open below and the last above, so they
+ * cut any rows (the part's, or a part merged from it later) into disjoint sets. `scale` is the
+ * share of the part's rows the chunk copies (below 1 when the part straddles the plan's block).
+ */
+export function keyRanges(marks: PartMarks, targetRows: number, scale = 1): { range: KeyRange; rows: number }[] {
+  const starts: number[] = [0];
+  const sizes: number[] = [0];
+  const granules = marks.granules.filter((g) => g.rows > 0);
+  let since = 0;
+  for (let i = 0; i < granules.length; i++) {
+    const g = granules[i] as PartMarks['granules'][number];
+    const cutKey = granules[starts[starts.length - 1] as number]?.key;
+    if (since >= targetRows && i > 0 && !sameKey(g.key, cutKey)) {
+      starts.push(i);
+      sizes.push(0);
+      since = 0;
+    }
+    since += g.rows;
+    sizes[sizes.length - 1] = (sizes[sizes.length - 1] ?? 0) + g.rows;
+  }
+  return starts.map((start, j) => {
+    const next = starts[j + 1];
+    const from = j > 0 ? granules[start]?.key : undefined;
+    const to = next !== undefined ? granules[next]?.key : undefined;
+    const range: KeyRange = { keys: marks.keys, ...(from ? { from } : {}), ...(to ? { to } : {}) };
+    return { range, rows: Math.round((sizes[j] ?? 0) * scale) };
+  });
+}
+
+const sameKey = (a: readonly string[] | undefined, b: readonly string[] | undefined): boolean =>
+  a !== undefined && b !== undefined && a.length === b.length && a.every((v, i) => v === b[i]);
+
+/** `keys >= from` (or `<`, `strict`), lexicographically: nested so that the primary key index prunes by it, as it does not by a tuple comparison. */
+function lexicographic(keys: readonly string[], bound: readonly string[], op: '>=' | '<'): string {
+  const strict = op === '>=' ? '>' : '<';
+  const at = (i: number): string => {
+    const k = keys[i] as string;
+    const v = bound[i] as string;
+    if (i === keys.length - 1) return `${k} ${op} ${v}`;
+    return `(${k} ${strict} ${v} OR (${k} = ${v} AND ${at(i + 1)}))`;
+  };
+  if (keys.length === 0 || keys.length !== bound.length) throw new Error(`a key bound of ${bound.length} values for ${keys.length} key columns`);
+  return at(0);
+}
+
+/** The condition of a key range ('' when it is open at both ends). */
+export function keyRangeWhere(r: KeyRange): string {
+  const parts = [r.from ? lexicographic(r.keys, r.from, '>=') : '', r.to ? lexicographic(r.keys, r.to, '<') : ''].filter(Boolean);
+  return parts.join(' AND ');
+}
+
+/** The WHERE condition of a chunk: partition pruning by `_partition_id`, rows by `_block_number` (and by its key range, for a cut of a large part). */
+export function chunkWhere(c: Pick<BackfillChunk, 'partitionIds' | 'fromBlock' | 'toBlock' | 'keyRange'>): string {
   const partitions =
     c.partitionIds.length === 1
       ? `_partition_id = ${quoteString(c.partitionIds[0] ?? '')}`
       : `_partition_id IN (${c.partitionIds.map(quoteString).join(', ')})`;
   const blocks = c.fromBlock > 0 ? `_block_number >= ${c.fromBlock} AND _block_number <= ${c.toBlock}` : `_block_number <= ${c.toBlock}`;
-  return `${partitions} AND ${blocks}`;
+  const keys = c.keyRange ? keyRangeWhere(c.keyRange) : '';
+  return `${partitions} AND ${blocks}${keys ? ` AND ${keys}` : ''}`;
 }
 
 /**

@@ -40,12 +40,12 @@ const ROWS_PER_INSERT = 5_000;
 const TOTAL = MONTHS * INSERTS_PER_MONTH * ROWS_PER_INSERT;
 const CHUNK_ROWS = 6_000;
 
-const events = (ns: string, sortingKey: string[]) =>
+const events = (ns: string, sortingKey: string[], settings?: Record<string, string>) =>
   dataSource(
     'events',
     inNamespace(ns),
     withColumns(column('ts', 'DateTime'), column('id', 'UInt64'), column('v', 'String')),
-    withEngine({ type: 'MergeTree', sortingKey, partitionKey: 'toYYYYMM(ts)' }),
+    withEngine({ type: 'MergeTree', sortingKey, partitionKey: 'toYYYYMM(ts)', ...(settings ? { settings } : {}) }),
   );
 
 /** Twelve inserts (parts) over four monthly partitions, ids 0 … TOTAL-1 once each. */
@@ -149,6 +149,40 @@ describe('chunked backfill', () => {
       `SIGKILL after chunk 3 of ${before.chunks}: rows copied twice by the executor ${redone?.twice} (chunk 3, planned ${redone?.planned}); rows twice in the table 0`,
     );
     expect(await chunkStates(m.id, m.chunk_plan)).toEqual({ chunks: before.chunks, done: before.chunks });
+  });
+
+  it('cuts a merged part larger than a chunk by ranges of its primary key, and resumes such a plan after a SIGKILL exactly', async () => {
+    const ns = uniqueNamespace('chunk-keys');
+    const db = ns.replace(/-/g, '_');
+    // Granules of 1,000 rows, so that a 15,000-row part has an index fine enough to cut.
+    const granules = { index_granularity: '1000' };
+    await applyProject(server.ch, [events(ns, ['id'], granules)], { log });
+    await fillEvents(server.ch, db);
+    // One merged part per partition (15,000 rows, blocks spread through it): a block range would read all of it.
+    await server.ch.command(`OPTIMIZE TABLE ${db}.events FINAL`);
+    const parts = await server.ch.query<{ rows: string; merged: number }>(
+      `SELECT rows, max_block_number > min_block_number AS merged FROM system.parts WHERE database = '${db}' AND table = 'events' AND active`,
+    );
+    expect(parts.map((p) => [Number(p.rows), p.merged])).toEqual(Array.from({ length: MONTHS }, () => [TOTAL / MONTHS, 1]));
+    const dir = writeProject([events(ns, ['v', 'id'], granules)]);
+    const env = { WEIR_BACKFILL_CHUNK_ROWS: '4000' };
+    const crashed = await runWeirApply(dir, server.url, { ...env, WEIR_FAULT_AT: 'ChunkCopied@6' });
+    expect(crashed.signal, crashed.out).toBe('SIGKILL');
+    const m = await migrationOf(db);
+    const plan = await server.ch.query<{ chunk: string; key_columns: string[]; key_from: string[]; key_to: string[]; rows: string }>(
+      `SELECT chunk, key_columns, key_from, key_to, rows FROM weir.migration_chunks FINAL WHERE migration_id = '${m.id}' AND plan_id = '${m.chunk_plan}' ORDER BY chunk`,
+    );
+    // Each 15,000-row part in key ranges of about 4,000 rows: the first open below, the last above, on the key (id).
+    expect(plan.length).toBeGreaterThanOrEqual(MONTHS * 3);
+    expect(plan.every((c) => c.key_columns.join() === '`id`')).toBe(true);
+    expect(plan.filter((c) => c.key_from.length === 0)).toHaveLength(MONTHS);
+    expect(plan.filter((c) => c.key_to.length === 0)).toHaveLength(MONTHS);
+    expect(plan.map((c) => Number(c.rows)).filter((n) => n <= 0 || n > 5_000)).toEqual([]);
+    expect(plan.reduce((sum, c) => sum + Number(c.rows), 0)).toBe(TOTAL);
+    const resumed = await runWeirApply(dir, server.url, env);
+    expect(resumed.code, resumed.out).toBe(0);
+    expect(chunksReported(resumed.out)).toEqual(Array.from({ length: plan.length - 5 }, (_, i) => i + 6));
+    await assertEventsExact(db);
   });
 
   it('kills a statement still running under the query_id of the chunk it redoes, and lands that chunk once', async () => {
@@ -294,7 +328,7 @@ describe('chunked backfill and catch-up rounds with live writes', () => {
     // OPTIMIZE … FINAL between the fenced copy and its check: the parts it read are merged away.
     const run = await runWeirApply(dir, server.url, { WEIR_TEST_MERGE_BEFORE_DELTA_CHECK: '1', WEIR_CATCH_UP_ROWS: '0' });
     expect(run.code, run.out).toBe(0);
-    const race = run.out.split('\n').find((l) => l.includes('a merge raced the fenced copy'));
+    const race = run.out.split('\n').find((l) => l.includes('a merge raced the copy by parts') && l.includes('"round":"fenced"'));
     expect(race, run.out).toBeDefined();
     const { attempt, droppedParts } = JSON.parse(race ?? '{}') as { attempt: number; droppedParts: number };
     expect(attempt).toBe(1);

@@ -3,15 +3,21 @@ import {
   blockRangeWhere,
   chunkWhere,
   exactRowsInRange,
+  keyLiteral,
+  keyRanges,
+  keyRangeWhere,
   partitionsAfterBlock,
   partsInRange,
   partsRangeWhere,
   planChunks,
   rowsAfterBlock,
+  rangeKeyType,
   rowsInRange,
   stagedResume,
   type BackfillChunk,
+  type KeyRange,
   type PartInfo,
+  type PartMarks,
 } from '../../../src/plan/chunks.js';
 
 const part = (partitionId: string, minBlock: number, maxBlock: number, rows: number): PartInfo => ({ partitionId, minBlock, maxBlock, rows });
@@ -144,6 +150,179 @@ describe('planChunks', () => {
 
   it('refuses a chunk size below one row', () => {
     expect(() => planChunks([part('a', 1, 1, 1)], 1, 0)).toThrow(/at least 1 row/);
+  });
+});
+
+/** A part's index with one integer key column: granule i starts at key `keys[i]` and holds `rows[i]` rows. */
+const marksOf = (keys: number[], rows: number | number[]): PartMarks => ({
+  keys: ['`k`'],
+  granules: keys.map((k, i) => ({ key: [String(k)], rows: Array.isArray(rows) ? (rows[i] ?? 0) : rows })),
+});
+
+/** Whether an integer key value lies in a one-column range (the literals are the numbers' text). */
+const inRange = (r: KeyRange | undefined, k: number): boolean =>
+  !r || ((r.from === undefined || k >= Number(r.from[0])) && (r.to === undefined || k < Number(r.to[0])));
+
+describe('keyRanges (a large part cut by its primary key)', () => {
+  it('cuts at the first granule after the rows reach the target; the first range is open below, the last above', () => {
+    const ranges = keyRanges(marksOf([0, 10, 20, 30, 40, 50], 100), 200);
+    expect(ranges.map((r) => [r.range.from?.[0], r.range.to?.[0], r.rows])).toEqual([
+      [undefined, '20', 200],
+      ['20', '40', 200],
+      ['40', undefined, 200],
+    ]);
+  });
+
+  it('never cuts between granules that start at the same key (the range between would be empty)', () => {
+    const ranges = keyRanges(marksOf([0, 5, 5, 5, 9], 100), 100);
+    expect(ranges.map((r) => [r.range.from?.[0], r.range.to?.[0], r.rows])).toEqual([
+      [undefined, '5', 100],
+      ['5', '9', 300],
+      ['9', undefined, 100],
+    ]);
+  });
+
+  it('ignores the final mark (no rows) and scales the rows to the share of the part the chunk copies', () => {
+    const ranges = keyRanges(marksOf([0, 10, 20, 20], [100, 100, 100, 0]), 100, 0.5);
+    expect(ranges.map((r) => r.rows)).toEqual([50, 50, 50]);
+    expect(ranges.at(-1)?.range.to).toBeUndefined();
+  });
+
+  it('is one open range when the part is small or has one key', () => {
+    expect(keyRanges(marksOf([1, 1, 1], 100), 10).map((r) => r.range)).toEqual([{ keys: ['`k`'] }]);
+  });
+
+  it('puts every key in exactly one range, on generated indexes', () => {
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let layout = 0; layout < 200; layout++) {
+      const keys: number[] = [];
+      for (let k = random(5), i = 0; i < 1 + random(40); i++, k += random(3)) keys.push(k);
+      const ranges = keyRanges(marksOf(keys, 1 + random(100)), 1 + random(400));
+      for (let k = -1; k <= (keys.at(-1) ?? 0) + 1; k++)
+        expect(
+          ranges.filter((r) => inRange(r.range, k)),
+          `key ${k}`,
+        ).toHaveLength(1);
+    }
+  });
+});
+
+describe('planChunks with a part index (key ranges)', () => {
+  const named = (name: string, partitionId: string, minBlock: number, maxBlock: number, rows: number): PartInfo => ({
+    name,
+    partitionId,
+    minBlock,
+    maxBlock,
+    rows,
+  });
+
+  it('cuts a merged part larger than the chunk by key, over its whole block range, and the small parts after it by blocks', () => {
+    const parts = [named('p_1_10_2', 'p', 1, 10, 600), named('p_11_11_0', 'p', 11, 11, 50), named('p_12_12_0', 'p', 12, 12, 50)];
+    const marks = new Map([['p_1_10_2', marksOf([0, 10, 20, 30, 40, 50], 100)]]);
+    const chunks = planChunks(parts, 12, 200, marks);
+    expect(chunks.map((c) => [c.fromBlock, c.toBlock, c.rows, c.keyRange?.from?.[0], c.keyRange?.to?.[0]])).toEqual([
+      [0, 10, 200, undefined, '20'],
+      [0, 10, 200, '20', '40'],
+      [0, 10, 200, '40', undefined],
+      [11, 12, 100, undefined, undefined],
+    ]);
+    expect(chunks.map((c) => c.index)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('extends the last key-cut part to the plan block, so no block is left out', () => {
+    const parts = [named('p_1_10_2', 'p', 1, 10, 600)];
+    const chunks = planChunks(parts, 15, 300, new Map([['p_1_10_2', marksOf([0, 10, 20, 30, 40, 50], 100)]]));
+    expect(chunks.map((c) => [c.fromBlock, c.toBlock])).toEqual([
+      [0, 15],
+      [0, 15],
+    ]);
+  });
+
+  it('falls back to block ranges for a part without an index', () => {
+    const parts = [named('p_1_100_3', 'p', 1, 100, 1000)];
+    expect(planChunks(parts, 100, 250).every((c) => c.keyRange === undefined)).toBe(true);
+  });
+
+  it('selects every (block, key) up to the plan block exactly once, on generated layouts', () => {
+    let seed = 99;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let layout = 0; layout < 150; layout++) {
+      const parts: PartInfo[] = [];
+      const marks = new Map<string, PartMarks>();
+      let block = 1 + random(3);
+      for (let i = 0; i < 1 + random(8); i++) {
+        const span = 1 + random(random(3) === 0 ? 30 : 3);
+        const rows = 1 + random(600);
+        const name = `p_${block}_${block + span - 1}_${span > 1 ? 1 : 0}`;
+        parts.push(named(name, random(3) === 0 ? 'q' : 'p', block, block + span - 1, rows));
+        if (random(2) === 0)
+          marks.set(
+            name,
+            marksOf(
+              Array.from({ length: 1 + random(12) }, (_, g) => g * 2),
+              Math.ceil(rows / 6),
+            ),
+          );
+        block += span + random(2);
+      }
+      const upTo = random(block + 2);
+      const chunks = planChunks(parts, upTo, 1 + random(300), marks);
+      for (const p of parts) {
+        for (let b = p.minBlock; b <= Math.min(p.maxBlock, upTo); b++) {
+          for (let k = -1; k <= 25; k++) {
+            const holders = chunks.filter((c) => c.partitionIds.includes(p.partitionId) && b >= c.fromBlock && b <= c.toBlock && inRange(c.keyRange, k));
+            expect(holders, `partition ${p.partitionId} block ${b} key ${k}`).toHaveLength(1);
+          }
+        }
+      }
+    }
+  });
+});
+
+describe('key range predicates', () => {
+  it('compare lexicographically, nested so that the primary key index prunes by them', () => {
+    expect(keyRangeWhere({ keys: ['a'], from: ['1'], to: ['5'] })).toBe('a >= 1 AND a < 5');
+    expect(keyRangeWhere({ keys: ['a', 'b'], from: ['1', '2'] })).toBe('(a > 1 OR (a = 1 AND b >= 2))');
+    expect(keyRangeWhere({ keys: ['a', 'b', 'c'], to: ['1', '2', '3'] })).toBe('(a < 1 OR (a = 1 AND (b < 2 OR (b = 2 AND c < 3))))');
+    expect(keyRangeWhere({ keys: ['a'] })).toBe('');
+    expect(() => keyRangeWhere({ keys: ['a', 'b'], from: ['1'] })).toThrow(/1 values for 2 key columns/);
+  });
+
+  it('join the block range in a chunk predicate', () => {
+    expect(chunkWhere({ partitionIds: ['p'], fromBlock: 0, toBlock: 9, keyRange: { keys: ['`k`'], from: ['3'] } })).toBe(
+      "_partition_id = 'p' AND _block_number <= 9 AND `k` >= 3",
+    );
+  });
+
+  it('take literals as the hex of their text, cast to the column type, and only hex', () => {
+    expect(keyLiteral('7431', 'LowCardinality(String)')).toBe("CAST(unhex('7431') AS LowCardinality(String))");
+    expect(() => keyLiteral("') OR 1 --", 'String')).toThrow(/not hex/);
+  });
+
+  it('are built only on key types that sort as they compare and round-trip through text', () => {
+    for (const t of [
+      'String',
+      'LowCardinality(String)',
+      "DateTime64(3, 'UTC')",
+      'DateTime',
+      'Date',
+      'UInt64',
+      'Int32',
+      'UUID',
+      'Decimal(18, 4)',
+      "Enum8('a' = 1)",
+      'FixedString(4)',
+    ])
+      expect(rangeKeyType(t), t).toBe(true);
+    for (const t of ['Float64', 'Float32', 'Nullable(String)', 'LowCardinality(Nullable(String))', 'Array(String)', 'Tuple(a UInt8)', 'Map(String, String)'])
+      expect(rangeKeyType(t), t).toBe(false);
   });
 });
 
