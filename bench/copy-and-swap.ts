@@ -1,7 +1,7 @@
 // Copy-and-swap benchmark: weir migrating a DataSource's sorting key, next to a bare
 // CREATE TABLE … AS + INSERT … SELECT of the same table, while a fenced writer keeps inserting.
 //
-//   npx tsx bench/copy-and-swap.ts [--rows N[,N2,…]] [--repeat K] [--chunk-rows C] [--batch-rows R] [--writer-interval-ms MS]
+//   npx tsx bench/copy-and-swap.ts [--rows N[,N2,…]] [--repeat K] [--chunk-rows C] [--batch-rows R] [--writer-interval-ms MS] [--no-writer-baseline]
 //                                  [--reader] [--max-threads T] [--probe [--probe-rounds P]]
 //
 // --reader runs an endpoint-shaped query in a loop (one at a time) on its own connection and
@@ -54,6 +54,8 @@ interface BenchOptions {
   reader: boolean;
   /** spec.migration.backfill.maxThreads of the migration; undefined: weir's default. */
   maxThreads: number | undefined;
+  /** Also time the baseline with the same writer running (the migration's conditions). */
+  baselineWithWriter: boolean;
 }
 
 /** Latencies of the endpoint-shaped reader, ms, before and during the migration. */
@@ -68,6 +70,9 @@ interface RunResult {
   baselineS: number;
   copyAndSwapS: number;
   ratio: number;
+  /** The same bare INSERT … SELECT while the same writer writes (NaN when not run), and the migration's time against it. */
+  baselineWithWriterS: number;
+  ratioWithWriter: number;
   /** Process CPU seconds (chDB runs in this process); the copy-and-swap figure includes the writer's work. */
   baselineCpuS: number;
   copyAndSwapCpuS: number;
@@ -96,6 +101,7 @@ function options(): BenchOptions {
       'probe-rounds': { type: 'string', default: '3' },
       reader: { type: 'boolean', default: false },
       'max-threads': { type: 'string' },
+      'no-writer-baseline': { type: 'boolean', default: false },
     },
   });
   const integerFlag = (name: string, v: string | undefined, min: number): number => {
@@ -112,6 +118,7 @@ function options(): BenchOptions {
     probeRounds: values.probe ? integerFlag('probe-rounds', values['probe-rounds'], 1) : 0,
     reader: values.reader ?? false,
     maxThreads: values['max-threads'] === undefined ? undefined : integerFlag('max-threads', values['max-threads'], 1),
+    baselineWithWriter: !(values['no-writer-baseline'] ?? false),
   };
 }
 
@@ -271,6 +278,19 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: n
   log(`run ${run}: baseline copy`);
   const baseline = await baselineCopy(ch, database);
   await mergesSettled(ch, database);
+  // The same copy under the migration's conditions: the same writer writing into the table meanwhile.
+  let baselineWithWriterS = NaN;
+  let writtenForBaseline = 0;
+  if (opts.baselineWithWriter) {
+    log(`run ${run}: baseline copy with the writer running`);
+    const w = new PageViewWriter(connect(), table, { batchRows: opts.batchRows, intervalMs: opts.writerIntervalMs });
+    w.start();
+    await w.waitForRows(5 * opts.batchRows);
+    baselineWithWriterS = (await baselineCopy(ch, database)).wallS;
+    await w.stop();
+    writtenForBaseline = w.written;
+    await mergesSettled(ch, database);
+  }
 
   log(`run ${run}: weir copy-and-swap with a writer`);
   const writer = new PageViewWriter(connect(), table, { batchRows: opts.batchRows, intervalMs: opts.writerIntervalMs });
@@ -314,7 +334,7 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: n
   await verify(
     ch,
     database,
-    opts.rows + writer.written,
+    opts.rows + writtenForBaseline + writer.written,
     writer.fence.writerId,
     executor.fenceReports.map((r) => r.writers),
   );
@@ -327,6 +347,8 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: n
     baselineS: baseline.wallS,
     copyAndSwapS,
     ratio: copyAndSwapS / baseline.wallS,
+    baselineWithWriterS,
+    ratioWithWriter: copyAndSwapS / baselineWithWriterS,
     baselineCpuS: baseline.cpuS,
     copyAndSwapCpuS,
     fenceHeldMs: fence?.heldMs ?? NaN,
@@ -383,6 +405,8 @@ function resultTable(results: RunResult[]): string {
     n(r.baselineS, 1),
     n(r.copyAndSwapS, 1),
     n(r.ratio, 2),
+    n(r.baselineWithWriterS, 1),
+    n(r.ratioWithWriter, 2),
     n(r.baselineCpuS, 1),
     n(r.copyAndSwapCpuS, 1),
     n(r.fenceHeldMs),
@@ -400,6 +424,8 @@ function resultTable(results: RunResult[]): string {
     'baseline s',
     'copy-and-swap s',
     'ratio (goal ≤ 1.3)',
+    'baseline with writer s',
+    'ratio to it',
     'baseline cpu s',
     'copy-and-swap cpu s (with writer)',
     'fence held ms',
@@ -420,6 +446,8 @@ function resultTable(results: RunResult[]): string {
         baselineS: med((r) => r.baselineS),
         copyAndSwapS: med((r) => r.copyAndSwapS),
         ratio: med((r) => r.ratio),
+        baselineWithWriterS: med((r) => r.baselineWithWriterS),
+        ratioWithWriter: med((r) => r.ratioWithWriter),
         baselineCpuS: med((r) => r.baselineCpuS),
         copyAndSwapCpuS: med((r) => r.copyAndSwapCpuS),
         fenceHeldMs: med((r) => r.fenceHeldMs),
@@ -446,6 +474,7 @@ function sizeTable(bySize: RunResult[][]): string {
       'baseline s',
       'copy-and-swap s',
       'ratio (goal ≤ 1.3)',
+      'ratio to the baseline with writer',
       'fence held ms',
       'longest writer pause ms (goal ≤ 1000)',
       'writer rows/s',
@@ -467,6 +496,10 @@ function sizeTable(bySize: RunResult[][]): string {
         ),
         n(
           med((r) => r.ratio),
+          2,
+        ),
+        n(
+          med((r) => r.ratioWithWriter),
           2,
         ),
         n(med((r) => r.fenceHeldMs)),
