@@ -303,6 +303,7 @@ export class TableWriter {
         async (t) =>
           t === undefined ? { ...(await deduplicationOff(this.ch)), ...(asyncInsert ? { async_insert_deduplicate: 0 } : {}) } : deduplicatedBy(this.ch, t),
         token,
+        { viewRefusals: 'fail' },
       );
       const refusedBy = group.map(() => [] as QuarantinedLine[]);
       for (const r of refused) refusedBy[r.item.owner]?.push({ raw: r.item.raw, error: r.error });
@@ -343,6 +344,7 @@ export async function isolateRefused<T>(
   insert: (items: T[], dedup: Settings) => Promise<void>,
   dedupSettings: (token: string | undefined) => Promise<Settings>,
   token?: string,
+  opts: IsolateOptions = {},
 ): Promise<{ inserted: number; refused: { item: T; error: string }[] }> {
   if (items.length === 0) return { inserted: 0, refused: [] };
   try {
@@ -350,11 +352,44 @@ export async function isolateRefused<T>(
     return { inserted: items.length, refused: [] };
   } catch (e) {
     if (isRetriable(e) || !refusesRows(e)) throw e;
+    if (opts.viewRefusals === 'fail' && refusedByView(e)) throw new ViewRefusedError(e);
     if (items.length === 1) return { inserted: 0, refused: [{ item: items[0] as T, error: errorMessage(e).split('\n')[0] ?? 'refused by ClickHouse' }] };
     const mid = Math.ceil(items.length / 2);
-    const a = await isolateRefused(items.slice(0, mid), insert, dedupSettings, token === undefined ? undefined : `${token}/0`);
-    const b = await isolateRefused(items.slice(mid), insert, dedupSettings, token === undefined ? undefined : `${token}/1`);
+    const a = await isolateRefused(items.slice(0, mid), insert, dedupSettings, token === undefined ? undefined : `${token}/0`, opts);
+    const b = await isolateRefused(items.slice(mid), insert, dedupSettings, token === undefined ? undefined : `${token}/1`, opts);
     return { inserted: a.inserted + b.inserted, refused: [...a.refused, ...b.refused] };
+  }
+}
+
+export interface IsolateOptions {
+  /**
+   * What to do when a materialized view over the table refused the rows. `split` (the default, what the
+   * Kafka ingester still does) treats it like the table refusing them. `fail` throws ViewRefusedError:
+   * ClickHouse had already written the block to the table itself (an insert and its views are not one
+   * transaction), so inserting halves again, under other tokens, would put those rows in twice.
+   */
+  viewRefusals?: 'split' | 'fail';
+}
+
+/** ClickHouse's words when a dependent materialized view failed on a block the table had already taken. */
+const PUSHING_TO_VIEW = 'while pushing to view';
+
+/** Whether an insert failed in a materialized view over the table (the table itself may hold the rows). */
+export const refusedByView = (e: unknown): boolean => errorMessage(e).includes(PUSHING_TO_VIEW);
+
+/**
+ * A materialized view over the table refused rows that the table itself had taken: nothing is split or
+ * quarantined (that would insert them again); the request fails, and a retry under its Idempotency-Key is
+ * dropped by the table (same token) and refused by the view again until its Pipe is fixed.
+ */
+export class ViewRefusedError extends Error {
+  constructor(cause: unknown) {
+    super(
+      `a materialized view over the table refused these rows after ClickHouse had written them to the table (an insert and its views are not atomic), ` +
+        `so they are neither split nor quarantined; fix the view's Pipe: ${errorMessage(cause).split('\n')[0] ?? ''}`,
+      { cause },
+    );
+    this.name = 'ViewRefusedError';
   }
 }
 
