@@ -121,6 +121,8 @@ export interface Migration {
   allowDestructive?: boolean;
   forwardQuery?: string;
   backfill?: BackfillLimits;
+  /** How a copy is verified before the fence: counts per partition, and (Checksum, the default) a hash of every row's values. */
+  verify?: 'Checksum' | 'Counts';
 }
 
 export interface DataSourceSpec {
@@ -428,6 +430,11 @@ const migrationSchema = obj('How changes that need a copy-and-swap migration are
       }),
       maxRowsPerSecond: int('Rows per second the backfill copies at most, on average over its chunks (weir waits between chunks).', { minimum: 1 }),
     },
+  ),
+  verify: oneOf(
+    'How a copy-and-swap checks the copy before it fences writers (a 1:1 mapping, no forwardQuery): Checksum compares rows per partition and a sum of cityHash64 of every row’s copied values, reading both tables once; Counts compares rows per partition only, from part metadata where it can.',
+    ['Checksum', 'Counts'],
+    { default: 'Checksum' },
   ),
 });
 

@@ -102,7 +102,20 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
     // the fence: only the executor writes the next version, and the DELETE is too slow to hold writers for.
     await dropRowsAfter(ch, next, m.next_block, nextRef);
     m = await catchUp(cx, m, map, next, liveRef, nextRef, progress, reportCopy, await count(ch, next), step.backfill);
-    if (step.oneToOne) await verifyCopy(ch, live, next, liveRef, nextRef, m.source_block);
+    if (step.oneToOne) {
+      try {
+        await verifyCopy(ch, live, next, liveRef, nextRef, m.source_block, step.verify === 'Counts' ? undefined : map.hash, cx.log);
+      } catch (e) {
+        // The copy does not match what it was copied from (rows changed by hand meanwhile, or a
+        // wrong copy): it is thrown away, so the next attempt copies again from the start rather
+        // than resuming into the same refusal.
+        if (e instanceof MigrationRefusedError) {
+          await ch.command(`DROP TABLE IF EXISTS ${next}`);
+          await record(ch, { ...m, state: 'Refused', detail: e.message.slice(0, 500) });
+        }
+        throw e;
+      }
+    }
     const current: MigrationRow = m;
     const fenced = await fencedTables(ch, liveRef);
     const { result, report } = await withFence(
@@ -170,7 +183,12 @@ type Progress = (state: string, detail?: Record<string, unknown>) => void;
 type Report = (p: Omit<MigrationProgress, 'startedAtMs'>) => void;
 const percentOf = (rows: number, total: number): number => (total > 0 ? Math.min(100, Math.round((1000 * rows) / total) / 10) : 100);
 type NamedPart = PartInfo & { name: string };
-type Mapping = { columns: string; select: (where: string) => string };
+/**
+ * How rows of the live table become rows of the next version: the columns written, the SELECT for
+ * the rows `where` selects, and (by-name mappings) the per-row hash of the copied values on each
+ * side, equal for a row and its copy.
+ */
+type Mapping = { columns: string; select: (where: string) => string; hash?: { live: string; next: string } };
 
 /** The query_id of a backfill chunk: deterministic, so a resumed executor finds an orphan by it. */
 export const chunkQueryId = (m: Pick<MigrationRow, 'id'>, index: number): string => `${m.id}-c${index}`;
@@ -276,12 +294,50 @@ async function catchUp(
 /**
  * Before the fence, for a 1:1 mapping: every row of the live table up to the caught-up block is in
  * the next version (which holds nothing else yet), partition by partition when both are partitioned
- * alike. Reads the whole table, so it runs while writers write.
+ * alike. With `hash` (spec.migration.verify Checksum), also the sum of a hash of every row's copied
+ * values, one read of each table; else the counts, from part metadata where they can. Runs while
+ * writers write.
  */
-async function verifyCopy(ch: ClickHouse, live: string, next: string, liveRef: TableRef, nextRef: TableRef, upToBlock: string): Promise<void> {
+async function verifyCopy(
+  ch: ClickHouse,
+  live: string,
+  next: string,
+  liveRef: TableRef,
+  nextRef: TableRef,
+  upToBlock: string,
+  hash: Mapping['hash'],
+  log: Logger,
+): Promise<void> {
   const [liveKey, nextKey] = await Promise.all([partitionKey(ch, liveRef), partitionKey(ch, nextRef)]);
   const where = `_block_number <= ${upToBlock}`;
-  if (liveKey === nextKey) {
+  const byPartition = liveKey === nextKey;
+  if (hash) {
+    let sums: [Map<string, RowSum>, Map<string, RowSum>] | undefined;
+    try {
+      sums = await Promise.all([rowSums(ch, live, hash.live, where, byPartition), rowSums(ch, next, hash.next, '1', byPartition)]);
+    } catch (e) {
+      // A column type cityHash64 does not take: the counts still stand.
+      log.warn('the copy could not be checksummed; verifying counts only', { table: live, error: e instanceof Error ? e.message : String(e) });
+    }
+    if (sums) {
+      const [a, b] = sums;
+      for (const p of new Set([...a.keys(), ...b.keys()])) {
+        const x = a.get(p) ?? { n: 0, h: '0' };
+        const y = b.get(p) ?? { n: 0, h: '0' };
+        const where = byPartition ? `partition ${p} of ${live}` : live;
+        if (x.n !== y.n)
+          throw new MigrationRefusedError(
+            `verification failed: ${where} has ${x.n} rows up to block ${upToBlock} but the new version has ${y.n}; nothing was swapped`,
+          );
+        if (x.h !== y.h)
+          throw new MigrationRefusedError(
+            `verification failed: ${where} and the new version both have ${x.n} rows up to block ${upToBlock}, but not the same values (sum of cityHash64 ${x.h} against ${y.h}); nothing was swapped`,
+          );
+      }
+      return;
+    }
+  }
+  if (byPartition) {
     const [a, b] = await Promise.all([rowsByPartition(ch, live, liveRef, Number(upToBlock)), rowsByPartition(ch, next, nextRef, Infinity)]);
     for (const p of new Set([...a.keys(), ...b.keys()])) {
       if ((a.get(p) ?? 0) !== (b.get(p) ?? 0)) {
@@ -295,6 +351,20 @@ async function verifyCopy(ch: ClickHouse, live: string, next: string, liveRef: T
   const [a, b] = await Promise.all([count(ch, live, where), count(ch, next)]);
   if (a !== b)
     throw new MigrationRefusedError(`verification failed: ${live} has ${a} rows up to block ${upToBlock} but the new version has ${b}; nothing was swapped`);
+}
+
+interface RowSum {
+  n: number;
+  /** sum(cityHash64(…)) as a decimal string (a UInt64, wrapping). */
+  h: string;
+}
+
+/** Rows and the sum of `hashExpr` over them, per partition (or all in '' when not `byPartition`). */
+async function rowSums(ch: ClickHouse, table: string, hashExpr: string, where: string, byPartition: boolean): Promise<Map<string, RowSum>> {
+  const rows = await ch.query<{ p: string; n: string; h: string }>(
+    `SELECT ${byPartition ? '_partition_id' : "''"} AS p, count() AS n, toString(sum(${hashExpr})) AS h FROM ${table} WHERE ${where} GROUP BY p`,
+  );
+  return new Map(rows.map((r) => [r.p, { n: Number(r.n), h: r.h }]));
 }
 
 /**
@@ -428,7 +498,7 @@ async function rowsBetween(ch: ClickHouse, table: string, ref: TableRef, parts: 
 }
 
 /** Column list and SELECT that map rows of `source` to the new shape (a forward query or by name). */
-async function mapping({ ch }: StepContext, source: string, step: CopyAndSwapStep): Promise<{ columns: string; select: (where: string) => string }> {
+async function mapping({ ch }: StepContext, source: string, step: CopyAndSwapStep): Promise<Mapping> {
   if (step.forwardQuery) {
     const query = (where: string) => step.forwardQuery?.replace(/\{source\}/g, `(SELECT * FROM ${source} WHERE ${where})`) ?? '';
     const out = await ch.query<{ name: string }>(`DESCRIBE TABLE (${embedSql(query('0'))})`);
@@ -439,7 +509,11 @@ async function mapping({ ch }: StepContext, source: string, step: CopyAndSwapSte
   const shared = step.shape.columns.filter((c) => sourceCols.has(c.name));
   const columns = shared.map((c) => quoteIdentifier(c.name)).join(', ');
   const exprs = shared.map((c) => `CAST(${quoteIdentifier(c.name)} AS ${c.type})`).join(', ');
-  return { columns, select: (where) => `SELECT ${exprs} FROM ${source} WHERE ${where}` };
+  return {
+    columns,
+    select: (where) => `SELECT ${exprs} FROM ${source} WHERE ${where}`,
+    ...(shared.length > 0 ? { hash: { live: `cityHash64(${exprs})`, next: `cityHash64(${columns})` } } : {}),
+  };
 }
 
 /** Refuse a type change that would lose values, with the count and samples. */

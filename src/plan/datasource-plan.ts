@@ -35,6 +35,8 @@ export type MigrationStep =
       keepPreviousVersions: number;
       /** spec.migration.backfill: what the backfill may take from the server (not part of the plan hash). */
       backfill?: BackfillLimits;
+      /** spec.migration.verify: Counts (rows per partition only); absent, a checksum of the rows too. */
+      verify?: 'Counts';
     }
   | {
       kind: 'SwapBack';
@@ -320,6 +322,7 @@ export function planDataSource(ds: DataSource, catalog: Catalog, project: readon
     oneToOne: forwardQuery === undefined,
     keepPreviousVersions: keep,
     ...(ds.spec.migration?.backfill ? { backfill: ds.spec.migration.backfill } : {}),
+    ...(ds.spec.migration?.verify === 'Counts' ? { verify: 'Counts' as const } : {}),
   };
   plan.steps.push(copy);
   plan.preflightRefusals.push(...preflightRefusals(copy, preflight[plan.table]));
@@ -402,7 +405,7 @@ export function describeStep(s: MigrationStep): string {
     case 'AlterTable':
       return `alter table ${t} in place: ${s.changes.join('; ')}`;
     case 'CopyAndSwap':
-      return `migrate ${t} v${s.fromVersion} → v${s.toVersion} by copy-and-swap (${s.reasons.join('; ')}): create ${s.table}${NEXT_TABLE_SUFFIX}, backfill rows up to a recorded block number, fence writers, copy the rows written since, verify counts, swap, keep v${s.fromVersion} as ${versionTableName(s.table, s.fromVersion)}`;
+      return `migrate ${t} v${s.fromVersion} → v${s.toVersion} by copy-and-swap (${s.reasons.join('; ')}): create ${s.table}${NEXT_TABLE_SUFFIX}, backfill rows up to a recorded block number in chunks, catch up in rounds while writers write, verify the copy (${s.oneToOne ? (s.verify === 'Counts' ? 'counts' : 'counts and a checksum') : 'skipped: forwardQuery'}), fence writers, copy the rows written since, verify their count, swap, keep v${s.fromVersion} as ${versionTableName(s.table, s.fromVersion)}`;
     case 'SwapBack':
       return `roll ${t} back v${s.fromVersion} → v${s.toVersion} from retained ${s.retainedTable}: fence writers, copy the rows written since v${s.toVersion} was replaced, swap (no full copy)`;
   }

@@ -20,9 +20,9 @@ function copyAndSwap(s: Extract<MigrationStep, { kind: 'CopyAndSwap' }>): string
       : `INSERT INTO ${next} SELECT ${s.shape.columns.map((c) => `CAST(${quoteIdentifier(c.name)} AS ${c.type})`).join(', ')} FROM ${live} WHERE ${where}`;
   return [
     createTableSql(s.database, nextName, s.shape, marker(s.toVersion)),
-    `${rows('_partition_id IN {chunk partitions} AND _block_number BETWEEN {chunk first block} AND {chunk last block}')} -- once per chunk (partitions, block ranges of the parts) up to {recorded block}`,
-    '-- catch-up rounds while writers write, until little is left: the same INSERT for the rows with _block_number in ({caught-up block}, {current block}]',
-    `-- verify${s.oneToOne ? '' : ' (forwardQuery: skipped)'}: count() per partition of ${live} up to {caught-up block} and of ${next} must match`,
+    `${rows('_partition_id IN {chunk partitions} AND _block_number BETWEEN {chunk first block} AND {chunk last block} [AND {primary key} in {chunk key range}]')} -- once per chunk up to {recorded block}: small partitions whole, a large one by block ranges at part boundaries, a part larger than a chunk by ranges of its primary key`,
+    '-- catch-up rounds while writers write, until little is left: the same INSERT for the rows with _block_number in ({caught-up block}, {current block}], read from the parts written since (_part IN …)',
+    `-- verify${s.oneToOne ? '' : ' (forwardQuery: skipped)'}: count()${s.oneToOne && s.verify !== 'Counts' ? ' and sum(cityHash64(<the copied values>))' : ''} per partition of ${live} up to {caught-up block} and of ${next} must match`,
     `-- fence the writers of ${s.database}.${s.table} (and of the tables feeding it)`,
     rows('_partition_id IN {partitions written since} AND _block_number > {caught-up block} AND _block_number <= {fenced block}'),
     `-- verify${s.oneToOne ? '' : ' (forwardQuery: skipped)'}: the rows of ${live} after {caught-up block} and those copied into ${next} must match`,

@@ -40,13 +40,16 @@ const ROWS_PER_INSERT = 5_000;
 const TOTAL = MONTHS * INSERTS_PER_MONTH * ROWS_PER_INSERT;
 const CHUNK_ROWS = 6_000;
 
-const events = (ns: string, sortingKey: string[], settings?: Record<string, string>) =>
-  dataSource(
+const events = (ns: string, sortingKey: string[], settings?: Record<string, string>, verify?: 'Counts' | 'Checksum') => {
+  const ds = dataSource(
     'events',
     inNamespace(ns),
     withColumns(column('ts', 'DateTime'), column('id', 'UInt64'), column('v', 'String')),
     withEngine({ type: 'MergeTree', sortingKey, partitionKey: 'toYYYYMM(ts)', ...(settings ? { settings } : {}) }),
   );
+  if (verify) ds.spec.migration = { ...ds.spec.migration, verify };
+  return ds;
+};
 
 /** Twelve inserts (parts) over four monthly partitions, ids 0 … TOTAL-1 once each. */
 async function fillEvents(ch: ClickHouse, db: string): Promise<void> {
@@ -183,6 +186,45 @@ describe('chunked backfill', () => {
     expect(resumed.code, resumed.out).toBe(0);
     expect(chunksReported(resumed.out)).toEqual(Array.from({ length: plan.length - 5 }, (_, i) => i + 6));
     await assertEventsExact(db);
+  });
+
+  it('refuses to swap when the live rows changed after they were copied (same counts): the checksum sees it, counts alone do not', async () => {
+    for (const verify of ['Checksum', 'Counts'] as const) {
+      const ns = uniqueNamespace(`verify-${verify.toLowerCase()}`);
+      const db = ns.replace(/-/g, '_');
+      await applyProject(server.ch, [events(ns, ['id'])], { log });
+      await fillEvents(server.ch, db);
+      const dir = writeProject([events(ns, ['v', 'id'], undefined, verify)]);
+      const crashed = await runWeirApply(dir, server.url, { WEIR_FAULT_AT: 'Backfilled' });
+      expect(crashed.signal, crashed.out).toBe('SIGKILL');
+      // What a hand-run ALTER … UPDATE on the live table does meanwhile: values change, no row comes or goes.
+      await server.ch.command(`ALTER TABLE ${db}.events UPDATE v = 'changed by hand' WHERE id < 10`, { settings: { mutations_sync: 2 } });
+      const resumed = await runWeirApply(dir, server.url);
+      if (verify === 'Checksum') {
+        expect(resumed.code, resumed.out).not.toBe(0);
+        expect(resumed.out).toMatch(
+          /verification failed: partition \w+ of `\w+`\.`events` and the new version both have \d+ rows up to block \d+, but not the same values/,
+        );
+        // Nothing swapped: the live table keeps its key and every row, the changed values included.
+        const [key] = await server.ch.query<{ k: string }>(`SELECT sorting_key AS k FROM system.tables WHERE database = '${db}' AND name = 'events'`);
+        expect(key?.k).toBe('id');
+        expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events`)).toBe(TOTAL);
+        expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events WHERE v = 'changed by hand'`)).toBe(10);
+        // The stale copy was thrown away with the migration: the next apply copies again from the start, the changes included.
+        expect(await count(server.ch, `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND name = 'events__weir_next'`)).toBe(0);
+        const again = await runWeirApply(dir, server.url);
+        expect(again.code, again.out).toBe(0);
+        expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events WHERE v = 'changed by hand'`)).toBe(10);
+        expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events`)).toBe(TOTAL);
+        const [after] = await server.ch.query<{ k: string }>(`SELECT sorting_key AS k FROM system.tables WHERE database = '${db}' AND name = 'events'`);
+        expect(after?.k).toBe('v, id');
+      } else {
+        // Counts match, so the stale copy is swapped in: what Counts trades for not reading the tables.
+        expect(resumed.code, resumed.out).toBe(0);
+        expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events WHERE v = 'changed by hand'`)).toBe(0);
+        expect(await count(server.ch, `SELECT count() AS n FROM ${db}.events`)).toBe(TOTAL);
+      }
+    }
   });
 
   it('kills a statement still running under the query_id of the chunk it redoes, and lands that chunk once', async () => {
