@@ -82,9 +82,23 @@ export function appendResult(file: string, result: CellResult): void {
   appendFileSync(file, `${JSON.stringify(result)}\n`);
 }
 
+/** Tags given to cells in this process: one ClickHouse per run, so no two cells may share a namespace (and its database). */
+const usedTags = new Set<string>();
+
+/**
+ * A tag no other cell of this run has. Three random bytes alone collided once (2026-12-01: the idle and live cells of
+ * 4-sorting-key-http shared mx_4_31df8a; the live cell's apply rolled the idle cell's table back and seeded into it).
+ */
+function cellTag(): string {
+  for (;;) {
+    const tag = randomBytes(4).toString('hex');
+    if (!usedTags.has(tag)) return (usedTags.add(tag), tag);
+  }
+}
+
 export async function runCell(env: MatrixEnv, row: MatrixRow, condition: Condition): Promise<CellResult> {
   const started = Date.now();
-  const tag = randomBytes(3).toString('hex');
+  const tag = cellTag();
   const ns = `mx-${row.id.split('-')[0]}-${tag}`;
   const ctx: RowContext = { ns, db: ns.replace(/-/g, '_'), bootstrap: env.kafka?.broker.bootstrap ?? '', topic: `matrix-${tag}`, readEndpoint: `reads-${tag}` };
   // A scale row's statements (the bulk insert, the checks over 100M rows) outlast the shared client's 60 s.
