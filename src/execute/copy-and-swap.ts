@@ -149,6 +149,8 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
         faultPoint('Verified');
         await ch.command(`EXCHANGE TABLES ${live} AND ${next}`);
         faultPoint('Exchanged');
+        // The new live table is the one whose merges the backfill stopped.
+        await ch.command(`SYSTEM START MERGES ${live}`);
         return record(ch, { ...verified, state: 'Swapped' });
       },
       cx.timing,
@@ -159,6 +161,8 @@ export async function copyAndSwap(cx: StepContext, step: CopyAndSwapStep): Promi
   }
 
   if (m.state === 'Swapped') {
+    // An executor that died between the exchange and restarting the merges left them stopped.
+    await ch.command(`SYSTEM START MERGES ${live}`);
     // The previous version now sits under the temporary name. Rows that unmanaged writers
     // put into it between verification and the swap are found by block number and moved.
     if (await exists(ch, database, nextName)) {
@@ -222,6 +226,11 @@ async function backfillChunks(
     else await ch.command(`TRUNCATE TABLE ${next}`);
     if (lastDone) progress('Backfilling', { resumedAtChunk: first.chunk.index + 1, chunks: ledger.length });
   }
+  // The next version's merges wait until it is live: merging a chunk's parts while the next chunks
+  // copy takes the CPU the copy needs (a bare INSERT … SELECT leaves its merges for after it
+  // returns, too), and parts merged once now would be merged again. Restarted right after the
+  // swap (and again by a resumed executor); a restarted server forgets the stop, so it is sent again.
+  await ch.command(`SYSTEM STOP MERGES ${next}`);
   const settings = { ...backfillSettings(limits), ...(await deduplicationOff(ch)) };
   const startedRows = lastDone ? await count(ch, next) : 0;
   const started = Date.now();
@@ -374,21 +383,25 @@ async function rowSums(ch: ClickHouse, table: string, hashExpr: string, where: s
  * counted by name merged away meanwhile, the partitions are counted whole instead.
  */
 async function rowsByPartition(ch: ClickHouse, table: string, ref: TableRef, upTo: number): Promise<Map<string, number>> {
-  const parts = await activeParts(ch, ref);
-  const out = new Map<string, number>();
-  const counted: NamedPart[] = [];
-  for (const p of parts) {
-    if (p.minBlock > upTo) continue;
-    if (p.maxBlock <= upTo && !p.hasDeletes) out.set(p.partitionId, (out.get(p.partitionId) ?? 0) + p.rows);
-    else counted.push(p);
-  }
-  if (counted.length === 0) return out;
   const bound = Number.isFinite(upTo) ? ` AND _block_number <= ${upTo}` : '';
-  const inParts = await countByPartition(ch, table, `_part IN (${counted.map((p) => quoteString(p.name)).join(', ')})${bound}`);
-  const active = new Set((await activeParts(ch, ref)).map((p) => p.name));
-  if (!counted.every((p) => active.has(p.name))) return countByPartition(ch, table, Number.isFinite(upTo) ? `_block_number <= ${upTo}` : '1');
-  for (const [p, n] of inParts) out.set(p, (out.get(p) ?? 0) + n);
-  return out;
+  // A writer's small parts merge all the time: a race is retried a few times before the scan.
+  for (let attempt = 1; attempt <= DELTA_BY_PART_ATTEMPTS; attempt++) {
+    const parts = await activeParts(ch, ref);
+    const out = new Map<string, number>();
+    const counted: NamedPart[] = [];
+    for (const p of parts) {
+      if (p.minBlock > upTo) continue;
+      if (p.maxBlock <= upTo && !p.hasDeletes) out.set(p.partitionId, (out.get(p.partitionId) ?? 0) + p.rows);
+      else counted.push(p);
+    }
+    if (counted.length === 0) return out;
+    const inParts = await countByPartition(ch, table, `_part IN (${counted.map((p) => quoteString(p.name)).join(', ')})${bound}`);
+    const active = new Set((await activeParts(ch, ref)).map((p) => p.name));
+    if (!counted.every((p) => active.has(p.name))) continue;
+    for (const [p, n] of inParts) out.set(p, (out.get(p) ?? 0) + n);
+    return out;
+  }
+  return countByPartition(ch, table, Number.isFinite(upTo) ? `_block_number <= ${upTo}` : '1');
 }
 
 /** Attempts at the fenced copy by part name before it falls back to whole partitions. */
@@ -397,10 +410,11 @@ const DELTA_BY_PART_ATTEMPTS = 3;
 /**
  * Copy the live table's rows in (source_block, upTo] into next, reading only the parts written
  * since (O(the remainder)): a catch-up round ('u') or, under the fence, the last remainder ('d').
- * A merge that replaced a named part before the statement read it would hide rows from it: if a
- * named part is no longer active afterwards, what was copied is removed (dropDeltaParts: its parts
- * dropped, not a DELETE) and the copy runs again; after a few such attempts, by the partitions
- * instead (a merge keeps rows in their partition). Returns the parts the rows came from (for the count).
+ * A merge that replaced a named part before the statement started would hide rows from it: if a
+ * named part is no longer active afterwards and the rows in the range (counted in the parts now)
+ * are more than the copy added, what was copied is removed (dropRowsAfter: its parts dropped, not
+ * a DELETE) and the copy runs again; after a few such attempts, by the partitions instead (a merge
+ * keeps rows in their partition). Returns the parts the rows are in (for the count).
  */
 async function copyDelta(
   ch: ClickHouse,
@@ -424,6 +438,9 @@ async function copyDelta(
   };
   for (let attempt = 1; attempt <= DELTA_BY_PART_ATTEMPTS; attempt++) {
     const parts = partsInRange(await activeParts(ch, liveRef), after, upTo);
+    // Tests provoke the race that does hide rows: a merge between the listing and the statement.
+    if (attempt === 1 && kind === 'd' && process.env.WEIR_TEST_MERGE_BEFORE_DELTA_COPY === '1')
+      await ch.command(`OPTIMIZE TABLE ${qualified(liveRef.database, liveRef.table)} FINAL`);
     await insert(
       partsRangeWhere(
         parts.map((p) => p.name),
@@ -434,43 +451,31 @@ async function copyDelta(
     // Tests provoke the race: a merge of the live table between the copy and the check.
     if (attempt === 1 && kind === 'd' && process.env.WEIR_TEST_MERGE_BEFORE_DELTA_CHECK === '1')
       await ch.command(`OPTIMIZE TABLE ${qualified(liveRef.database, liveRef.table)} FINAL`);
-    const active = new Set((await activeParts(ch, liveRef)).map((p) => p.name));
+    const now = await activeParts(ch, liveRef);
+    const active = new Set(now.map((p) => p.name));
     if (parts.every((p) => active.has(p.name))) return parts;
-    // A part merged away meanwhile may have been missed: what this attempt copied goes, and it runs again.
-    const dropped = await dropDeltaParts(ch, next, nextRef, m.next_block);
+    // A named part merged away. The statement read it all the same if the merge came after the
+    // statement started (it reads the parts of its start), the usual case for a long catch-up round
+    // under a busy writer; if before, its rows are missing. The counts tell which: the rows in the
+    // range now (in the merged parts) against the rows this attempt added to next.
+    const [liveRows, nextRows] = await Promise.all([
+      rowsBetween(ch, qualified(liveRef.database, liveRef.table), liveRef, now, after, upTo),
+      rowsBetween(ch, next, nextRef, await activeParts(ch, nextRef), Number(m.next_block), Number.MAX_SAFE_INTEGER),
+    ]);
+    if (liveRows === nextRows) return partsInRange(now, after, upTo);
+    // Rows were missed: what this attempt copied goes, and it runs again.
+    const dropped = await dropRowsAfter(ch, next, m.next_block, nextRef);
     log.info('a merge raced the copy by parts; copying the delta again', {
       table: `${liveRef.database}.${liveRef.table}`,
       round: kind === 'd' ? 'fenced' : 'catch-up',
       attempt,
+      missedRows: liveRows - nextRows,
       droppedParts: dropped,
     });
   }
   const parts = await activeParts(ch, liveRef);
   await insert(blockRangeWhere(partitionsAfterBlock(parts, after), after, upTo));
   return parts;
-}
-
-/**
- * Remove what a fenced copy put into the next version after block `afterBlock` (its last recorded
- * point), inside the fence: the parts wholly after it are dropped (metadata only), so the fence
- * stays O(delta). Only when a merge of the next version joined such a part with older rows, or a
- * part cannot be dropped, are the rows deleted instead (a lightweight DELETE, which reads the whole
- * table: seconds at 10M rows). Returns the parts dropped, or -1 for the DELETE.
- */
-async function dropDeltaParts(ch: ClickHouse, next: string, nextRef: TableRef, afterBlock: string): Promise<number> {
-  const parts = await activeParts(ch, nextRef);
-  const b = Number(afterBlock);
-  const delta = parts.filter((p) => p.minBlock > b);
-  if (!parts.some((p) => p.minBlock <= b && p.maxBlock > b)) {
-    try {
-      for (const p of delta) await ch.command(`ALTER TABLE ${next} DROP PART ${quoteString(p.name)}`);
-      return delta.length;
-    } catch {
-      // A part merging right now cannot be dropped: the DELETE below handles it.
-    }
-  }
-  await dropRowsAfter(ch, next, afterBlock, nextRef);
-  return -1;
 }
 
 /**

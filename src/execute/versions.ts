@@ -2,9 +2,9 @@
 // newest keepPreviousVersions of them stay.
 import type { ClickHouse } from '../clickhouse/connection.js';
 import { versionTableName } from '../plan/datasource-plan.js';
-import { qualified } from '../plan/sql.js';
+import { qualified, quoteString } from '../plan/sql.js';
 import type { TableRef } from '../plan/catalog.js';
-import { count, maxBlock } from './probes.js';
+import { activeParts, count } from './probes.js';
 
 /** Keep the table at `tempName` as version `version` of `table` (or drop it when keep is 0), then prune. */
 export async function retain(ch: ClickHouse, database: string, table: string, tempName: string, version: number, keep: number): Promise<void> {
@@ -31,10 +31,31 @@ export async function dropBeyond(ch: ClickHouse, database: string, table: string
   for (const old of versions.slice(keep)) await ch.command(`DROP TABLE IF EXISTS ${qualified(database, old.name)}`);
 }
 
-/** Delete the rows of `table` past `block` (an interrupted attempt's copy), if there are any. */
-export async function dropRowsAfter(ch: ClickHouse, table: string, block: string, ref?: TableRef): Promise<void> {
-  // No part past the block (what system.parts says in milliseconds): no row either, and no scan.
-  if (ref && Number(await maxBlock(ch, ref)) <= Number(block)) return;
-  if ((await count(ch, table, `_block_number > ${block}`)) === 0) return;
+/**
+ * Remove the rows of `table` past `block` (an interrupted attempt's copy), if there are any. With
+ * `ref`, from its parts first: when no part holds rows of both sides (the usual case: the next
+ * version does not merge while it is built), the parts past the block are dropped, metadata only.
+ * Else a lightweight DELETE, which reads the table and is a mutation: it runs on the table's
+ * background executor, so merges stopped for a backfill are started first (a DELETE would wait
+ * for them forever). Returns the parts dropped, -1 for the DELETE, 0 when nothing was there.
+ */
+export async function dropRowsAfter(ch: ClickHouse, table: string, block: string, ref?: TableRef): Promise<number> {
+  const b = Number(block);
+  if (ref) {
+    const parts = await activeParts(ch, ref);
+    if (!parts.some((p) => p.maxBlock > b)) return 0;
+    const after = parts.filter((p) => p.minBlock > b);
+    if (!parts.some((p) => p.minBlock <= b && p.maxBlock > b)) {
+      try {
+        for (const p of after) await ch.command(`ALTER TABLE ${table} DROP PART ${quoteString(p.name)}`);
+        return after.length;
+      } catch {
+        // A part merging right now cannot be dropped: the DELETE below handles it.
+      }
+    }
+    await ch.command(`SYSTEM START MERGES ${table}`);
+  }
+  if ((await count(ch, table, `_block_number > ${block}`)) === 0) return 0;
   await ch.command(`DELETE FROM ${table} WHERE _block_number > ${block}`, { settings: { mutations_sync: 2, lightweight_deletes_sync: 2 } });
+  return -1;
 }
