@@ -282,11 +282,15 @@ async function runOnce(connect: () => ClickHouse, opts: BenchOptions & { rows: n
   let baselineWithWriterS = NaN;
   let writtenForBaseline = 0;
   if (opts.baselineWithWriter) {
-    log(`run ${run}: baseline copy with the writer running`);
+    log(`run ${run}: baseline copy with the writer (and the reader, with --reader) running`);
     const w = new PageViewWriter(connect(), table, { batchRows: opts.batchRows, intervalMs: opts.writerIntervalMs });
     w.start();
     await w.waitForRows(5 * opts.batchRows);
+    // The same reader as during the migration: it takes CPU too, so the conditions match.
+    const r = opts.reader ? new EndpointReader(connect(), qualified(database, TABLE)) : undefined;
+    r?.start();
     baselineWithWriterS = (await baselineCopy(ch, database)).wallS;
+    await r?.stop();
     await w.stop();
     writtenForBaseline = w.written;
     await mergesSettled(ch, database);

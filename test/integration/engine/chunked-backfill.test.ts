@@ -322,6 +322,17 @@ async function assertPageViewsExact(db: string, rows: number): Promise<void> {
 const BULK = 40_000;
 const NEW_KEY = ['tenant_id', 'pathname', 'timestamp'];
 
+/** page_views filled with BULK rows, a writer writing to it, and the project with the new key written out for weir apply. */
+async function writingToPageViews(name: string): Promise<{ db: string; writer: PageViewWriter; dir: string }> {
+  const ns = uniqueNamespace(name);
+  const db = ns.replace(/-/g, '_');
+  await fillPageViews(server.ch, ns, BULK);
+  const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
+  writer.start();
+  await writtenAtLeast(writer, 2_000);
+  return { db, writer, dir: writeProject(pageViewsProject(ns, NEW_KEY)) };
+}
+
 describe('chunked backfill and catch-up rounds with live writes', () => {
   it('copies in chunks and catches up in rounds outside the fence while a writer writes; every row exactly once', async () => {
     const ns = uniqueNamespace('catchup');
@@ -381,30 +392,19 @@ describe('chunked backfill and catch-up rounds with live writes', () => {
   }
 
   it('keeps the fenced copy when a merge of the live table came after it started: the counts show it read every row', async () => {
-    const ns = uniqueNamespace('delta-merged-after');
-    const db = ns.replace(/-/g, '_');
-    await fillPageViews(server.ch, ns, BULK);
-    const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
-    writer.start();
-    await writtenAtLeast(writer, 2_000);
-    const dir = writeProject(pageViewsProject(ns, NEW_KEY));
+    const { db, writer, dir } = await writingToPageViews('delta-merged-after');
     // OPTIMIZE … FINAL between the fenced copy and its check: the parts it read are merged away, after it read them.
     const run = await runWeirApply(dir, server.url, { WEIR_TEST_MERGE_BEFORE_DELTA_CHECK: '1', WEIR_CATCH_UP_ROWS: '0' });
     expect(run.code, run.out).toBe(0);
-    expect(run.out).not.toContain('a merge raced the copy by parts');
+    // No second fenced copy (a catch-up round may meet a writer's own merges and say so; that is not this case).
+    expect(run.out.split('\n').filter((l) => l.includes('a merge raced the copy by parts') && l.includes('"round":"fenced"'))).toEqual([]);
     await writtenAtLeast(writer, 1_000);
     await writer.stop();
     await assertPageViewsExact(db, BULK + writer.written);
   });
 
   it("copies the delta again when a merge of the live table came between listing its parts and the fenced copy, dropping the first attempt's parts: every row exactly once", async () => {
-    const ns = uniqueNamespace('delta-race');
-    const db = ns.replace(/-/g, '_');
-    await fillPageViews(server.ch, ns, BULK);
-    const writer = new PageViewWriter(server.connect(), db, { timing: FAST_FENCE });
-    writer.start();
-    await writtenAtLeast(writer, 2_000);
-    const dir = writeProject(pageViewsProject(ns, NEW_KEY));
+    const { db, writer, dir } = await writingToPageViews('delta-race');
     // OPTIMIZE … FINAL after the parts are listed and before the copy: the copy finds none of them.
     const run = await runWeirApply(dir, server.url, { WEIR_TEST_MERGE_BEFORE_DELTA_COPY: '1', WEIR_CATCH_UP_ROWS: '0' });
     expect(run.code, run.out).toBe(0);

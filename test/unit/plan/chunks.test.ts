@@ -20,6 +20,15 @@ import {
   type PartMarks,
 } from '../../../src/plan/chunks.js';
 
+/** A deterministic random integer in [0, n) generator (an LCG), so generated cases are the same every run. */
+function seededRandom(seed: number): (n: number) => number {
+  let state = seed;
+  return (n) => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state % n;
+  };
+}
+
 const part = (partitionId: string, minBlock: number, maxBlock: number, rows: number): PartInfo => ({ partitionId, minBlock, maxBlock, rows });
 const shape = (chunks: BackfillChunk[]) => chunks.map((c) => [c.partitionIds.join('+'), c.fromBlock, c.toBlock, c.rows]);
 
@@ -125,11 +134,7 @@ describe('planChunks', () => {
   });
 
   it('covers every block exactly once on many generated part layouts', () => {
-    let seed = 42;
-    const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed % n;
-    };
+    const random = seededRandom(42);
     for (let layout = 0; layout < 200; layout++) {
       const parts: PartInfo[] = [];
       let block = 1 + random(3);
@@ -193,11 +198,7 @@ describe('keyRanges (a large part cut by its primary key)', () => {
   });
 
   it('puts every key in exactly one range, on generated indexes', () => {
-    let seed = 7;
-    const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed % n;
-    };
+    const random = seededRandom(7);
     for (let layout = 0; layout < 200; layout++) {
       const keys: number[] = [];
       for (let k = random(5), i = 0; i < 1 + random(40); i++, k += random(3)) keys.push(k);
@@ -248,11 +249,7 @@ describe('planChunks with a part index (key ranges)', () => {
   });
 
   it('selects every (block, key) up to the plan block exactly once, on generated layouts', () => {
-    let seed = 99;
-    const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed % n;
-    };
+    const random = seededRandom(99);
     for (let layout = 0; layout < 150; layout++) {
       const parts: PartInfo[] = [];
       const marks = new Map<string, PartMarks>();
