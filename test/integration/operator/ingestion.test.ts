@@ -183,8 +183,15 @@ describe('ingestion Deployments', () => {
       },
       { timeoutMs: 60_000 },
     );
-    const cms = await kc.makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: ns, labelSelector: 'app.kubernetes.io/managed-by=weir' });
-    expect(cms.items).toEqual([]);
+    // The controller deletes the Deployment first, then the ConfigMap: waited for, not read once.
+    await waitFor(
+      'the ConfigMap gone',
+      async () => {
+        const cms = await kc.makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: ns, labelSelector: 'app.kubernetes.io/managed-by=weir' });
+        return cms.items.length === 0 ? true : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
     const ds = await dataSourceWhere('no ingestion status', (o) => o.status?.ingestion === undefined);
     expect(condition(ds, 'IngestionReady')).toBeUndefined();
     expect(condition(ds, 'Ready')?.status).toBe('True');
