@@ -34,7 +34,7 @@ describe('valid resources', () => {
     const ds = await getResource<DataSource>(kc, 'DataSource', ns, 'page-views');
     expect(ds.spec.engine.sortingKey).toEqual(['tenant_id', 'timestamp']);
     expect(ds.spec.deletionPolicy).toBe('Retain');
-    expect(ds.spec.migration).toEqual({ approval: 'Automatic', keepPreviousVersions: 1, allowDestructive: false });
+    expect(ds.spec.migration).toEqual({ approval: 'Automatic', keepPreviousVersions: 1, allowDestructive: false, verify: 'Checksum' });
     expect(ds.spec.ingestion?.kafka?.startFrom).toBe('earliest');
     expect(ds.spec.ingestion?.batch).toEqual({ maxRows: 100000, maxDelayMs: 1000, maxBytes: 16777216 });
   });
